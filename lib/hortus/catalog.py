@@ -1,0 +1,98 @@
+"""The catalog: every table's contract, its location and its lineage.
+
+Contracts come from the domain's contract file (the plant shop by default,
+`HORTUS_CONTRACTS` or an explicit path for another domain) plus the built-in
+tables of Hortus itself; bronze contracts are derived from the silver ones
+(raw strings plus ingestion metadata).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from hortus.contracts import Column, Contract, load_contracts
+from hortus.errors import TableNotFound
+
+HERE = Path(__file__).parent
+DEFAULT_CONTRACTS = HERE / "plantshop" / "contracts.yaml"
+BUILTIN_CONTRACTS = HERE / "builtin_contracts.yaml"
+
+# Ingestion metadata carried by every bronze row.
+BRONZE_META = (
+    Column("_source_file", "string", False, description="Landing file, relative to data/."),
+    Column("_line", "int", False, min=1, description="1-based line in the file (CSV header = 1)."),
+    Column("_file_sha256", "string", False, description="SHA-256 of the landing file."),
+    Column("_file_date", "date", True, description="Export date parsed from the file name."),
+    Column("_batch_id", "string", False, description="Ingest batch id (content-derived)."),
+    Column("_ingested_at", "datetime", False, description="Ingestion time (UTC); not content."),
+)
+# Columns excluded from content hashes (they depend on when, not on what).
+VOLATILE_COLUMNS = ("_ingested_at", "ingested_at")
+
+
+def bronze_contract(silver: Contract) -> Contract:
+    """Derive the bronze contract (raw, restricted) of a landed silver table."""
+    assert silver.landing is not None
+    if silver.landing.format == "jsonl":
+        payload = (Column("_raw", "string", True, pii="free_text",
+                          description="The raw JSON line, personal data in the clear."),)
+    else:
+        payload = tuple(
+            replace(c, type="string", nullable=True, min=None, max=None, allowed=None,
+                    pattern=None, generalise=None)
+            for c in silver.columns
+        )
+    return replace(
+        silver,
+        layer="bronze",
+        columns=payload + BRONZE_META,
+        description=f"Raw landed rows of {silver.full_name} (restricted zone).",
+        primary_key=("_source_file", "_line"),
+        order_by=None,
+    )
+
+
+class Catalog:
+    """Contracts of every table, by `layer.name`.
+
+    Examples
+    --------
+    >>> cat = Catalog.load()
+    >>> cat.get("silver.events").primary_key
+    ('event_id',)
+    """
+
+    def __init__(self, contracts: dict[str, Contract]):
+        self._contracts = dict(sorted(contracts.items()))
+
+    @classmethod
+    def load(cls, domain: Path | None = None) -> Catalog:
+        """Load the domain contracts (default: plant shop) and the built-in ones."""
+        path = Path(domain or os.environ.get("HORTUS_CONTRACTS") or DEFAULT_CONTRACTS)
+        contracts = load_contracts(BUILTIN_CONTRACTS) | load_contracts(path)
+        for c in list(contracts.values()):
+            if c.landing is not None:
+                b = bronze_contract(c)
+                contracts[b.full_name] = b
+        return cls(contracts)
+
+    def get(self, name: str) -> Contract:
+        """Return one contract, or raise TableNotFound listing the known tables."""
+        try:
+            return self._contracts[name]
+        except KeyError:
+            known = ", ".join(self._contracts)
+            raise TableNotFound(f"no table {name!r} in the catalog; known tables: {known}") from None
+
+    def names(self, layer: str | None = None) -> list[str]:
+        """Return table names, optionally of one layer."""
+        return [n for n, c in self._contracts.items() if layer is None or c.layer == layer]
+
+    def landed(self) -> list[Contract]:
+        """Return the silver contracts that have landing files, in dependency order."""
+        return [c for c in self._contracts.values() if c.landing is not None and c.layer == "silver"]
+
+    def __iter__(self):
+        return iter(self._contracts.values())

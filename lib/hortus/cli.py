@@ -1,0 +1,273 @@
+"""The `hortus` command.  Every subcommand has --help.
+
+User mistakes (bad paths, unknown tables, missing keys) print one clear line
+and exit with status 2; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hortus.config import Paths
+from hortus.errors import HortusError
+
+
+def _paths(args: argparse.Namespace) -> Paths:
+    return Paths.at(Path(args.root)) if getattr(args, "root", None) else Paths.discover()
+
+
+def _params(args: argparse.Namespace, paths: Paths, section: str) -> dict:
+    from hortus.params import load_section
+
+    return load_section(Path(args.params) if args.params else paths.root / "params.yaml", section)
+
+
+def _print(obj: object, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+# ------------------------------------------------------------------ simulate
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from hortus.plantshop.simulate import SimConfig, simulate
+
+    paths = _paths(args)
+    base = _params(args, paths, "simulate") if args.from_params else {}
+    fields = {k: v for k, v in base.items()}
+    for name in ("seed", "start", "days", "users", "plants", "fault_rate", "drift_start"):
+        value = getattr(args, name)
+        if value is not None:
+            fields[name] = value
+    for name in ("drift", "faults"):
+        value = getattr(args, name)
+        if value is not None:
+            fields[name] = [v for v in value.split(",") if v]
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    try:
+        config = SimConfig(**fields)
+    except TypeError as exc:
+        raise HortusError(f"simulate: {exc}") from None
+    out = Path(args.out) if args.out else paths.data
+    manifest = simulate(config, out)
+    files = manifest.get("files", [])
+    print(f"wrote {len(files)} landing files to {out}")
+    if not args.quiet:
+        print("pin this snapshot with:  dvc add data && git add data.dvc && git commit")
+    return 0
+
+
+# -------------------------------------------------------------------- stages
+def _stage(name: str):
+    def run(args: argparse.Namespace) -> int:
+        from hortus import stages
+
+        paths = _paths(args)
+        summary = stages.STAGES[name](paths, _params(args, paths, name))
+        _report_stage(name, summary, paths)
+        return 0
+
+    return run
+
+
+def _report_stage(name: str, summary: dict, paths: Paths) -> None:
+    if name == "ingest":
+        print(f"ingest batch {summary['batch_id']}: {summary['files_new']} new file(s), "
+              f"{summary['files_skipped_already_ingested']} already ingested, "
+              f"{summary['files_refused']} refused")
+        for table, n in sorted(summary["rows_landed"].items()):
+            print(f"  landed {n:>9,} rows for {table}")
+        for r in summary["refused"]:
+            print(f"  REFUSED {r['file']}: {r['reason']}")
+        for w in summary["warnings"]:
+            print(f"  warning {w}")
+    elif name == "silver":
+        for table, t in sorted(summary["tables"].items()):
+            rules = ", ".join(f"{k}={v}" for k, v in t["rules"].items()) or "none"
+            print(f"  {table:<16} landed {t['landed']:>9,} = accepted {t['accepted']:>9,} "
+                  f"+ quarantined {t['quarantined']:>7,}  (rules: {rules})")
+        _print_quarantine_examples(paths)
+    else:
+        print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+
+
+def _print_quarantine_examples(paths: Paths, limit: int = 8) -> None:
+    from hortus.silver import QUARANTINE
+    from hortus.tables import Lakehouse
+
+    lh = Lakehouse.open(paths.root, stage="cli")
+    if not lh.exists(QUARANTINE):
+        return
+    rows = (lh.scan(QUARANTINE).sort("source_file", "line")
+            .group_by("rule", maintain_order=True).head(2).head(limit).collect())
+    for r in rows.iter_rows(named=True):
+        print(f"  quarantined {r['source_file']}:{r['line']} column {r['column'] or '-'} "
+              f"rule {r['rule']}: {r['message'][:160]}")
+
+
+# ------------------------------------------------------------------- catalog
+def cmd_catalog_list(args: argparse.Namespace) -> int:
+    from hortus.tables import Lakehouse
+
+    lh = Lakehouse.open(_paths(args).root, stage="cli")
+    rows = []
+    for c in lh.catalog:
+        built = lh.exists(c.full_name)
+        rows.append({"table": c.full_name, "owner": c.owner, "built": built,
+                     "version": lh.version(c.full_name) if built else None,
+                     "description": c.description})
+    if args.json:
+        _print(rows, True)
+        return 0
+    print(f"{'table':<24} {'version':>7}  {'owner':<16} description")
+    for r in rows:
+        v = "-" if r["version"] is None else str(r["version"])
+        print(f"{r['table']:<24} {v:>7}  {r['owner']:<16} {r['description'][:70]}")
+    return 0
+
+
+def cmd_catalog_show(args: argparse.Namespace) -> int:
+    from hortus.docs import table_markdown
+    from hortus.tables import Lakehouse
+
+    lh = Lakehouse.open(_paths(args).root, stage="cli")
+    contract = lh.catalog.get(args.table)
+    if args.json:
+        out = contract.to_dict()
+        if lh.exists(args.table):
+            out["history"] = lh.history(args.table).to_dicts()
+        _print(out, True)
+        return 0
+    print(table_markdown(contract, lh))
+    if lh.exists(args.table):
+        print("Lineage (one row per Delta version):")
+        for h in lh.history(args.table).iter_rows(named=True):
+            print(f"  v{h['version']:<4} {h['timestamp']:%Y-%m-%d %H:%M:%S} {h['operation']:<8} "
+                  f"rows+{h['rows_added'] or 0:<9} stage={h['stage']} inputs={h['inputs']} "
+                  f"git={str(h['git_commit'])[:10]} user={h['user']}")
+    return 0
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from hortus.silver import QUARANTINE
+    from hortus.tables import Lakehouse
+
+    lh = Lakehouse.open(_paths(args).root, stage="cli")
+    lf = lh.scan(QUARANTINE)
+    if args.table:
+        lf = lf.filter(pl.col("table") == args.table)
+    if args.rule:
+        lf = lf.filter(pl.col("rule") == args.rule)
+    rows = lf.sort("source_file", "line").head(args.limit).collect()
+    for r in rows.iter_rows(named=True):
+        print(f"{r['source_file']}:{r['line']}: table {r['table']} column {r['column'] or '-'} "
+              f"rule {r['rule']}: {r['message']}")
+    return 0
+
+
+# ---------------------------------------------------------------------- data
+def cmd_data(args: argparse.Namespace) -> int:
+    from hortus import snapshot
+
+    paths = _paths(args)
+    if args.action == "restore":
+        snapshot.restore(paths, _params(args, paths, "simulate"))
+    snapshot.verify(paths)
+    print(f"data/ matches data.dvc ({snapshot.pinned_md5(paths)})")
+    return 0
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    from hortus.pii import write_demo_key
+
+    path = write_demo_key(_paths(args).secrets)
+    print(f"PII key file: {path} (the demo key is for the demo only)")
+    return 0
+
+
+# -------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of the `hortus` command."""
+    p = argparse.ArgumentParser(prog="hortus", description=__doc__.splitlines()[0])
+    p.add_argument("--root", help="project root (default: found from the working directory)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("simulate", help="write a landing export of the simulated plant shop",
+                       description="Write a deterministic landing export (CSV and JSON lines) "
+                                   "of the plant shop web app.")
+    s.add_argument("--out", help="output folder (default: data/)")
+    s.add_argument("--from-params", action="store_true",
+                   help="start from params.yaml's simulate section (the pinned default snapshot)")
+    s.add_argument("--params", help="params file (default: params.yaml at the root)")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--start", help="first day, YYYY-MM-DD")
+    s.add_argument("--days", type=int)
+    s.add_argument("--users", type=int)
+    s.add_argument("--plants", type=int)
+    s.add_argument("--drift", help="comma list: new_region,price_change,seasonal")
+    s.add_argument("--drift-start", dest="drift_start", help="day the drift starts, YYYY-MM-DD")
+    s.add_argument("--faults", help="comma list, e.g. malformed,duplicates,late,truncated_gzip")
+    s.add_argument("--fault-rate", dest="fault_rate", type=float)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_simulate)
+
+    docs = {
+        "ingest": "land new files of data/ into bronze (append-only, idempotent)",
+        "silver": "validate, deduplicate and tokenise bronze into silver; quarantine the rest",
+        "kpis": "compute the gold daily KPI table",
+        "docs": "generate the data dictionary under reports/",
+    }
+    for name, help_ in docs.items():
+        s = sub.add_parser(name, help=help_, description=f"DVC stage `{name}`: {help_}.")
+        s.add_argument("--params", help="params file (default: params.yaml at the root)")
+        s.set_defaults(func=_stage(name))
+
+    c = sub.add_parser("catalog", help="list tables and show contracts and lineage",
+                       description="Browse the catalog.")
+    csub = c.add_subparsers(dest="action", required=True, metavar="ACTION")
+    cl = csub.add_parser("list", help="list every table", description="List every table.")
+    cl.add_argument("--json", action="store_true")
+    cl.set_defaults(func=cmd_catalog_list)
+    cs = csub.add_parser("show", help="show one table's contract and lineage",
+                         description="Show one table's contract, size and lineage.")
+    cs.add_argument("table", help="table name, e.g. silver.events")
+    cs.add_argument("--json", action="store_true")
+    cs.set_defaults(func=cmd_catalog_show)
+
+    q = sub.add_parser("quarantine", help="list quarantined rows with file, line, column, rule",
+                       description="List rows rejected by silver validation.")
+    q.add_argument("--table", help="only this silver table, e.g. silver.events")
+    q.add_argument("--rule", help="only this rule, e.g. json, type, duplicate")
+    q.add_argument("--limit", type=int, default=50)
+    q.set_defaults(func=cmd_quarantine)
+
+    d = sub.add_parser("data", help="verify or restore the pinned landing snapshot",
+                       description="verify: check data/ against data.dvc.  restore: rebuild "
+                                   "the embedded default snapshot from params.yaml and verify it.")
+    d.add_argument("action", choices=["verify", "restore"])
+    d.add_argument("--params", help="params file (default: params.yaml at the root)")
+    d.set_defaults(func=cmd_data)
+
+    k = sub.add_parser("key", help="write the demo-only PII key if no key exists",
+                       description="Write the labelled demo PII tokenisation key to "
+                                   ".hortus/secrets/pii.key unless one exists.")
+    k.set_defaults(func=cmd_key)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HortusError as exc:
+        print(f"hortus: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

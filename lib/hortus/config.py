@@ -1,0 +1,82 @@
+"""Project paths, anchored at the project root, and the environment switches.
+
+Every path the library uses comes from `Paths`; nothing else reads the
+environment for locations.  `HORTUS_ROOT` overrides the project root (found by
+walking up from the working directory to the folder holding `dvc.yaml` or
+`pyproject.toml`), `HORTUS_LAKEHOUSE` the lakehouse root.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+LAYERS = ("bronze", "quarantine", "silver", "gold", "ops")
+RESTRICTED_LAYERS = ("bronze", "quarantine")
+
+
+def find_root(start: Path | None = None) -> Path:
+    """Return the project root: `HORTUS_ROOT`, else the nearest folder with dvc.yaml."""
+    if env := os.environ.get("HORTUS_ROOT"):
+        return Path(env).resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").exists() or (folder / "pyproject.toml").exists():
+            return folder
+    return here
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Locations of the landing cache, lakehouse, reports and secrets.
+
+    Examples
+    --------
+    >>> p = Paths.at(Path("/tmp/proj"))
+    >>> str(p.table("silver", "events"))
+    '/tmp/proj/lakehouse/silver/events'
+    """
+
+    root: Path
+    lakehouse: Path
+
+    @classmethod
+    def at(cls, root: Path, lakehouse: Path | None = None) -> Paths:
+        """Build paths for a project root (lakehouse defaults to root/lakehouse)."""
+        root = Path(root).resolve()
+        env_lake = os.environ.get("HORTUS_LAKEHOUSE")
+        lake = Path(lakehouse or env_lake or root / "lakehouse").resolve()
+        return cls(root=root, lakehouse=lake)
+
+    @classmethod
+    def discover(cls) -> Paths:
+        """Build paths for the project containing the working directory."""
+        return cls.at(find_root())
+
+    @property
+    def data(self) -> Path:
+        """Landing cache pinned by data.dvc."""
+        return self.root / "data"
+
+    @property
+    def reports(self) -> Path:
+        """Generated reports (DVC outputs and published notebooks)."""
+        return self.root / "reports"
+
+    @property
+    def secrets(self) -> Path:
+        """Git-ignored folder for local secrets (keys)."""
+        return self.root / ".hortus" / "secrets"
+
+    def layer(self, layer: str) -> Path:
+        """Return the folder of a lakehouse layer; bronze and quarantine are restricted."""
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}; expected one of {', '.join(LAYERS)}")
+        if layer in RESTRICTED_LAYERS:
+            return self.lakehouse / "restricted" / layer
+        return self.lakehouse / layer
+
+    def table(self, layer: str, name: str) -> Path:
+        """Return the folder of one Delta table."""
+        return self.layer(layer) / name

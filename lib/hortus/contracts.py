@@ -1,0 +1,382 @@
+"""Data contracts: one definition per table drives validation, PII handling and docs.
+
+A contract lists the columns of a table with their type, nullability, bounds,
+allowed values, pattern and PII class.  `violations` turns a contract into
+vectorised polars checks over raw (string) columns; the same contract gives the
+polars schema of the typed table, the model input signature and the data
+dictionary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+
+from hortus.errors import ContractError
+
+TYPES: dict[str, pl.DataType] = {
+    "string": pl.String(),
+    "int": pl.Int64(),
+    "float": pl.Float64(),
+    "bool": pl.Boolean(),
+    "date": pl.Date(),
+    "datetime": pl.Datetime("us", "UTC"),
+}
+PII_CLASSES = ("none", "direct", "quasi", "free_text")
+LAYER_NAMES = ("bronze", "quarantine", "silver", "gold", "ops")
+_COLUMN_KEYS = {
+    "type", "nullable", "min", "max", "allowed", "pattern", "pii", "generalise",
+    "sensitive", "description",
+}
+_TABLE_KEYS = {
+    "layer", "description", "owner", "freshness_sla_hours", "primary_key", "order_by",
+    "landing", "columns", "on_extra_columns",
+}
+_DATETIME_FORMATS = ("%Y-%m-%dT%H:%M:%S%.fZ", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S%.f")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a contract."""
+
+    name: str
+    type: str
+    nullable: bool = True
+    min: Any = None
+    max: Any = None
+    allowed: tuple[Any, ...] | None = None
+    pattern: str | None = None
+    pii: str = "none"
+    generalise: str | None = None
+    sensitive: bool = False
+    description: str = ""
+
+    @property
+    def dtype(self) -> pl.DataType:
+        """Return the polars dtype of the typed column."""
+        return TYPES[self.type]
+
+
+@dataclass(frozen=True)
+class Landing:
+    """Where a table's raw files land under data/ and in which format."""
+
+    glob: str
+    format: str  # csv | jsonl
+
+
+@dataclass(frozen=True)
+class Contract:
+    """The data contract of one table.
+
+    Examples
+    --------
+    >>> c = Contract.from_dict("t", {"layer": "silver", "owner": "me",
+    ...     "columns": {"x": {"type": "int", "nullable": False, "min": 0}}})
+    >>> c.schema
+    Schema([('x', Int64)])
+    """
+
+    name: str
+    layer: str
+    columns: tuple[Column, ...]
+    description: str = ""
+    owner: str = "unowned"
+    freshness_sla_hours: float | None = None
+    primary_key: tuple[str, ...] = ()
+    order_by: str | None = None
+    landing: Landing | None = None
+    on_extra_columns: str = "warn"
+    shop_opened: datetime | None = None
+    source: str = "<inline>"
+
+    @property
+    def full_name(self) -> str:
+        """Return `layer.name`, the name used by the table API."""
+        return f"{self.layer}.{self.name}"
+
+    @property
+    def schema(self) -> pl.Schema:
+        """Return the polars schema of the typed table."""
+        return pl.Schema({c.name: c.dtype for c in self.columns})
+
+    @property
+    def column_names(self) -> list[str]:
+        """Return the column names in contract order."""
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        """Return one column, or raise ContractError naming the table."""
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise ContractError(f"contract {self.full_name} has no column {name!r}")
+
+    @property
+    def required(self) -> list[str]:
+        """Return the names of columns that must be present and non-null."""
+        return [c.name for c in self.columns if not c.nullable]
+
+    def pii_columns(self, *classes: str) -> list[str]:
+        """Return the columns whose PII class is one of `classes`."""
+        return [c.name for c in self.columns if c.pii in classes]
+
+    @classmethod
+    def from_dict(
+        cls, name: str, spec: dict, *, source: str = "<inline>", shop_opened: Any = None
+    ) -> Contract:
+        """Build a contract from its YAML mapping, checking every key."""
+        where = f"{source}: table {name!r}"
+        if not isinstance(spec, dict):
+            raise ContractError(f"{where}: expected a mapping")
+        unknown = set(spec) - _TABLE_KEYS
+        if unknown:
+            raise ContractError(f"{where}: unknown key(s) {sorted(unknown)}")
+        layer = spec.get("layer")
+        if layer not in LAYER_NAMES:
+            raise ContractError(f"{where}: layer must be one of {LAYER_NAMES}, got {layer!r}")
+        cols = []
+        for cname, cspec in (spec.get("columns") or {}).items():
+            cols.append(_column(cname, cspec or {}, f"{where}, column {cname!r}"))
+        if not cols:
+            raise ContractError(f"{where}: no columns")
+        names = {c.name for c in cols}
+        pk = tuple(spec.get("primary_key") or ())
+        for k in pk:
+            if k not in names:
+                raise ContractError(f"{where}: primary_key column {k!r} is not a column")
+        landing = None
+        if spec.get("landing"):
+            lspec = spec["landing"]
+            if lspec.get("format") not in ("csv", "jsonl"):
+                raise ContractError(f"{where}: landing.format must be csv or jsonl")
+            landing = Landing(glob=str(lspec["glob"]), format=lspec["format"])
+        extra = spec.get("on_extra_columns", "warn")
+        if extra not in ("warn", "refuse"):
+            raise ContractError(f"{where}: on_extra_columns must be warn or refuse")
+        return cls(
+            name=name,
+            layer=layer,
+            columns=tuple(cols),
+            description=str(spec.get("description", "")),
+            owner=str(spec.get("owner", "unowned")),
+            freshness_sla_hours=spec.get("freshness_sla_hours"),
+            primary_key=pk,
+            order_by=spec.get("order_by"),
+            landing=landing,
+            on_extra_columns=extra,
+            shop_opened=_parse_datetime(shop_opened) if shop_opened else None,
+            source=source,
+        )
+
+    def to_dict(self) -> dict:
+        """Return a JSON-friendly description (for `catalog show --json` and docs)."""
+        return {
+            "name": self.full_name,
+            "description": self.description,
+            "owner": self.owner,
+            "freshness_sla_hours": self.freshness_sla_hours,
+            "primary_key": list(self.primary_key),
+            "landing": None if not self.landing else vars(self.landing),
+            "columns": [
+                {k: v for k, v in vars(c).items() if v not in (None, (), "")}
+                | {"allowed": list(c.allowed)} * bool(c.allowed)
+                for c in self.columns
+            ],
+        }
+
+
+def _column(name: str, spec: dict, where: str) -> Column:
+    unknown = set(spec) - _COLUMN_KEYS
+    if unknown:
+        raise ContractError(f"{where}: unknown key(s) {sorted(unknown)}")
+    ctype = spec.get("type")
+    if ctype not in TYPES:
+        raise ContractError(f"{where}: type must be one of {sorted(TYPES)}, got {ctype!r}")
+    pii = spec.get("pii", "none")
+    if pii not in PII_CLASSES:
+        raise ContractError(f"{where}: pii must be one of {PII_CLASSES}, got {pii!r}")
+    allowed = spec.get("allowed")
+    if allowed is not None and ctype == "string":
+        odd = [v for v in allowed if not isinstance(v, str)]
+        if odd:
+            raise ContractError(
+                f"{where}: allowed value(s) {odd} are not strings; quote them "
+                "(YAML reads NO, yes, on, off as booleans and 01 as a number)"
+            )
+    return Column(
+        name=name,
+        type=ctype,
+        nullable=bool(spec.get("nullable", True)),
+        min=spec.get("min"),
+        max=spec.get("max"),
+        allowed=tuple(allowed) if allowed is not None else None,
+        pattern=spec.get("pattern"),
+        pii=pii,
+        generalise=spec.get("generalise"),
+        sensitive=bool(spec.get("sensitive", False)),
+        description=str(spec.get("description", "")),
+    )
+
+
+def load_contracts(path: Path) -> dict[str, Contract]:
+    """Load every table contract of a YAML file, keyed by `layer.name`."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ContractError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict) or "tables" not in doc:
+        raise ContractError(f"{path}: expected a mapping with a 'tables' key")
+    opened = doc.get("shop_opened")
+    out = {}
+    for name, spec in doc["tables"].items():
+        c = Contract.from_dict(name, spec, source=str(path), shop_opened=opened)
+        out[c.full_name] = c
+    return out
+
+
+def _parse_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+# ---------------------------------------------------------------- parsing & checks
+
+
+def parse_expr(col: Column, raw: pl.Expr) -> pl.Expr:
+    """Return an expression casting a raw string column to the contract type (null if it fails)."""
+    if col.type == "string":
+        return raw
+    if col.type == "int":
+        return raw.str.strip_chars().cast(pl.Int64, strict=False)
+    if col.type == "float":
+        return raw.str.strip_chars().cast(pl.Float64, strict=False)
+    if col.type == "bool":
+        return raw.str.to_lowercase().replace_strict(
+            {"true": True, "false": False, "1": True, "0": False}, default=None,
+            return_dtype=pl.Boolean,
+        )
+    if col.type == "date":
+        return raw.str.to_date("%Y-%m-%d", strict=False)
+    return pl.coalesce(
+        [
+            raw.str.to_datetime(f, time_unit="us", time_zone="UTC", strict=False)
+            for f in _DATETIME_FORMATS
+        ]
+    )
+
+
+def _bound(col: Column, value: Any, contract: Contract, export_col: str | None) -> pl.Expr | None:
+    if value is None:
+        return None
+    if value == "@shop_opened":
+        if contract.shop_opened is None:
+            raise ContractError(f"{contract.source}: {col.name} uses @shop_opened but none is set")
+        return pl.lit(contract.shop_opened).cast(col.dtype)
+    if value == "@export":
+        return pl.col(export_col) if export_col else None
+    if col.type == "date":
+        return pl.lit(date.fromisoformat(str(value)))
+    if col.type == "datetime":
+        return pl.lit(_parse_datetime(value)).cast(col.dtype)
+    return pl.lit(value)
+
+
+def _msg(*parts: str | pl.Expr) -> pl.Expr:
+    return pl.concat_str([pl.lit(p) if isinstance(p, str) else p for p in parts])
+
+
+def _violation(cond: pl.Expr, rule: str, column: str, message: pl.Expr) -> pl.Expr:
+    return pl.when(cond).then(
+        pl.struct(rule=pl.lit(rule), column=pl.lit(column), message=message)
+    )
+
+
+def violation_exprs(
+    contract: Contract, *, typed_suffix: str = "", export_col: str | None = None
+) -> list[pl.Expr]:
+    """Return one expression per (column, rule) that yields a violation struct or null.
+
+    Raw values are the string columns named like the contract columns; typed values
+    are the same names plus `typed_suffix`.  Each violation is a struct with `rule`,
+    `column` and `message` (the message shows the offending value).
+    """
+    out = []
+    for c in contract.columns:
+        raw = pl.col(c.name)
+        typed = pl.col(c.name + typed_suffix)
+        shown = raw.str.slice(0, 60)
+        if not c.nullable:
+            out.append(_violation(raw.is_null(), "required", c.name,
+                                  pl.lit(f"required value of {c.name} is missing")))
+        if c.type != "string":
+            out.append(_violation(
+                raw.is_not_null() & typed.is_null(), "type", c.name,
+                _msg(f"{c.name}: '", shown, f"' is not a valid {c.type}"),
+            ))
+        lo = _bound(c, c.min, contract, export_col)
+        if lo is not None:
+            out.append(_violation(typed < lo, "min", c.name,
+                                  _msg(f"{c.name}: ", shown, " is below the minimum ",
+                                       lo.cast(pl.String))))
+        hi = _bound(c, c.max, contract, export_col)
+        if hi is not None:
+            rule = "future" if c.max == "@export" else "max"
+            out.append(_violation(typed > hi, rule, c.name,
+                                  _msg(f"{c.name}: ", shown, " is above the maximum ",
+                                       hi.cast(pl.String))))
+        if c.allowed is not None:
+            allowed = pl.Series(list(c.allowed)).cast(c.dtype)
+            out.append(_violation(
+                typed.is_not_null() & ~typed.is_in(allowed.implode()), "allowed", c.name,
+                _msg(f"{c.name}: '", shown, f"' is not one of {list(c.allowed)}"),
+            ))
+        if c.pattern is not None:
+            out.append(_violation(
+                typed.is_not_null() & ~raw.str.contains(f"^(?:{c.pattern})$"), "pattern",
+                c.name, _msg(f"{c.name}: '", shown, f"' does not match /{c.pattern}/"),
+            ))
+        if c.type == "string":
+            out.append(_violation(
+                raw.str.contains("\ufffd", literal=True), "encoding", c.name,
+                pl.lit(f"{c.name}: value holds bytes that are not valid UTF-8"),
+            ))
+    return out
+
+
+def check_frame(df: pl.DataFrame | pl.LazyFrame, contract: Contract) -> pl.DataFrame:
+    """Check an already typed frame against its contract; return one row per violation.
+
+    Used by data tests and monitors on any contract-described table.  Columns of
+    the result: `row` (0-based), `rule`, `column`, `message`.  Missing columns are
+    reported with row = null.
+    """
+    lf = df.lazy()
+    names = lf.collect_schema().names()
+    missing = [c for c in contract.column_names if c not in names]
+    rows = [{"row": None, "rule": "missing_column", "column": m,
+             "message": f"column {m} required by {contract.full_name} is missing"} for m in missing]
+    present = [c for c in contract.columns if c.name in names]
+    sub = Contract(name=contract.name, layer=contract.layer, columns=tuple(present),
+                   shop_opened=contract.shop_opened, source=contract.source)
+    lf = lf.select([pl.col(c.name).cast(pl.String).alias(c.name) for c in present]
+                   + [pl.col(c.name).alias(c.name + "__t") for c in present])
+    exprs = [e for e in violation_exprs(sub, typed_suffix="__t") if e is not None]
+    found = pl.DataFrame(schema={"row": pl.Int64, "rule": pl.String, "column": pl.String,
+                                 "message": pl.String})
+    if exprs:
+        found = (
+            lf.with_row_index("row")
+            .select(pl.col("row").cast(pl.Int64), pl.concat_list(exprs).alias("_v"))
+            .explode("_v").drop_nulls("_v").unnest("_v").collect()
+        )
+    if rows:
+        found = pl.concat([pl.DataFrame(rows, schema=found.schema), found])
+    return found

@@ -1,0 +1,21 @@
+"""Errors that carry a user-facing message (the CLI prints them without a traceback)."""
+
+from __future__ import annotations
+
+
+class HortusError(Exception):
+    """A mistake the user can fix; the message says what and where."""
+
+    exit_code = 2
+
+
+class ContractError(HortusError):
+    """A contract file is malformed."""
+
+
+class TableNotFound(HortusError):
+    """A table name is not in the catalog or has never been written."""
+
+
+class LandingFileRefused(HortusError):
+    """A whole landing file cannot be ingested (empty, truncated, changed schema...)."""

@@ -1,0 +1,21 @@
+"""Read params.yaml (only stage entry points and notebook setup cells call this)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hortus.errors import HortusError
+
+
+def load_section(path: Path, section: str) -> dict[str, Any]:
+    """Return one section of params.yaml, or raise a clear error naming file and section."""
+    path = Path(path)
+    if not path.exists():
+        raise HortusError(f"{path}: parameters file not found")
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if section not in doc:
+        raise HortusError(f"{path}: no section {section!r} (sections: {', '.join(doc)})")
+    return doc[section] or {}

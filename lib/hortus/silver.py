@@ -1,0 +1,297 @@
+"""Silver: typed, deduplicated, contract-checked tables with personal data tokenised.
+
+Every bronze row ends in exactly one place: the silver table (accepted) or
+`quarantine.rows` (rejected, with the first rule it broke and all its
+violations).  `process` is a pure function over one batch of bronze rows;
+`build` runs it for every landed table over the bronze batches not processed
+yet, so it serves both full rebuilds (`dvc repro`) and micro-batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+import polars as pl
+
+from hortus.contracts import Column, Contract, parse_expr, violation_exprs
+from hortus.pii import redact_text, tokenize
+from hortus.tables import Lakehouse
+
+QUARANTINE = "quarantine.rows"
+AGE_BANDS = ((0, 18, "<18"), (18, 25, "18-24"), (25, 35, "25-34"), (35, 45, "35-44"),
+             (45, 55, "45-54"), (55, 65, "55-64"), (65, 200, "65+"))
+_T = "__t"  # suffix of typed columns during processing
+_META = ["_source_file", "_line", "_batch_id", "_file_date"]
+
+
+def stored_contract(contract: Contract) -> Contract:
+    """Return the contract of the table as silver stores it (tokens, generalised columns)."""
+    cols: list[Column] = []
+    for c in contract.columns:
+        if c.pii == "direct":
+            cols.append(replace(c, pattern=None, allowed=None,
+                                description=f"{c.description} Keyed token (HMAC-SHA256) in silver."))
+        elif c.generalise == "age_band":
+            cols.append(Column("age_band", "string", c.nullable, sensitive=c.sensitive,
+                               allowed=tuple(b[2] for b in AGE_BANDS), pii="quasi",
+                               description=f"Age band at {contract.order_by or 'row time'}, "
+                                           f"generalised from {c.name}."))
+            cols.append(Column("birth_year", "int", c.nullable, pii="quasi", min=1900,
+                               description=f"Year of {c.name} (generalised)."))
+        else:
+            cols.append(c)
+    return replace(contract, columns=tuple(cols))
+
+
+@dataclass
+class SilverResult:
+    """The outcome of one batch: accepted rows, quarantined rows, landed count."""
+
+    table: str
+    accepted: pl.DataFrame
+    quarantined: pl.DataFrame
+    landed: int
+
+    def __post_init__(self) -> None:
+        total = self.accepted.height + self.quarantined.height
+        if total != self.landed:  # the invariant every report relies on
+            raise AssertionError(f"{self.table}: landed {self.landed} != accepted "
+                                 f"{self.accepted.height} + quarantined {self.quarantined.height}")
+
+
+@dataclass
+class SilverOptions:
+    """Knobs of silver processing (from params.yaml's silver section)."""
+
+    key: bytes
+    future_tolerance: timedelta = timedelta(hours=1)
+    known_pii: list[str] = field(default_factory=list)
+
+
+def _decode_json(lines: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    """Add one raw string column per contract column, plus `_malformed`, from `_raw`."""
+    names = contract.column_names
+    dtype = pl.Struct({n: pl.String for n in names})
+    try:  # fast path: one parse for the whole batch
+        return (lines.with_columns(pl.col("_raw").str.json_decode(dtype).alias("_j"),
+                                   pl.lit(False).alias("_malformed"))
+                .unnest("_j"))
+    except pl.exceptions.ComputeError:
+        pass
+    # slow path: a malformed line is somewhere; JSONPath returns null instead of failing
+    raw = pl.col("_raw")
+    ok = raw.str.strip_chars_start().str.starts_with("{") & raw.str.json_path_match("$").is_not_null()
+    flagged = lines.with_columns((~ok).alias("_malformed"))
+    return flagged.with_columns(
+        [pl.when(~pl.col("_malformed")).then(raw.str.json_path_match(f"$.{n}")).alias(n)
+         for n in names]
+    )
+
+
+def _age_band(birth: pl.Expr, at: pl.Expr) -> pl.Expr:
+    years = at.dt.year() - birth.dt.year() - (
+        (at.dt.month() * 100 + at.dt.day()) < (birth.dt.month() * 100 + birth.dt.day())
+    ).cast(pl.Int32)
+    out = pl.lit(None, pl.String)
+    for lo, hi, label in reversed(AGE_BANDS):
+        out = pl.when((years >= lo) & (years < hi)).then(pl.lit(label)).otherwise(out)
+    return out
+
+
+def process(
+    bronze: pl.DataFrame,
+    contract: Contract,
+    options: SilverOptions,
+    *,
+    existing_keys: pl.DataFrame | None = None,
+) -> SilverResult:
+    """Turn one batch of bronze rows into accepted silver rows and quarantined rows.
+
+    `existing_keys` holds the primary keys already in silver (earlier batches):
+    a row repeating one of them is a duplicate.
+    """
+    assert contract.landing is not None
+    names = contract.column_names
+    is_json = contract.landing.format == "jsonl"
+    df = _decode_json(bronze, contract) if is_json else bronze.with_columns(
+        pl.lit(False).alias("_malformed"))
+    # empty strings carry no value: treat them as missing
+    df = df.with_columns([pl.when(pl.col(n).str.strip_chars() != "").then(pl.col(n)).alias(n)
+                          for n in names])
+    export = (
+        pl.col("_file_date").cast(pl.Datetime("us", "UTC")) + pl.duration(days=1)
+    ).fill_null(pl.col("_ingested_at")) + pl.lit(options.future_tolerance)
+    df = df.with_columns([parse_expr(c, pl.col(c.name)).alias(c.name + _T) for c in contract.columns]
+                         + [export.alias("_export")])
+    checks = violation_exprs(contract, typed_suffix=_T, export_col="_export")
+    if is_json:
+        malformed = pl.when(pl.col("_malformed")).then(pl.struct(
+            rule=pl.lit("json"), column=pl.lit(None, pl.String),
+            message=pl.concat_str(pl.lit("malformed JSON line: "), pl.col("_raw").str.slice(0, 80))
+        ))
+        viol = (pl.when(pl.col("_malformed")).then(pl.concat_list([malformed]))
+                .otherwise(pl.concat_list(checks).list.drop_nulls()))
+    else:
+        viol = pl.concat_list(checks).list.drop_nulls()
+    df = df.with_columns(viol.alias("_v")
+    ).sort("_source_file", "_line")
+    # duplicates: among rows otherwise valid, keep the first occurrence of each key
+    key_t = [k + _T for k in contract.primary_key]
+    if key_t:
+        df = df.with_columns((pl.col("_v").list.len() == 0).alias("_clean"))
+        clean = pl.col("_clean")
+        first = pl.int_range(pl.len()).over([*key_t, "_clean"]) == 0
+        dup = clean & ~first
+        if existing_keys is not None and existing_keys.height:
+            seen = existing_keys.rename({k: k + _T for k in contract.primary_key}).with_columns(
+                pl.lit(True).alias("_seen"))
+            df = df.join(seen, on=key_t, how="left", nulls_equal=False, maintain_order="left")
+            dup = dup | (clean & pl.col("_seen").fill_null(False))
+        df = df.with_columns(
+            pl.when(dup).then(pl.concat_list([pl.struct(
+                rule=pl.lit("duplicate"), column=pl.lit(",".join(contract.primary_key)),
+                message=pl.concat_str(pl.lit("duplicate key "),
+                                      pl.concat_str([pl.col(k) for k in key_t], separator="|"),
+                                      pl.lit(" (first occurrence kept)")))]))
+            .otherwise(pl.col("_v")).alias("_v"))
+    bad = pl.col("_v").list.len() > 0
+    raw = pl.col("_raw") if is_json else pl.struct(names).struct.json_encode()
+    quarantined = df.filter(bad).select(
+        pl.lit(contract.full_name).alias("table"),
+        pl.col("_source_file").alias("source_file"),
+        pl.col("_line").alias("line"),
+        pl.col("_batch_id").alias("batch_id"),
+        pl.col("_v").list.first().struct.field("rule").alias("rule"),
+        pl.col("_v").list.first().struct.field("column").alias("column"),
+        pl.col("_v").list.eval(pl.element().struct.field("message")).list.join("; ").alias("message"),
+        raw.alias("raw"),
+    )
+    accepted = df.filter(~bad).select(
+        *[_silver_column(c, contract, options) for c in contract.columns],
+        pl.col("_source_file"), pl.col("_line"), pl.col("_batch_id"),
+    )
+    accepted = _unnest_generalised(accepted).select(
+        [pl.col(c.name) for c in stored_contract(contract).columns]
+        + [pl.col("_source_file"), pl.col("_line"), pl.col("_batch_id")]
+    )
+    return SilverResult(contract.full_name, accepted, quarantined, bronze.height)
+
+
+def _silver_column(c: Column, contract: Contract, options: SilverOptions) -> pl.Expr | list[pl.Expr]:
+    typed = pl.col(c.name + _T)
+    if c.pii == "direct":
+        return tokenize(typed, options.key).alias(c.name)
+    if c.pii == "free_text":
+        return redact_text(typed, options.known_pii).alias(c.name)
+    if c.generalise == "age_band":
+        at = pl.col((contract.order_by or c.name) + _T)
+        at_date = at.dt.date() if contract.column(contract.order_by or c.name).type == "datetime" else at
+        return pl.struct(
+            _age_band(typed, at_date).alias("age_band"),
+            typed.dt.year().cast(pl.Int64).alias("birth_year"),
+        ).alias("_gen_" + c.name)
+    return typed.alias(c.name)
+
+
+def _unnest_generalised(df: pl.DataFrame) -> pl.DataFrame:
+    gen = [c for c in df.columns if c.startswith("_gen_")]
+    return df.unnest(gen) if gen else df
+
+
+# ------------------------------------------------------------------ the stage
+
+
+def processed_batches(lh: Lakehouse, contract: Contract) -> set[str]:
+    """Return the bronze batch ids already turned into silver or quarantine rows."""
+    done: set[str] = set()
+    if lh.exists(contract.full_name):
+        done |= set(lh.scan(contract.full_name).select("_batch_id").unique().collect()
+                    .to_series().to_list())
+    if lh.exists(QUARANTINE):
+        done |= set(lh.scan(QUARANTINE).filter(pl.col("table") == contract.full_name)
+                    .select("batch_id").unique().collect().to_series().to_list())
+    return done
+
+
+def known_pii_values(lh: Lakehouse) -> list[str]:
+    """Return the raw direct identifiers of customers (restricted zone) for text redaction."""
+    values: list[str] = []
+    for contract in lh.catalog.landed():
+        bronze = "bronze." + contract.name
+        cols = contract.pii_columns("direct")
+        if contract.landing.format == "csv" and cols and lh.exists(bronze):
+            frame = lh.scan(bronze).select(cols).collect()
+            for c in cols:
+                values += frame[c].drop_nulls().unique().to_list()
+    return sorted(set(values))
+
+
+def build(lh: Lakehouse, options: SilverOptions, *, chunk_rows: int = 2_000_000) -> list[dict]:
+    """Process every unprocessed bronze batch of every landed table; return per-table counts.
+
+    Bronze rows are processed in chunks of whole files (about `chunk_rows` rows),
+    duplicates are checked against the keys already accepted.
+    """
+    options = replace(options, known_pii=options.known_pii or known_pii_values(lh))
+    summary = []
+    for contract in lh.catalog.landed():
+        bronze_name = "bronze." + contract.name
+        counts = {"table": contract.full_name, "landed": 0, "accepted": 0, "quarantined": 0}
+        if not lh.exists(bronze_name):
+            summary.append(counts | {"rules": {}})
+            continue
+        done = processed_batches(lh, contract)
+        todo = lh.scan(bronze_name).filter(~pl.col("_batch_id").is_in(pl.Series(sorted(done)).implode()))
+        files = (todo.group_by("_source_file").agg(pl.len().alias("n")).sort("_source_file")
+                 .collect())
+        keys = (lh.scan(contract.full_name).select(contract.primary_key).collect()
+                if lh.exists(contract.full_name) else None)
+        rules: dict[str, int] = {}
+        for chunk in _chunks(files, chunk_rows):
+            batch = todo.filter(pl.col("_source_file").is_in(pl.Series(chunk).implode())).collect()
+            result = process(batch, contract, options, existing_keys=keys)
+            if result.accepted.height:
+                lh.write(contract.full_name, result.accepted, mode="append")
+                new_keys = result.accepted.select(contract.primary_key)
+                keys = new_keys if keys is None else pl.concat([keys, new_keys])
+            if result.quarantined.height:
+                lh.write(QUARANTINE, result.quarantined, mode="append")
+            counts["landed"] += result.landed
+            counts["accepted"] += result.accepted.height
+            counts["quarantined"] += result.quarantined.height
+            for rule, n in result.quarantined.group_by("rule").len().iter_rows():
+                rules[rule] = rules.get(rule, 0) + n
+        summary.append(counts | {"rules": dict(sorted(rules.items()))})
+    return summary
+
+
+def _chunks(files: pl.DataFrame, chunk_rows: int) -> list[list[str]]:
+    """Group whole files into chunks of about chunk_rows rows (a loop over files, not rows)."""
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    size = 0
+    for name, n in files.iter_rows():
+        if current and size + n > chunk_rows:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(name)
+        size += n
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def reconcile(lh: Lakehouse) -> list[dict]:
+    """Return, per landed table, bronze rows vs silver + quarantine rows (must be equal)."""
+    out = []
+    for contract in lh.catalog.landed():
+        bronze = "bronze." + contract.name
+        landed = lh.scan(bronze).select(pl.len()).collect().item() if lh.exists(bronze) else 0
+        accepted = (lh.scan(contract.full_name).select(pl.len()).collect().item()
+                    if lh.exists(contract.full_name) else 0)
+        quarantined = (lh.scan(QUARANTINE).filter(pl.col("table") == contract.full_name)
+                       .select(pl.len()).collect().item() if lh.exists(QUARANTINE) else 0)
+        out.append({"table": contract.full_name, "landed": landed, "accepted": accepted,
+                    "quarantined": quarantined, "reconciles": landed == accepted + quarantined})
+    return out

@@ -1,0 +1,86 @@
+"""DVC stage entry points: each reads its params.yaml section once and calls the library.
+
+Stage name = params.yaml section = function here (`ingest`, `silver`, `kpis`, `docs`).
+Each writes a small JSON summary under reports/ that DVC tracks as metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from hortus import silver as silver_mod
+from hortus.config import Paths
+from hortus.docs import data_dictionary
+from hortus.errors import HortusError
+from hortus.ingest import ingest as ingest_files
+from hortus.pii import load_key
+from hortus.plantshop.kpis import KPI_TABLE, daily_kpis
+from hortus.tables import Lakehouse
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+
+
+def ingest(paths: Paths, params: dict) -> dict:
+    """Land every new file of data/ in bronze; refused files are reported, not fatal."""
+    lh = Lakehouse.open(paths.root, stage="ingest")
+    report = ingest_files(paths.data, lh, flush_rows=int(params.get("flush_rows", 2_000_000)))
+    summary = report.to_dict()
+    _write_json(paths.reports / "ingest.json", summary)
+    return summary
+
+
+def silver(paths: Paths, params: dict) -> dict:
+    """Validate, deduplicate and tokenise bronze into silver; quarantine the rest."""
+    lh = Lakehouse.open(paths.root, stage="silver")
+    options = silver_mod.SilverOptions(
+        key=load_key(paths.secrets),
+        future_tolerance=timedelta(minutes=float(params.get("future_tolerance_minutes", 60))),
+    )
+    tables = silver_mod.build(lh, options, chunk_rows=int(params.get("chunk_rows", 2_000_000)))
+    checks = silver_mod.reconcile(lh)
+    broken = [c for c in checks if not c["reconciles"]]
+    if broken:
+        raise HortusError(f"rows lost between bronze and silver: {broken}")
+    summary = {"tables": {t["table"]: t for t in tables},
+               "totals": {k: sum(c[k] for c in checks)
+                          for k in ("landed", "accepted", "quarantined")}}
+    _write_json(paths.reports / "silver.json", summary)
+    return summary
+
+
+def kpis(paths: Paths, params: dict) -> dict:
+    """Compute gold daily KPIs from silver."""
+    lh = Lakehouse.open(paths.root, stage="kpis")
+    table = daily_kpis(lh.scan("silver.events"), lh.scan("silver.users")).collect()
+    lh.write(KPI_TABLE, table, mode="overwrite")
+    overall = table.filter(table["region"] == "ALL")
+    summary = {
+        "days": overall.height,
+        "sessions": int(overall["sessions"].sum()),
+        "orders": int(overall["orders"].sum()),
+        "revenue": round(float(overall["revenue"].sum()), 2),
+        "conversion_rate": round(float(overall["converted_sessions"].sum())
+                                 / max(int(overall["sessions"].sum()), 1), 6),
+        "rec_ctr": round(float(overall["rec_clicks"].sum())
+                         / max(int(overall["rec_impressions"].sum()), 1), 6),
+    }
+    _write_json(paths.reports / "kpis.json", summary)
+    return summary
+
+
+def docs(paths: Paths, params: dict) -> dict:
+    """Write the data dictionary (markdown) under reports/."""
+    lh = Lakehouse.open(paths.root, stage="docs")
+    out = paths.reports / "data_dictionary.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(data_dictionary(lh), encoding="utf-8")
+    return {"data_dictionary": str(out.relative_to(paths.root))}
+
+
+STAGES = {"ingest": ingest, "silver": silver, "kpis": kpis, "docs": docs}

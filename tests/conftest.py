@@ -1,0 +1,85 @@
+"""Shared fixtures: a temporary project with its own lakehouse and a small landing."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from hortus.catalog import Catalog
+from hortus.config import Paths
+from hortus.tables import Lakehouse
+
+TEST_KEY = "test-only-key"
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch):
+    """Give every test a PII key and no stray project settings."""
+    monkeypatch.setenv("HORTUS_PII_KEY", TEST_KEY)
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    for var in ("HORTUS_ROOT", "HORTUS_LAKEHOUSE", "HORTUS_CONTRACTS", "HORTUS_USER"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Paths:
+    """Return the paths of an empty project in a temporary folder."""
+    (tmp_path / "data").mkdir()
+    return Paths.at(tmp_path)
+
+
+@pytest.fixture
+def lakehouse(project: Paths) -> Lakehouse:
+    """Return a Lakehouse over the temporary project."""
+    return Lakehouse(paths=project, catalog=Catalog.load(), stage="test")
+
+
+def event(i: int, **over) -> dict:
+    """Return a valid event dict (day 2025-03-01) with overrides."""
+    e = {
+        "event_id": f"e{i:016x}",
+        "event_type": "view",
+        "ts": "2025-03-01T08:00:00.000000Z",
+        "session_id": f"s{i:012x}",
+        "user_id": "u000001",
+        "plant_id": "p0001",
+    }
+    e.update(over)
+    return e
+
+
+def write_jsonl(path: Path, rows: list, *, compress: bool | None = None) -> Path:
+    """Write dicts (or raw str/bytes lines) as JSON lines, gzip if the name ends in .gz."""
+    parts = []
+    for r in rows:
+        if isinstance(r, bytes):
+            parts.append(r)
+        elif isinstance(r, str):
+            parts.append(r.encode())
+        else:
+            parts.append(json.dumps(r).encode())
+    data = b"\n".join(parts) + b"\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if compress or (compress is None and path.name.endswith(".gz")):
+        data = gzip.compress(data, mtime=0)
+    path.write_bytes(data)
+    return path
+
+
+USERS_HEADER = ("user_id,name,email,phone,address,birth_date,ip_address,country,region,device,"
+                "signup_at")
+
+
+def user_row(i: int, **over) -> str:
+    """Return one valid users CSV line."""
+    u = {
+        "user_id": f"u{i:06d}", "name": f"Jane Doe{i}", "email": f"jane{i}@example.com",
+        "phone": "+44 7700 900123", "address": '"1 High St, London"', "birth_date": "1987-02-03",
+        "ip_address": "10.1.2.3", "country": "GB", "region": "UKI", "device": "mobile",
+        "signup_at": "2025-02-01T10:00:00.000000Z",
+    }
+    u.update(over)
+    return ",".join(str(u[k]) for k in USERS_HEADER.split(","))

@@ -1,0 +1,161 @@
+"""Tests of bronze -> silver: every bad-input case is quarantined and counts reconcile."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from conftest import TEST_KEY, USERS_HEADER, event, user_row, write_jsonl
+from hortus import silver
+from hortus.ingest import ingest
+from hortus.pii import token
+
+OPTIONS = silver.SilverOptions(key=TEST_KEY.encode())
+
+
+def _run(project, lakehouse):
+    report = ingest(project.data, lakehouse)
+    tables = {t["table"]: t for t in silver.build(lakehouse, OPTIONS)}
+    return report, tables
+
+
+def _quarantine(lakehouse) -> pl.DataFrame:
+    return lakehouse.read("quarantine.rows").sort("source_file", "line")
+
+
+def _assert_reconciles(lakehouse):
+    for check in silver.reconcile(lakehouse):
+        assert check["reconciles"], check
+
+
+BAD_EVENTS = [
+    # (line content, expected rule, expected column)
+    ('{"event_id": "e00000000000000aa", "event_ty', "json", None),
+    (event(2, quantity="two", event_type="add_to_cart", price=3.5), "type", "quantity"),
+    ({k: v for k, v in event(3).items() if k != "user_id"}, "required", "user_id"),
+    (event(4, ts="2026-03-01T08:00:00.000000Z"), "future", "ts"),
+    (event(5, ts="2019-06-01T08:00:00.000000Z"), "min", "ts"),
+    (event(6, event_type="teleport"), "allowed", "event_type"),
+    (event(7, plant_id="plant-7"), "pattern", "plant_id"),
+    (event(8, price=9999.0, quantity=1, event_type="order"), "max", "price"),
+    (b'{"event_id": "e0000000000000009", "event_type": "view", "ts": "2025-03-01T08:00:00.000000Z",'
+     b' "session_id": "s000000000009", "user_id": "u000001", "plant_id": "p0001", '
+     b'"rec_id": "bad\xff\xfebytes"}', "encoding", "rec_id"),
+    (event(1), "duplicate", "event_id"),  # same id as the first good row
+]
+
+
+def test_every_bad_event_is_quarantined_with_file_line_column_and_rule(project, lakehouse):
+    """Check that each bad row lands in quarantine naming file, line, column and rule."""
+    good = [event(1), event(100), event(101)]
+    write_jsonl(project.data / "events/events-2025-03-01.jsonl.gz",
+                good + [row for row, _, _ in BAD_EVENTS])
+    _, tables = _run(project, lakehouse)
+    q = _quarantine(lakehouse)
+    assert tables["silver.events"] | {"rules": None} == {
+        "table": "silver.events", "landed": 13, "accepted": 3, "quarantined": 10, "rules": None}
+    for line, (_, rule, column) in enumerate(BAD_EVENTS, start=len(good) + 1):
+        row = q.filter(pl.col("line") == line).row(0, named=True)
+        assert row["source_file"] == "events/events-2025-03-01.jsonl.gz"
+        assert (row["rule"], row["column"]) == (rule, column), row
+        assert row["message"]
+        assert row["raw"]  # the raw line is kept, nothing is lost
+    _assert_reconciles(lakehouse)
+
+
+def test_type_error_message_shows_the_value_and_every_violation(project, lakehouse):
+    """Check that a row breaking two rules reports both, the first as its rule."""
+    write_jsonl(project.data / "events/events-2025-03-01.jsonl",
+                [event(1, quantity="two", price="abc", event_type="order")])
+    _run(project, lakehouse)
+    row = _quarantine(lakehouse).row(0, named=True)
+    assert row["rule"] == "type" and row["column"] == "quantity"
+    assert "quantity: 'two' is not a valid int" in row["message"]
+    assert "price: 'abc' is not a valid float" in row["message"]
+
+
+def test_duplicates_across_batches_are_quarantined(project, lakehouse):
+    """Check that an event id seen in an earlier batch is a duplicate in a later one."""
+    write_jsonl(project.data / "events/events-2025-03-01.jsonl", [event(1), event(2)])
+    _run(project, lakehouse)
+    write_jsonl(project.data / "events/events-2025-03-02.jsonl",
+                [event(2, ts="2025-03-02T01:00:00.000000Z"), event(3, ts="2025-03-02T01:00:00.000000Z")])
+    _, tables = _run(project, lakehouse)
+    assert tables["silver.events"]["accepted"] == 1
+    assert tables["silver.events"]["rules"] == {"duplicate": 1}
+    assert lakehouse.read("silver.events")["event_id"].sort().to_list() == [
+        event(i)["event_id"] for i in (1, 2, 3)]
+    _assert_reconciles(lakehouse)
+
+
+def test_silver_is_typed_and_processing_twice_adds_nothing(project, lakehouse):
+    """Check that silver has contract types and a second build is a no-op."""
+    write_jsonl(project.data / "events/events-2025-03-01.jsonl.gz",
+                [event(1, event_type="order", quantity=2, price=4.5, order_id="o1")])
+    _run(project, lakehouse)
+    df = lakehouse.read("silver.events")
+    assert df.schema["ts"] == pl.Datetime("us", "UTC")
+    assert df.schema["quantity"] == pl.Int64 and df.schema["price"] == pl.Float64
+    assert df.row(0, named=True)["quantity"] == 2
+    assert silver.build(lakehouse, OPTIONS)[0]["landed"] == 0
+    assert lakehouse.read("silver.events").height == 1
+
+
+def test_users_pii_is_tokenised_and_birth_date_generalised(project, lakehouse):
+    """Check that direct identifiers become keyed tokens and birth date an age band."""
+    (project.data / "users").mkdir()
+    (project.data / "users/users-2025-03-01.csv").write_text(
+        USERS_HEADER + "\n" + user_row(1) + "\n" + user_row(2, birth_date="2003-06-01") + "\n")
+    _run(project, lakehouse)
+    df = lakehouse.read("silver.users").sort("user_id")
+    key = TEST_KEY.encode()
+    assert df["email"].to_list() == [token("jane1@example.com", key), token("jane2@example.com", key)]
+    assert df["name"][0] == token("Jane Doe1", key)
+    assert "birth_date" not in df.columns
+    assert df["age_band"].to_list() == ["35-44", "18-24"]
+    assert df["birth_year"].to_list() == [1987, 2003]
+    raw = "1 High St, London"
+    for col in df.select(pl.col(pl.String)).columns:
+        assert not df[col].str.contains(raw, literal=True).any(), col
+
+
+def test_review_text_is_redacted(project, lakehouse):
+    """Check that names, e-mails, phones and card numbers in review text are redacted."""
+    (project.data / "users").mkdir()
+    (project.data / "users/users-2025-03-01.csv").write_text(
+        USERS_HEADER + "\n" + user_row(1) + "\n")
+    text = ("Lovely fern! Jane Doe1 here, write to jane1@example.com or call +44 7700 900123; "
+            "paid with 4111 1111 1111 1111. My friend: ivy.moss@mail.example.org")
+    write_jsonl(project.data / "reviews/reviews-2025-03-01.jsonl", [{
+        "review_id": "r0000001", "user_id": "u000001", "plant_id": "p0001", "rating": 5,
+        "text": text, "ts": "2025-03-01T10:00:00.000000Z"}])
+    _run(project, lakehouse)
+    out = lakehouse.read("silver.reviews")["text"][0]
+    assert out.startswith("Lovely fern!")
+    for secret in ("Jane Doe1", "jane1@example.com", "7700 900123", "4111 1111", "ivy.moss"):
+        assert secret not in out
+    assert "[EMAIL]" in out and "[PII]" in out and "[CARD]" in out
+
+
+def test_quarantine_keeps_csv_rows_as_json(project, lakehouse):
+    """Check that a rejected CSV row keeps its raw values (as JSON) and its line number."""
+    (project.data / "users").mkdir()
+    (project.data / "users/users-2025-03-01.csv").write_text(
+        USERS_HEADER + "\n" + user_row(1) + "\n" + user_row(2, country="XX") + "\n")
+    _run(project, lakehouse)
+    row = _quarantine(lakehouse).row(0, named=True)
+    assert (row["line"], row["rule"], row["column"]) == (3, "allowed", "country")
+    assert json.loads(row["raw"])["country"] == "XX"
+
+
+@pytest.mark.parametrize("late_minutes,accepted", [(30, 1), (120, 0)])
+def test_future_tolerance_is_a_parameter(project, lakehouse, late_minutes, accepted):
+    """Check that events stamped after the file's export time pass only within tolerance."""
+    ts = f"2025-03-02T00:{late_minutes % 60:02d}:00.000000Z" if late_minutes < 60 else \
+        f"2025-03-02T0{late_minutes // 60}:00:00.000000Z"
+    write_jsonl(project.data / "events/events-2025-03-01.jsonl", [event(1, ts=ts)])
+    ingest(project.data, lakehouse)
+    (t, *_) = silver.build(lakehouse, OPTIONS)
+    assert t["accepted"] == accepted
