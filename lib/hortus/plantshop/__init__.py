@@ -1,0 +1,1 @@
+"""The plant shop: the embedded default domain (contracts, simulator, KPIs)."""
