@@ -9,7 +9,7 @@ dictionary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -30,12 +30,27 @@ TYPES: dict[str, pl.DataType] = {
 PII_CLASSES = ("none", "direct", "quasi", "free_text")
 LAYER_NAMES = ("bronze", "quarantine", "silver", "gold", "ops")
 _COLUMN_KEYS = {
-    "type", "nullable", "min", "max", "allowed", "pattern", "pii", "generalise",
-    "sensitive", "description",
+    "type",
+    "nullable",
+    "min",
+    "max",
+    "allowed",
+    "pattern",
+    "pii",
+    "generalise",
+    "sensitive",
+    "description",
 }
 _TABLE_KEYS = {
-    "layer", "description", "owner", "freshness_sla_hours", "primary_key", "order_by",
-    "landing", "columns", "on_extra_columns",
+    "layer",
+    "description",
+    "owner",
+    "freshness_sla_hours",
+    "primary_key",
+    "order_by",
+    "landing",
+    "columns",
+    "on_extra_columns",
 }
 _DATETIME_FORMATS = ("%Y-%m-%dT%H:%M:%S%.fZ", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S%.f")
 
@@ -260,7 +275,8 @@ def parse_expr(col: Column, raw: pl.Expr) -> pl.Expr:
         return raw.str.strip_chars().cast(pl.Float64, strict=False)
     if col.type == "bool":
         return raw.str.to_lowercase().replace_strict(
-            {"true": True, "false": False, "1": True, "0": False}, default=None,
+            {"true": True, "false": False, "1": True, "0": False},
+            default=None,
             return_dtype=pl.Boolean,
         )
     if col.type == "date":
@@ -293,20 +309,31 @@ def _msg(*parts: str | pl.Expr) -> pl.Expr:
     return pl.concat_str([pl.lit(p) if isinstance(p, str) else p for p in parts])
 
 
-def _violation(cond: pl.Expr, rule: str, column: str, message: pl.Expr) -> pl.Expr:
-    return pl.when(cond).then(
-        pl.struct(rule=pl.lit(rule), column=pl.lit(column), message=message)
-    )
+@dataclass(frozen=True)
+class Check:
+    """One contract rule on one column: a boolean condition (true = broken) and a message."""
+
+    rule: str
+    column: str | None
+    broken: pl.Expr
+    message: pl.Expr
+
+    def violation(self) -> pl.Expr:
+        """Return a struct(rule, column, message) where broken, else null."""
+        return pl.when(self.broken).then(
+            pl.struct(
+                rule=pl.lit(self.rule), column=pl.lit(self.column, pl.String), message=self.message
+            )
+        )
 
 
-def violation_exprs(
+def contract_checks(
     contract: Contract, *, typed_suffix: str = "", export_col: str | None = None
-) -> list[pl.Expr]:
-    """Return one expression per (column, rule) that yields a violation struct or null.
+) -> list[Check]:
+    """Return one check per (column, rule) of a contract.
 
     Raw values are the string columns named like the contract columns; typed values
-    are the same names plus `typed_suffix`.  Each violation is a struct with `rule`,
-    `column` and `message` (the message shows the offending value).
+    are the same names plus `typed_suffix`.  Messages show the offending value.
     """
     out = []
     for c in contract.columns:
@@ -314,41 +341,85 @@ def violation_exprs(
         typed = pl.col(c.name + typed_suffix)
         shown = raw.str.slice(0, 60)
         if not c.nullable:
-            out.append(_violation(raw.is_null(), "required", c.name,
-                                  pl.lit(f"required value of {c.name} is missing")))
+            out.append(
+                Check(
+                    "required",
+                    c.name,
+                    raw.is_null(),
+                    pl.lit(f"required value of {c.name} is missing"),
+                )
+            )
         if c.type != "string":
-            out.append(_violation(
-                raw.is_not_null() & typed.is_null(), "type", c.name,
-                _msg(f"{c.name}: '", shown, f"' is not a valid {c.type}"),
-            ))
+            out.append(
+                Check(
+                    "type",
+                    c.name,
+                    raw.is_not_null() & typed.is_null(),
+                    _msg(f"{c.name}: '", shown, f"' is not a valid {c.type}"),
+                )
+            )
         lo = _bound(c, c.min, contract, export_col)
         if lo is not None:
-            out.append(_violation(typed < lo, "min", c.name,
-                                  _msg(f"{c.name}: ", shown, " is below the minimum ",
-                                       lo.cast(pl.String))))
+            out.append(
+                Check(
+                    "min",
+                    c.name,
+                    typed < lo,
+                    _msg(f"{c.name}: ", shown, " is below the minimum ", lo.cast(pl.String)),
+                )
+            )
         hi = _bound(c, c.max, contract, export_col)
         if hi is not None:
             rule = "future" if c.max == "@export" else "max"
-            out.append(_violation(typed > hi, rule, c.name,
-                                  _msg(f"{c.name}: ", shown, " is above the maximum ",
-                                       hi.cast(pl.String))))
+            out.append(
+                Check(
+                    rule,
+                    c.name,
+                    typed > hi,
+                    _msg(f"{c.name}: ", shown, " is above the maximum ", hi.cast(pl.String)),
+                )
+            )
         if c.allowed is not None:
             allowed = pl.Series(list(c.allowed)).cast(c.dtype)
-            out.append(_violation(
-                typed.is_not_null() & ~typed.is_in(allowed.implode()), "allowed", c.name,
-                _msg(f"{c.name}: '", shown, f"' is not one of {list(c.allowed)}"),
-            ))
+            out.append(
+                Check(
+                    "allowed",
+                    c.name,
+                    typed.is_not_null() & ~typed.is_in(allowed.implode()),
+                    _msg(f"{c.name}: '", shown, f"' is not one of {list(c.allowed)}"),
+                )
+            )
         if c.pattern is not None:
-            out.append(_violation(
-                typed.is_not_null() & ~raw.str.contains(f"^(?:{c.pattern})$"), "pattern",
-                c.name, _msg(f"{c.name}: '", shown, f"' does not match /{c.pattern}/"),
-            ))
+            out.append(
+                Check(
+                    "pattern",
+                    c.name,
+                    typed.is_not_null() & ~raw.str.contains(f"^(?:{c.pattern})$"),
+                    _msg(f"{c.name}: '", shown, f"' does not match /{c.pattern}/"),
+                )
+            )
         if c.type == "string":
-            out.append(_violation(
-                raw.str.contains("\ufffd", literal=True), "encoding", c.name,
-                pl.lit(f"{c.name}: value holds bytes that are not valid UTF-8"),
-            ))
+            out.append(
+                Check(
+                    "encoding",
+                    c.name,
+                    raw.str.contains("\ufffd", literal=True),
+                    pl.lit(f"{c.name}: value holds bytes that are not valid UTF-8"),
+                )
+            )
     return out
+
+
+def any_broken(checks: list[Check]) -> pl.Expr:
+    """Return a boolean expression: does the row break any of the checks?"""
+    if not checks:
+        return pl.lit(False)
+    return pl.any_horizontal([c.broken.fill_null(False) for c in checks])
+
+
+def violations(checks: list[Check]) -> pl.Expr:
+    """Return the list of violation structs of a row (evaluate on bad rows only: costly)."""
+    return pl.concat_list([c.violation() for c in checks]).list.drop_nulls()
 
 
 def check_frame(df: pl.DataFrame | pl.LazyFrame, contract: Contract) -> pl.DataFrame:
@@ -361,21 +432,40 @@ def check_frame(df: pl.DataFrame | pl.LazyFrame, contract: Contract) -> pl.DataF
     lf = df.lazy()
     names = lf.collect_schema().names()
     missing = [c for c in contract.column_names if c not in names]
-    rows = [{"row": None, "rule": "missing_column", "column": m,
-             "message": f"column {m} required by {contract.full_name} is missing"} for m in missing]
+    rows = [
+        {
+            "row": None,
+            "rule": "missing_column",
+            "column": m,
+            "message": f"column {m} required by {contract.full_name} is missing",
+        }
+        for m in missing
+    ]
     present = [c for c in contract.columns if c.name in names]
-    sub = Contract(name=contract.name, layer=contract.layer, columns=tuple(present),
-                   shop_opened=contract.shop_opened, source=contract.source)
-    lf = lf.select([pl.col(c.name).cast(pl.String).alias(c.name) for c in present]
-                   + [pl.col(c.name).alias(c.name + "__t") for c in present])
-    exprs = [e for e in violation_exprs(sub, typed_suffix="__t") if e is not None]
-    found = pl.DataFrame(schema={"row": pl.Int64, "rule": pl.String, "column": pl.String,
-                                 "message": pl.String})
-    if exprs:
+    sub = Contract(
+        name=contract.name,
+        layer=contract.layer,
+        columns=tuple(present),
+        shop_opened=contract.shop_opened,
+        source=contract.source,
+    )
+    lf = lf.select(
+        [pl.col(c.name).cast(pl.String).alias(c.name) for c in present]
+        + [pl.col(c.name).alias(c.name + "__t") for c in present]
+    )
+    checks = contract_checks(sub, typed_suffix="__t")
+    found = pl.DataFrame(
+        schema={"row": pl.Int64, "rule": pl.String, "column": pl.String, "message": pl.String}
+    )
+    if checks:
         found = (
             lf.with_row_index("row")
-            .select(pl.col("row").cast(pl.Int64), pl.concat_list(exprs).alias("_v"))
-            .explode("_v").drop_nulls("_v").unnest("_v").collect()
+            .filter(any_broken(checks))
+            .select(pl.col("row").cast(pl.Int64), violations(checks).alias("_v"))
+            .explode("_v")
+            .drop_nulls("_v")
+            .unnest("_v")
+            .collect()
         )
     if rows:
         found = pl.concat([pl.DataFrame(rows, schema=found.schema), found])

@@ -14,13 +14,20 @@ from datetime import timedelta
 
 import polars as pl
 
-from hortus.contracts import Column, Contract, parse_expr, violation_exprs
+from hortus.contracts import Column, Contract, any_broken, contract_checks, parse_expr, violations
 from hortus.pii import redact_text, tokenize
 from hortus.tables import Lakehouse
 
 QUARANTINE = "quarantine.rows"
-AGE_BANDS = ((0, 18, "<18"), (18, 25, "18-24"), (25, 35, "25-34"), (35, 45, "35-44"),
-             (45, 55, "45-54"), (55, 65, "55-64"), (65, 200, "65+"))
+AGE_BANDS = (
+    (0, 18, "<18"),
+    (18, 25, "18-24"),
+    (25, 35, "25-34"),
+    (35, 45, "35-44"),
+    (45, 55, "45-54"),
+    (55, 65, "55-64"),
+    (65, 200, "65+"),
+)
 _T = "__t"  # suffix of typed columns during processing
 _META = ["_source_file", "_line", "_batch_id", "_file_date"]
 
@@ -30,15 +37,37 @@ def stored_contract(contract: Contract) -> Contract:
     cols: list[Column] = []
     for c in contract.columns:
         if c.pii == "direct":
-            cols.append(replace(c, pattern=None, allowed=None,
-                                description=f"{c.description} Keyed token (HMAC-SHA256) in silver."))
+            cols.append(
+                replace(
+                    c,
+                    pattern=None,
+                    allowed=None,
+                    description=f"{c.description} Keyed token (HMAC-SHA256) in silver.",
+                )
+            )
         elif c.generalise == "age_band":
-            cols.append(Column("age_band", "string", c.nullable, sensitive=c.sensitive,
-                               allowed=tuple(b[2] for b in AGE_BANDS), pii="quasi",
-                               description=f"Age band at {contract.order_by or 'row time'}, "
-                                           f"generalised from {c.name}."))
-            cols.append(Column("birth_year", "int", c.nullable, pii="quasi", min=1900,
-                               description=f"Year of {c.name} (generalised)."))
+            cols.append(
+                Column(
+                    "age_band",
+                    "string",
+                    c.nullable,
+                    sensitive=c.sensitive,
+                    allowed=tuple(b[2] for b in AGE_BANDS),
+                    pii="quasi",
+                    description=f"Age band at {contract.order_by or 'row time'}, "
+                    f"generalised from {c.name}.",
+                )
+            )
+            cols.append(
+                Column(
+                    "birth_year",
+                    "int",
+                    c.nullable,
+                    pii="quasi",
+                    min=1900,
+                    description=f"Year of {c.name} (generalised).",
+                )
+            )
         else:
             cols.append(c)
     return replace(contract, columns=tuple(cols))
@@ -56,8 +85,10 @@ class SilverResult:
     def __post_init__(self) -> None:
         total = self.accepted.height + self.quarantined.height
         if total != self.landed:  # the invariant every report relies on
-            raise AssertionError(f"{self.table}: landed {self.landed} != accepted "
-                                 f"{self.accepted.height} + quarantined {self.quarantined.height}")
+            raise AssertionError(
+                f"{self.table}: landed {self.landed} != accepted "
+                f"{self.accepted.height} + quarantined {self.quarantined.height}"
+            )
 
 
 @dataclass
@@ -69,30 +100,49 @@ class SilverOptions:
     known_pii: list[str] = field(default_factory=list)
 
 
-def _decode_json(lines: pl.DataFrame, contract: Contract) -> pl.DataFrame:
-    """Add one raw string column per contract column, plus `_malformed`, from `_raw`."""
-    names = contract.column_names
+def _decode_strings(lines: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+    """Decode `_raw` into one string column per name, in two parallel slices."""
     dtype = pl.Struct({n: pl.String for n in names})
-    try:  # fast path: one parse for the whole batch
-        return (lines.with_columns(pl.col("_raw").str.json_decode(dtype).alias("_j"),
-                                   pl.lit(False).alias("_malformed"))
-                .unnest("_j"))
-    except pl.exceptions.ComputeError:
-        pass
-    # slow path: a malformed line is somewhere; JSONPath returns null instead of failing
-    raw = pl.col("_raw")
-    ok = raw.str.strip_chars_start().str.starts_with("{") & raw.str.json_path_match("$").is_not_null()
-    flagged = lines.with_columns((~ok).alias("_malformed"))
-    return flagged.with_columns(
-        [pl.when(~pl.col("_malformed")).then(raw.str.json_path_match(f"$.{n}")).alias(n)
-         for n in names]
+    half = lines.height // 2 + 1
+    parts = [
+        lines.lazy().slice(i, half).with_columns(pl.col("_raw").str.json_decode(dtype).alias("_j"))
+        for i in (0, half)
+    ]
+    return pl.concat(parts).collect().unnest("_j")
+
+
+def _decode_json(lines: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    """Add one raw string column per contract column, plus `_malformed`, from `_raw`.
+
+    Lines that are not `{...}` are malformed without parsing (truncated lines); the
+    rest are decoded in one vectorised pass.  Only if that pass still meets invalid
+    JSON is every line validated (JSONPath returns null instead of failing).
+    """
+    names = contract.column_names
+    raw = pl.col("_raw").str.strip_chars()
+    flagged = lines.with_columns(
+        (~(raw.str.starts_with("{") & raw.str.ends_with("}"))).fill_null(True).alias("_malformed")
     )
+    bad = flagged.filter(pl.col("_malformed"))
+    cand = flagged.filter(~pl.col("_malformed"))
+    try:
+        decoded = _decode_strings(cand, names)
+    except pl.exceptions.ComputeError:
+        valid = cand.select(pl.col("_raw").str.json_path_match("$").is_not_null()).to_series()
+        bad = pl.concat([bad, cand.filter(~valid).with_columns(pl.lit(True).alias("_malformed"))])
+        decoded = _decode_strings(cand.filter(valid), names)
+    bad = bad.with_columns([pl.lit(None, pl.String).alias(n) for n in names])
+    return pl.concat([decoded, bad.select(decoded.columns)])
 
 
 def _age_band(birth: pl.Expr, at: pl.Expr) -> pl.Expr:
-    years = at.dt.year() - birth.dt.year() - (
-        (at.dt.month() * 100 + at.dt.day()) < (birth.dt.month() * 100 + birth.dt.day())
-    ).cast(pl.Int32)
+    years = (
+        at.dt.year()
+        - birth.dt.year()
+        - ((at.dt.month() * 100 + at.dt.day()) < (birth.dt.month() * 100 + birth.dt.day())).cast(
+            pl.Int32
+        )
+    )
     out = pl.lit(None, pl.String)
     for lo, hi, label in reversed(AGE_BANDS):
         out = pl.when((years >= lo) & (years < hi)).then(pl.lit(label)).otherwise(out)
@@ -114,62 +164,82 @@ def process(
     assert contract.landing is not None
     names = contract.column_names
     is_json = contract.landing.format == "jsonl"
-    df = _decode_json(bronze, contract) if is_json else bronze.with_columns(
-        pl.lit(False).alias("_malformed"))
+    df = (
+        _decode_json(bronze, contract)
+        if is_json
+        else bronze.with_columns(pl.lit(False).alias("_malformed"))
+    )
     # empty strings carry no value: treat them as missing
-    df = df.with_columns([pl.when(pl.col(n).str.strip_chars() != "").then(pl.col(n)).alias(n)
-                          for n in names])
-    export = (
-        pl.col("_file_date").cast(pl.Datetime("us", "UTC")) + pl.duration(days=1)
-    ).fill_null(pl.col("_ingested_at")) + pl.lit(options.future_tolerance)
-    df = df.with_columns([parse_expr(c, pl.col(c.name)).alias(c.name + _T) for c in contract.columns]
-                         + [export.alias("_export")])
-    checks = violation_exprs(contract, typed_suffix=_T, export_col="_export")
-    if is_json:
-        malformed = pl.when(pl.col("_malformed")).then(pl.struct(
-            rule=pl.lit("json"), column=pl.lit(None, pl.String),
-            message=pl.concat_str(pl.lit("malformed JSON line: "), pl.col("_raw").str.slice(0, 80))
-        ))
-        viol = (pl.when(pl.col("_malformed")).then(pl.concat_list([malformed]))
-                .otherwise(pl.concat_list(checks).list.drop_nulls()))
-    else:
-        viol = pl.concat_list(checks).list.drop_nulls()
-    df = df.with_columns(viol.alias("_v")
-    ).sort("_source_file", "_line")
+    df = df.with_columns(
+        [pl.when(pl.col(n).str.strip_chars() != "").then(pl.col(n)).alias(n) for n in names]
+    )
+    export = (pl.col("_file_date").cast(pl.Datetime("us", "UTC")) + pl.duration(days=1)).fill_null(
+        pl.col("_ingested_at")
+    ) + pl.lit(options.future_tolerance)
+    df = df.with_columns(
+        [parse_expr(c, pl.col(c.name)).alias(c.name + _T) for c in contract.columns]
+        + [export.alias("_export")]
+    )
+    checks = contract_checks(contract, typed_suffix=_T, export_col="_export")
+    broken = pl.col("_malformed") | any_broken(checks)
+    df = df.with_columns(broken.alias("_bad")).sort("_source_file", "_line")
     # duplicates: among rows otherwise valid, keep the first occurrence of each key
     key_t = [k + _T for k in contract.primary_key]
+    dup = pl.lit(False)
     if key_t:
-        df = df.with_columns((pl.col("_v").list.len() == 0).alias("_clean"))
-        clean = pl.col("_clean")
-        first = pl.int_range(pl.len()).over([*key_t, "_clean"]) == 0
-        dup = clean & ~first
+        dup = ~pl.col("_bad") & (pl.int_range(pl.len()).over([*key_t, "_bad"]) > 0)
         if existing_keys is not None and existing_keys.height:
             seen = existing_keys.rename({k: k + _T for k in contract.primary_key}).with_columns(
-                pl.lit(True).alias("_seen"))
-            df = df.join(seen, on=key_t, how="left", nulls_equal=False, maintain_order="left")
-            dup = dup | (clean & pl.col("_seen").fill_null(False))
-        df = df.with_columns(
-            pl.when(dup).then(pl.concat_list([pl.struct(
-                rule=pl.lit("duplicate"), column=pl.lit(",".join(contract.primary_key)),
-                message=pl.concat_str(pl.lit("duplicate key "),
-                                      pl.concat_str([pl.col(k) for k in key_t], separator="|"),
-                                      pl.lit(" (first occurrence kept)")))]))
-            .otherwise(pl.col("_v")).alias("_v"))
-    bad = pl.col("_v").list.len() > 0
+                pl.lit(True).alias("_seen")
+            )
+            df = df.join(seen, on=key_t, how="left", maintain_order="left")
+            dup = dup | (~pl.col("_bad") & pl.col("_seen").fill_null(False))
+    df = df.with_columns(dup.alias("_dup"))
+    rejected = df.filter(pl.col("_bad") | pl.col("_dup"))
+    # messages are built for rejected rows only (building them for all rows is costly)
+    malformed = pl.struct(
+        rule=pl.lit("json"),
+        column=pl.lit(None, pl.String),
+        message=pl.concat_str(pl.lit("malformed JSON line: "), pl.col("_raw").str.slice(0, 80))
+        if is_json
+        else pl.lit(""),
+    )
+    duplicate = pl.struct(
+        rule=pl.lit("duplicate"),
+        column=pl.lit(",".join(contract.primary_key)),
+        message=pl.concat_str(
+            pl.lit("duplicate key "),
+            pl.concat_str([pl.col(k) for k in key_t] or [pl.lit("")], separator="|"),
+            pl.lit(" (first occurrence kept)"),
+        ),
+    )
+    rejected = rejected.with_columns(
+        pl.when(pl.col("_malformed"))
+        .then(pl.concat_list([malformed]))
+        .when(pl.col("_dup"))
+        .then(pl.concat_list([duplicate]))
+        .otherwise(violations(checks))
+        .alias("_v")
+    )
     raw = pl.col("_raw") if is_json else pl.struct(names).struct.json_encode()
-    quarantined = df.filter(bad).select(
+    quarantined = rejected.select(
         pl.lit(contract.full_name).alias("table"),
         pl.col("_source_file").alias("source_file"),
         pl.col("_line").alias("line"),
         pl.col("_batch_id").alias("batch_id"),
         pl.col("_v").list.first().struct.field("rule").alias("rule"),
         pl.col("_v").list.first().struct.field("column").alias("column"),
-        pl.col("_v").list.eval(pl.element().struct.field("message")).list.join("; ").alias("message"),
+        pl.col("_v")
+        .list.eval(pl.element().struct.field("message"))
+        .list.join("; ")
+        .alias("message"),
         raw.alias("raw"),
     )
-    accepted = df.filter(~bad).select(
+    accepted = df.filter(~pl.col("_bad") & ~pl.col("_dup")).select(
         *[_silver_column(c, contract, options) for c in contract.columns],
-        pl.col("_source_file"), pl.col("_line"), pl.col("_batch_id"),
+        pl.col("_source_file"),
+        pl.col("_line"),
+        pl.col("_batch_id"),
     )
     accepted = _unnest_generalised(accepted).select(
         [pl.col(c.name) for c in stored_contract(contract).columns]
@@ -178,7 +248,9 @@ def process(
     return SilverResult(contract.full_name, accepted, quarantined, bronze.height)
 
 
-def _silver_column(c: Column, contract: Contract, options: SilverOptions) -> pl.Expr | list[pl.Expr]:
+def _silver_column(
+    c: Column, contract: Contract, options: SilverOptions
+) -> pl.Expr | list[pl.Expr]:
     typed = pl.col(c.name + _T)
     if c.pii == "direct":
         return tokenize(typed, options.key).alias(c.name)
@@ -186,7 +258,9 @@ def _silver_column(c: Column, contract: Contract, options: SilverOptions) -> pl.
         return redact_text(typed, options.known_pii).alias(c.name)
     if c.generalise == "age_band":
         at = pl.col((contract.order_by or c.name) + _T)
-        at_date = at.dt.date() if contract.column(contract.order_by or c.name).type == "datetime" else at
+        at_date = (
+            at.dt.date() if contract.column(contract.order_by or c.name).type == "datetime" else at
+        )
         return pl.struct(
             _age_band(typed, at_date).alias("age_band"),
             typed.dt.year().cast(pl.Int64).alias("birth_year"),
@@ -206,11 +280,19 @@ def processed_batches(lh: Lakehouse, contract: Contract) -> set[str]:
     """Return the bronze batch ids already turned into silver or quarantine rows."""
     done: set[str] = set()
     if lh.exists(contract.full_name):
-        done |= set(lh.scan(contract.full_name).select("_batch_id").unique().collect()
-                    .to_series().to_list())
+        done |= set(
+            lh.scan(contract.full_name).select("_batch_id").unique().collect().to_series().to_list()
+        )
     if lh.exists(QUARANTINE):
-        done |= set(lh.scan(QUARANTINE).filter(pl.col("table") == contract.full_name)
-                    .select("batch_id").unique().collect().to_series().to_list())
+        done |= set(
+            lh.scan(QUARANTINE)
+            .filter(pl.col("table") == contract.full_name)
+            .select("batch_id")
+            .unique()
+            .collect()
+            .to_series()
+            .to_list()
+        )
     return done
 
 
@@ -242,11 +324,17 @@ def build(lh: Lakehouse, options: SilverOptions, *, chunk_rows: int = 2_000_000)
             summary.append(counts | {"rules": {}})
             continue
         done = processed_batches(lh, contract)
-        todo = lh.scan(bronze_name).filter(~pl.col("_batch_id").is_in(pl.Series(sorted(done)).implode()))
-        files = (todo.group_by("_source_file").agg(pl.len().alias("n")).sort("_source_file")
-                 .collect())
-        keys = (lh.scan(contract.full_name).select(contract.primary_key).collect()
-                if lh.exists(contract.full_name) else None)
+        todo = lh.scan(bronze_name).filter(
+            ~pl.col("_batch_id").is_in(pl.Series(sorted(done)).implode())
+        )
+        files = (
+            todo.group_by("_source_file").agg(pl.len().alias("n")).sort("_source_file").collect()
+        )
+        keys = (
+            lh.scan(contract.full_name).select(contract.primary_key).collect()
+            if lh.exists(contract.full_name)
+            else None
+        )
         rules: dict[str, int] = {}
         for chunk in _chunks(files, chunk_rows):
             batch = todo.filter(pl.col("_source_file").is_in(pl.Series(chunk).implode())).collect()
@@ -263,7 +351,19 @@ def build(lh: Lakehouse, options: SilverOptions, *, chunk_rows: int = 2_000_000)
             for rule, n in result.quarantined.group_by("rule").len().iter_rows():
                 rules[rule] = rules.get(rule, 0) + n
         summary.append(counts | {"rules": dict(sorted(rules.items()))})
+    _ensure_tables(lh)
     return summary
+
+
+def _ensure_tables(lh: Lakehouse) -> None:
+    """Create empty silver and quarantine tables that got no rows, so readers never fail."""
+    meta = {"_source_file": pl.String, "_line": pl.Int64, "_batch_id": pl.String}
+    for contract in lh.catalog.landed():
+        if not lh.exists(contract.full_name):
+            schema = dict(stored_contract(contract).schema) | meta
+            lh.write(contract.full_name, pl.DataFrame(schema=schema), mode="append")
+    if not lh.exists(QUARANTINE):
+        lh.write(QUARANTINE, pl.DataFrame(schema=lh.catalog.get(QUARANTINE).schema), mode="append")
 
 
 def _chunks(files: pl.DataFrame, chunk_rows: int) -> list[list[str]]:
@@ -288,10 +388,27 @@ def reconcile(lh: Lakehouse) -> list[dict]:
     for contract in lh.catalog.landed():
         bronze = "bronze." + contract.name
         landed = lh.scan(bronze).select(pl.len()).collect().item() if lh.exists(bronze) else 0
-        accepted = (lh.scan(contract.full_name).select(pl.len()).collect().item()
-                    if lh.exists(contract.full_name) else 0)
-        quarantined = (lh.scan(QUARANTINE).filter(pl.col("table") == contract.full_name)
-                       .select(pl.len()).collect().item() if lh.exists(QUARANTINE) else 0)
-        out.append({"table": contract.full_name, "landed": landed, "accepted": accepted,
-                    "quarantined": quarantined, "reconciles": landed == accepted + quarantined})
+        accepted = (
+            lh.scan(contract.full_name).select(pl.len()).collect().item()
+            if lh.exists(contract.full_name)
+            else 0
+        )
+        quarantined = (
+            lh.scan(QUARANTINE)
+            .filter(pl.col("table") == contract.full_name)
+            .select(pl.len())
+            .collect()
+            .item()
+            if lh.exists(QUARANTINE)
+            else 0
+        )
+        out.append(
+            {
+                "table": contract.full_name,
+                "landed": landed,
+                "accepted": accepted,
+                "quarantined": quarantined,
+                "reconciles": landed == accepted + quarantined,
+            }
+        )
     return out
