@@ -69,16 +69,24 @@ def write_jsonl(path: Path, rows: list, *, compress: bool | None = None) -> Path
     return path
 
 
-USERS_HEADER = ("user_id,name,email,phone,address,birth_date,ip_address,country,region,device,"
-                "signup_at")
+USERS_HEADER = (
+    "user_id,name,email,phone,address,birth_date,ip_address,country,region,device,signup_at"
+)
 
 
 def user_row(i: int, **over) -> str:
     """Return one valid users CSV line."""
     u = {
-        "user_id": f"u{i:06d}", "name": f"Jane Doe{i}", "email": f"jane{i}@example.com",
-        "phone": "+44 7700 900123", "address": '"1 High St, London"', "birth_date": "1987-02-03",
-        "ip_address": "10.1.2.3", "country": "GB", "region": "UKI", "device": "mobile",
+        "user_id": f"u{i:06d}",
+        "name": f"Jane Doe{i}",
+        "email": f"jane{i}@example.com",
+        "phone": "+44 7700 900123",
+        "address": '"1 High St, London"',
+        "birth_date": "1987-02-03",
+        "ip_address": "10.1.2.3",
+        "country": "GB",
+        "region": "UKI",
+        "device": "mobile",
         "signup_at": "2025-02-01T10:00:00.000000Z",
     }
     u.update(over)

@@ -13,8 +13,14 @@ from hortus.errors import ContractError
 def test_plantshop_contracts_load_with_bronze_derived():
     """Check that the catalog holds silver, gold, bronze and quarantine contracts."""
     cat = Catalog.load()
-    for name in ("silver.events", "silver.users", "gold.kpi_daily", "bronze.events",
-                 "bronze.landing_files", "quarantine.rows"):
+    for name in (
+        "silver.events",
+        "silver.users",
+        "gold.kpi_daily",
+        "bronze.events",
+        "bronze.landing_files",
+        "quarantine.rows",
+    ):
         assert cat.get(name).full_name == name
     assert cat.get("bronze.events").column("_raw").pii == "free_text"
     assert cat.get("silver.users").column("email").pii == "direct"
@@ -29,7 +35,9 @@ def test_unknown_table_error_lists_known_tables():
 def test_contract_rejects_unknown_keys_and_types(tmp_path):
     """Check that a typo in a contract is reported with file, table and column."""
     bad = tmp_path / "c.yaml"
-    bad.write_text("tables:\n  t:\n    layer: silver\n    columns:\n      x: {type: int, nulable: false}\n")
+    bad.write_text(
+        "tables:\n  t:\n    layer: silver\n    columns:\n      x: {type: int, nulable: false}\n"
+    )
     with pytest.raises(ContractError, match=r"c\.yaml: table 't', column 'x': unknown key"):
         load_contracts(bad)
     bad.write_text("tables:\n  t:\n    layer: silver\n    columns:\n      x: {type: integer}\n")
@@ -40,30 +48,42 @@ def test_contract_rejects_unknown_keys_and_types(tmp_path):
 def test_contract_rejects_yaml_booleans_in_string_sets(tmp_path):
     """Check that an unquoted NO (Norway) in an allowed list is caught, not read as False."""
     bad = tmp_path / "c.yaml"
-    bad.write_text("tables:\n  t:\n    layer: silver\n    columns:\n"
-                   "      c: {type: string, allowed: [SE, NO]}\n")
+    bad.write_text(
+        "tables:\n  t:\n    layer: silver\n    columns:\n"
+        "      c: {type: string, allowed: [SE, NO]}\n"
+    )
     with pytest.raises(ContractError, match="quote them"):
         load_contracts(bad)
 
 
 def test_check_frame_reports_row_rule_and_column():
     """Check that every broken rule is reported once with its row and column."""
-    c = Contract.from_dict("t", {"layer": "gold", "columns": {
-        "k": {"type": "string", "nullable": False, "pattern": "^k[0-9]$"},
-        "v": {"type": "float", "min": 0, "max": 1},
-        "s": {"type": "string", "allowed": ["a", "b"]},
-    }})
+    c = Contract.from_dict(
+        "t",
+        {
+            "layer": "gold",
+            "columns": {
+                "k": {"type": "string", "nullable": False, "pattern": "^k[0-9]$"},
+                "v": {"type": "float", "min": 0, "max": 1},
+                "s": {"type": "string", "allowed": ["a", "b"]},
+            },
+        },
+    )
     df = pl.DataFrame({"k": ["k1", "zz", None], "v": [0.5, 2.0, -1.0], "s": ["a", "c", "b"]})
     found = check_frame(df, c).sort("row", "rule")
     assert found.select("row", "rule", "column").rows() == [
-        (1, "allowed", "s"), (1, "max", "v"), (1, "pattern", "k"),
-        (2, "min", "v"), (2, "required", "k"),
+        (1, "allowed", "s"),
+        (1, "max", "v"),
+        (1, "pattern", "k"),
+        (2, "min", "v"),
+        (2, "required", "k"),
     ]
 
 
 def test_check_frame_reports_missing_columns():
     """Check that a column the contract requires but the frame lacks is reported."""
-    c = Contract.from_dict("t", {"layer": "gold", "columns": {
-        "a": {"type": "int"}, "b": {"type": "int"}}})
+    c = Contract.from_dict(
+        "t", {"layer": "gold", "columns": {"a": {"type": "int"}, "b": {"type": "int"}}}
+    )
     found = check_frame(pl.DataFrame({"a": [1]}), c)
     assert found.filter(pl.col("rule") == "missing_column")["column"].to_list() == ["b"]

@@ -28,14 +28,19 @@ def test_ingest_new_file_appends_with_metadata(project, lakehouse):
     """Check that a new file appends and every row carries file, line, batch and time."""
     write_jsonl(project.data / "events/events-2025-03-01.jsonl.gz", [event(i) for i in range(3)])
     ingest(project.data, lakehouse)
-    write_jsonl(project.data / "events/events-2025-03-02.jsonl.gz",
-                [event(10 + i, ts="2025-03-02T09:00:00.000000Z") for i in range(2)])
+    write_jsonl(
+        project.data / "events/events-2025-03-02.jsonl.gz",
+        [event(10 + i, ts="2025-03-02T09:00:00.000000Z") for i in range(2)],
+    )
     ingest(project.data, lakehouse)
     df = lakehouse.read("bronze.events").sort("_source_file", "_line")
     assert df.height == 5
     assert df["_line"].to_list() == [1, 2, 3, 1, 2]
     assert df["_batch_id"].n_unique() == 2
-    assert df["_file_date"].cast(pl.String).unique().sort().to_list() == ["2025-03-01", "2025-03-02"]
+    assert df["_file_date"].cast(pl.String).unique().sort().to_list() == [
+        "2025-03-01",
+        "2025-03-02",
+    ]
     assert df["_ingested_at"].null_count() == 0
     assert lakehouse.version("bronze.events") == 1  # two appends
 
@@ -63,8 +68,7 @@ def test_ingest_refuses_csv_missing_required_column(project, lakehouse):
     """Check that a CSV whose header lost a required column is refused, naming it."""
     header = USERS_HEADER.replace(",email", ",e_mail")
     (project.data / "users").mkdir()
-    (project.data / "users/users-2025-03-01.csv").write_text(
-        header + "\n" + user_row(1) + "\n")
+    (project.data / "users/users-2025-03-01.csv").write_text(header + "\n" + user_row(1) + "\n")
     report = ingest(project.data, lakehouse)
     (refused,) = report.refused
     assert "changed_schema" in refused.reason
@@ -85,7 +89,8 @@ def test_ingest_warns_on_extra_csv_column_and_keeps_it_raw(project, lakehouse):
     """Check that an unexpected extra column is accepted with a warning and kept in bronze."""
     (project.data / "users").mkdir()
     (project.data / "users/users-2025-03-01.csv").write_text(
-        USERS_HEADER + ",loyalty_tier\n" + user_row(1) + ",gold\n")
+        USERS_HEADER + ",loyalty_tier\n" + user_row(1) + ",gold\n"
+    )
     report = ingest(project.data, lakehouse)
     assert report.refused == []
     assert any("loyalty_tier" in w for w in report.to_dict()["warnings"])

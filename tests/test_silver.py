@@ -40,9 +40,14 @@ BAD_EVENTS = [
     (event(6, event_type="teleport"), "allowed", "event_type"),
     (event(7, plant_id="plant-7"), "pattern", "plant_id"),
     (event(8, price=9999.0, quantity=1, event_type="order"), "max", "price"),
-    (b'{"event_id": "e0000000000000009", "event_type": "view", "ts": "2025-03-01T08:00:00.000000Z",'
-     b' "session_id": "s000000000009", "user_id": "u000001", "plant_id": "p0001", '
-     b'"rec_id": "bad\xff\xfebytes"}', "encoding", "rec_id"),
+    (
+        b'{"event_id": "e0000000000000009", "event_type": "view", '
+        b'"ts": "2025-03-01T08:00:00.000000Z",'
+        b' "session_id": "s000000000009", "user_id": "u000001", "plant_id": "p0001", '
+        b'"rec_id": "bad\xff\xfebytes"}',
+        "encoding",
+        "rec_id",
+    ),
     (event(1), "duplicate", "event_id"),  # same id as the first good row
 ]
 
@@ -50,12 +55,18 @@ BAD_EVENTS = [
 def test_every_bad_event_is_quarantined_with_file_line_column_and_rule(project, lakehouse):
     """Check that each bad row lands in quarantine naming file, line, column and rule."""
     good = [event(1), event(100), event(101)]
-    write_jsonl(project.data / "events/events-2025-03-01.jsonl.gz",
-                good + [row for row, _, _ in BAD_EVENTS])
+    write_jsonl(
+        project.data / "events/events-2025-03-01.jsonl.gz", good + [row for row, _, _ in BAD_EVENTS]
+    )
     _, tables = _run(project, lakehouse)
     q = _quarantine(lakehouse)
     assert tables["silver.events"] | {"rules": None} == {
-        "table": "silver.events", "landed": 13, "accepted": 3, "quarantined": 10, "rules": None}
+        "table": "silver.events",
+        "landed": 13,
+        "accepted": 3,
+        "quarantined": 10,
+        "rules": None,
+    }
     for line, (_, rule, column) in enumerate(BAD_EVENTS, start=len(good) + 1):
         row = q.filter(pl.col("line") == line).row(0, named=True)
         assert row["source_file"] == "events/events-2025-03-01.jsonl.gz"
@@ -67,8 +78,10 @@ def test_every_bad_event_is_quarantined_with_file_line_column_and_rule(project, 
 
 def test_type_error_message_shows_the_value_and_every_violation(project, lakehouse):
     """Check that a row breaking two rules reports both, the first as its rule."""
-    write_jsonl(project.data / "events/events-2025-03-01.jsonl",
-                [event(1, quantity="two", price="abc", event_type="order")])
+    write_jsonl(
+        project.data / "events/events-2025-03-01.jsonl",
+        [event(1, quantity="two", price="abc", event_type="order")],
+    )
     _run(project, lakehouse)
     row = _quarantine(lakehouse).row(0, named=True)
     assert row["rule"] == "type" and row["column"] == "quantity"
@@ -80,20 +93,25 @@ def test_duplicates_across_batches_are_quarantined(project, lakehouse):
     """Check that an event id seen in an earlier batch is a duplicate in a later one."""
     write_jsonl(project.data / "events/events-2025-03-01.jsonl", [event(1), event(2)])
     _run(project, lakehouse)
-    write_jsonl(project.data / "events/events-2025-03-02.jsonl",
-                [event(2, ts="2025-03-02T01:00:00.000000Z"), event(3, ts="2025-03-02T01:00:00.000000Z")])
+    write_jsonl(
+        project.data / "events/events-2025-03-02.jsonl",
+        [event(2, ts="2025-03-02T01:00:00.000000Z"), event(3, ts="2025-03-02T01:00:00.000000Z")],
+    )
     _, tables = _run(project, lakehouse)
     assert tables["silver.events"]["accepted"] == 1
     assert tables["silver.events"]["rules"] == {"duplicate": 1}
     assert lakehouse.read("silver.events")["event_id"].sort().to_list() == [
-        event(i)["event_id"] for i in (1, 2, 3)]
+        event(i)["event_id"] for i in (1, 2, 3)
+    ]
     _assert_reconciles(lakehouse)
 
 
 def test_silver_is_typed_and_processing_twice_adds_nothing(project, lakehouse):
     """Check that silver has contract types and a second build is a no-op."""
-    write_jsonl(project.data / "events/events-2025-03-01.jsonl.gz",
-                [event(1, event_type="order", quantity=2, price=4.5, order_id="o1")])
+    write_jsonl(
+        project.data / "events/events-2025-03-01.jsonl.gz",
+        [event(1, event_type="order", quantity=2, price=4.5, order_id="o1")],
+    )
     _run(project, lakehouse)
     df = lakehouse.read("silver.events")
     assert df.schema["ts"] == pl.Datetime("us", "UTC")
@@ -107,11 +125,15 @@ def test_users_pii_is_tokenised_and_birth_date_generalised(project, lakehouse):
     """Check that direct identifiers become keyed tokens and birth date an age band."""
     (project.data / "users").mkdir()
     (project.data / "users/users-2025-03-01.csv").write_text(
-        USERS_HEADER + "\n" + user_row(1) + "\n" + user_row(2, birth_date="2003-06-01") + "\n")
+        USERS_HEADER + "\n" + user_row(1) + "\n" + user_row(2, birth_date="2003-06-01") + "\n"
+    )
     _run(project, lakehouse)
     df = lakehouse.read("silver.users").sort("user_id")
     key = TEST_KEY.encode()
-    assert df["email"].to_list() == [token("jane1@example.com", key), token("jane2@example.com", key)]
+    assert df["email"].to_list() == [
+        token("jane1@example.com", key),
+        token("jane2@example.com", key),
+    ]
     assert df["name"][0] == token("Jane Doe1", key)
     assert "birth_date" not in df.columns
     assert df["age_band"].to_list() == ["35-44", "18-24"]
@@ -125,12 +147,25 @@ def test_review_text_is_redacted(project, lakehouse):
     """Check that names, e-mails, phones and card numbers in review text are redacted."""
     (project.data / "users").mkdir()
     (project.data / "users/users-2025-03-01.csv").write_text(
-        USERS_HEADER + "\n" + user_row(1) + "\n")
-    text = ("Lovely fern! Jane Doe1 here, write to jane1@example.com or call +44 7700 900123; "
-            "paid with 4111 1111 1111 1111. My friend: ivy.moss@mail.example.org")
-    write_jsonl(project.data / "reviews/reviews-2025-03-01.jsonl", [{
-        "review_id": "r0000001", "user_id": "u000001", "plant_id": "p0001", "rating": 5,
-        "text": text, "ts": "2025-03-01T10:00:00.000000Z"}])
+        USERS_HEADER + "\n" + user_row(1) + "\n"
+    )
+    text = (
+        "Lovely fern! Jane Doe1 here, write to jane1@example.com or call +44 7700 900123; "
+        "paid with 4111 1111 1111 1111. My friend: ivy.moss@mail.example.org"
+    )
+    write_jsonl(
+        project.data / "reviews/reviews-2025-03-01.jsonl",
+        [
+            {
+                "review_id": "r0000001",
+                "user_id": "u000001",
+                "plant_id": "p0001",
+                "rating": 5,
+                "text": text,
+                "ts": "2025-03-01T10:00:00.000000Z",
+            }
+        ],
+    )
     _run(project, lakehouse)
     out = lakehouse.read("silver.reviews")["text"][0]
     assert out.startswith("Lovely fern!")
@@ -143,7 +178,8 @@ def test_quarantine_keeps_csv_rows_as_json(project, lakehouse):
     """Check that a rejected CSV row keeps its raw values (as JSON) and its line number."""
     (project.data / "users").mkdir()
     (project.data / "users/users-2025-03-01.csv").write_text(
-        USERS_HEADER + "\n" + user_row(1) + "\n" + user_row(2, country="XX") + "\n")
+        USERS_HEADER + "\n" + user_row(1) + "\n" + user_row(2, country="XX") + "\n"
+    )
     _run(project, lakehouse)
     row = _quarantine(lakehouse).row(0, named=True)
     assert (row["line"], row["rule"], row["column"]) == (3, "allowed", "country")
@@ -153,8 +189,11 @@ def test_quarantine_keeps_csv_rows_as_json(project, lakehouse):
 @pytest.mark.parametrize("late_minutes,accepted", [(30, 1), (120, 0)])
 def test_future_tolerance_is_a_parameter(project, lakehouse, late_minutes, accepted):
     """Check that events stamped after the file's export time pass only within tolerance."""
-    ts = f"2025-03-02T00:{late_minutes % 60:02d}:00.000000Z" if late_minutes < 60 else \
-        f"2025-03-02T0{late_minutes // 60}:00:00.000000Z"
+    ts = (
+        f"2025-03-02T00:{late_minutes % 60:02d}:00.000000Z"
+        if late_minutes < 60
+        else f"2025-03-02T0{late_minutes // 60}:00:00.000000Z"
+    )
     write_jsonl(project.data / "events/events-2025-03-01.jsonl", [event(1, ts=ts)])
     ingest(project.data, lakehouse)
     (t, *_) = silver.build(lakehouse, OPTIONS)

@@ -36,12 +36,27 @@ def bronze_contract(silver: Contract) -> Contract:
     """Derive the bronze contract (raw, restricted) of a landed silver table."""
     assert silver.landing is not None
     if silver.landing.format == "jsonl":
-        payload = (Column("_raw", "string", True, pii="free_text",
-                          description="The raw JSON line, personal data in the clear."),)
+        payload = (
+            Column(
+                "_raw",
+                "string",
+                True,
+                pii="free_text",
+                description="The raw JSON line, personal data in the clear.",
+            ),
+        )
     else:
         payload = tuple(
-            replace(c, type="string", nullable=True, min=None, max=None, allowed=None,
-                    pattern=None, generalise=None)
+            replace(
+                c,
+                type="string",
+                nullable=True,
+                min=None,
+                max=None,
+                allowed=None,
+                pattern=None,
+                generalise=None,
+            )
             for c in silver.columns
         )
     return replace(
@@ -84,7 +99,9 @@ class Catalog:
             return self._contracts[name]
         except KeyError:
             known = ", ".join(self._contracts)
-            raise TableNotFound(f"no table {name!r} in the catalog; known tables: {known}") from None
+            raise TableNotFound(
+                f"no table {name!r} in the catalog; known tables: {known}"
+            ) from None
 
     def names(self, layer: str | None = None) -> list[str]:
         """Return table names, optionally of one layer."""
@@ -92,7 +109,9 @@ class Catalog:
 
     def landed(self) -> list[Contract]:
         """Return the silver contracts that have landing files, in dependency order."""
-        return [c for c in self._contracts.values() if c.landing is not None and c.layer == "silver"]
+        return [
+            c for c in self._contracts.values() if c.landing is not None and c.layer == "silver"
+        ]
 
     def __iter__(self):
         return iter(self._contracts.values())

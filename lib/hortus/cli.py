@@ -74,9 +74,11 @@ def _stage(name: str):
 
 def _report_stage(name: str, summary: dict, paths: Paths) -> None:
     if name == "ingest":
-        print(f"ingest batch {summary['batch_id']}: {summary['files_new']} new file(s), "
-              f"{summary['files_skipped_already_ingested']} already ingested, "
-              f"{summary['files_refused']} refused")
+        print(
+            f"ingest batch {summary['batch_id']}: {summary['files_new']} new file(s), "
+            f"{summary['files_skipped_already_ingested']} already ingested, "
+            f"{summary['files_refused']} refused"
+        )
         for table, n in sorted(summary["rows_landed"].items()):
             print(f"  landed {n:>9,} rows for {table}")
         for r in summary["refused"]:
@@ -86,8 +88,10 @@ def _report_stage(name: str, summary: dict, paths: Paths) -> None:
     elif name == "silver":
         for table, t in sorted(summary["tables"].items()):
             rules = ", ".join(f"{k}={v}" for k, v in t["rules"].items()) or "none"
-            print(f"  {table:<16} landed {t['landed']:>9,} = accepted {t['accepted']:>9,} "
-                  f"+ quarantined {t['quarantined']:>7,}  (rules: {rules})")
+            print(
+                f"  {table:<16} landed {t['landed']:>9,} = accepted {t['accepted']:>9,} "
+                f"+ quarantined {t['quarantined']:>7,}  (rules: {rules})"
+            )
         _print_quarantine_examples(paths)
     else:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
@@ -100,11 +104,19 @@ def _print_quarantine_examples(paths: Paths, limit: int = 8) -> None:
     lh = Lakehouse.open(paths.root, stage="cli")
     if not lh.exists(QUARANTINE):
         return
-    rows = (lh.scan(QUARANTINE).sort("source_file", "line")
-            .group_by("rule", maintain_order=True).head(2).head(limit).collect())
+    rows = (
+        lh.scan(QUARANTINE)
+        .sort("source_file", "line")
+        .group_by("rule", maintain_order=True)
+        .head(2)
+        .head(limit)
+        .collect()
+    )
     for r in rows.iter_rows(named=True):
-        print(f"  quarantined {r['source_file']}:{r['line']} column {r['column'] or '-'} "
-              f"rule {r['rule']}: {r['message'][:160]}")
+        print(
+            f"  quarantined {r['source_file']}:{r['line']} column {r['column'] or '-'} "
+            f"rule {r['rule']}: {r['message'][:160]}"
+        )
 
 
 # ------------------------------------------------------------------- catalog
@@ -115,9 +127,15 @@ def cmd_catalog_list(args: argparse.Namespace) -> int:
     rows = []
     for c in lh.catalog:
         built = lh.exists(c.full_name)
-        rows.append({"table": c.full_name, "owner": c.owner, "built": built,
-                     "version": lh.version(c.full_name) if built else None,
-                     "description": c.description})
+        rows.append(
+            {
+                "table": c.full_name,
+                "owner": c.owner,
+                "built": built,
+                "version": lh.version(c.full_name) if built else None,
+                "description": c.description,
+            }
+        )
     if args.json:
         _print(rows, True)
         return 0
@@ -144,9 +162,11 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
     if lh.exists(args.table):
         print("Lineage (one row per Delta version):")
         for h in lh.history(args.table).iter_rows(named=True):
-            print(f"  v{h['version']:<4} {h['timestamp']:%Y-%m-%d %H:%M:%S} {h['operation']:<8} "
-                  f"rows+{h['rows_added'] or 0:<9} stage={h['stage']} inputs={h['inputs']} "
-                  f"git={str(h['git_commit'])[:10]} user={h['user']}")
+            print(
+                f"  v{h['version']:<4} {h['timestamp']:%Y-%m-%d %H:%M:%S} {h['operation']:<8} "
+                f"rows+{h['rows_added'] or 0:<9} stage={h['stage']} inputs={h['inputs']} "
+                f"git={str(h['git_commit'])[:10]} user={h['user']}"
+            )
     return 0
 
 
@@ -164,8 +184,10 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         lf = lf.filter(pl.col("rule") == args.rule)
     rows = lf.sort("source_file", "line").head(args.limit).collect()
     for r in rows.iter_rows(named=True):
-        print(f"{r['source_file']}:{r['line']}: table {r['table']} column {r['column'] or '-'} "
-              f"rule {r['rule']}: {r['message']}")
+        print(
+            f"{r['source_file']}:{r['line']}: table {r['table']} column {r['column'] or '-'} "
+            f"rule {r['rule']}: {r['message']}"
+        )
     return 0
 
 
@@ -196,12 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="project root (default: found from the working directory)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("simulate", help="write a landing export of the simulated plant shop",
-                       description="Write a deterministic landing export (CSV and JSON lines) "
-                                   "of the plant shop web app.")
+    s = sub.add_parser(
+        "simulate",
+        help="write a landing export of the simulated plant shop",
+        description="Write a deterministic landing export (CSV and JSON lines) "
+        "of the plant shop web app.",
+    )
     s.add_argument("--out", help="output folder (default: data/)")
-    s.add_argument("--from-params", action="store_true",
-                   help="start from params.yaml's simulate section (the pinned default snapshot)")
+    s.add_argument(
+        "--from-params",
+        action="store_true",
+        help="start from params.yaml's simulate section (the pinned default snapshot)",
+    )
     s.add_argument("--params", help="params file (default: params.yaml at the root)")
     s.add_argument("--seed", type=int)
     s.add_argument("--start", help="first day, YYYY-MM-DD")
@@ -226,35 +254,50 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--params", help="params file (default: params.yaml at the root)")
         s.set_defaults(func=_stage(name))
 
-    c = sub.add_parser("catalog", help="list tables and show contracts and lineage",
-                       description="Browse the catalog.")
+    c = sub.add_parser(
+        "catalog",
+        help="list tables and show contracts and lineage",
+        description="Browse the catalog.",
+    )
     csub = c.add_subparsers(dest="action", required=True, metavar="ACTION")
     cl = csub.add_parser("list", help="list every table", description="List every table.")
     cl.add_argument("--json", action="store_true")
     cl.set_defaults(func=cmd_catalog_list)
-    cs = csub.add_parser("show", help="show one table's contract and lineage",
-                         description="Show one table's contract, size and lineage.")
+    cs = csub.add_parser(
+        "show",
+        help="show one table's contract and lineage",
+        description="Show one table's contract, size and lineage.",
+    )
     cs.add_argument("table", help="table name, e.g. silver.events")
     cs.add_argument("--json", action="store_true")
     cs.set_defaults(func=cmd_catalog_show)
 
-    q = sub.add_parser("quarantine", help="list quarantined rows with file, line, column, rule",
-                       description="List rows rejected by silver validation.")
+    q = sub.add_parser(
+        "quarantine",
+        help="list quarantined rows with file, line, column, rule",
+        description="List rows rejected by silver validation.",
+    )
     q.add_argument("--table", help="only this silver table, e.g. silver.events")
     q.add_argument("--rule", help="only this rule, e.g. json, type, duplicate")
     q.add_argument("--limit", type=int, default=50)
     q.set_defaults(func=cmd_quarantine)
 
-    d = sub.add_parser("data", help="verify or restore the pinned landing snapshot",
-                       description="verify: check data/ against data.dvc.  restore: rebuild "
-                                   "the embedded default snapshot from params.yaml and verify it.")
+    d = sub.add_parser(
+        "data",
+        help="verify or restore the pinned landing snapshot",
+        description="verify: check data/ against data.dvc.  restore: rebuild "
+        "the embedded default snapshot from params.yaml and verify it.",
+    )
     d.add_argument("action", choices=["verify", "restore"])
     d.add_argument("--params", help="params file (default: params.yaml at the root)")
     d.set_defaults(func=cmd_data)
 
-    k = sub.add_parser("key", help="write the demo-only PII key if no key exists",
-                       description="Write the labelled demo PII tokenisation key to "
-                                   ".hortus/secrets/pii.key unless one exists.")
+    k = sub.add_parser(
+        "key",
+        help="write the demo-only PII key if no key exists",
+        description="Write the labelled demo PII tokenisation key to "
+        ".hortus/secrets/pii.key unless one exists.",
+    )
     k.set_defaults(func=cmd_key)
     return p
 

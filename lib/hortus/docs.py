@@ -34,7 +34,9 @@ def _pii(c: Column, layer: str) -> str:
         return ""
     if layer in RESTRICTED_LAYERS:
         return f"{c.pii} (raw)"
-    return {"direct": "direct → token", "quasi": "quasi", "free_text": "free text → redacted"}[c.pii]
+    return {"direct": "direct → token", "quasi": "quasi", "free_text": "free text → redacted"}[
+        c.pii
+    ]
 
 
 def table_markdown(contract: Contract, lh: Lakehouse) -> str:
@@ -42,10 +44,15 @@ def table_markdown(contract: Contract, lh: Lakehouse) -> str:
     shown = stored_contract(contract) if contract.layer == "silver" else contract
     zone = "restricted" if contract.layer in RESTRICTED_LAYERS else "governed"
     lines = [f"## `{contract.full_name}`", "", contract.description or "", ""]
-    meta = [("Zone", zone), ("Owner", contract.owner),
-            ("Primary key", ", ".join(contract.primary_key) or "-"),
-            ("Freshness SLA", f"{contract.freshness_sla_hours} h"
-             if contract.freshness_sla_hours else "-")]
+    meta = [
+        ("Zone", zone),
+        ("Owner", contract.owner),
+        ("Primary key", ", ".join(contract.primary_key) or "-"),
+        (
+            "Freshness SLA",
+            f"{contract.freshness_sla_hours} h" if contract.freshness_sla_hours else "-",
+        ),
+    ]
     if contract.landing:
         meta.append(("Landing", f"`data/{contract.landing.glob}` ({contract.landing.format})"))
     if lh.exists(contract.full_name):
@@ -53,18 +60,21 @@ def table_markdown(contract: Contract, lh: Lakehouse) -> str:
         last = hist.row(-1, named=True)
         rows = lh.scan(contract.full_name).select(pl.len()).collect().item()
         inputs = ", ".join(f"`{k}`" for k in json.loads(last["inputs"] or "{}")) or "-"
-        meta += [("Rows", f"{rows:,}"), ("Versions", str(hist.height)),
-                 ("Written by stage", f"`{last['stage']}` from {inputs}")]
+        meta += [
+            ("Rows", f"{rows:,}"),
+            ("Versions", str(hist.height)),
+            ("Written by stage", f"`{last['stage']}` from {inputs}"),
+        ]
     else:
         meta.append(("Rows", "not built yet"))
     lines += [f"- **{k}:** {v}" for k, v in meta]
-    lines += ["", "| column | type | rules | PII | description |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| column | type | rules | PII | description |", "|---|---|---|---|---|"]
     for c in shown.columns:
         desc = c.description.replace("|", "\\|")
         sens = " *(sensitive attribute)*" if c.sensitive else ""
-        lines.append(f"| `{c.name}` | {c.type} | {_rules(c)} | {_pii(c, contract.layer)} | "
-                     f"{desc}{sens} |")
+        lines.append(
+            f"| `{c.name}` | {c.type} | {_rules(c)} | {_pii(c, contract.layer)} | {desc}{sens} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -83,6 +93,8 @@ def data_dictionary(lh: Lakehouse) -> str:
     ]
     for c in contracts:
         zone = "restricted" if c.layer in RESTRICTED_LAYERS else "governed"
-        head.append(f"| [`{c.full_name}`](#{c.full_name.replace('.', '')}) | {zone} | "
-                    f"{c.owner} | {c.description} |")
+        head.append(
+            f"| [`{c.full_name}`](#{c.full_name.replace('.', '')}) | {zone} | "
+            f"{c.owner} | {c.description} |"
+        )
     return "\n".join(head) + "\n\n" + "\n".join(table_markdown(c, lh) for c in contracts)

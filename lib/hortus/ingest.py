@@ -68,8 +68,12 @@ def discover(landing: Path, lh: Lakehouse) -> list[tuple[Path, str, str | None]]
                 out.append((p, p.relative_to(landing).as_posix(), contract.full_name))
     for p in sorted(landing.rglob("*")):
         rel = p.relative_to(landing).as_posix()
-        if p.is_file() and p not in claimed and not rel.startswith(("_", ".")) \
-                and not p.name.endswith(".dvc"):
+        if (
+            p.is_file()
+            and p not in claimed
+            and not rel.startswith(("_", "."))
+            and not p.name.endswith(".dvc")
+        ):
             out.append((p, rel, None))  # no contract claims it: refused, recorded
     return sorted(out, key=lambda t: t[1])
 
@@ -106,11 +110,15 @@ def ingest(
     seen = already_ingested(lh)
     hashes = {rel: file_sha256(p.read_bytes()) for p, rel, _ in candidates}
     new = [(p, rel, t) for p, rel, t in candidates if (rel, hashes[rel]) not in seen]
-    batch_id = "b" + hashlib.sha256(
-        "\n".join(f"{rel}:{hashes[rel]}" for _, rel, _ in new).encode()
-    ).hexdigest()[:12]
-    report = IngestReport(batch_id=batch_id,
-                          skipped=[rel for _, rel, _ in candidates if (rel, hashes[rel]) in seen])
+    batch_id = (
+        "b"
+        + hashlib.sha256(
+            "\n".join(f"{rel}:{hashes[rel]}" for _, rel, _ in new).encode()
+        ).hexdigest()[:12]
+    )
+    report = IngestReport(
+        batch_id=batch_id, skipped=[rel for _, rel, _ in candidates if (rel, hashes[rel]) in seen]
+    )
     buffers: dict[str, list[pl.DataFrame]] = {}
 
     def flush(table: str) -> None:
@@ -121,8 +129,9 @@ def ingest(
         raw = path.read_bytes()
         if table is None:
             info = LandedFile(rel, hashes[rel], len(raw), None)
-            report.files.append(info.refuse("no_contract",
-                                            f"{rel} matches no table's landing pattern"))
+            report.files.append(
+                info.refuse("no_contract", f"{rel} matches no table's landing pattern")
+            )
             continue
         contract = lh.catalog.get(table)
         df, info = read_landing_file(path, rel, contract, raw=raw)
@@ -130,13 +139,15 @@ def ingest(
         if df is None:
             continue
         target = "bronze." + contract.name
-        buffers.setdefault(target, []).append(df.with_columns(
-            pl.lit(rel).alias("_source_file"),
-            pl.lit(info.file_sha256).alias("_file_sha256"),
-            pl.lit(file_date(rel), pl.Date).alias("_file_date"),
-            pl.lit(batch_id).alias("_batch_id"),
-            pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("_ingested_at"),
-        ))
+        buffers.setdefault(target, []).append(
+            df.with_columns(
+                pl.lit(rel).alias("_source_file"),
+                pl.lit(info.file_sha256).alias("_file_sha256"),
+                pl.lit(file_date(rel), pl.Date).alias("_file_date"),
+                pl.lit(batch_id).alias("_batch_id"),
+                pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("_ingested_at"),
+            )
+        )
         if sum(b.height for b in buffers[target]) >= flush_rows:
             flush(target)
     for target in list(buffers):
@@ -161,8 +172,16 @@ def _files_frame(report: IngestReport, now: datetime) -> pl.DataFrame:
             "batch_id": [report.batch_id] * len(report.files),
             "ingested_at": [now] * len(report.files),
         },
-        schema={"source_file": pl.String, "file_sha256": pl.String, "table": pl.String,
-                "status": pl.String, "reason": pl.String, "warnings": pl.String,
-                "rows": pl.Int64, "size_bytes": pl.Int64, "batch_id": pl.String,
-                "ingested_at": pl.Datetime("us", "UTC")},
+        schema={
+            "source_file": pl.String,
+            "file_sha256": pl.String,
+            "table": pl.String,
+            "status": pl.String,
+            "reason": pl.String,
+            "warnings": pl.String,
+            "rows": pl.Int64,
+            "size_bytes": pl.Int64,
+            "batch_id": pl.String,
+            "ingested_at": pl.Datetime("us", "UTC"),
+        },
     )

@@ -81,8 +81,9 @@ def read_landing_file(
     try:
         payload = _decompress(data, rel)
     except (EOFError, OSError, zlib.error) as exc:
-        return None, info.refuse("truncated_compressed",
-                                 f"{rel} is not a complete gzip stream ({exc})")
+        return None, info.refuse(
+            "truncated_compressed", f"{rel} is not a complete gzip stream ({exc})"
+        )
     assert contract.landing is not None
     if contract.landing.format == "csv":
         df = _read_csv(payload, rel, contract, info)
@@ -96,15 +97,17 @@ def read_landing_file(
     return df, info
 
 
-def _check_columns(present: set[str], rel: str, contract: Contract, info: LandedFile,
-                   what: str) -> bool:
+def _check_columns(
+    present: set[str], rel: str, contract: Contract, info: LandedFile, what: str
+) -> bool:
     expected = set(contract.column_names)
     missing_required = [c for c in contract.required if c not in present]
     missing_optional = sorted(expected - present - set(missing_required))
     extra = sorted(present - expected)
     if missing_required:
-        detail = (f"{rel}: {what} lacks required column(s) {missing_required} of "
-                  f"{contract.full_name}")
+        detail = (
+            f"{rel}: {what} lacks required column(s) {missing_required} of {contract.full_name}"
+        )
         if extra:
             detail += f"; unexpected column(s) {extra}"
         info.refuse("changed_schema", detail)
@@ -119,27 +122,35 @@ def _check_columns(present: set[str], rel: str, contract: Contract, info: Landed
     return True
 
 
-def _read_csv(payload: bytes, rel: str, contract: Contract, info: LandedFile) -> pl.DataFrame | None:
+def _read_csv(
+    payload: bytes, rel: str, contract: Contract, info: LandedFile
+) -> pl.DataFrame | None:
     df = pl.read_csv(payload, infer_schema=False, encoding="utf8-lossy")
     if not _check_columns(set(df.columns), rel, contract, info, "the header"):
         return None
-    cols = [pl.col(c) if c in df.columns else pl.lit(None, pl.String).alias(c)
-            for c in contract.column_names]
+    cols = [
+        pl.col(c) if c in df.columns else pl.lit(None, pl.String).alias(c)
+        for c in contract.column_names
+    ]
     extra = [c for c in df.columns if c not in contract.column_names]
     return df.select(
-        *cols, *[pl.col(c) for c in extra],
+        *cols,
+        *[pl.col(c) for c in extra],
         pl.int_range(2, pl.len() + 2, dtype=pl.Int64).alias("_line"),
     )
 
 
-def _read_jsonl(payload: bytes, rel: str, contract: Contract, info: LandedFile) -> pl.DataFrame | None:
+def _read_jsonl(
+    payload: bytes, rel: str, contract: Contract, info: LandedFile
+) -> pl.DataFrame | None:
     text = payload.decode("utf-8", errors="replace")
     lines = pl.DataFrame({"_raw": [text]}).select(pl.col("_raw").str.split("\n")).explode("_raw")
     lines = lines.with_row_index("_line", offset=1).with_columns(pl.col("_line").cast(pl.Int64))
     if lines.height and lines["_raw"][-1] == "":
         lines = lines.head(lines.height - 1)  # the newline that ends the last line
-    sample = (lines.head(SAMPLE_LINES)
-              .filter(pl.col("_raw").str.json_path_match("$").is_not_null())["_raw"])
+    sample = lines.head(SAMPLE_LINES).filter(pl.col("_raw").str.json_path_match("$").is_not_null())[
+        "_raw"
+    ]
     keys: set[str] = set()
     if sample.len():
         decoded = sample.str.json_decode(infer_schema_length=None)

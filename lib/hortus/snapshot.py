@@ -38,8 +38,9 @@ def workspace_md5(paths: Paths) -> str:
     from dvc_data.hashfile.build import build
 
     with Repo(str(paths.root)) as repo:
-        _, _, obj = build(repo.cache.local, str(paths.data), repo.fs, "md5", dry_run=True,
-                          ignore=repo.dvcignore)
+        _, _, obj = build(
+            repo.cache.local, str(paths.data), repo.fs, "md5", dry_run=True, ignore=repo.dvcignore
+        )
     return obj.hash_info.value
 
 
@@ -51,7 +52,9 @@ def matches(paths: Paths) -> bool:
 def verify(paths: Paths) -> None:
     """Raise a clear error unless data/ matches data.dvc."""
     if not paths.data.is_dir():
-        raise HortusError(f"{paths.data} does not exist: run `make data` (or `hortus data restore`)")
+        raise HortusError(
+            f"{paths.data} does not exist: run `make data` (or `hortus data restore`)"
+        )
     have, want = workspace_md5(paths), pinned_md5(paths)
     if have != want:
         raise HortusError(
@@ -62,8 +65,7 @@ def verify(paths: Paths) -> None:
 
 
 def _dvc(paths: Paths, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["dvc", *args], cwd=paths.root, capture_output=True, text=True,
-                          env=None)
+    return subprocess.run(["dvc", *args], cwd=paths.root, capture_output=True, text=True, env=None)
 
 
 def restore(paths: Paths, simulate_params: dict) -> str:

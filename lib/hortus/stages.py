@@ -47,9 +47,10 @@ def silver(paths: Paths, params: dict) -> dict:
     broken = [c for c in checks if not c["reconciles"]]
     if broken:
         raise HortusError(f"rows lost between bronze and silver: {broken}")
-    summary = {"tables": {t["table"]: t for t in tables},
-               "totals": {k: sum(c[k] for c in checks)
-                          for k in ("landed", "accepted", "quarantined")}}
+    summary = {
+        "tables": {t["table"]: t for t in tables},
+        "totals": {k: sum(c[k] for c in checks) for k in ("landed", "accepted", "quarantined")},
+    }
     _write_json(paths.reports / "silver.json", summary)
     return summary
 
@@ -65,10 +66,12 @@ def kpis(paths: Paths, params: dict) -> dict:
         "sessions": int(overall["sessions"].sum()),
         "orders": int(overall["orders"].sum()),
         "revenue": round(float(overall["revenue"].sum()), 2),
-        "conversion_rate": round(float(overall["converted_sessions"].sum())
-                                 / max(int(overall["sessions"].sum()), 1), 6),
-        "rec_ctr": round(float(overall["rec_clicks"].sum())
-                         / max(int(overall["rec_impressions"].sum()), 1), 6),
+        "conversion_rate": round(
+            float(overall["converted_sessions"].sum()) / max(int(overall["sessions"].sum()), 1), 6
+        ),
+        "rec_ctr": round(
+            float(overall["rec_clicks"].sum()) / max(int(overall["rec_impressions"].sum()), 1), 6
+        ),
     }
     _write_json(paths.reports / "kpis.json", summary)
     return summary

@@ -79,8 +79,9 @@ class Lakehouse:
         self.reads[name] = dt.version()
         return pl.scan_delta(dt)
 
-    def read(self, name: str, *, version: int | None = None,
-             columns: list[str] | None = None) -> pl.DataFrame:
+    def read(
+        self, name: str, *, version: int | None = None, columns: list[str] | None = None
+    ) -> pl.DataFrame:
         """Read a table into memory (optionally only some columns)."""
         lf = self.scan(name, version=version)
         return (lf.select(columns) if columns else lf).collect()
@@ -140,17 +141,19 @@ class Lakehouse:
         rows = []
         for h in self._delta(name).history():
             inputs = h.get(LINEAGE_PREFIX + "inputs")
-            rows.append({
-                "version": h["version"],
-                "timestamp": datetime.fromtimestamp(h["timestamp"] / 1000, UTC),
-                "operation": h.get("operation"),
-                "rows_added": (h.get("operationMetrics") or {}).get("num_added_rows"),
-                "stage": h.get(LINEAGE_PREFIX + "stage"),
-                "inputs": inputs,
-                "git_commit": h.get(LINEAGE_PREFIX + "git_commit"),
-                "git_dirty": h.get(LINEAGE_PREFIX + "git_dirty"),
-                "user": h.get(LINEAGE_PREFIX + "user"),
-            })
+            rows.append(
+                {
+                    "version": h["version"],
+                    "timestamp": datetime.fromtimestamp(h["timestamp"] / 1000, UTC),
+                    "operation": h.get("operation"),
+                    "rows_added": (h.get("operationMetrics") or {}).get("num_added_rows"),
+                    "stage": h.get(LINEAGE_PREFIX + "stage"),
+                    "inputs": inputs,
+                    "git_commit": h.get(LINEAGE_PREFIX + "git_commit"),
+                    "git_dirty": h.get(LINEAGE_PREFIX + "git_dirty"),
+                    "user": h.get(LINEAGE_PREFIX + "user"),
+                }
+            )
         return pl.DataFrame(rows, schema_overrides={"inputs": pl.String}).sort("version")
 
     def content_hash(self, name: str, *, version: int | None = None) -> str:

@@ -30,15 +30,21 @@ def daily_kpis(events: pl.LazyFrame, users: pl.LazyFrame) -> pl.LazyFrame:
     of quantity x unit price of its order lines; AOV = revenue / distinct orders.
     """
     regions = users.select("user_id", "region").unique("user_id", keep="first")
-    e = (
-        events.join(regions, on="user_id", how="left")
-        .with_columns(pl.col("ts").dt.date().alias("date"),
-                      pl.col("region").fill_null("UNKNOWN"))
+    e = events.join(regions, on="user_id", how="left").with_columns(
+        pl.col("ts").dt.date().alias("date"), pl.col("region").fill_null("UNKNOWN")
     )
     per_region = _aggregate(e, ["date", "region"])
     overall = _aggregate(e, ["date"]).with_columns(pl.lit("ALL").alias("region"))
-    cols = ["date", "region", "sessions", "orders", "converted_sessions", "revenue",
-            "rec_impressions", "rec_clicks"]
+    cols = [
+        "date",
+        "region",
+        "sessions",
+        "orders",
+        "converted_sessions",
+        "revenue",
+        "rec_impressions",
+        "rec_clicks",
+    ]
     return (
         pl.concat([overall.select(cols), per_region.select(cols)])
         .with_columns(
@@ -46,7 +52,18 @@ def daily_kpis(events: pl.LazyFrame, users: pl.LazyFrame) -> pl.LazyFrame:
             _ratio("revenue", "orders").round(2).alias("aov"),
             _ratio("rec_clicks", "rec_impressions").alias("rec_ctr"),
         )
-        .select("date", "region", "sessions", "orders", "converted_sessions", "conversion_rate",
-                "revenue", "aov", "rec_impressions", "rec_clicks", "rec_ctr")
+        .select(
+            "date",
+            "region",
+            "sessions",
+            "orders",
+            "converted_sessions",
+            "conversion_rate",
+            "revenue",
+            "aov",
+            "rec_impressions",
+            "rec_clicks",
+            "rec_ctr",
+        )
         .sort("date", "region")
     )
