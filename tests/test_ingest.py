@@ -85,6 +85,17 @@ def test_ingest_refuses_jsonl_with_changed_schema(project, lakehouse):
     assert "['user_id']" in refused.reason and "['uid']" in refused.reason
 
 
+def test_ingest_refuses_jsonl_with_renamed_optional_key(project, lakehouse):
+    """Check that an optional key renamed in every line (price -> unit_price) is refused."""
+    rows = [event(i, event_type="order", price=12.5, quantity=1) for i in range(3)]
+    rows = [{("unit_price" if k == "price" else k): v for k, v in r.items()} for r in rows]
+    write_jsonl(project.data / "events/events-2025-03-01.jsonl", rows)
+    (refused,) = ingest(project.data, lakehouse).refused
+    assert refused.reason.startswith("changed_schema: ")
+    assert "['price']" in refused.reason and "['unit_price']" in refused.reason
+    assert not lakehouse.exists("bronze.events")
+
+
 def test_ingest_warns_on_extra_csv_column_and_keeps_it_raw(project, lakehouse):
     """Check that an unexpected extra column is accepted with a warning and kept in bronze."""
     (project.data / "users").mkdir()

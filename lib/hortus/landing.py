@@ -5,7 +5,9 @@ other files go on):
 - empty file (0 bytes, or no data row)                   -> rule `empty_file`
 - truncated or corrupt gzip stream                        -> rule `truncated_compressed`
 - changed schema: a required column missing from the CSV
-  header, or absent from every sampled JSON line          -> rule `changed_schema`
+  header, or absent from every sampled JSON line, or a
+  known column absent while a look-alike appears
+  (a rename upstream, e.g. price -> unit_price)                                     -> rule `changed_schema`
 - unexpected extra columns when the contract says refuse  -> rule `extra_column`
 Row-level problems (malformed JSON, wrong types, bad bytes, out-of-range or
 duplicate values) are not decided here: the rows land in bronze as they are and
@@ -14,6 +16,7 @@ silver quarantines them, so no row is lost.
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import hashlib
 import json
@@ -112,6 +115,17 @@ def _check_columns(
             detail += f"; unexpected column(s) {extra}"
         info.refuse("changed_schema", detail)
         return False
+    renamed = _likely_renames(missing_optional, extra)
+    if renamed:
+        # a known column vanished while a look-alike appeared: a rename upstream
+        # (e.g. price -> unit_price) would otherwise load as nulls with only a warning
+        pairs = ", ".join(f"{old!r} -> {new!r}" for old, new in renamed)
+        info.refuse(
+            "changed_schema",
+            f"{rel}: {what} lacks column(s) {[o for o, _ in renamed]} of {contract.full_name} "
+            f"and has unexpected column(s) {[n for _, n in renamed]}: renamed? ({pairs})",
+        )
+        return False
     if extra and contract.on_extra_columns == "refuse":
         info.refuse("extra_column", f"{rel}: unexpected column(s) {extra} in {what}")
         return False
@@ -120,6 +134,18 @@ def _check_columns(
     if missing_optional and what == "the header":  # JSON often omits null keys
         info.warnings.append(f"{rel}: optional column(s) {missing_optional} absent (null)")
     return True
+
+
+def _likely_renames(missing: list[str], extra: list[str]) -> list[tuple[str, str]]:
+    """Pair each missing column with an extra one whose name contains it or is close to it."""
+    pairs = []
+    for old in missing:
+        for new in extra:
+            close = difflib.SequenceMatcher(None, old, new).ratio() >= 0.75
+            if old in new or new in old or close:
+                pairs.append((old, new))
+                break
+    return pairs
 
 
 def _read_csv(

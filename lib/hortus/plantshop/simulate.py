@@ -8,7 +8,8 @@ the clean one before `drift_start` (apart from the faulty lines).
 
 Landing layout under `out_dir` (the documented export format):
 
-- `plants/plants-YYYY-MM-DD.csv`      full catalogue snapshot (start; drift day with price_change)
+- `plants/plants-YYYY-MM-DD.csv`      full catalogue snapshot at the start; on the
+                                      price_change drift day, the changed rows only
 - `users/users-YYYY-MM-DD.csv`        users who signed up that day (start: initial population)
 - `events/events-YYYY-MM-DD.jsonl.gz` behaviour events, gzip JSON lines
 - `reviews/reviews-YYYY-MM-DD.jsonl`  product reviews, plain JSON lines (only days with reviews)
@@ -675,7 +676,9 @@ def _price_change(
         pl.Series("price", new_price),
         pl.when(pl.Series(changed)).then(pl.lit(stamp)).otherwise(pl.col("updated_at"))
         .alias("updated_at"),
-    )  # fmt: skip
+    ).filter(pl.Series(changed))  # fmt: skip
+    # the drift-day file is an incremental export: only the plants whose row changed, so
+    # an unchanged plant never repeats its (plant_id, updated_at) key
     info = {
         "categories": sorted(CATEGORIES[c] for c in chosen),
         "plants_changed": int(changed.sum()),
