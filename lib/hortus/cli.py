@@ -196,10 +196,15 @@ def cmd_data(args: argparse.Namespace) -> int:
     from hortus import snapshot
 
     paths = _paths(args)
+    how = "verified"
     if args.action == "restore":
-        snapshot.restore(paths, _params(args, paths, "simulate"))
+        how = {
+            "present": "already present",
+            "dvc-cache": "checked out from the DVC cache",
+            "rebuilt": "rebuilt by the deterministic simulator (params.yaml simulate)",
+        }[snapshot.restore(paths, _params(args, paths, "simulate"))]
     snapshot.verify(paths)
-    print(f"data/ matches data.dvc ({snapshot.pinned_md5(paths)})")
+    print(f"data/ matches data.dvc ({snapshot.pinned_md5(paths)}): {how}")
     return 0
 
 
