@@ -91,3 +91,25 @@ def user_row(i: int, **over) -> str:
     }
     u.update(over)
     return ",".join(str(u[k]) for k in USERS_HEADER.split(","))
+
+
+# A small simulated shop taken through ingest, silver and the offline feature store,
+# built once per test session and shared read-only by feature, training and model tests.
+SHOP_CONFIG = {"seed": 11, "days": 21, "users": 500, "plants": 50}
+
+
+@pytest.fixture(scope="session")
+def shop(tmp_path_factory) -> Lakehouse:
+    """Return a read-only Lakehouse of a small simulated shop with feature logs built."""
+    from hortus import feature_store, silver
+    from hortus.ingest import ingest
+    from hortus.plantshop.features import FEATURES
+    from hortus.plantshop.simulate import SimConfig, simulate
+
+    paths = Paths.at(tmp_path_factory.mktemp("shop"))
+    simulate(SimConfig(**SHOP_CONFIG), paths.data)
+    lh = Lakehouse(paths=paths, catalog=Catalog.load(), stage="test")
+    ingest(paths.data, lh)
+    silver.build(lh, silver.SilverOptions(key=TEST_KEY.encode()))
+    feature_store.build_offline(lh, FEATURES)
+    return lh

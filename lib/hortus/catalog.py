@@ -8,12 +8,15 @@ tables of Hortus itself; bronze contracts are derived from the silver ones
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import replace
 from pathlib import Path
 
+import yaml
+
 from hortus.contracts import Column, Contract, load_contracts
-from hortus.errors import TableNotFound
+from hortus.errors import ContractError, TableNotFound
 
 HERE = Path(__file__).parent
 DEFAULT_CONTRACTS = HERE / "plantshop" / "contracts.yaml"
@@ -69,6 +72,19 @@ def bronze_contract(silver: Contract) -> Contract:
     )
 
 
+def domain_feature_sets(path: Path) -> list:
+    """Return the feature sets a contract file names under `features:` ("module:attr")."""
+    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    refs = doc.get("features") or []
+    out = []
+    for ref in [refs] if isinstance(refs, str) else refs:
+        module, _, attr = str(ref).partition(":")
+        if not attr:
+            raise ContractError(f"{path}: features entry {ref!r} must look like 'module:attr'")
+        out.append(getattr(importlib.import_module(module), attr))
+    return out
+
+
 class Catalog:
     """Contracts of every table, by `layer.name`.
 
@@ -91,6 +107,12 @@ class Catalog:
             if c.landing is not None:
                 b = bronze_contract(c)
                 contracts[b.full_name] = b
+        for fs in domain_feature_sets(path):
+            from hortus.feature_store import log_contract
+
+            for g in fs.groups:
+                log = log_contract(g, contracts)
+                contracts[log.full_name] = log
         return cls(contracts)
 
     def get(self, name: str) -> Contract:

@@ -93,6 +93,17 @@ def _report_stage(name: str, summary: dict, paths: Paths) -> None:
                 f"+ quarantined {t['quarantined']:>7,}  (rules: {rules})"
             )
         _print_quarantine_examples(paths)
+    elif name == "features":
+        for table, t in summary["offline"].items():
+            print(f"  {table:<26} {t['rows']:>9,} log rows (version {t['version']})")
+        on = summary["online"]
+        print(f"  online store {on['path']}: {sum(on['rows'].values()):,} entity rows "
+              f"as of {on['materialized_at']}")  # fmt: skip
+        sk = summary["skew"]
+        print(
+            f"  skew check: {sk['entities']} entities x {sk['features']} features: "
+            f"{'OK' if sk['ok'] else 'DIFFERENCES in ' + ', '.join(sk['mismatched_features'])}"
+        )
     else:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
 
@@ -304,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
         ".hortus/secrets/pii.key unless one exists.",
     )
     k.set_defaults(func=cmd_key)
+
+    from hortus.cli_features import add_parsers as _features
+
+    _features(sub)
     return p
 
 

@@ -69,6 +69,11 @@ class Paths:
         """Git-ignored folder for local secrets (keys)."""
         return self.root / ".hortus" / "secrets"
 
+    @property
+    def online_store(self) -> Path:
+        """SQLite online feature store (a build output, materialised from gold)."""
+        return self.lakehouse / "online" / "features.sqlite"
+
     def layer(self, layer: str) -> Path:
         """Return the folder of a lakehouse layer; bronze and quarantine are restricted."""
         if layer not in LAYERS:

@@ -200,7 +200,7 @@ class Contract:
             "landing": None if not self.landing else vars(self.landing),
             "columns": [
                 {k: v for k, v in vars(c).items() if v not in (None, (), "")}
-                | {"allowed": list(c.allowed)} * bool(c.allowed)
+                | ({"allowed": list(c.allowed)} if c.allowed else {})
                 for c in self.columns
             ],
         }

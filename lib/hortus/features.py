@@ -90,7 +90,8 @@ class FeatureGroup:
         """Build the cumulative log from the (prepared) source rows."""
         ent, ts = list(self.entity), self.timestamp
         per_ts = (
-            source.group_by([*ent, ts])
+            source.filter(pl.all_horizontal(pl.col(e).is_not_null() for e in ent))
+            .group_by([*ent, ts])
             .agg(
                 *[a.value.sum().cast(pl.Float64).alias(f"v_{a.name}") for a in self.aggs],
                 *[pl.col(c).last().alias(f"l_{c}") for c in self.latest],
@@ -178,7 +179,9 @@ class FeatureGroup:
                 )
             if a.recency:
                 days = (pl.col(time_col) - pl.col(f"last_{a.name}")).dt.total_microseconds()
-                cols.append((days / _US_PER_DAY).alias(f"{self.name}__days_since_{a.name}"))
+                # rounded like the windows, so both store paths give the same bits
+                days = (days / _US_PER_DAY).round(9)
+                cols.append(days.alias(f"{self.name}__days_since_{a.name}"))
         return now.select(cols).sort("_row").drop("_row")
 
 
@@ -284,8 +287,8 @@ def point_in_time(
         renamed = out.rename(dict(zip(keys, g.entity, strict=True))) if keys != g.entity else out
         part = g.as_of(logs[g.name], renamed, time_col)
         out = pl.concat([out, part], how="horizontal")
-    if features.derived:
-        out = out.with_columns([d.polars() for d in features.derived])
+    for d in features.derived:  # in order: a derived feature may use an earlier one
+        out = out.with_columns(d.polars())
     return out
 
 

@@ -7,7 +7,7 @@ other files go on):
 - changed schema: a required column missing from the CSV
   header, or absent from every sampled JSON line, or a
   known column absent while a look-alike appears
-  (a rename upstream, e.g. price -> unit_price)                                     -> rule `changed_schema`
+  (a rename upstream, e.g. price -> unit_price)        -> rule `changed_schema`
 - unexpected extra columns when the contract says refuse  -> rule `extra_column`
 Row-level problems (malformed JSON, wrong types, bad bytes, out-of-range or
 duplicate values) are not decided here: the rows land in bronze as they are and

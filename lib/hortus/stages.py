@@ -86,4 +86,49 @@ def docs(paths: Paths, params: dict) -> dict:
     return {"data_dictionary": str(out.relative_to(paths.root))}
 
 
-STAGES = {"ingest": ingest, "silver": silver, "kpis": kpis, "docs": docs}
+def features(paths: Paths, params: dict) -> dict:
+    """Build the offline feature logs, materialise the online store, check their skew."""
+    import polars as pl
+
+    from hortus import feature_store as fsm
+    from hortus.plantshop.features import FEATURES
+
+    lh = Lakehouse.open(paths.root, stage="features")
+    offline = fsm.build_offline(lh, FEATURES)
+    logs = fsm.read_logs(lh, FEATURES)
+    # the online store serves the state after the last event seen
+    end = lh.scan("silver.events").select(pl.col("ts").max()).collect().item()
+    at = end + timedelta(microseconds=1)
+    store = fsm.OnlineStore(paths.online_store, FEATURES)
+    online = store.materialize(
+        logs,
+        at,
+        {c.full_name: c for c in lh.catalog},
+        versions={t: v["version"] for t, v in offline.items()},
+    )
+    skew = fsm.skew_check(
+        store,
+        logs,
+        fsm.sample_entities(lh, int(params.get("skew_sample", 500)), int(params.get("seed", 0))),
+        tolerance=float(params.get("skew_tolerance", 1e-9)),
+    )
+    summary = {
+        "offline": offline,
+        "online": {
+            "path": str(paths.online_store.relative_to(paths.root)),
+            "rows": online,
+            "materialized_at": at.isoformat(),
+        },  # fmt: skip
+        "features": len(FEATURES.feature_names),
+        "skew": skew.to_dict(),
+    }
+    _write_json(paths.reports / "features.json", summary)
+    if not skew.ok:
+        raise HortusError(
+            f"training/serving skew in {summary['skew']['mismatched_features']}: "
+            f"see reports/features.json"
+        )
+    return summary
+
+
+STAGES = {"ingest": ingest, "silver": silver, "kpis": kpis, "features": features, "docs": docs}
