@@ -94,6 +94,8 @@ def _report_stage(name: str, summary: dict, paths: Paths) -> None:
             )
         _print_quarantine_examples(paths)
     elif name == "features":
+        t = summary["training_set"]
+        print(f"  gold.training_set {t['rows']:>9,} examples, {t['positives']:,} positive")
         for table, t in summary["offline"].items():
             print(f"  {table:<26} {t['rows']:>9,} log rows (version {t['version']})")
         on = summary["online"]
@@ -233,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hortus", description=__doc__.splitlines()[0])
     p.add_argument("--root", help="project root (default: found from the working directory)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from hortus.cli_models import add_parsers as _models
+
+    _models(sub)
 
     s = sub.add_parser(
         "simulate",
@@ -263,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ingest": "land new files of data/ into bronze (append-only, idempotent)",
         "silver": "validate, deduplicate and tokenise bronze into silver; quarantine the rest",
         "kpis": "compute the gold daily KPI table",
+        "train": "run notebooks/train.py headless (papermill) and save the model",
         "docs": "generate the data dictionary under reports/",
     }
     for name, help_ in docs.items():
