@@ -7,8 +7,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -207,29 +205,37 @@ def test_alias_names_are_checked(three):
 
 
 # ----------------------------------------------------------------- artifacts
-def test_tampered_artifact_is_refused_before_loading(three, monkeypatch):
-    """Check that a stored artifact whose bytes changed is refused with both hashes."""
-    loaded = []
-    fake = types.ModuleType("hortus.modeling")
-    fake.load_model = lambda path, expected_sha256=None: loaded.append(path) or ("m", "s")
-    monkeypatch.setitem(sys.modules, "hortus.modeling", fake)
-    path = three.verify("v2")
-    assert three.load(2) == ("m", "s") and loaded == [path]
+def test_real_model_round_trip_and_tampered_artifact_refused(lakehouse, tmp_path):
+    """Check that a registered skops model loads and predicts, and altered bytes are refused."""
+    import numpy as np
+    import polars as pl
+
+    from hortus import modeling
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=400)
+    df = pl.DataFrame({"x": x, "y": (x + rng.normal(size=400) > 0).astype(int)})
+    spec = modeling.ModelSpec(target="y", features=("x",), estimator="logreg", seed=1)
+    result = modeling.train(df, spec, curve_points=2, importance_repeats=1)
+    sha = modeling.save_model(result.pipeline, result.signature, tmp_path / "m.skops")
+    reg = Registry(lakehouse)
+    mv = reg.register(
+        tmp_path / "m.skops", sha256=sha, signature=result.signature.to_dict(), metrics={},
+        receipt=Receipt.collect(tmp_path, params={}, tables_read={}),
+    )  # fmt: skip
+    pipeline, signature = reg.load(mv.version)
+    want = modeling.predict_scores(result.pipeline, df, spec)
+    assert np.array_equal(modeling.predict_scores(pipeline, df, spec), want)
+    assert signature.names == ["x"] or list(signature.names) == ["x"]
+    path = reg.verify(mv.version)
     path.chmod(0o644)
-    path.write_bytes(b"evil pickle")
-    want = three.get(2).artifact_sha256
-    have = hashlib.sha256(b"evil pickle").hexdigest()
-    match = (
-        f"{path} of model recommender v2 has been altered: expected sha256 {want}, actual {have}"
-    )
-    with pytest.raises(ArtifactError, match=re.escape(match)):
-        three.verify(2)
-    with pytest.raises(ArtifactError, match="has been altered"):
-        three.load("v2")
-    assert loaded == [path]  # never handed to the loader
+    path.write_bytes(path.read_bytes()[:-1] + b"!")
+    have = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(ArtifactError, match=re.escape(f"expected sha256 {sha}, actual {have}")):
+        reg.load(mv.version)
     path.unlink()
-    with pytest.raises(ArtifactError, match="v2 is missing: .*model2.skops not found"):
-        three.load(2)
+    with pytest.raises(ArtifactError, match="is missing: .*m.skops not found"):
+        reg.load(mv.version)
 
 
 # ------------------------------------------------------------------- receipt

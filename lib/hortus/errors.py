@@ -19,3 +19,11 @@ class TableNotFound(HortusError):
 
 class LandingFileRefused(HortusError):
     """A whole landing file cannot be ingested (empty, truncated, changed schema...)."""
+
+
+class SignatureError(HortusError):
+    """A frame does not match a model's input signature (missing column, wrong type...)."""
+
+
+class ArtifactError(HortusError):
+    """A model artifact cannot be trusted or loaded (hash mismatch, untrusted types...)."""

@@ -42,7 +42,7 @@ import polars as pl
 import yaml
 
 from hortus.contracts import check_frame
-from hortus.errors import HortusError
+from hortus.errors import ArtifactError, HortusError
 from hortus.provenance import current_user, git_state
 from hortus.tables import Lakehouse
 
@@ -54,10 +54,6 @@ CHALLENGER = "challenger"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ALIAS = re.compile(r"[a-z][a-z0-9_-]*")
 _VERSION_REF = re.compile(r"[vV]?(\d+)")
-
-
-class ArtifactError(HortusError):
-    """A model artifact is missing or its bytes do not match the recorded SHA-256."""
 
 
 def sha256_file(path: Path) -> str:
