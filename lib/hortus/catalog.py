@@ -72,16 +72,20 @@ def bronze_contract(silver: Contract) -> Contract:
     )
 
 
-def domain_feature_sets(path: Path) -> list:
-    """Return the feature sets a contract file names under `features:` ("module:attr")."""
+def derived_contracts(path: Path, contracts: dict[str, Contract]) -> list[Contract]:
+    """Return contracts derived from definitions (feature logs, training sets).
+
+    The contract file names providers under `derived:` as "module:function"; each
+    function takes the contracts so far and returns new ones.
+    """
     doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    refs = doc.get("features") or []
-    out = []
+    refs = doc.get("derived") or []
+    out: list[Contract] = []
     for ref in [refs] if isinstance(refs, str) else refs:
         module, _, attr = str(ref).partition(":")
         if not attr:
-            raise ContractError(f"{path}: features entry {ref!r} must look like 'module:attr'")
-        out.append(getattr(importlib.import_module(module), attr))
+            raise ContractError(f"{path}: derived entry {ref!r} must look like 'module:function'")
+        out += getattr(importlib.import_module(module), attr)(dict(contracts))
     return out
 
 
@@ -107,12 +111,8 @@ class Catalog:
             if c.landing is not None:
                 b = bronze_contract(c)
                 contracts[b.full_name] = b
-        for fs in domain_feature_sets(path):
-            from hortus.feature_store import log_contract
-
-            for g in fs.groups:
-                log = log_contract(g, contracts)
-                contracts[log.full_name] = log
+        for c in derived_contracts(path, contracts):
+            contracts[c.full_name] = c
         return cls(contracts)
 
     def get(self, name: str) -> Contract:

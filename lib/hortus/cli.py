@@ -230,6 +230,24 @@ def cmd_key(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------- parser
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from hortus.reproduce import reproduce
+
+    result = reproduce(_paths(args), args.version, keep=Path(args.keep) if args.keep else None)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+    else:
+        print(f"model v{result.version} rebuilt from commit {result.git_commit[:12]}: "
+              f"{result.verdict.upper()}")  # fmt: skip
+        print(f"  artifact sha256 registered {result.expected_sha256}")
+        print(f"                  rebuilt    {result.rebuilt_sha256}")
+        print(f"  data md5        pinned     {result.expected_data_md5}")
+        print(f"                  rebuilt    {result.rebuilt_data_md5}")
+        for n in result.notes:
+            print(f"  note: {n}")
+    return 0 if result.identical else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the `hortus` command."""
     p = argparse.ArgumentParser(prog="hortus", description=__doc__.splitlines()[0])
@@ -269,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
         "silver": "validate, deduplicate and tokenise bronze into silver; quarantine the rest",
         "kpis": "compute the gold daily KPI table",
         "train": "run notebooks/train.py headless (papermill) and save the model",
+        "register": "register the trained model with its build receipt (operations plane)",
+        "score": "score users x plants with the registered model; gold + prediction log",
         "docs": "generate the data dictionary under reports/",
     }
     for name, help_ in docs.items():
@@ -321,6 +341,18 @@ def build_parser() -> argparse.ArgumentParser:
         ".hortus/secrets/pii.key unless one exists.",
     )
     k.set_defaults(func=cmd_key)
+
+    r = sub.add_parser(
+        "reproduce",
+        help="rebuild a registered model version from its receipt and compare bytes",
+        description="Clone the repository at the version's git commit, obtain its pinned "
+        "data, apply its params, run `dvc repro train` and compare the artifact's sha256. "
+        "Exit 0 when identical, 1 when different.",
+    )
+    r.add_argument("version", help="version (3, v3) or alias (champion)")
+    r.add_argument("--keep", help="keep the rebuild in this folder (default: a temp folder)")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_reproduce)
 
     from hortus.cli_features import add_parsers as _features
 

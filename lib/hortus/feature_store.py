@@ -54,8 +54,11 @@ def _source_column(name: str, source: Contract, others: Iterable[Contract]) -> C
 
 def log_contract(group: FeatureGroup, contracts: dict[str, Contract]) -> Contract:
     """Derive the contract of a group's offline log table from its definition."""
-    source = contracts[group.source]
-    others = [c for c in contracts.values() if c.layer == "silver"]
+    from hortus.silver import stored_contract
+
+    # look columns up as silver stores them (tokens, generalised age_band with its bands)
+    source = stored_contract(contracts[group.source])
+    others = [stored_contract(c) for c in contracts.values() if c.layer == "silver"]
     cols: list[Column] = []
     for e in group.entity:
         base = _source_column(e, source, others)

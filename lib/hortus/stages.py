@@ -112,7 +112,21 @@ def features(paths: Paths, params: dict) -> dict:
         fsm.sample_entities(lh, int(params.get("skew_sample", 500)), int(params.get("seed", 0))),
         tolerance=float(params.get("skew_tolerance", 1e-9)),
     )
+    # the labelled training set (gold), features joined as of each impression
+    from hortus.plantshop.training import TRAINING_SET, labelled_impressions
+
+    lh.reads.clear()
+    spine = labelled_impressions(lh.scan("silver.events"), float(params["label_horizon_days"]))
+    examples = fsm.training_set(lh, FEATURES, spine, "ts")
+    schema = lh.catalog.get(TRAINING_SET).schema
+    examples = examples.select([pl.col(c).cast(t) for c, t in schema.items()])
+    ts_version = lh.write(TRAINING_SET, examples, mode="overwrite")
     summary = {
+        "training_set": {
+            "rows": examples.height,
+            "positives": int(examples["label"].sum()),
+            "version": ts_version,
+        },  # fmt: skip
         "offline": offline,
         "online": {
             "path": str(paths.online_store.relative_to(paths.root)),
@@ -131,4 +145,90 @@ def features(paths: Paths, params: dict) -> dict:
     return summary
 
 
-STAGES = {"ingest": ingest, "silver": silver, "kpis": kpis, "features": features, "docs": docs}
+def train(paths: Paths, params: dict) -> dict:
+    """Run notebooks/train.py headless with papermill; the executed notebook is the record."""
+    from hortus.notebooks import notebook_path, run_notebook
+
+    out = paths.reports / "train"
+    executed = run_notebook(
+        notebook_path(paths.root, "train"),
+        out / "train.ipynb",
+        dict(params) | {"output_dir": str(out)},
+        cwd=paths.root,
+    )
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    return {"notebook": str(executed.relative_to(paths.root)), "sha256": run["sha256"],
+            "metrics": run["metrics"]}  # fmt: skip
+
+
+def register(paths: Paths, params: dict) -> dict:
+    """Register the trained model (reports/train) in the registry with its build receipt."""
+    from hortus.params import load_section
+    from hortus.registry import CHALLENGER, CHAMPION, Receipt, Registry
+
+    run = json.loads((paths.reports / "train" / "run.json").read_text(encoding="utf-8"))
+    lh = Lakehouse.open(paths.root, stage="register")
+    registry = Registry(lh, params.get("model_name", "recommender"))
+    receipt = Receipt.collect(
+        paths.root,
+        params={
+            "train": load_section(paths.root / "params.yaml", "train"),
+            "features": load_section(paths.root / "params.yaml", "features"),
+        },  # fmt: skip
+        tables_read=run["tables_read"],
+    )
+    artifact = (
+        paths.root / run["artifact"]
+        if not Path(run["artifact"]).is_absolute()
+        else Path(run["artifact"])
+    )
+    signature = json.loads(artifact.with_suffix(".signature.json").read_text(encoding="utf-8"))
+    mv = registry.register(
+        artifact,
+        sha256=run["sha256"],
+        signature=signature,
+        metrics=run["metrics"],
+        receipt=receipt,
+        notes="dvc repro",
+        alias=CHALLENGER,
+    )
+    if params.get("champion_if_none", True) and CHAMPION not in registry.aliases():
+        registry.promote(mv.version, alias=CHAMPION, reason="first model: no champion yet")
+    out = {"model_name": registry.name, "version": mv.version, "sha256": mv.artifact_sha256,
+           "aliases": registry.aliases()}  # fmt: skip
+    _write_json(paths.reports / "register.json", out)
+    return out
+
+
+def score(paths: Paths, params: dict) -> dict:
+    """Score every user x in-stock plant with the registered model; write gold + prediction log."""
+    import polars as pl
+
+    from hortus.plantshop import scoring
+    from hortus.registry import Registry
+
+    reg = json.loads((paths.reports / "register.json").read_text(encoding="utf-8"))
+    lh = Lakehouse.open(paths.root, stage="score")
+    registry = Registry(lh, reg["model_name"])
+    ref = params.get("model", "registered")
+    version = reg["version"] if ref == "registered" else registry.get(ref).version
+    pipeline, signature = registry.load(version)
+    run = json.loads((paths.reports / "train" / "run.json").read_text(encoding="utf-8"))
+    from hortus.modeling import ModelSpec
+
+    spec = ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in run["spec"].items()})
+    end = lh.scan("silver.events").select(pl.col("ts").max()).collect().item()
+    at = end + timedelta(microseconds=1)
+    recs, log = scoring.recommend(
+        lh, pipeline, signature, spec, at=at, top_k=int(params.get("top_k", 10)),
+        model_name=registry.name, model_version=version,
+    )  # fmt: skip
+    lh.write(scoring.RECOMMENDATIONS, recs, mode="overwrite")
+    lh.write(scoring.PREDICTION_LOG, log, mode="append")
+    out = {"model_version": version, "as_of": at.isoformat()} | scoring.summary(recs)
+    _write_json(paths.reports / "score.json", out)
+    return out
+
+
+STAGES = {"ingest": ingest, "silver": silver, "kpis": kpis, "features": features,
+          "train": train, "register": register, "score": score, "docs": docs}  # fmt: skip

@@ -12,8 +12,38 @@ from datetime import timedelta
 
 import polars as pl
 
+from hortus.contracts import Column, Contract
+
 SPINE_COLUMNS = ("event_id", "rec_id", "user_id", "plant_id", "ts", "position")
 LABEL = "label"
+TRAINING_SET = "gold.training_set"
+
+
+def derived_contracts(contracts: dict[str, Contract]) -> list[Contract]:
+    """Return the contracts of the feature logs and of the labelled training set."""
+    from hortus.feature_store import feature_columns, log_contract
+    from hortus.plantshop.features import FEATURES
+
+    logs = [log_contract(g, contracts) for g in FEATURES.groups]
+    events = contracts["silver.events"]
+    spine = [events.column(c) for c in SPINE_COLUMNS]
+    desc = "1 if the user ordered the plant within the horizon after ts."
+    label = Column(LABEL, "int", False, min=0, max=1, description=desc)
+    ts = Contract(
+        name=TRAINING_SET.split(".", 1)[1],
+        layer="gold",
+        columns=(
+            *spine,
+            label,
+            *feature_columns(FEATURES, contracts | {c.full_name: c for c in logs}),
+        ),
+        description="Recommendation impressions labelled by later orders, with every feature "
+        "as of the impression time (point in time).",
+        owner="ml-engineers",
+        primary_key=("event_id",),
+        order_by="ts",
+    )
+    return [*logs, ts]
 
 
 def labelled_impressions(events: pl.LazyFrame, horizon_days: float) -> pl.DataFrame:
