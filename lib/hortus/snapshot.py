@@ -33,14 +33,21 @@ def pinned_md5(paths: Paths) -> str:
 
 
 def workspace_md5(paths: Paths) -> str:
-    """Return DVC's md5 of the data/ folder as it is now (dry run, nothing cached)."""
+    """Return DVC's md5 of the data/ folder as it is now (dry run, nothing cached).
+
+    Every file is hashed from its bytes: DVC's state database (hashes remembered
+    by inode and mtime, e.g. for files it checked out itself) is bypassed, so a
+    file copied from a tampered cache object shows its real hash.
+    """
     from dvc.repo import Repo
     from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db.local import LocalHashFileDB
+    from dvc_data.hashfile.state import StateNoop
 
     with Repo(str(paths.root)) as repo:
-        _, _, obj = build(
-            repo.cache.local, str(paths.data), repo.fs, "md5", dry_run=True, ignore=repo.dvcignore
-        )
+        local = repo.cache.local
+        odb = LocalHashFileDB(local.fs, local.path, state=StateNoop(), hash_name="md5")
+        _, _, obj = build(odb, str(paths.data), repo.fs, "md5", dry_run=True, ignore=repo.dvcignore)
     return obj.hash_info.value
 
 
