@@ -1,8 +1,10 @@
 """Integration: the real DVC pipeline in a temporary git + DVC repository.
 
-The repository gets copies of lib/, dvc.yaml and params.yaml (with a smaller
-snapshot), pins its data with `dvc add`, then runs `dvc repro` twice, clones
-itself and restores the pinned snapshot offline, and detects a tampered file.
+The repository gets copies of lib/, notebooks/, dvc.yaml and params.yaml (with a
+smaller snapshot and a quicker model), pins its data with `dvc add`, commits, then
+runs `dvc repro` (ingest to scoring, the train stage through papermill) and checks
+the no-op rerun, metrics, the registry, `dvc exp run -S`, offline restore of the
+snapshot, tamper detection and `hortus reproduce`.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ BIN = Path(sys.executable).parent
 SMALL = {
     "seed": 3,
     "start": "2025-03-01",
-    "days": 3,
-    "users": 150,
+    "days": 10,
+    "users": 300,
     "plants": 40,
     "drift": [],
     "faults": ["malformed", "duplicates", "empty_file", "truncated_gzip"],
@@ -57,10 +59,14 @@ def repo(tmp_path_factory) -> Path:
     """Build a small pinned project and run `dvc repro` once."""
     repo = tmp_path_factory.mktemp("proj")
     shutil.copytree(ROOT / "lib", repo / "lib", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "notebooks", repo / "notebooks", ignore=shutil.ignore_patterns("__*"))
     for f in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(ROOT / f, repo / f)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["simulate"] = SMALL
+    params["features"]["label_horizon_days"] = 3
+    params["features"]["skew_sample"] = 200
+    params["train"] |= {"max_iter": 40, "holdout_fraction": 0.3}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(repo, "git", "init", "-q", "-b", "main")
     sh(repo, "dvc", "init", "-q")
@@ -72,6 +78,8 @@ def repo(tmp_path_factory) -> Path:
     os.environ["HORTUS_PII_KEY"] = "integration-key"
     first = sh(repo, "dvc", "repro")
     (repo / "first_repro.log").write_text(first.stdout + first.stderr)
+    sh(repo, "git", "add", "dvc.lock")
+    sh(repo, "git", "commit", "-q", "-m", "lock")
     return repo
 
 
@@ -87,8 +95,16 @@ def test_dvc_repro_builds_every_layer(repo):
         "silver.reviews",
         "quarantine.rows",
         "gold.kpi_daily",
+        "gold.fs_user_activity",
+        "gold.training_set",
+        "gold.recommendations",
+        "ops.model_versions",
+        "ops.prediction_log",
     ):
         assert lh.exists(table), table
+    assert (repo / "lakehouse" / "online" / "features.sqlite").is_file()
+    executed = (repo / "reports" / "train" / "train.ipynb").read_text()
+    assert '"parameters"' in executed and '"injected-parameters"' in executed
     kpis = lh.read("gold.kpi_daily")
     assert kpis.filter(pl.col("region") == "ALL").height == SMALL["days"]
     assert (repo / "reports" / "data_dictionary.md").read_text().count("## `") >= 10
@@ -110,6 +126,25 @@ def test_metrics_show_lists_pipeline_figures(repo):
     out = sh(repo, "dvc", "metrics", "show").stdout
     assert "reports/kpis.json" in out and "revenue" in out
     assert "reports/silver.json" in out
+    assert "reports/train/metrics.json" in out and "roc_auc" in out and "ndcg_at_k" in out
+    plots = sh(repo, "dvc", "plots", "show", "--json").stdout
+    assert "learning_curve.csv" in plots
+
+
+def test_repro_registers_and_scores_with_the_champion(repo):
+    """Check that the first repro registered v1 as champion and scored users with it."""
+    lh = Lakehouse(paths=Paths.at(repo), catalog=Catalog.load(), stage="test")
+    versions = lh.read("ops.model_versions")
+    assert versions["version"].to_list()[0] == 1
+    receipt = yaml.safe_load(versions["receipt"][0])
+    assert receipt["data_md5"] == yaml.safe_load((repo / "data.dvc").read_text())["outs"][0]["md5"]
+    assert receipt["tables_read"]["gold.training_set"] >= 0
+    listed = sh(repo, "hortus", "models", "list", "--json").stdout
+    assert '"champion"' in listed
+    recs = lh.read("gold.recommendations")
+    assert recs["model_version"].unique().to_list() == [1]
+    assert recs.group_by("user_id").agg(pl.len())["len"].max() == 10
+    assert lh.read("ops.prediction_log").height == recs.height
 
 
 def test_fresh_clone_restores_the_pinned_snapshot_offline(repo, tmp_path):
@@ -137,3 +172,34 @@ def test_tampered_snapshot_is_detected(repo, tmp_path):
     assert "does not match data.dvc" in bad.stderr and "Traceback" not in bad.stderr
     refused = sh(clone, "hortus", "data", "restore", check=False)  # never overwrites
     assert refused.returncode == 2
+
+
+def test_dvc_exp_run_with_a_changed_param_registers_a_new_version(repo):
+    """Check that `dvc exp run -S train.max_iter=30` trains and registers v2 with that param."""
+    sh(repo, "dvc", "exp", "run", "-S", "train.max_iter=30")
+    lh = Lakehouse(paths=Paths.at(repo), catalog=Catalog.load(), stage="test")
+    versions = lh.read("ops.model_versions").sort("version")
+    assert versions["version"].to_list() == [1, 2]
+    assert yaml.safe_load(versions["params"][1])["train"]["max_iter"] == 30
+    assert versions["artifact_sha256"][0] != versions["artifact_sha256"][1]
+    sh(repo, "git", "checkout", "--", "params.yaml", "dvc.lock")
+
+
+def test_reproduce_says_identical_then_different_after_tampering(repo, tmp_path):
+    """Check that `hortus reproduce 1` rebuilds the same bytes, and not after data tampering."""
+    same = sh(repo, "hortus", "reproduce", "1")
+    assert "IDENTICAL" in same.stdout, same.stdout
+    # tamper with the pinned snapshot in the DVC cache (one landing file's bytes)
+    cache = repo / ".dvc" / "cache" / "files" / "md5"
+    users = sorted((repo / "data" / "users").iterdir())[0]
+    md5 = __import__("hashlib").md5(users.read_bytes()).hexdigest()
+    cached = cache / md5[:2] / md5[2:]
+    cached.chmod(0o644)
+    original = cached.read_bytes()
+    cached.write_bytes(original.replace(b"GB", b"IE"))
+    try:
+        diff = sh(repo, "hortus", "reproduce", "1", check=False)
+    finally:
+        cached.write_bytes(original)
+    assert diff.returncode == 1, diff.stdout + diff.stderr
+    assert "DIFFERENT" in diff.stdout and "pinned data was changed" in diff.stdout
