@@ -46,6 +46,10 @@ run: setup key data ## run the whole pipeline on the default data (dvc repro), t
 	@echo "  daily KPIs         gold.kpi_daily (reports/kpis.json; dvc metrics show)"
 	@echo "  ingest report      reports/ingest.json, reports/silver.json (hortus quarantine)"
 	@echo "  data dictionary    reports/data_dictionary.md"
+	@echo "  features           gold.fs_* tables, lakehouse/online/features.sqlite (reports/features.json)"
+	@echo "  model              reports/train/train.ipynb (executed notebook), dvc metrics show, dvc plots show"
+	@echo "  registry           hortus models list; hortus models show champion"
+	@echo "  recommendations    gold.recommendations (reports/score.json); hortus reproduce champion"
 
 test: setup ## run the test suite (unit, data and integration with real DVC)
 	$(BIN)/python -m pytest
@@ -59,6 +63,7 @@ lint: setup ## ruff lint and format check
 
 bench: setup ## run the benchmarks (prints figures; see benchmarks/README.md)
 	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_features.py
 
 clean: ## remove build outputs (not data/, not the operations plane's history)
 	rm -rf lakehouse/silver lakehouse/gold lakehouse/restricted reports .pytest_cache
