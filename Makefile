@@ -32,7 +32,7 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 setup: $(VENV)/.synced ## install uv and the locked environment (uv.lock) into .venv
 	@test -d .dvc || { echo "not a DVC repository (.dvc/ missing)"; exit 1; }
 
-key: setup ## write the demo-only PII key to .hortus/secrets/pii.key unless a key exists
+key: setup ## write the demo-only PII and audit keys to .hortus/secrets/ unless keys exist
 	@hortus key
 
 data: setup ## obtain the pinned landing snapshot data/ and verify it against data.dvc

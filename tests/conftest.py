@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,21 +14,43 @@ from hortus.config import Paths
 from hortus.tables import Lakehouse
 
 TEST_KEY = "test-only-key"
+TEST_AUDIT_KEY = "test-only-audit-key"
+POLICY = Path(__file__).resolve().parents[1] / "access_policy.yaml"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_env():
+    """Act as the pipeline with a test audit key in session- and module-scoped fixtures too."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HORTUS_USER", "pipeline")
+        mp.setenv("HORTUS_AUDIT_KEY", TEST_AUDIT_KEY)
+        yield
 
 
 @pytest.fixture(autouse=True)
 def _env(monkeypatch):
-    """Give every test a PII key and no stray project settings."""
+    """Give every test a PII key, an audit key, the pipeline identity, no stray settings.
+
+    Tests that check denials act as other users explicitly (`Lakehouse(user=...)`).
+    """
     monkeypatch.setenv("HORTUS_PII_KEY", TEST_KEY)
+    monkeypatch.setenv("HORTUS_AUDIT_KEY", TEST_AUDIT_KEY)
+    monkeypatch.setenv("HORTUS_USER", "pipeline")
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
-    for var in ("HORTUS_ROOT", "HORTUS_LAKEHOUSE", "HORTUS_CONTRACTS", "HORTUS_USER"):
+    for var in ("HORTUS_ROOT", "HORTUS_LAKEHOUSE", "HORTUS_CONTRACTS"):
         monkeypatch.delenv(var, raising=False)
+
+
+def with_policy(root: Path) -> Path:
+    """Copy the repository's access_policy.yaml into a temporary project root."""
+    return Path(shutil.copy(POLICY, Path(root) / POLICY.name))
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Paths:
-    """Return the paths of an empty project in a temporary folder."""
+    """Return the paths of an empty project (with the repository's policy) in a temp folder."""
     (tmp_path / "data").mkdir()
+    with_policy(tmp_path)
     return Paths.at(tmp_path)
 
 
@@ -107,8 +130,9 @@ def shop(tmp_path_factory) -> Lakehouse:
     from hortus.plantshop.simulate import SimConfig, simulate
 
     paths = Paths.at(tmp_path_factory.mktemp("shop"))
+    with_policy(paths.root)
     simulate(SimConfig(**SHOP_CONFIG), paths.data)
-    lh = Lakehouse(paths=paths, catalog=Catalog.load(), stage="test")
+    lh = Lakehouse(paths=paths, catalog=Catalog.load(), stage="test", user="pipeline")
     ingest(paths.data, lh)
     silver.build(lh, silver.SilverOptions(key=TEST_KEY.encode()))
     feature_store.build_offline(lh, FEATURES)

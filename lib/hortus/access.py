@@ -51,11 +51,15 @@ Rules
 
 Enforcing it in the table API
 -----------------------------
-On every read: ``plan = policy.read_plan(user, name, columns, contract, key=pii_key)``
-then ``plan.apply(scan)``, and log ``AuditRecord(user, "read", name,
-detail=plan.describe(), policy_version=policy.version)``.  On `AccessDenied`, log
-``AuditRecord.from_decision(exc.decision)`` and re-raise.  On every write:
-``policy.require(user, "write", name)``.  See `hortus.audit`.
+`hortus.tables.Lakehouse` enforces the policy for notebooks, the CLI and the
+stages: on every read ``plan = policy.read_plan(user, name, columns, contract,
+key=pii_key)`` then ``plan.apply(scan)``, logged as ``AuditRecord(user, "read",
+name, detail=plan.describe(), policy_version=policy.version)``; on `AccessDenied`
+the decision is logged (``AuditRecord.from_decision``) and flushed before the
+error is raised; every write needs ``policy.require(user, "write", name)``;
+other guarded actions (promote, approve...) go through `Lakehouse.authorize`.
+A project without a policy file gets `Policy.for_project`'s deny-all policy.
+See `hortus.audit`.
 
 Examples
 --------
@@ -79,13 +83,14 @@ from typing import Any, TypeVar
 import polars as pl
 import yaml
 
-from hortus.config import RESTRICTED_LAYERS
+from hortus.config import POLICY_FILE, RESTRICTED_LAYERS
 from hortus.contracts import Contract
 from hortus.errors import HortusError
 from hortus.pii import TOKEN_HEX, TOKEN_PREFIX, token
 from hortus.provenance import current_user
 
 __all__ = [
+    "ABSENT_VERSION",
     "ACTIONS",
     "POLICY_FILE",
     "AccessDenied",
@@ -100,7 +105,7 @@ __all__ = [
     "mask_expr",
 ]
 
-POLICY_FILE = "access_policy.yaml"
+ABSENT_VERSION = "absent"  # policy_version when the project has no policy file
 
 # action -> kind of object it applies to
 ACTIONS: dict[str, str] = {
@@ -328,8 +333,30 @@ class Policy:
     grants: tuple[Grant, ...]
     row_filters: tuple[RowFilter, ...]
     restricted: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    absent: bool = False  # no policy file: nobody has any right (see `for_project`)
 
     # ----------------------------------------------------------------- loading
+    @classmethod
+    def for_project(cls, path: Path) -> Policy:
+        """Load the project's policy file, or return the deny-all policy if there is none.
+
+        A project without `access_policy.yaml` is not open to everyone: every
+        decision is a denial whose message says to create the file (fail closed).
+        A file that exists but is malformed raises PolicyError.
+        """
+        path = Path(path)
+        if path.is_file():
+            return cls.load(path)
+        return cls(
+            source=str(path),
+            version=ABSENT_VERSION,
+            users={},
+            groups={},
+            grants=(),
+            row_filters=(),
+            absent=True,
+        )
+
     @classmethod
     def load(cls, path: Path) -> Policy:
         """Load and check a policy file; its version is the sha256 of its bytes."""
@@ -421,6 +448,15 @@ class Policy:
         """
         if action not in ACTIONS:
             raise PolicyError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
+        if self.absent:
+            return self._deny(
+                user,
+                action,
+                obj,
+                f"an access policy: there is no {self.source}, so nobody has any right; "
+                f"create {POLICY_FILE} at the project root (start from the demo policy of "
+                "the Hortus repository and list your users and groups)",
+            )
         groups = self.groups_of(user)
         if not groups:
             return self._deny(

@@ -1,8 +1,9 @@
 """The access audit log: an append-only, tamper-evident Delta table in the ops plane.
 
-Every read, every denied attempt, every promotion, approval and policy change is
-one record: seq, ts, user, action, object, outcome (allowed | denied), detail,
-policy_version, prev_hash, hash.  The table lives at an explicit path (by
+Every read, write, re-identification and denied attempt through the table API,
+every promotion, approval and policy change is one record: seq, ts, user,
+action, object, outcome (allowed | denied), detail, policy_version, prev_hash,
+hash.  The table lives at an explicit path (by
 convention `<lakehouse>/ops/audit_log`, see `default_path`) and is written with
 deltalake/polars directly, not through `hortus.tables.Lakehouse`, so that the
 table API can audit its own reads without recursing.
@@ -47,6 +48,16 @@ writers racing would fork the chain (duplicate seq, detected by `verify`).  An
 exclusive `flock` on ``<path>.lock`` serialises appends from processes on one
 machine; writers on several machines must go through one audit service.
 
+Batching and policy changes
+---------------------------
+`AuditBuffer` holds the records of one `hortus.tables.Lakehouse` and appends them
+in one commit per flush (at each write and denial, on close, at garbage collection
+and at interpreter exit), so a stage reading many tables makes few commits.  A
+record whose policy_version differs from the last one logged is preceded by a
+`policy_change` record (`AuditLog.append(track_policy=True)`).  Records buffered
+by a process killed outright (SIGKILL, power loss) are lost; denials and writes
+are flushed before the call returns or raises.
+
 The key: HORTUS_AUDIT_KEY, else `.hortus/secrets/audit.key` (git-ignored).
 `write_demo_audit_key` writes a fixed key labelled DEMO-ONLY, like the PII key
 of the demo; replace it for real use.
@@ -68,6 +79,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
+from deltalake import DeltaTable
 
 from hortus.config import Paths
 from hortus.errors import HortusError
@@ -97,6 +109,8 @@ SCHEMA = pl.Schema(
     }
 )
 HASHED_FIELDS = tuple(c for c in SCHEMA if c != "hash")
+POLICY_OBJECT = "access_policy.yaml"  # object of policy_change records
+MAX_PENDING = 256  # AuditBuffer flushes by itself beyond this many records
 _ACTION = re.compile(r"[a-z][a-z0-9_]*")
 
 
@@ -203,6 +217,27 @@ def record_hash(row: dict, key: bytes) -> str:
     return hmac.new(key, canonical(row), hashlib.sha256).hexdigest()
 
 
+def _with_policy_changes(rows: list[dict], last: str | None) -> list[dict]:
+    """Insert a policy_change row before each row whose policy_version differs from the last."""
+    out = []
+    for row in rows:  # records of one batch, not data rows
+        version = row["policy_version"]
+        if version is not None and version != last:
+            out.append(
+                row
+                | {
+                    "action": "policy_change",
+                    "object": POLICY_OBJECT,
+                    "outcome": "allowed",
+                    "detail": f"policy_version {last or 'none recorded'} -> {version} "
+                    f"(first used by {row['user']} for {row['action']} {row['object']})",
+                }
+            )
+            last = version
+        out.append(row)
+    return out
+
+
 @dataclass
 class AuditLog:
     """The append-only, keyed hash-chained audit log at `path` (a Delta table).
@@ -245,8 +280,19 @@ class AuditLog:
         """Return (seq, hash) of the last record, or None for an empty log."""
         if not self.exists():
             return None
-        last = pl.scan_delta(str(self.path)).select("seq", "hash").sort("seq").tail(1).collect()
+        last = self._columns("seq", "hash").sort("seq").tail(1)
         return (int(last["seq"][0]), str(last["hash"][0])) if last.height else None
+
+    def _columns(self, *names: str) -> pl.DataFrame:
+        """Read some columns of the log through deltalake's own (Arrow) reader.
+
+        Appends use this rather than a polars Delta scan, which runs on a Python
+        thread pool that is already shut down when buffered records are flushed
+        at interpreter exit.
+        """
+        return pl.DataFrame(
+            pl.from_arrow(DeltaTable(str(self.path)).to_pyarrow_table(columns=list(names)))
+        )
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -259,8 +305,27 @@ class AuditLog:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def append(self, *records: AuditRecord) -> pl.DataFrame:
-        """Append records as one Delta commit, chaining their hashes; return the rows written."""
+    def last_policy_version(self) -> str | None:
+        """Return the policy_version of the last record that carries one (None if none does)."""
+        if not self.exists():
+            return None
+        last = (
+            self._columns("seq", "policy_version")
+            .filter(pl.col("policy_version").is_not_null())
+            .sort("seq")
+            .tail(1)
+        )
+        return str(last["policy_version"][0]) if last.height else None
+
+    def append(self, *records: AuditRecord, track_policy: bool = False) -> pl.DataFrame:
+        """Append records as one Delta commit, chaining their hashes; return the rows written.
+
+        With `track_policy`, a record whose policy_version differs from the last one
+        in the log (or from the record before it in the batch) is preceded by a
+        `policy_change` record (object `access_policy.yaml`, detail "old -> new",
+        user: whoever first acted under the new policy).  The comparison happens
+        under the append lock, so concurrent writers record one change once.
+        """
         if not records:
             return pl.DataFrame(schema=SCHEMA)
         now = datetime.now(UTC)
@@ -290,6 +355,8 @@ class AuditLog:
                 }
             )
         with self._locked():
+            if track_policy:
+                rows = _with_policy_changes(rows, self.last_policy_version())
             head = self.head()
             seq, prev = head if head else (0, GENESIS)
             for row in rows:  # the chain is sequential by nature
@@ -384,3 +451,46 @@ class AuditLog:
         if user is not None:
             df = df.filter(pl.col("user") == user)
         return df
+
+
+class AuditBuffer:
+    """Audit records of one process held in memory and appended in one commit per flush.
+
+    The table API records every read here and flushes at each write, at each
+    denial (before AccessDenied is raised, so a denied attempt is on disk even
+    if the process then dies), when `max_pending` records are waiting, and when
+    the owning `Lakehouse` is closed, garbage-collected or the interpreter exits.
+    A stage that reads twenty tables and writes two makes two audit commits, not
+    twenty-two.  The log (and its key) is opened on the first record, so a
+    missing key fails the first access instead of losing its record.
+    Policy changes are tracked (`AuditLog.append(track_policy=True)`).
+    """
+
+    def __init__(self, path: Path, secrets_dir: Path, *, max_pending: int = MAX_PENDING):
+        self.path = Path(path)
+        self.secrets_dir = Path(secrets_dir)
+        self.max_pending = max_pending
+        self.pending: list[AuditRecord] = []
+        self._log: AuditLog | None = None
+
+    def log(self) -> AuditLog:
+        """Return the audit log, opening it (and loading the key) on first use."""
+        if self._log is None:
+            self._log = AuditLog.open(self.path, secrets_dir=self.secrets_dir)
+        return self._log
+
+    def add(self, record: AuditRecord) -> None:
+        """Queue one record (flush when `max_pending` are waiting)."""
+        self.log()
+        self.pending.append(record)
+        if len(self.pending) >= self.max_pending:
+            self.flush()
+
+    def flush(self) -> int:
+        """Append the waiting records as one commit; return how many were written."""
+        if not self.pending:
+            return 0
+        n = len(self.pending)
+        self.log().append(*self.pending, track_policy=True)
+        self.pending.clear()  # only once they are on disk
+        return n

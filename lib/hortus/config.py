@@ -3,7 +3,9 @@
 Every path the library uses comes from `Paths`; nothing else reads the
 environment for locations.  `HORTUS_ROOT` overrides the project root (found by
 walking up from the working directory to the folder holding `dvc.yaml` or
-`pyproject.toml`), `HORTUS_LAKEHOUSE` the lakehouse root.
+`pyproject.toml`), `HORTUS_LAKEHOUSE` the lakehouse root.  The access policy is
+always `<root>/access_policy.yaml` (reviewed with the code; no environment override,
+so nobody swaps the policy for a process by setting a variable).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 LAYERS = ("bronze", "quarantine", "silver", "gold", "ops")
 RESTRICTED_LAYERS = ("bronze", "quarantine")
+POLICY_FILE = "access_policy.yaml"
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -68,6 +71,11 @@ class Paths:
     def secrets(self) -> Path:
         """Git-ignored folder for local secrets (keys)."""
         return self.root / ".hortus" / "secrets"
+
+    @property
+    def policy(self) -> Path:
+        """Access policy of the project (policy as code, at the root beside dvc.yaml)."""
+        return self.root / POLICY_FILE
 
     @property
     def online_store(self) -> Path:
