@@ -91,13 +91,14 @@ def _():
     from hortus import modeling
     from hortus.plantshop.features import CATEGORICAL, FEATURES
     from hortus.plantshop.training import LABEL, TRAINING_SET
-    from hortus.tables import Lakehouse
+    from hortus.tables import Lakehouse, frame_hash
 
     return (
         CATEGORICAL,
         FEATURES,
         LABEL,
         Lakehouse,
+        frame_hash,
         Path,
         TRAINING_SET,
         alt,
@@ -108,11 +109,14 @@ def _():
 
 
 @app.cell
-def _(Lakehouse, TRAINING_SET):
+def _(Lakehouse, TRAINING_SET, frame_hash):
     lakehouse = Lakehouse.open(stage="train")
     examples = lakehouse.read(TRAINING_SET)
+    # Delta versions of what was read, and an order-independent content hash of it:
+    # `hortus reproduce` compares the rebuilt table by content, not by file names
     tables_read = dict(lakehouse.reads)
-    return examples, lakehouse, tables_read
+    content_hashes = {TRAINING_SET: frame_hash(examples)}
+    return content_hashes, examples, lakehouse, tables_read
 
 
 @app.cell
@@ -242,6 +246,7 @@ def _(mo, result):
 @app.cell
 def _(
     Path,
+    content_hashes,
     json,
     mo,
     modeling,
@@ -272,6 +277,7 @@ def _(
             "settings": settings,
             "metrics": result.metrics,
             "tables_read": tables_read,
+            "content_hashes": content_hashes,
             "n_train": result.n_train,
             "n_test": result.n_test,
             "cutoff": str(result.cutoff),

@@ -52,15 +52,29 @@ def _register(reg: Registry, tmp: Path, i: int, **over):
 @pytest.fixture
 def registry(lakehouse, monkeypatch) -> Registry:
     """Return a registry of the model `recommender` over the temporary lakehouse."""
-    monkeypatch.setenv("HORTUS_USER", "ana")
+    monkeypatch.setenv("HORTUS_USER", "mia")
     return Registry(lakehouse, "recommender")
+
+
+def pass_gate(reg: Registry, version: int, folder: Path) -> None:
+    """Record a passed gate run for a version (promotion to champion needs one)."""
+    from datetime import UTC, datetime
+
+    from hortus.gate import GateResult, record
+    from hortus.model_checks import CheckResult
+
+    now = datetime.now(UTC)
+    check = CheckResult("smoke", True, 1.0, 1.0, "recorded by the test fixture")
+    result = GateResult(reg.name, version, [check], started_at=now, finished_at=now)
+    record(reg, result, folder, git_commit="c0ffee")
 
 
 @pytest.fixture
 def three(registry, tmp_path) -> Registry:
-    """Return the registry with versions 1, 2 and 3 registered."""
+    """Return the registry with versions 1, 2 and 3 registered, each with a passed gate."""
     for i in (1, 2, 3):
         _register(registry, tmp_path, i)
+        pass_gate(registry, i, tmp_path / "gates")
     return registry
 
 
@@ -71,7 +85,7 @@ def test_register_three_versions_round_trip(three, lakehouse, tmp_path):
     v2 = three.get(2)
     assert three.get("2") == v2 == three.get("v2") == three.get(" V2 ")
     assert v2.artifact_path == "lakehouse/ops/models/recommender/v2/model2.skops"
-    assert v2.author == "ana"
+    assert v2.author == "mia"
     assert v2.signature == SIGNATURE
     assert v2.metrics["roc_auc"] == pytest.approx(0.72)
     assert v2.params == {"C": 2.0, "seed": 7}
@@ -136,7 +150,7 @@ def test_alias_that_points_nowhere_is_a_clear_error(three):
         three.get("champion")
     three.promote(1, alias="champion")
     three.clear("champion", reason="incident")
-    with pytest.raises(HortusError, match="alias 'champion' .* was cleared at .* by ana"):
+    with pytest.raises(HortusError, match="alias 'champion' .* was cleared at .* by mia"):
         three.get("champion")
 
 
@@ -159,6 +173,7 @@ def test_promote_then_rollback_walks_back_through_the_holders(three):
 def test_rollback_never_returns_to_a_version_rolled_back_away_from(three, tmp_path):
     """Check the documented chain: 1, 2, 3; rollback -> 2; promote 4; rollback -> 2 -> 1."""
     _register(three, tmp_path, 4)
+    pass_gate(three, 4, tmp_path / "gates")
     for v in (1, 2, 3):
         three.promote(v)
     assert three.rollback().version == 2
@@ -190,7 +205,7 @@ def test_alias_history_is_an_append_only_log(three, lakehouse):
         (3, "champion", 1, 2, "promote"),
         (4, "champion", 2, 1, "rollback"),
     ]
-    assert log["actor"].unique().to_list() == ["ana"]
+    assert log["actor"].unique().to_list() == ["mia"]
     assert log["reason"].to_list() == ["first", "", "won the A/B test", "latency"]
     assert three.aliases() == {"challenger": 2, "champion": 1}
     assert lakehouse.history(ALIASES)["operation"].to_list() == ["WRITE"] * 4
@@ -295,7 +310,7 @@ def test_cli_models_list_promote_rollback(three, capsys):
     assert aliases["current"] == {"champion": 2}
     assert [h["action"] for h in aliases["history"]] == ["promote", "promote", "rollback"]
     assert main([*root, "models", "aliases"]) == 0
-    assert "v3 -> v2  by ana  reason: regression" in capsys.readouterr().out
+    assert "v3 -> v2  by mia  reason: regression" in capsys.readouterr().out
 
 
 def test_cli_models_unknown_version_exits_2(three, capsys):

@@ -222,10 +222,14 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_key(args: argparse.Namespace) -> int:
+    from hortus.audit import write_demo_audit_key
     from hortus.pii import write_demo_key
 
-    path = write_demo_key(_paths(args).secrets)
+    secrets = _paths(args).secrets
+    path = write_demo_key(secrets)
     print(f"PII key file: {path} (the demo key is for the demo only)")
+    audit = write_demo_audit_key(secrets)
+    print(f"audit key file: {audit} (the demo key is for the demo only)")
     return 0
 
 
@@ -243,9 +247,36 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"                  rebuilt    {result.rebuilt_sha256}")
         print(f"  data md5        pinned     {result.expected_data_md5}")
         print(f"                  rebuilt    {result.rebuilt_data_md5}")
+        for table, pair in result.tables.items():
+            print(f"  {table:<15} registered {pair['registered']}")
+            print(f"  {'':<15} rebuilt    {pair['rebuilt']}")
+        print(f"  metrics         {'identical' if not result.metrics_differ else 'DIFFERENT'}")
         for n in result.notes:
             print(f"  note: {n}")
     return 0 if result.identical else 1
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from hortus import stages
+
+    paths = _paths(args)
+    params = _params(args, paths, "gate")
+    version = None if args.stage else args.version
+    if version is None and not args.stage:
+        raise HortusError("hortus gate: give a VERSION (3, v3, champion) or --stage")
+    summary = stages.gate(paths, params, version)
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    else:
+        verdict = "PASSED" if summary["passed"] else "FAILED"
+        print(f"gate v{summary['version']}: {verdict} ({summary['checks']} checks, "
+              f"{summary['failed']} failed); report {summary['report']}")  # fmt: skip
+        for line in summary["failed_checks"]:
+            print(f"  {line}")
+        if summary["promoted_to_champion"]:
+            print(f"  v{summary['version']} is now champion (there was none)")
+    # the DVC stage records a failed gate and goes on; `hortus gate VERSION` exits 1
+    return 0 if summary["passed"] or args.stage else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -336,11 +367,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser(
         "key",
-        help="write the demo-only PII key if no key exists",
+        help="write the demo-only PII and audit keys if no key exists",
         description="Write the labelled demo PII tokenisation key to "
-        ".hortus/secrets/pii.key unless one exists.",
+        ".hortus/secrets/pii.key and the demo audit-log key to .hortus/secrets/audit.key, "
+        "each unless one exists.",
     )
     k.set_defaults(func=cmd_key)
+
+    gp = sub.add_parser(
+        "gate",
+        help="run the promotion gate (data and model tests) on a registered version",
+        description="Run the data tests (contract, PII scan, drift, skew) and model tests "
+        "(segment metrics with intervals, fairness, importance, schema conflicts, efficiency "
+        "against the champion, behaviour) on a registered version; write reports/gate/v<N>.json "
+        "and .md and record the run in ops.gate_results. Exit 0 passed, 1 failed. "
+        "`hortus models promote` refuses a version whose latest gate failed.",
+    )
+    gp.add_argument("version", nargs="?", help="version (3, v3) or alias (challenger)")
+    gp.add_argument(
+        "--stage", action="store_true", help="DVC stage: gate the version in reports/register.json"
+    )
+    gp.add_argument("--params", help="params file (default: params.yaml at the root)")
+    gp.add_argument("--json", action="store_true")
+    gp.set_defaults(func=cmd_gate)
 
     r = sub.add_parser(
         "reproduce",
@@ -357,6 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
     from hortus.cli_features import add_parsers as _features
 
     _features(sub)
+    from hortus.cli_access import add_parsers as _access
+
+    _access(sub)
+
+    from hortus.cli_drift import add_parsers as _drift
+
+    _drift(sub)
     return p
 
 

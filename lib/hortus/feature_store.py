@@ -109,6 +109,8 @@ def log_contract(group: FeatureGroup, contracts: dict[str, Contract]) -> Contrac
         freshness_sla_hours=source.freshness_sla_hours,
         primary_key=(*group.entity, "ts"),
         order_by="ts",
+        shop_opened=source.shop_opened,
+        source=source.source,
     )
 
 

@@ -25,6 +25,15 @@ back, and a version rolled back away from is gone from the stack, so a later
 rollback never returns to it (promote 1, 2, 3; rollback -> 2; promote 4;
 rollback -> 2; rollback -> 1; rollback -> error).  Rolling back a cleared
 alias restores its last holder.  With no earlier version, rollback is an error.
+
+Promotion gate
+--------------
+`ops.gate_results` holds every gate run (`hortus gate VERSION`, see
+`hortus.gate`).  Pointing the `champion` alias at a version (promote) needs
+that version's latest gate run to have passed; otherwise `GateRequired` lists
+every failed check with its value and threshold, and nothing is recorded.
+Rolling back to an earlier champion needs no new gate: it passed one to
+become champion.
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ from hortus.tables import Lakehouse
 
 VERSIONS = "ops.model_versions"
 ALIASES = "ops.model_aliases"
+GATES = "ops.gate_results"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
@@ -64,6 +74,14 @@ def sha256_file(path: Path) -> str:
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
+
+
+class GateRequired(HortusError):
+    """A promotion to champion without a passed gate; `failed` lists the failed checks."""
+
+    def __init__(self, message: str, failed: list[dict] | None = None):
+        super().__init__(message)
+        self.failed = failed or []
 
 
 # ------------------------------------------------------------------- receipt
@@ -85,9 +103,17 @@ class Receipt:
     uv_lock_sha256: str | None
     params: dict
     tables_read: dict[str, int]
+    content_hashes: dict[str, str] | None = None
 
     @classmethod
-    def collect(cls, root: Path, *, params: dict, tables_read: dict[str, int]) -> Receipt:
+    def collect(
+        cls,
+        root: Path,
+        *,
+        params: dict,
+        tables_read: dict[str, int],
+        content_hashes: dict[str, str] | None = None,
+    ) -> Receipt:
         """Collect the receipt of a build in the project at `root`.
 
         Git state is read fresh (not the per-process cache of table writes): a
@@ -110,6 +136,7 @@ class Receipt:
             uv_lock_sha256=digest("uv.lock"),
             params=dict(params),
             tables_read={str(k): int(v) for k, v in tables_read.items()},
+            content_hashes=dict(content_hashes) if content_hashes else None,
         )
 
     @classmethod
@@ -153,6 +180,7 @@ class ModelVersion:
     receipt: dict
     aliases: tuple[str, ...]
     notes: str
+    spec: dict | None = None
 
     def to_dict(self) -> dict:
         """Return a JSON-friendly dict (created_at as ISO 8601, aliases as a list)."""
@@ -176,6 +204,7 @@ class ModelVersion:
             receipt=json.loads(row["receipt"]),
             aliases=aliases,
             notes=row["notes"],
+            spec=json.loads(row["spec"]) if row.get("spec") else None,
         )
 
 
@@ -303,8 +332,12 @@ class Registry:
         receipt: Receipt,
         notes: str = "",
         alias: str | None = None,
+        spec: dict | None = None,
     ) -> ModelVersion:
         """Store an artifact as the next version and record it with its receipt.
+
+        `spec` is the training `ModelSpec.to_dict()` (target, features, time,
+        group, segments, k), kept so gates and reports can evaluate the version.
 
         The artifact (and its `<stem>.signature.json` sibling, if present) is
         copied to `lakehouse/ops/models/<name>/v<N>/` and the copy's SHA-256
@@ -333,7 +366,7 @@ class Registry:
         if same.height:
             version = int(same["version"][0])
         else:
-            version = self._store(artifact, frame, sha256, signature, metrics, receipt, notes)
+            version = self._store(artifact, frame, sha256, signature, metrics, receipt, notes, spec)
         if alias is not None:
             self._move(alias, version, action="register", reason=notes)
         return self.get(version)
@@ -347,6 +380,7 @@ class Registry:
         metrics: dict,
         receipt: Receipt,
         notes: str,
+        spec: dict | None = None,
     ) -> int:
         version = int(frame["version"].max() or 0) + 1
         self.root.mkdir(parents=True, exist_ok=True)
@@ -394,6 +428,7 @@ class Registry:
                 "uv_lock_sha256": receipt.uv_lock_sha256,
                 "tables_read": _dumps(receipt.tables_read),
                 "notes": notes,
+                "spec": _dumps(spec) if spec is not None else None,
             }
             self._append(
                 VERSIONS, row, inputs=receipt.tables_read, note=f"register {self.name} v{version}"
@@ -464,8 +499,48 @@ class Registry:
         Promoting the version the alias already points to records nothing.
         """
         mv = self.get(ref)
+        if alias == CHAMPION and self.aliases().get(alias) != mv.version:
+            self.require_gate(mv.version)
         self._move(alias, mv.version, action="promote", reason=reason)
         return self.get(mv.version)
+
+    # ----------------------------------------------------------------- gates
+    def record_gate(self, version: int, row: dict) -> None:
+        """Append one gate run of `version` to ops.gate_results (see `hortus.gate`)."""
+        mv = self.get(version)
+        row = dict(row) | {"name": self.name, "version": mv.version}
+        inputs = {VERSIONS: self._lh.version(VERSIONS)}
+        self._append(GATES, row, inputs=inputs, note=f"gate {self.name} v{mv.version}")
+
+    def gates(self, ref: str | int | None = None) -> pl.DataFrame:
+        """Return the gate runs of this model (or of one version), oldest first."""
+        frame = self._lh.scan_or_empty(GATES).filter(pl.col("name") == self.name)
+        if ref is not None:
+            frame = frame.filter(pl.col("version") == self.get(ref).version)
+        return frame.sort("finished_at").collect()
+
+    def require_gate(self, ref: str | int) -> dict:
+        """Return the latest gate run of a version if it passed; else raise GateRequired."""
+        mv = self.get(ref)
+        runs = self.gates(mv.version)
+        if runs.height == 0:
+            raise GateRequired(
+                f"model {self.name} v{mv.version} has no gate result: run "
+                f"`hortus gate {mv.version}` before promoting it to {CHAMPION}"
+            )
+        last = runs.row(-1, named=True)
+        if not last["passed"]:
+            failed = [c for c in json.loads(last["results"]) if not c["passed"]]
+            lines = "".join(
+                f"\n  - {c['name']}: value {c['value']}, threshold {c['threshold']}: {c['detail']}"
+                for c in failed
+            )
+            raise GateRequired(
+                f"model {self.name} v{mv.version} failed its gate (run {last['run_id']}, "
+                f"{len(failed)} failed check(s)); not promoted to {CHAMPION}:{lines}",
+                failed=failed,
+            )
+        return last
 
     def rollback(self, *, alias: str = CHAMPION, reason: str = "") -> ModelVersion:
         """Point an alias back at its previous holder (see the module docstring); return it."""

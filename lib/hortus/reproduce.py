@@ -9,9 +9,15 @@
    data md5 (a tampered snapshot is reported as different);
 4. writes the receipt's params into the clone's params.yaml and runs
    `dvc repro train` with the clone's own code (PYTHONPATH=<clone>/lib);
-5. compares the rebuilt artifact's sha256 with the registered one.
+5. compares the rebuilt artifact's sha256, metrics and training tables with the
+   registered ones.
 
-The verdict is `identical` only when the data md5 and the artifact bytes match.
+Identity is defined per artifact: the model by its bytes (sha256; skops files are
+written byte-deterministically), the landing snapshot by DVC's md5 of data/, and the
+tables the model read by an order-independent content hash of their rows that leaves
+out ingestion-time columns (`hortus.tables.frame_hash`), since Delta tables carry
+random file names and commit timestamps.  Metrics are compared exactly.  The verdict
+is `identical` only when all of them match; otherwise `notes` says what differs.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ class Reproduction:
     expected_data_md5: str | None
     rebuilt_data_md5: str | None
     git_commit: str
+    metrics_differ: dict[str, tuple] = field(default_factory=dict)
+    tables: dict[str, dict] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -124,19 +132,41 @@ def reproduce(paths: Paths, ref: str | int, *, keep: Path | None = None) -> Repr
         _run(["dvc", "repro", "-q", "train"], clone, env, "dvc repro train")
         run = json.loads((clone / "reports" / "train" / "run.json").read_text(encoding="utf-8"))
         rebuilt = run["sha256"]
+        rebuilt_metrics = run.get("metrics") or {}
+        rebuilt_hashes = run.get("content_hashes") or {}
     finally:
         if keep is None:
             shutil.rmtree(work, ignore_errors=True)
     same_data = data_md5 == receipt.get("data_md5")
     if rebuilt != mv.artifact_sha256:
         notes.append(f"artifact sha256 {rebuilt} differs from the registered one")
+    metrics_differ = {
+        k: (mv.metrics.get(k), rebuilt_metrics.get(k))
+        for k in sorted(set(mv.metrics) | set(rebuilt_metrics))
+        if mv.metrics.get(k) != rebuilt_metrics.get(k)
+    }
+    if metrics_differ:
+        notes.append(f"metrics differ: {', '.join(metrics_differ)}")
+    tables = {
+        t: {"registered": h, "rebuilt": rebuilt_hashes.get(t)}
+        for t, h in (receipt.get("content_hashes") or {}).items()
+    }
+    for t, pair in tables.items():
+        if pair["registered"] != pair["rebuilt"]:
+            notes.append(f"{t} content differs ({pair['registered']} vs {pair['rebuilt']})")
+    same_tables = all(p["registered"] == p["rebuilt"] for p in tables.values())
     return Reproduction(
         version=mv.version,
-        identical=same_data and rebuilt == mv.artifact_sha256,
+        identical=same_data
+        and rebuilt == mv.artifact_sha256
+        and not metrics_differ
+        and same_tables,
         expected_sha256=mv.artifact_sha256,
         rebuilt_sha256=rebuilt,
         expected_data_md5=receipt.get("data_md5"),
         rebuilt_data_md5=data_md5,
         git_commit=commit,
+        metrics_differ=metrics_differ,
+        tables=tables,
         notes=notes,
     )

@@ -164,7 +164,7 @@ def train(paths: Paths, params: dict) -> dict:
 def register(paths: Paths, params: dict) -> dict:
     """Register the trained model (reports/train) in the registry with its build receipt."""
     from hortus.params import load_section
-    from hortus.registry import CHALLENGER, CHAMPION, Receipt, Registry
+    from hortus.registry import CHALLENGER, Receipt, Registry
 
     run = json.loads((paths.reports / "train" / "run.json").read_text(encoding="utf-8"))
     lh = Lakehouse.open(paths.root, stage="register")
@@ -176,6 +176,7 @@ def register(paths: Paths, params: dict) -> dict:
             "features": load_section(paths.root / "params.yaml", "features"),
         },  # fmt: skip
         tables_read=run["tables_read"],
+        content_hashes=run.get("content_hashes"),
     )
     artifact = (
         paths.root / run["artifact"]
@@ -191,9 +192,8 @@ def register(paths: Paths, params: dict) -> dict:
         receipt=receipt,
         notes="dvc repro",
         alias=CHALLENGER,
+        spec=run["spec"],
     )
-    if params.get("champion_if_none", True) and CHAMPION not in registry.aliases():
-        registry.promote(mv.version, alias=CHAMPION, reason="first model: no champion yet")
     out = {"model_name": registry.name, "version": mv.version, "sha256": mv.artifact_sha256,
            "aliases": registry.aliases()}  # fmt: skip
     _write_json(paths.reports / "register.json", out)
@@ -211,12 +211,15 @@ def score(paths: Paths, params: dict) -> dict:
     lh = Lakehouse.open(paths.root, stage="score")
     registry = Registry(lh, reg["model_name"])
     ref = params.get("model", "registered")
+    if ref == "champion" and "champion" not in registry.aliases():
+        raise HortusError(
+            f"no champion to score with: model {registry.name} v{reg['version']} did not pass "
+            "its gate (see reports/gate.json and reports/gate/); fix the failed checks or "
+            "promote a gated version with `hortus models promote VERSION`"
+        )
     version = reg["version"] if ref == "registered" else registry.get(ref).version
     pipeline, signature = registry.load(version)
-    run = json.loads((paths.reports / "train" / "run.json").read_text(encoding="utf-8"))
-    from hortus.modeling import ModelSpec
-
-    spec = ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in run["spec"].items()})
+    spec = _spec(registry.get(version).spec, f"model {registry.name} v{version}")
     end = lh.scan("silver.events").select(pl.col("ts").max()).collect().item()
     at = end + timedelta(microseconds=1)
     recs, log = scoring.recommend(
@@ -230,5 +233,130 @@ def score(paths: Paths, params: dict) -> dict:
     return out
 
 
+def _spec(doc: dict | None, where: str):
+    from hortus.modeling import ModelSpec
+
+    if not doc:
+        raise HortusError(f"{where} has no training spec recorded; re-register it")
+    return ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in doc.items()})
+
+
+def gate(paths: Paths, params: dict, version: str | int | None = None) -> dict:
+    """Run the promotion gate on a registered version (default: the one this repro registered).
+
+    Data tests (training-set contract, PII scan of silver and gold, drift between the
+    training rows and the hold-out, training/serving skew) and model tests on the
+    hold-out (segments, fairness, importance, schema conflicts on a serving sample,
+    efficiency against the champion, behaviour).  The result goes to
+    ops.gate_results and reports/gate/v<N>.{json,md}; the first version that passes
+    becomes champion when there is none (`champion_if_none`).
+    """
+    import dataclasses
+
+    import polars as pl
+    from threadpoolctl import threadpool_limits
+
+    from hortus import feature_store as fsm
+    from hortus import gate as g
+    from hortus import modeling, pii_scan
+    from hortus.model_checks import efficiency
+    from hortus.plantshop import scoring
+    from hortus.plantshop.features import FEATURES
+    from hortus.plantshop.training import TRAINING_SET
+    from hortus.provenance import git_state
+    from hortus.registry import CHAMPION, Registry
+
+    lh = Lakehouse.open(paths.root, stage="gate")
+    name = params.get("model_name", "recommender")
+    if version is None:
+        reg = json.loads((paths.reports / "register.json").read_text(encoding="utf-8"))
+        name, version = reg["model_name"], reg["version"]
+    registry = Registry(lh, name)
+    mv = registry.get(version)
+    pipeline, signature = registry.load(mv.version)
+    spec = _spec(mv.spec, f"model {name} v{mv.version}")
+    config = g.GateConfig.from_dict({k: params[k] for k in g.GATE_SECTIONS if k in params})
+    contract = lh.catalog.get(TRAINING_SET)
+    if not config.model.sensitive:  # default: the contract's sensitive columns the model uses
+        sensitive = tuple(
+            c.name for c in contract.columns if c.sensitive and c.name in spec.features
+        )
+        config = dataclasses.replace(
+            config, model=dataclasses.replace(config.model, sensitive=sensitive)
+        )
+    examples = lh.read(TRAINING_SET)
+    train_df, test_df, cutoff = modeling.time_split(examples, spec)
+    reference = train_df
+    if config.reference_days is not None and spec.time and cutoff is not None:
+        reference = train_df.filter(
+            pl.col(spec.time) >= cutoff - timedelta(days=config.reference_days)
+        )
+    logs = fsm.read_logs(lh, FEATURES)
+    store = fsm.OnlineStore(paths.online_store, FEATURES)
+    skew = fsm.skew_check(
+        store,
+        logs,
+        fsm.sample_entities(lh, config.skew_sample, config.skew_seed),
+        tolerance=config.skew_tolerance,
+    )
+    scan = pii_scan.scan_lakehouse(
+        lh, ("silver", "gold"), min_rows=config.pii_min_rows, sample_rows=config.pii_sample_rows
+    )
+    data_checks = [
+        g.contract_check(examples, contract),
+        g.pii_check(scan),
+        g.drift_check(
+            reference,
+            test_df,
+            [*spec.features, spec.target],
+            max_drifted_share=config.max_drifted_share,
+            critical=config.critical,
+            config=config.drift,
+        ),
+        g.skew_check(skew),
+    ]
+    end = lh.scan("silver.events").select(pl.col("ts").max()).collect().item()
+    serving = scoring.serving_frame(
+        lh, end + timedelta(microseconds=1), users=int(params.get("serving_users", 100)), seed=0
+    )
+    # Score single-threaded: on a shared 2-core machine OpenMP threads oversubscribe
+    # (measured 4x slower under load), and candidate and champion are timed alike.
+    with threadpool_limits(1):
+        champion = registry.aliases().get(CHAMPION)
+        baseline = None
+        if champion is not None and champion != mv.version:
+            champ_pipeline, _ = registry.load(champion)
+            champ_spec = _spec(registry.get(champion).spec, f"champion v{champion}")
+            baseline = efficiency(champ_pipeline, test_df, champ_spec, **config.model.efficiency)
+        result = g.run_gate(
+            model_name=name,
+            version=mv.version,
+            pipeline=pipeline,
+            signature=signature,
+            spec=spec,
+            evaluation=test_df,
+            config=config,
+            data_checks=data_checks,
+            serving=serving,
+            baseline=baseline,
+            baseline_version=champion if baseline is not None else None,
+        )
+    report = g.record(
+        registry, result, paths.reports / "gate", git_commit=git_state.__wrapped__(paths.root)[0]
+    )
+    promoted = False
+    if result.passed and champion is None and params.get("champion_if_none", True):
+        registry.promote(mv.version, alias=CHAMPION, reason="first version to pass its gate")
+        promoted = True
+    summary = result.summary() | {
+        "report": str(report.relative_to(paths.root)),
+        "promoted_to_champion": promoted,
+        "failed_checks": [c.summary() for c in result.failed],
+    }
+    _write_json(paths.reports / "gate.json", summary)
+    return summary
+
+
 STAGES = {"ingest": ingest, "silver": silver, "kpis": kpis, "features": features,
-          "train": train, "register": register, "score": score, "docs": docs}  # fmt: skip
+          "train": train, "register": register, "gate": gate, "score": score,
+          "docs": docs}  # fmt: skip

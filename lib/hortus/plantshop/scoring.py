@@ -40,6 +40,19 @@ def candidates(lh: Lakehouse, at: datetime) -> pl.DataFrame:
     return pairs.with_columns(pl.lit(at).cast(pl.Datetime("us", "UTC")).alias("as_of"))
 
 
+def serving_frame(lh: Lakehouse, at: datetime, *, users: int, seed: int) -> pl.DataFrame:
+    """Return the model input a scoring run would see for a seeded sample of users at `at`."""
+    pairs = candidates(lh, at)
+    chosen = (
+        pairs.select("user_id")
+        .unique()
+        .sort("user_id")
+        .sample(n=min(users, pairs["user_id"].n_unique()), seed=seed)
+    )
+    pairs = pairs.join(chosen, on="user_id", how="semi")
+    return point_in_time(FEATURES, fsm.read_logs(lh, FEATURES), pairs, "as_of")
+
+
 def recommend(
     lh: Lakehouse,
     pipeline,
@@ -57,8 +70,15 @@ def recommend(
     pairs = candidates(lh, at)
     frame = point_in_time(FEATURES, fsm.read_logs(lh, FEATURES), pairs, "as_of")
     scored = score_frame(pipeline, signature, frame, spec)
+    inputs = list(signature.names)
     top = (
-        scored.select("user_id", "plant_id", "as_of", pl.col("score").cast(pl.Float64))
+        scored.select(
+            "user_id",
+            "plant_id",
+            "as_of",
+            pl.col("score").cast(pl.Float64),
+            pl.struct(inputs).struct.json_encode().alias("features"),
+        )
         .sort(["user_id", "score", "plant_id"], descending=[False, True, False])
         .with_columns(pl.int_range(1, pl.len() + 1).over("user_id").alias("rank"))
         .filter(pl.col("rank") <= top_k)
@@ -81,6 +101,7 @@ def recommend(
         pl.concat_str(
             pl.lit('{"plant_id": "'), "plant_id", pl.lit('", "user_id": "'), "user_id", pl.lit('"}')
         ).alias("request"),
+        "features",
         "score",
         pl.col("rank").cast(pl.Int64),
         "as_of",

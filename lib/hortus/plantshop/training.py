@@ -42,6 +42,8 @@ def derived_contracts(contracts: dict[str, Contract]) -> list[Contract]:
         owner="ml-engineers",
         primary_key=("event_id",),
         order_by="ts",
+        shop_opened=events.shop_opened,
+        source=events.source,
     )
     return [*logs, ts]
 
