@@ -1,7 +1,10 @@
 import marimo
 
 __generated_with = "0.25.2"
-app = marimo.App(width="medium", app_title="Hortus: train the plant recommender")
+app = marimo.App(
+    width="medium",
+    app_title="Hortus: train the plant recommender",
+)
 
 
 @app.cell
@@ -47,17 +50,15 @@ def _():
 
 @app.cell
 def _(mo):
-    mo.md(
-        """
-        # Train the plant recommender
+    mo.md("""
+    # Train the plant recommender
 
-        Each example is a recommendation impression (a plant shown to a user), labelled 1
-        when the user ordered that plant within the label horizon.  Every feature is
-        taken as of the impression time from the feature store (`gold.training_set`), so
-        nothing from the future leaks in.  The hold-out is the last part of the time range.
-        This notebook only orchestrates and shows; the work is done by `hortus.modeling`.
-        """
-    )
+    Each example is a recommendation impression (a plant shown to a user), labelled 1
+    when the user ordered that plant within the label horizon.  Every feature is
+    taken as of the impression time from the feature store (`gold.training_set`), so
+    nothing from the future leaks in.  The hold-out is the last part of the time range.
+    This notebook only orchestrates and shows; the work is done by `hortus.modeling`.
+    """)
     return
 
 
@@ -98,10 +99,10 @@ def _():
         FEATURES,
         LABEL,
         Lakehouse,
-        frame_hash,
         Path,
         TRAINING_SET,
         alt,
+        frame_hash,
         json,
         modeling,
         pl,
@@ -233,10 +234,55 @@ def _(alt, mo, result):
 
 
 @app.cell
-def _(mo, result):
+def _(alt, mo, pl, result):
+    # Evaluation: ROC AUC per segment with 95% bootstrap intervals, and fairness of the
+    # top-k selection across each sensitive attribute (hortus.model_checks, as the gate)
+    from hortus.model_checks import fairness, segment_metrics_ci
+
+    _scores = result.predictions["score"].to_numpy()
+    segment_check = segment_metrics_ci(
+        None, result.predictions, result.spec, scores=_scores, n_boot=200, min_segment_size=100
+    )
+    _seg = segment_check.table.filter(segment_check.table["status"] != "insufficient")
+    _base = alt.Chart().encode(y=alt.Y("value:N", title=None))
+    _points = _base.mark_point(filled=True).encode(
+        x=alt.X("estimate:Q", title="ROC AUC (hold-out)", scale=alt.Scale(zero=False)),
+        tooltip=["segment", "value", "n", "positives", "estimate", "ci_low", "ci_high"],
+    )
+    _bars = _base.mark_rule().encode(x="ci_low:Q", x2="ci_high:Q")
+    _segment_chart = (
+        alt.layer(_bars, _points, data=_seg)
+        .facet(row=alt.Row("segment:N", title=None))
+        .resolve_scale(y="independent")
+        .properties(title="ROC AUC per segment, 95% bootstrap interval")
+    )
+    _fair = []
+    for _col in result.spec.segments:
+        _f = fairness(_scores, result.predictions, _col, result.spec.target,
+                      top_k=result.spec.k, group=result.spec.group, min_group_size=100)  # fmt: skip
+        _fair.append(_f.table.with_columns(pl.lit(_col).alias("attribute")))
+    fairness_table = pl.concat(
+        [t.select("attribute", "group", "n", "selection_rate", "true_positive_rate",
+                  "mean_exposure") for t in _fair]
+    )  # fmt: skip
+    _fair_chart = (
+        alt.Chart(fairness_table)
+        .mark_bar()
+        .encode(
+            x=alt.X("selection_rate:Q", title="share of impressions in the top k"),
+            y=alt.Y("group:N", title=None),
+            row=alt.Row("attribute:N", title=None),
+            tooltip=["attribute", "group", "n", "selection_rate", "true_positive_rate"],
+        )
+        .resolve_scale(y="independent")
+        .properties(width=360, title="Selection rate by group (four-fifths rule in the gate)")
+    )
     mo.vstack(
         [
-            mo.md("## Metrics by segment (hold-out)"),
+            mo.md("## Evaluation by segment and fairness (hold-out)"),
+            mo.md(f"Segments: {segment_check.detail}"),
+            _segment_chart,
+            _fair_chart,
             mo.ui.table(result.segment_metrics, selection=None),
         ]
     )

@@ -111,6 +111,9 @@ def test_dvc_repro_builds_every_layer(repo):
     assert (repo / "lakehouse" / "online" / "features.sqlite").is_file()
     executed = (repo / "reports" / "train" / "train.ipynb").read_text()
     assert '"parameters"' in executed and '"injected-parameters"' in executed
+    # the evaluation section ran: per-segment intervals and fairness charts (altair)
+    assert "Evaluation by segment and fairness" in executed
+    assert "ROC AUC per segment, 95% bootstrap interval" in executed
     kpis = lh.read("gold.kpi_daily")
     assert kpis.filter(pl.col("region") == "ALL").height == SMALL["days"]
     assert (repo / "reports" / "data_dictionary.md").read_text().count("## `") >= 10
