@@ -18,24 +18,13 @@ import argparse
 import os
 import platform
 import resource
-import shutil
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def as_pipeline(root: Path) -> None:
-    """Run as the pipeline service user under the repository's access policy (audited)."""
-    root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "access_policy.yaml", root / "access_policy.yaml")
-    os.environ.setdefault("HORTUS_USER", "pipeline")
-    os.environ.setdefault("HORTUS_AUDIT_KEY", "bench-only-audit-key")
-    os.environ.setdefault("HORTUS_PII_KEY", "bench-only-pii-key")
+from _common import as_pipeline
 
 
 def main() -> None:

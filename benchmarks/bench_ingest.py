@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import as_pipeline
+
 HORTUS = r"""
 import json, resource, sys, time
 from pathlib import Path
@@ -95,18 +97,6 @@ def run_child(code: str, root: Path) -> dict:
         [sys.executable, "-c", code, str(root)], capture_output=True, text=True, check=True
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def as_pipeline(root: Path) -> None:
-    """Run as the pipeline service user under the repository's access policy (audited)."""
-    root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "access_policy.yaml", root / "access_policy.yaml")
-    os.environ.setdefault("HORTUS_USER", "pipeline")
-    os.environ.setdefault("HORTUS_AUDIT_KEY", "bench-only-audit-key")
-    os.environ.setdefault("HORTUS_PII_KEY", "bench-only-pii-key")
 
 
 def main() -> None:

@@ -69,7 +69,6 @@ import fcntl
 import hashlib
 import hmac
 import json
-import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -83,6 +82,7 @@ from deltalake import DeltaTable
 
 from hortus.config import Paths
 from hortus.errors import HortusError
+from hortus.keys import read_key, write_demo_key
 
 if TYPE_CHECKING:
     from hortus.access import Decision
@@ -125,27 +125,18 @@ def default_path(paths: Paths) -> Path:
 
 def load_audit_key(secrets_dir: Path) -> bytes:
     """Return the audit key from HORTUS_AUDIT_KEY or secrets_dir/audit.key."""
-    if env := os.environ.get(KEY_ENV):
-        return env.encode()
-    path = Path(secrets_dir) / KEY_FILE
-    if path.exists():
-        key = path.read_text(encoding="utf-8").strip()
-        if key:
-            return key.encode()
-    raise AuditError(
-        f"no audit key: set {KEY_ENV} or write one to {path} "
-        "(`write_demo_audit_key` writes the demo-only key)"
-    )
+    key = read_key(KEY_ENV, secrets_dir, KEY_FILE)
+    if key is None:
+        raise AuditError(
+            f"no audit key: set {KEY_ENV} or write one to {Path(secrets_dir) / KEY_FILE} "
+            "(`write_demo_audit_key` writes the demo-only key)"
+        )
+    return key
 
 
 def write_demo_audit_key(secrets_dir: Path) -> Path:
     """Write the labelled DEMO-ONLY audit key to secrets_dir/audit.key unless a key exists."""
-    path = Path(secrets_dir) / KEY_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(DEMO_AUDIT_KEY + "\n", encoding="utf-8")
-        path.chmod(0o600)
-    return path
+    return write_demo_key(secrets_dir, KEY_FILE, DEMO_AUDIT_KEY)
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from pathlib import Path
 
 import polars as pl
 
 from hortus.errors import HortusError
+from hortus.keys import read_key
+from hortus.keys import write_demo_key as write_secret
 
 DEMO_KEY = "hortus-DEMO-ONLY-pii-key-do-not-use-for-real-data"
 TOKEN_PREFIX = "tok_"
@@ -45,27 +46,18 @@ TEXT_PATTERNS: dict[str, str] = {
 
 def load_key(secrets_dir: Path) -> bytes:
     """Return the tokenisation key from HORTUS_PII_KEY or secrets_dir/pii.key."""
-    if env := os.environ.get("HORTUS_PII_KEY"):
-        return env.encode()
-    path = Path(secrets_dir) / "pii.key"
-    if path.exists():
-        key = path.read_text(encoding="utf-8").strip()
-        if key:
-            return key.encode()
-    raise HortusError(
-        f"no PII tokenisation key: set HORTUS_PII_KEY or write one to {path} "
-        "(`make key` writes the demo-only key)"
-    )
+    key = read_key("HORTUS_PII_KEY", secrets_dir, "pii.key")
+    if key is None:
+        raise HortusError(
+            f"no PII tokenisation key: set HORTUS_PII_KEY or write one to "
+            f"{Path(secrets_dir) / 'pii.key'} (`make key` writes the demo-only key)"
+        )
+    return key
 
 
 def write_demo_key(secrets_dir: Path) -> Path:
     """Write the labelled demo key to secrets_dir/pii.key unless a key exists."""
-    path = Path(secrets_dir) / "pii.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(DEMO_KEY + "\n", encoding="utf-8")
-        path.chmod(0o600)
-    return path
+    return write_secret(secrets_dir, "pii.key", DEMO_KEY)
 
 
 def token(value: str, key: bytes) -> str:
