@@ -48,8 +48,10 @@ run: setup key data ## run the whole pipeline on the default data (dvc repro), t
 	@echo "  data dictionary    reports/data_dictionary.md"
 	@echo "  features           gold.fs_* tables, lakehouse/online/features.sqlite (reports/features.json)"
 	@echo "  model              reports/train/train.ipynb (executed notebook), dvc metrics show, dvc plots show"
-	@echo "  registry           hortus models list; hortus models show champion"
-	@echo "  recommendations    gold.recommendations (reports/score.json); hortus reproduce champion"
+	@echo "  gate               reports/gate/v1.md (hortus gate 1); promotion needs four eyes:"
+	@echo "                     HORTUS_USER=paula hortus models approve 1; HORTUS_USER=mia hortus models promote 1"
+	@echo "  registry           hortus models list; hortus models show challenger"
+	@echo "  recommendations    gold.recommendations (reports/score.json); hortus reproduce 1"
 
 test: setup ## run the test suite (unit, data and integration with real DVC)
 	$(BIN)/python -m pytest

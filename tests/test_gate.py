@@ -17,6 +17,7 @@ from hortus.errors import HortusError
 from hortus.feature_store import SkewReport
 from hortus.model_checks import ModelCheckConfig
 from hortus.registry import CHAMPION, GATES, GateRequired, Receipt, Registry
+from hortus.tables import Lakehouse
 
 CONTRACT = Contract.from_dict(
     "applicants",
@@ -141,11 +142,19 @@ def _register(lakehouse, trained, tmp_path) -> Registry:
     return reg
 
 
+def _acting_as(lakehouse, user: str) -> Registry:
+    """Return the `risk` registry acting as a user of access_policy.yaml."""
+    lh = Lakehouse(paths=lakehouse.paths, catalog=lakehouse.catalog, stage="test", user=user)
+    return Registry(lh, "risk")
+
+
 def test_promote_refuses_a_failed_gate_listing_every_failed_check(lakehouse, trained, tmp_path):
     """Check the gate end to end: run, record, refuse promotion with each failure, then allow."""
-    reg = _register(lakehouse, trained, tmp_path)
+    reg = _register(lakehouse, trained, tmp_path)  # registered (and gated) by the pipeline
+    _acting_as(lakehouse, "paula").approve(1)  # four eyes: an approver who is not the author
+    mia = _acting_as(lakehouse, "mia")  # promotes: holds the promote grant
     with pytest.raises(GateRequired, match=r"v1 has no gate result: run `hortus gate 1`"):
-        reg.promote(1, alias=CHAMPION)
+        mia.promote(1, alias=CHAMPION)
     holdout = applicants(1500, 9)
     pipeline, signature = reg.load(1)
     spec = modeling.ModelSpec(**{k: tuple(v) if isinstance(v, list) else v
@@ -169,26 +178,28 @@ def test_promote_refuses_a_failed_gate_listing_every_failed_check(lakehouse, tra
     doc = json.loads((tmp_path / "gate" / "v1.json").read_text())
     assert doc["passed"] is False and set(doc["failed"]) == names
     with pytest.raises(GateRequired) as err:
-        reg.promote(1, alias=CHAMPION)
+        mia.promote(1, alias=CHAMPION)
     for name in names:  # every failed check, with its value and threshold
         assert f"- {name}: value" in str(err.value) and "threshold" in str(err.value)
     assert {c["name"] for c in err.value.failed} == names
     assert CHAMPION not in reg.aliases()
-    reg.promote(1, alias="challenger")  # other aliases need no gate
+    mia.promote(1, alias="challenger")  # other aliases need no gate
     passed = g.run_gate(
         model_name="risk", version=1, pipeline=pipeline, signature=signature, spec=spec,
         evaluation=holdout, config=config, data_checks=[g.contract_check(holdout, CONTRACT)],
     )  # fmt: skip
     assert passed.passed, [c.summary() for c in passed.failed]
     g.record(reg, passed, tmp_path / "gate", git_commit="abc")
-    assert set(reg.promote(1, alias=CHAMPION).aliases) == {CHAMPION, "challenger"}
+    assert set(mia.promote(1, alias=CHAMPION).aliases) == {CHAMPION, "challenger"}
     runs = lakehouse.read(GATES).sort("finished_at")
     assert runs["passed"].to_list() == [False, True]
 
 
-def test_cli_promote_prints_the_failed_checks(lakehouse, trained, tmp_path, capsys):
+def test_cli_promote_prints_the_failed_checks(lakehouse, trained, tmp_path, capsys, monkeypatch):
     """Check that `hortus models promote` refuses a failed gate with exit 2 and the reasons."""
     reg = _register(lakehouse, trained, tmp_path)
+    _acting_as(lakehouse, "paula").approve(1)
+    monkeypatch.setenv("HORTUS_USER", "mia")  # the CLI acts as an ML engineer
     now = datetime.now(UTC)
     from hortus.model_checks import CheckResult
 

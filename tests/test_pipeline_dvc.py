@@ -140,12 +140,16 @@ def test_metrics_show_lists_pipeline_figures(repo):
     assert "learning_curve.csv" in plots
 
 
-def test_gate_stage_records_its_checks_and_makes_the_first_pass_champion(repo):
-    """Check that the gate stage wrote its report, metrics and ops record, and promoted v1."""
+def test_gate_stage_records_its_checks_then_four_eyes_promote_v1(repo):
+    """Check the gate stage report, metrics and ops record; an approver and an engineer promote."""
     summary = json.loads((repo / "reports" / "gate.json").read_text())
     assert summary["version"] == 1 and summary["checks"] >= 10
     assert summary["passed"], summary["failed_checks"]
-    assert summary["promoted_to_champion"] is True
+    # four-eyes: the pipeline may not promote; the summary says who must act
+    assert summary["promoted_to_champion"] is False
+    assert "needs approval by an approver who is not pipeline" in summary["promotion"]
+    score = json.loads((repo / "reports" / "score.json").read_text())
+    assert score["model_version"] == 1 and "no champion yet" in score["note"]
     report = (repo / "reports" / "gate" / "v1.md").read_text()
     for check in ("contract[gold.training_set]", "pii", "drift", "skew", "segment_metrics_ci",
                   "fairness[user_profile__age_band]", "importance_check", "schema_conflicts",
@@ -154,6 +158,19 @@ def test_gate_stage_records_its_checks_and_makes_the_first_pass_champion(repo):
     lh = Lakehouse(paths=Paths.at(repo), catalog=Catalog.load(), stage="test")
     assert lh.read("ops.gate_results")["passed"].to_list() == [True]
     assert "reports/gate.json" in sh(repo, "dvc", "metrics", "show").stdout
+    # the same gate by hand: exit 0 on a pass, a second recorded run
+    again = sh(repo, "hortus", "gate", "1", "--json")
+    assert json.loads(again.stdout)["passed"] is True
+    assert lh.read("ops.gate_results").height == 2
+    # an approver who is not the author approves, an ML engineer promotes
+    refused = sh(repo, "env", "HORTUS_USER=mia", "hortus", "models", "promote", "1", check=False)
+    assert refused.returncode == 2 and "approv" in refused.stderr
+    sh(repo, "env", "HORTUS_USER=paula", "hortus", "models", "approve", "1", "--reason", "ok")
+    sh(repo, "env", "HORTUS_USER=mia", "hortus", "models", "promote", "1")
+    assert (
+        json.loads(sh(repo, "hortus", "models", "show", "champion", "--json").stdout)["version"]
+        == 1
+    )
 
 
 def test_repro_registers_and_scores_with_the_champion(repo):
@@ -213,11 +230,12 @@ def test_dvc_exp_run_with_a_changed_param_registers_a_new_version(repo):
     assert versions["artifact_sha256"][0] != versions["artifact_sha256"][1]
     # the experiment's gate ran on v2; promotion follows its verdict
     gates = lh.read("ops.gate_results").sort("finished_at")
-    assert gates["version"].to_list() == [1, 2]
-    promote = sh(repo, "hortus", "models", "promote", "2", check=False)
-    if gates["passed"][1]:
+    assert gates["version"].to_list()[-1] == 2 and set(gates["version"]) == {1, 2}
+    sh(repo, "env", "HORTUS_USER=olivia", "hortus", "models", "approve", "2")
+    promote = sh(repo, "env", "HORTUS_USER=mia", "hortus", "models", "promote", "2", check=False)
+    if gates["passed"][-1]:
         assert promote.returncode == 0, promote.stderr
-        sh(repo, "hortus", "models", "rollback", "--reason", "back to v1 for the next tests")
+        sh(repo, "env", "HORTUS_USER=mia", "hortus", "models", "rollback", "--reason", "back")
     else:
         assert promote.returncode == 2 and "failed its gate" in promote.stderr
     sh(repo, "git", "checkout", "--", "params.yaml", "dvc.lock")

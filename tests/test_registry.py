@@ -14,6 +14,7 @@ import pytest
 from hortus.cli import main
 from hortus.errors import HortusError
 from hortus.registry import ALIASES, VERSIONS, ArtifactError, Receipt, Registry
+from hortus.tables import Lakehouse
 
 SIGNATURE = {"inputs": [{"name": "x", "type": "float"}], "output": "score"}
 
@@ -49,11 +50,19 @@ def _register(reg: Registry, tmp: Path, i: int, **over):
     )
 
 
+def acting_as(reg: Registry, user: str) -> Registry:
+    """Return the same model's registry acting as another user of access_policy.yaml."""
+    lh = reg._lh
+    return Registry(
+        Lakehouse(paths=lh.paths, catalog=lh.catalog, stage="test", user=user), reg.name
+    )
+
+
 @pytest.fixture
 def registry(lakehouse, monkeypatch) -> Registry:
-    """Return a registry of the model `recommender` over the temporary lakehouse."""
-    monkeypatch.setenv("HORTUS_USER", "mia")
-    return Registry(lakehouse, "recommender")
+    """Return a registry of the model `recommender` acting as mia (an ML engineer)."""
+    monkeypatch.setenv("HORTUS_USER", "mia")  # the CLI's identity
+    return acting_as(Registry(lakehouse, "recommender"), "mia")
 
 
 def pass_gate(reg: Registry, version: int, folder: Path) -> None:
@@ -69,12 +78,18 @@ def pass_gate(reg: Registry, version: int, folder: Path) -> None:
     record(reg, result, folder, git_commit="c0ffee")
 
 
+def approve(reg: Registry, version: int, approver: str = "paula") -> None:
+    """Approve a version as an approver who is not its author (promotion to champion needs it)."""
+    acting_as(reg, approver).approve(version, reason="approved by the test fixture")
+
+
 @pytest.fixture
 def three(registry, tmp_path) -> Registry:
-    """Return the registry with versions 1, 2 and 3 registered, each with a passed gate."""
+    """Return the registry with versions 1, 2 and 3 registered, each gated and approved."""
     for i in (1, 2, 3):
         _register(registry, tmp_path, i)
         pass_gate(registry, i, tmp_path / "gates")
+        approve(registry, i)
     return registry
 
 
@@ -174,6 +189,7 @@ def test_rollback_never_returns_to_a_version_rolled_back_away_from(three, tmp_pa
     """Check the documented chain: 1, 2, 3; rollback -> 2; promote 4; rollback -> 2 -> 1."""
     _register(three, tmp_path, 4)
     pass_gate(three, 4, tmp_path / "gates")
+    approve(three, 4)
     for v in (1, 2, 3):
         three.promote(v)
     assert three.rollback().version == 2

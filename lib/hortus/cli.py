@@ -275,6 +275,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
             print(f"  {line}")
         if summary["promoted_to_champion"]:
             print(f"  v{summary['version']} is now champion (there was none)")
+        elif summary.get("promotion"):
+            print(f"  not promoted: {summary['promotion']}")
     # the DVC stage records a failed gate and goes on; `hortus gate VERSION` exits 1
     return 0 if summary["passed"] or args.stage else 1
 

@@ -1,4 +1,4 @@
-"""The `hortus models` commands: list, show, promote, roll back and audit model versions."""
+"""The `hortus models` commands: list, show, approve, promote, roll back and audit versions."""
 
 from __future__ import annotations
 
@@ -73,10 +73,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     mv = reg.get(args.version)
     d = mv.to_dict()
     d["artifact_abspath"] = str(reg.artifact_path(mv.version))
+    d["approved_by"] = reg.approvals(mv.version)["approver"].unique(maintain_order=True).to_list()
     if args.json:
         _json(d)
         return 0
     print(f"model {mv.name} v{mv.version}  aliases: {', '.join(mv.aliases) or '-'}")
+    print(f"  {'approved_by':<16} {', '.join(d['approved_by']) or '-'}")
     for key in ("created_at", "author", "artifact_path", "artifact_sha256", "notes"):
         print(f"  {key:<16} {d[key]}")
     for key in ("metrics", "params", "signature", "receipt"):
@@ -86,9 +88,53 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_promote(args: argparse.Namespace) -> int:
-    """Point an alias at a version."""
+def cmd_approve(args: argparse.Namespace) -> int:
+    """Approve a version as the acting user (four eyes)."""
     reg = _registry(args)
+    a = reg.approve(args.version, reason=args.reason)
+    flag = "" if reg.name == "recommender" else f" --model {reg.name}"
+    if not a.recorded:
+        print(
+            f"{reg.name} v{a.version} was already approved by {a.approver} at "
+            f"{a.approved_at:%Y-%m-%d %H:%M:%S} UTC; nothing recorded"
+        )
+        return 0
+    print(f"{reg.name} v{a.version} approved by {a.approver} (author {a.author})")
+    print(
+        f"next: a user with the promote grant runs `hortus models promote {a.version}{flag}` "
+        "(the latest gate run of the version must have passed)"
+    )
+    return 0
+
+
+def cmd_approvals(args: argparse.Namespace) -> int:
+    """List the approvals of a model or of one version."""
+    reg = _registry(args)
+    rows = reg.approvals(args.version).drop("name").to_dicts()
+    if args.json:
+        _json({"model": reg.name, "approvals": rows})
+        return 0
+    which = f"v{reg.get(args.version).version}" if args.version else "any version"
+    if not rows:
+        print(f"no approvals of model {reg.name} ({which}) yet")
+        return 0
+    print(f"approvals of model {reg.name} ({which}), oldest first:")
+    for r in rows:
+        reason = f"  reason: {r['reason']}" if r["reason"] else ""
+        print(
+            f"  v{r['version']:<5} {r['approved_at']:%Y-%m-%d %H:%M:%S}  by {r['approver']:<12} "
+            f"author {r['author']:<12} policy {r['policy_version'][:12]}{reason}"
+        )
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Point an alias at a version (or, with --check, say what is missing)."""
+    reg = _registry(args)
+    if args.check:
+        ok, why = reg.promote_allowed(args.version, alias=args.alias)
+        print(f"{'ALLOWED' if ok else 'NOT YET'}: {why}")
+        return 0 if ok else 1
     before = reg.aliases().get(args.alias)
     mv = reg.promote(args.version, alias=args.alias, reason=args.reason)
     if before == mv.version:
@@ -96,6 +142,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
     else:
         was = f"v{before}" if before else "unset"
         print(f"{reg.name} {args.alias}: {was} -> v{mv.version} (promote)")
+        last = reg.history(args.alias).row(-1, named=True)
+        if last["approved_by"]:
+            print(f"  approved by {last['approved_by']}; gate run {last['gate_run_id']} passed")
     return 0
 
 
@@ -127,6 +176,8 @@ def cmd_aliases(args: argparse.Namespace) -> int:
         ver = f"v{h['version']}" if h["version"] is not None else "none"
         prev = f"v{h['previous_version']}" if h["previous_version"] is not None else "none"
         reason = f"  reason: {h['reason']}" if h["reason"] else ""
+        if h.get("approved_by"):
+            reason += f"  approved by {h['approved_by']}, gate run {h['gate_run_id']}"
         print(
             f"  #{h['seq']:<4} {h['at']:%Y-%m-%d %H:%M:%S} {h['action']:<8} {h['alias']:<12} "
             f"{prev} -> {ver}  by {h['actor']}{reason}"
@@ -143,9 +194,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--model", default="recommender", help="model name (default: recommender)")
     m = sub.add_parser(
         "models",
-        help="list, show, promote and roll back registered model versions",
-        description="The model registry (ops.model_versions, ops.model_aliases): versions "
-        "with their build receipts, and aliases such as champion and challenger.",
+        help="list, show, approve, promote and roll back registered model versions",
+        description="The model registry (ops.model_versions, ops.model_aliases, "
+        "ops.model_approvals): versions with their build receipts, four-eyes approvals, "
+        "and aliases such as champion and challenger.  Promotion to champion needs the "
+        "promote grant, a passed gate and an approval by an approver who is not the author.",
     )
     msub = m.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -170,15 +223,46 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_show)
 
     s = msub.add_parser(
+        "approve",
+        parents=[common],
+        help="approve a version (four eyes: never your own)",
+        description="Approve a version as the acting user (HORTUS_USER): needs the "
+        "approve grant, and the approver must not be the version's author.  The approval "
+        "goes to ops.model_approvals and the audit log; approving twice records nothing.",
+    )
+    s.add_argument("version", help="version number (3 or v3) or alias (challenger)")
+    s.add_argument("--reason", default="", help="why, kept with the approval")
+    s.set_defaults(func=cmd_approve)
+
+    s = msub.add_parser(
+        "approvals",
+        parents=[common],
+        help="list approvals of the model or of one version",
+        description="List the four-eyes approvals (ops.model_approvals): version, "
+        "approver, author, time, policy version and reason.",
+    )
+    s.add_argument("version", nargs="?", help="only this version (3, v3 or an alias)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_approvals)
+
+    s = msub.add_parser(
         "promote",
         parents=[common],
         help="point an alias at a version",
         description="Point an alias (default: champion) at a version; the previous "
-        "holder is recorded so the move can be rolled back.",
+        "holder is recorded so the move can be rolled back.  Needs the promote grant; "
+        "champion also needs the version's latest gate run passed and an approval by an "
+        "approver who is not its author (the error says which is missing).",
     )
     s.add_argument("version", help="version number (3 or v3) or alias (challenger)")
     s.add_argument("--alias", default="champion", help="alias to move (default: champion)")
     s.add_argument("--reason", default="", help="why, kept in the alias history")
+    s.add_argument(
+        "--check",
+        action="store_true",
+        help="only say whether the promotion would be allowed now and what is missing "
+        "(exit 0 if allowed, 1 if not); moves nothing",
+    )
     s.set_defaults(func=cmd_promote)
 
     s = msub.add_parser(
@@ -186,7 +270,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         parents=[common],
         help="point an alias back at its previous version",
         description="Point an alias (default: champion) back at the version it held "
-        "before; a second rollback goes one further back.",
+        "before; a second rollback goes one further back.  Needs the promote grant, "
+        "no new gate or approval.",
     )
     s.add_argument("--alias", default="champion", help="alias to move (default: champion)")
     s.add_argument("--reason", default="", help="why, kept in the alias history")
@@ -197,7 +282,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         parents=[common],
         help="show current aliases and their history",
         description="Show where each alias points now and every alias event "
-        "(promote, rollback, register, clear) with actor and reason.",
+        "(promote, rollback, register, clear) with actor, reason, and for promotions to "
+        "champion the approvers and gate run relied on.",
     )
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_aliases)

@@ -34,6 +34,37 @@ that version's latest gate run to have passed; otherwise `GateRequired` lists
 every failed check with its value and threshold, and nothing is recorded.
 Rolling back to an earlier champion needs no new gate: it passed one to
 become champion.
+
+Four eyes and grants
+--------------------
+The registry acts as its Lakehouse's user (`Lakehouse.user`): that user is the
+author of the versions it registers and the actor of the alias events it
+records.  Each guarded action is checked against the access policy and audited
+in ops.audit_log through `Lakehouse.authorize` (allowed or denied; the object
+is the model name):
+
+- `register` needs the `register` grant.  An alias set at registration
+  (`register(..., alias="challenger")`, as the pipeline does) is part of the
+  registration and needs nothing more, except `champion`, which is never set
+  at registration: it needs the checks of `promote`.
+- `approve` needs the `approve` grant and an approver who is not the version's
+  author (`hortus.access.check_four_eyes`), else AccessDenied naming approver,
+  author and version.  The approval is appended to `ops.model_approvals`; a
+  second approval of the same version by the same person records nothing.
+- `promote` needs the `promote` grant (else AccessDenied).  Pointing `champion`
+  at a version also needs its latest gate run passed (else `GateRequired`) and
+  an approval by an approver who is not its author and who still holds the
+  `approve` grant under the current policy (else `ApprovalRequired`).  The
+  promote event records the approvers (`approved_by`) and the gate run
+  (`gate_run_id`) it relied on.  Other aliases (challenger, ...) need the
+  grant only: they route no production traffic by convention.
+- `rollback` and `clear` need the `promote` grant and no new approval or gate:
+  a rollback returns to a version that passed both to become champion.
+- `promote_allowed` answers whether `promote` would succeed, and what is
+  missing, without recording anything but the reads it makes.
+
+A refused attempt writes nothing to the registry tables and is audited as a
+denied `promote` or `approve` whose detail says what was missing.
 """
 
 from __future__ import annotations
@@ -50,14 +81,16 @@ from typing import Any
 import polars as pl
 import yaml
 
+from hortus.access import AccessDenied, Decision, check_four_eyes
 from hortus.contracts import check_frame
 from hortus.errors import ArtifactError, HortusError
-from hortus.provenance import current_user, git_state
+from hortus.provenance import git_state
 from hortus.tables import Lakehouse
 
 VERSIONS = "ops.model_versions"
 ALIASES = "ops.model_aliases"
 GATES = "ops.gate_results"
+APPROVALS = "ops.model_approvals"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
@@ -82,6 +115,48 @@ class GateRequired(HortusError):
     def __init__(self, message: str, failed: list[dict] | None = None):
         super().__init__(message)
         self.failed = failed or []
+
+
+class ApprovalRequired(HortusError):
+    """A promotion to champion without an approval by an approver who is not the author."""
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One four-eyes approval of a model version (a row of ops.model_approvals).
+
+    `recorded` is False when the approver had already approved the version and
+    nothing new was written (the fields are then those of the earlier approval).
+    """
+
+    name: str
+    version: int
+    approver: str
+    author: str
+    approved_at: datetime
+    reason: str
+    policy_version: str
+    recorded: bool = True
+
+    def to_dict(self) -> dict:
+        """Return a JSON-friendly dict (approved_at as ISO 8601)."""
+        d = asdict(self)
+        d["approved_at"] = self.approved_at.isoformat()
+        return d
+
+
+_APPROVAL_FIELDS = tuple(f for f in Approval.__dataclass_fields__ if f != "recorded")
+
+
+@dataclass(frozen=True)
+class _Readiness:
+    """What promoting a version to champion relies on, and what is missing."""
+
+    gate: dict | None  # the latest gate run, if it passed
+    gate_problem: str | None
+    failed: list[dict]
+    approvers: tuple[str, ...]  # valid approvers, in approval order
+    approval_problem: str | None
 
 
 # ------------------------------------------------------------------- receipt
@@ -250,9 +325,18 @@ class Registry:
         )
 
     def _events(self) -> pl.DataFrame:
-        """Return this model's alias events in replay order."""
+        """Return this model's alias events in replay order.
+
+        Columns added to the contract later (approved_by, gate_run_id) are null
+        in events written before them.
+        """
+        events = self._lh.scan_or_empty(ALIASES)
+        have = set(events.collect_schema().names())
+        schema = self._lh.catalog.get(ALIASES).schema
         return (
-            self._lh.scan_or_empty(ALIASES)
+            events.with_columns(
+                pl.lit(None, dtype).alias(c) for c, dtype in schema.items() if c not in have
+            )
             .filter(pl.col("name") == self.name)
             .sort("seq", "at")
             .collect()
@@ -344,8 +428,22 @@ class Registry:
         must equal `sha256`, else ArtifactError and nothing is written.
         Registering the same bytes from the same build (git commit, data md5,
         params) again returns the existing version and writes nothing.  With
-        `alias`, the alias is pointed at the version (action `register`).
+        `alias`, the alias is pointed at the version (action `register`); that
+        is part of the registration, except for `champion`, which is refused
+        (it needs a gate and a four-eyes approval: `promote` it later).
+
+        Needs the `register` grant on the model (audited); the acting user
+        (`Lakehouse.user`) is recorded as the version's author.
         """
+        if alias == CHAMPION:
+            raise HortusError(
+                f"register(alias={CHAMPION!r}) is refused for model {self.name}: a new "
+                f"version becomes {CHAMPION} only through promote, after a passed gate and "
+                "an approval by an approver who is not its author; register it without "
+                "the alias (or as challenger)"
+            )
+        if alias is not None:
+            self._check_alias(alias)
         artifact = Path(artifact)
         if not artifact.is_file():
             raise ArtifactError(f"model artifact {artifact} not found")
@@ -356,6 +454,9 @@ class Registry:
                 "nothing registered"
             )
         params_json = _dumps(receipt.params)
+        self._lh.authorize(
+            "register", self.name, detail=f"artifact sha256={sha256[:12]} alias={alias or '-'}"
+        )
         frame = self._versions_frame()
         same = frame.filter(
             (pl.col("artifact_sha256") == sha256)
@@ -414,7 +515,7 @@ class Registry:
                 "version": version,
                 "name": self.name,
                 "created_at": datetime.now(UTC),
-                "author": current_user(),
+                "author": self._lh.user,
                 "artifact_path": relpath,
                 "artifact_sha256": sha256,
                 "signature": _dumps(signature),
@@ -467,13 +568,26 @@ class Registry:
         below = [v for v in stack[:-1] if v is not None and v != current]
         return below[-1] if below else None
 
-    def _move(self, alias: str, version: int | None, *, action: str, reason: str) -> bool:
-        """Append one alias event; return False (and write nothing) if nothing changes."""
+    @staticmethod
+    def _check_alias(alias: str) -> None:
         if not _ALIAS.fullmatch(alias) or _VERSION_REF.fullmatch(alias):
             raise HortusError(
                 f"alias {alias!r} is not valid: use lower-case letters, digits, '_' and '-', "
                 "starting with a letter and not shaped like a version (v3)"
             )
+
+    def _move(
+        self,
+        alias: str,
+        version: int | None,
+        *,
+        action: str,
+        reason: str,
+        approved_by: str | None = None,
+        gate_run_id: str | None = None,
+    ) -> bool:
+        """Append one alias event; return False (and write nothing) if nothing changes."""
+        self._check_alias(alias)
         events = self._events()
         previous = self.aliases().get(alias)
         if previous == version:
@@ -486,22 +600,217 @@ class Registry:
             "version": version,
             "previous_version": previous,
             "action": action,
-            "actor": current_user(),
+            "actor": self._lh.user,
             "reason": reason,
+            "approved_by": approved_by,
+            "gate_run_id": gate_run_id,
         }
         inputs = {VERSIONS: self._lh.version(VERSIONS)} if self._lh.exists(VERSIONS) else {}
         self._append(ALIASES, row, inputs=inputs, note=f"{action} {self.name} {alias}")
         return True
 
+    # ------------------------------------------------------------ four eyes
+    def _decide(self, action: str, user: str | None = None) -> Decision:
+        """Return the policy's decision on `action` for a user (default: acting); no audit."""
+        assert self._lh.policy is not None
+        return self._lh.policy.decide(user or self._lh.user, action, self.name)
+
+    def _holders_of(self, action: str, *, but: str | None = None) -> list[str]:
+        """Return the policy's users holding a model grant (for hints), except `but`."""
+        assert self._lh.policy is not None
+        users = sorted(self._lh.policy.users)
+        return [u for u in users if u != but and self._decide(action, u).allowed]
+
+    def _deny(self, decision: Decision, missing: str) -> AccessDenied:
+        """Audit a refused attempt (written before returning) and return the error to raise."""
+        refused = replace(decision, allowed=False, grant=None, missing=missing)
+        return self._lh._refuse(refused)
+
+    def _flag(self) -> str:
+        return "" if self.name == "recommender" else f" --model {self.name}"
+
+    def approvals(self, ref: str | int | None = None) -> pl.DataFrame:
+        """Return the approvals of this model (or of one version), oldest first."""
+        frame = self._lh.scan_or_empty(APPROVALS).filter(pl.col("name") == self.name)
+        if ref is not None:
+            frame = frame.filter(pl.col("version") == self.get(ref).version)
+        return frame.sort("approved_at").collect()
+
+    def approve(self, ref: str | int, *, reason: str = "") -> Approval:
+        """Approve a version as the acting user (four eyes); return the approval.
+
+        The acting user (`Lakehouse.user`) must hold the `approve` grant on the
+        model and must not be the version's author, else AccessDenied naming
+        approver, author and version (audited as a denied `approve`).  The
+        approval is appended to ops.model_approvals and audited; approving a
+        version one has already approved records nothing new (`recorded` False).
+
+        Examples
+        --------
+        >>> reg = Registry(Lakehouse.open(user="paula"))      # doctest: +SKIP
+        >>> reg.approve(3, reason="report read").author        # doctest: +SKIP
+        'mia'
+        """
+        mv = self.get(ref)
+        user = self._lh.user
+        assert self._lh.policy is not None
+        try:
+            check_four_eyes(user, mv.author, self._lh.policy, model=self.name)
+        except AccessDenied as exc:
+            who = f"model {self.name} v{mv.version}, author {mv.author!r}, approver {user!r}"
+            raise self._deny(exc.decision, f"{exc.decision.missing} ({who})") from None
+        earlier = self.approvals(mv.version).filter(pl.col("approver") == user)
+        if earlier.height:
+            self._lh.authorize(
+                "approve",
+                self.name,
+                detail=f"v{mv.version} author={mv.author} already approved; nothing recorded",
+            )
+            row = earlier.row(0, named=True)
+            return Approval(**{k: row[k] for k in _APPROVAL_FIELDS}, recorded=False)
+        decision = self._lh.authorize(
+            "approve", self.name, detail=f"v{mv.version} author={mv.author}"
+        )
+        row = {
+            "name": self.name,
+            "version": mv.version,
+            "approver": user,
+            "author": mv.author,
+            "approved_at": datetime.now(UTC),
+            "reason": reason,
+            "policy_version": decision.policy_version,
+        }
+        inputs = {VERSIONS: self._lh.version(VERSIONS)}
+        self._append(APPROVALS, row, inputs=inputs, note=f"approve {self.name} v{mv.version}")
+        return Approval(**row)
+
+    def _approval_status(self, mv: ModelVersion) -> tuple[tuple[str, ...], str | None]:
+        """Return the approvers that count for a version, or what is missing."""
+        approvers = self.approvals(mv.version)["approver"].unique(maintain_order=True).to_list()
+        valid = tuple(a for a in approvers if a != mv.author and self._decide("approve", a).allowed)
+        if valid:
+            return valid, None
+        eligible = ", ".join(self._holders_of("approve", but=mv.author)) or "none in the policy"
+        v, flag = mv.version, self._flag()
+        problem = (
+            f"model {self.name} v{v} needs approval by an approver who is not {mv.author}: "
+            f"`HORTUS_USER=<approver> hortus models approve {v}{flag}`, then "
+            f"`hortus models promote {v}{flag}` (approvers: {eligible})"
+        )
+        ignored = [
+            f"{a} (the author)" if a == mv.author else f"{a} (no approve grant now)"
+            for a in approvers
+        ]
+        if ignored:
+            problem += f"; approvals not counted: {', '.join(ignored)}"
+        return (), problem
+
+    def _readiness(self, mv: ModelVersion) -> _Readiness:
+        gate, gate_problem, failed = self._gate_status(mv.version)
+        approvers, approval_problem = self._approval_status(mv)
+        return _Readiness(gate, gate_problem, failed, approvers, approval_problem)
+
+    def _grant_problem(self, decision: Decision) -> str:
+        holders = ", ".join(self._holders_of("promote")) or "nobody in the policy"
+        return (
+            f"user {self._lh.user!r} may not promote model {self.name} "
+            f"(missing: {decision.missing}; users who may: {holders})"
+        )
+
+    def promote_allowed(self, ref: str | int, alias: str = CHAMPION) -> tuple[bool, str]:
+        """Return whether the acting user may `promote` a version to an alias now, and why.
+
+        Checks what `promote` checks (the `promote` grant; for `champion` also a
+        passed gate and a four-eyes approval) without moving the alias or
+        auditing a decision (the reads it makes are audited as reads).  The
+        message names every missing piece with the command that supplies it,
+        e.g. "needs approval by an approver who is not pipeline:
+        `HORTUS_USER=<approver> hortus models approve 3`, then `hortus models
+        promote 3`".
+
+        Examples
+        --------
+        >>> ok, why = registry.promote_allowed(3)            # doctest: +SKIP
+        >>> ok or print(why)                                   # doctest: +SKIP
+        """
+        mv = self.get(ref)
+        self._check_alias(alias)
+        target = f"model {self.name} v{mv.version}"
+        current = self.aliases().get(alias)
+        decision = self._decide("promote")
+        missing = [] if decision.allowed else [self._grant_problem(decision)]
+        ready = None
+        if alias == CHAMPION and current != mv.version:
+            ready = self._readiness(mv)
+            missing += [p for p in (ready.gate_problem, ready.approval_problem) if p]
+        if missing:
+            return False, f"{target} cannot be promoted to {alias} yet: " + "; ".join(missing)
+        if current == mv.version:
+            return True, f"{alias} of model {self.name} already points to v{mv.version}"
+        if ready is not None and ready.gate is not None:
+            return True, (
+                f"{target} may be promoted to {alias} by {self._lh.user}: gate run "
+                f"{ready.gate['run_id']} passed, approved by {', '.join(ready.approvers)}"
+            )
+        return True, f"{target} may be pointed at {alias} by {self._lh.user} (promote grant)"
+
+    def _refuse_champion(
+        self, mv: ModelVersion, ready: _Readiness, decision: Decision, move: str
+    ) -> HortusError:
+        """Audit a refused promotion to champion; return GateRequired or ApprovalRequired."""
+        missing = []
+        if ready.gate_problem:
+            failed = ",".join(c["name"] for c in ready.failed)
+            why = f"failed: {failed}" if failed else "no gate result"
+            missing.append(f"a passed gate of v{mv.version} ({why})")
+        if ready.approval_problem:
+            missing.append(f"an approval of v{mv.version} by an approver who is not {mv.author}")
+        self._deny(decision, f"{'; '.join(missing)} (to move {move})")  # audited; not raised
+        if ready.gate_problem:
+            text = ready.gate_problem
+            if ready.approval_problem:
+                text += f"\n{ready.approval_problem}"
+            return GateRequired(text, failed=ready.failed)
+        return ApprovalRequired(f"{ready.approval_problem}; not promoted to {CHAMPION}")
+
     def promote(self, ref: str | int, *, alias: str = CHAMPION, reason: str = "") -> ModelVersion:
         """Point an alias at a version, recording the previous holder; return the version.
 
+        Needs the `promote` grant (else AccessDenied); `champion` also needs the
+        version's latest gate run passed (else GateRequired) and an approval by
+        an approver who is not its author (else ApprovalRequired).  The event
+        records the approvers and gate run relied on; every attempt is audited.
         Promoting the version the alias already points to records nothing.
         """
         mv = self.get(ref)
-        if alias == CHAMPION and self.aliases().get(alias) != mv.version:
-            self.require_gate(mv.version)
-        self._move(alias, mv.version, action="promote", reason=reason)
+        self._check_alias(alias)
+        current = self.aliases().get(alias)
+        move = f"{alias} {'v' + str(current) if current else 'unset'} -> v{mv.version}"
+        decision = self._decide("promote")
+        if not decision.allowed:
+            raise self._deny(decision, f"{decision.missing} (to move {move})")
+        if current == mv.version:
+            self._lh.authorize("promote", self.name, detail=f"{move}: nothing recorded")
+            return self.get(mv.version)
+        approved_by = gate_run_id = None
+        if alias == CHAMPION:
+            ready = self._readiness(mv)
+            if ready.gate_problem or ready.approval_problem:
+                raise self._refuse_champion(mv, ready, decision, move)
+            assert ready.gate is not None
+            approved_by, gate_run_id = ",".join(ready.approvers), ready.gate["run_id"]
+        detail = move
+        if approved_by:
+            detail += f" approved_by={approved_by} gate_run={gate_run_id}"
+        self._lh.authorize("promote", self.name, detail=detail)
+        self._move(
+            alias,
+            mv.version,
+            action="promote",
+            reason=reason,
+            approved_by=approved_by,
+            gate_run_id=gate_run_id,
+        )
         return self.get(mv.version)
 
     # ----------------------------------------------------------------- gates
@@ -519,47 +828,83 @@ class Registry:
             frame = frame.filter(pl.col("version") == self.get(ref).version)
         return frame.sort("finished_at").collect()
 
+    def _gate_status(self, version: int) -> tuple[dict | None, str | None, list[dict]]:
+        """Return (latest run if it passed, what is wrong otherwise, its failed checks)."""
+        runs = self.gates(version)
+        if runs.height == 0:
+            return (
+                None,
+                (
+                    f"model {self.name} v{version} has no gate result: run "
+                    f"`hortus gate {version}` before promoting it to {CHAMPION}"
+                ),
+                [],
+            )
+        last = runs.row(-1, named=True)
+        if last["passed"]:
+            return last, None, []
+        failed = [c for c in json.loads(last["results"]) if not c["passed"]]
+        lines = "".join(
+            f"\n  - {c['name']}: value {c['value']}, threshold {c['threshold']}: {c['detail']}"
+            for c in failed
+        )
+        return (
+            None,
+            (
+                f"model {self.name} v{version} failed its gate (run {last['run_id']}, "
+                f"{len(failed)} failed check(s)); not promoted to {CHAMPION}:{lines}"
+            ),
+            failed,
+        )
+
     def require_gate(self, ref: str | int) -> dict:
         """Return the latest gate run of a version if it passed; else raise GateRequired."""
         mv = self.get(ref)
-        runs = self.gates(mv.version)
-        if runs.height == 0:
-            raise GateRequired(
-                f"model {self.name} v{mv.version} has no gate result: run "
-                f"`hortus gate {mv.version}` before promoting it to {CHAMPION}"
-            )
-        last = runs.row(-1, named=True)
-        if not last["passed"]:
-            failed = [c for c in json.loads(last["results"]) if not c["passed"]]
-            lines = "".join(
-                f"\n  - {c['name']}: value {c['value']}, threshold {c['threshold']}: {c['detail']}"
-                for c in failed
-            )
-            raise GateRequired(
-                f"model {self.name} v{mv.version} failed its gate (run {last['run_id']}, "
-                f"{len(failed)} failed check(s)); not promoted to {CHAMPION}:{lines}",
-                failed=failed,
-            )
+        last, problem, failed = self._gate_status(mv.version)
+        if problem is not None:
+            raise GateRequired(problem, failed=failed)
+        assert last is not None
         return last
 
+    def _require_promote(self, what: str) -> Decision:
+        """Refuse (audited) unless the acting user holds the promote grant."""
+        decision = self._decide("promote")
+        if not decision.allowed:
+            raise self._deny(decision, f"{decision.missing} (to {what})")
+        return decision
+
     def rollback(self, *, alias: str = CHAMPION, reason: str = "") -> ModelVersion:
-        """Point an alias back at its previous holder (see the module docstring); return it."""
+        """Point an alias back at its previous holder (see the module docstring); return it.
+
+        Needs the `promote` grant (audited), but no new gate or approval.
+        """
+        self._check_alias(alias)
+        self._require_promote(f"roll back {alias} of model {self.name}")
         stack = self._holders(alias)
         target = self._rollback_target(stack)
+        current = stack[-1] if stack else None
         if target is None:
-            current = stack[-1] if stack else None
             where = f"it points to v{current}" if current else "it points to no version"
             raise HortusError(
                 f"cannot roll back alias {alias!r} of model {self.name}: {where} and has "
                 "no earlier holder to go back to"
             )
+        was = f"v{current}" if current else "unset"
+        self._lh.authorize("promote", self.name, detail=f"rollback {alias} {was} -> v{target}")
         self._move(alias, target, action="rollback", reason=reason)
         return self.get(target)
 
     def clear(self, alias: str, *, reason: str = "") -> None:
-        """Make an alias point to no version (a later rollback restores its holder)."""
-        if alias not in self.aliases():
+        """Make an alias point to no version (a later rollback restores its holder).
+
+        Needs the `promote` grant (audited).
+        """
+        self._check_alias(alias)
+        self._require_promote(f"clear {alias} of model {self.name}")
+        current = self.aliases().get(alias)
+        if current is None:
             raise HortusError(f"alias {alias!r} of model {self.name} is not set")
+        self._lh.authorize("promote", self.name, detail=f"clear {alias} v{current} -> unset")
         self._move(alias, None, action="clear", reason=reason)
 
     # ------------------------------------------------------------ artifacts

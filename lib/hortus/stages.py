@@ -211,11 +211,27 @@ def score(paths: Paths, params: dict) -> dict:
     lh = Lakehouse.open(paths.root, stage="score")
     registry = Registry(lh, reg["model_name"])
     ref = params.get("model", "registered")
+    note = ""
     if ref == "champion" and "champion" not in registry.aliases():
-        raise HortusError(
-            f"no champion to score with: model {registry.name} v{reg['version']} did not pass "
-            "its gate (see reports/gate.json and reports/gate/); fix the failed checks or "
-            "promote a gated version with `hortus models promote VERSION`"
+        # before any champion exists, a new shop scores with the newest version whose
+        # latest gate passed, flagged as such; never with an ungated or failed one
+        passed = (
+            registry.gates()
+            .sort("finished_at")
+            .group_by("version")
+            .agg(pl.col("passed").last())
+            .filter(pl.col("passed"))
+        )
+        if not params.get("fallback_to_gated", True) or passed.height == 0:
+            raise HortusError(
+                f"no champion to score with, and no version of {registry.name} passed its gate "
+                "(see reports/gate.json and reports/gate/); fix the failed checks, then "
+                "approve and promote a gated version (`hortus models approve/promote`)"
+            )
+        ref = int(passed["version"].max())
+        note = (
+            f"no champion yet: scored with v{ref}, the newest version that passed its gate "
+            "(awaiting four-eyes approval and promotion)"
         )
     version = reg["version"] if ref == "registered" else registry.get(ref).version
     pipeline, signature = registry.load(version)
@@ -228,7 +244,8 @@ def score(paths: Paths, params: dict) -> dict:
     )  # fmt: skip
     lh.write(scoring.RECOMMENDATIONS, recs, mode="overwrite")
     lh.write(scoring.PREDICTION_LOG, log, mode="append")
-    out = {"model_version": version, "as_of": at.isoformat()} | scoring.summary(recs)
+    out = {"model_version": version, "as_of": at.isoformat(), "note": note}
+    out |= scoring.summary(recs)
     _write_json(paths.reports / "score.json", out)
     return out
 
@@ -344,13 +361,20 @@ def gate(paths: Paths, params: dict, version: str | int | None = None) -> dict:
     report = g.record(
         registry, result, paths.reports / "gate", git_commit=git_state.__wrapped__(paths.root)[0]
     )
-    promoted = False
+    promoted, promotion = False, ""
     if result.passed and champion is None and params.get("champion_if_none", True):
-        registry.promote(mv.version, alias=CHAMPION, reason="first version to pass its gate")
-        promoted = True
+        # four-eyes: the pipeline promotes only if the policy allows it (an approval by
+        # someone other than the author exists); otherwise it says who must act
+        ok, why = registry.promote_allowed(mv.version, alias=CHAMPION)
+        if ok:
+            registry.promote(mv.version, alias=CHAMPION, reason="first version to pass its gate")
+            promoted = True
+        else:
+            promotion = why
     summary = result.summary() | {
         "report": str(report.relative_to(paths.root)),
         "promoted_to_champion": promoted,
+        "promotion": promotion,
         "failed_checks": [c.summary() for c in result.failed],
     }
     _write_json(paths.reports / "gate.json", summary)
