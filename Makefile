@@ -66,6 +66,8 @@ lint: setup ## ruff lint and format check
 bench: setup ## run the benchmarks (prints figures; see benchmarks/README.md)
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_features.py
+	$(BIN)/python benchmarks/bench_drift.py
+	$(BIN)/python benchmarks/bench_gate.py
 
 clean: ## remove build outputs (not data/, not the operations plane's history)
 	rm -rf lakehouse/silver lakehouse/gold lakehouse/restricted reports .pytest_cache
