@@ -415,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hortus.cli_drift import add_parsers as _drift
 
     _drift(sub)
+    from hortus.cli_monitor import add_parsers as _monitor
+
+    _monitor(sub)
     return p
 
 

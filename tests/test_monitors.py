@@ -1,0 +1,233 @@
+"""Batch monitors (hortus.monitors), the pipeline run log (hortus.runlog), `hortus monitor run`."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from conftest import TEST_KEY, event, write_jsonl
+from hortus import monitors, silver
+from hortus.access import AccessDenied
+from hortus.catalog import Catalog
+from hortus.cli import main
+from hortus.ingest import ingest
+from hortus.plantshop.kpis import daily_kpis
+from hortus.runlog import RUN_SCHEMA, RUNS_TABLE, read_runs, record_run
+from hortus.tables import Lakehouse
+
+
+def _metric(df: pl.DataFrame, metric: str, subject: str | None = None) -> pl.DataFrame:
+    out = df.filter(pl.col("metric") == metric)
+    return out if subject is None else out.filter(pl.col("subject") == subject)
+
+
+def _value(df: pl.DataFrame, metric: str, subject: str) -> float:
+    rows = _metric(df, metric, subject)
+    assert rows.height == 1, f"{metric} {subject}: {rows}"
+    return rows["value"][0]
+
+
+def test_freshness_flags_table_older_than_its_sla_only(shop):
+    """Check that freshness flags tables older than their SLA and not tables within it."""
+    commits = monitors.last_commits(shop)
+    at = commits["last_commit"].max() + timedelta(hours=36)
+    m = monitors.freshness(shop, at)
+    stale = _metric(m, "stale")
+    slas = _metric(m, "sla_hours").select("subject", pl.col("value").alias("sla"))
+    joined = stale.join(slas, on="subject")
+    short = joined.filter(pl.col("sla") < 36)
+    long = joined.filter(pl.col("sla") > 40)
+    assert short.height and long.height, joined
+    assert short["value"].to_list() == [1.0] * short.height
+    assert long["value"].to_list() == [0.0] * long.height
+    assert _value(m, "age_hours", short["subject"][0]) == pytest.approx(36, abs=0.05)
+
+
+def test_data_quality_counts_match_silver_reconcile(project, lakehouse):
+    """Check that batch counts and quarantine rates match silver.reconcile and nothing is lost."""
+    options = silver.SilverOptions(key=TEST_KEY.encode())
+    write_jsonl(project.data / "events/events-2025-03-01.jsonl", [event(1), event(2), "{oops"])
+    ingest(project.data, lakehouse)
+    silver.build(lakehouse, options)
+    later = "2025-03-02T01:00:00.000000Z"
+    write_jsonl(
+        project.data / "events/events-2025-03-02.jsonl",
+        [event(2, ts=later), event(3, ts=later, plant_id=None)],  # 2 is a duplicate
+    )
+    second = ingest(project.data, lakehouse).batch_id
+    silver.build(lakehouse, options)
+    m = monitors.data_quality(lakehouse, datetime.now(UTC), all_batches=True)
+    totals = (
+        m.filter(pl.col("metric").str.starts_with("rows_"))
+        .group_by("subject", "metric")
+        .agg(pl.col("value").sum())
+        .pivot("metric", index="subject", values="value")
+    )
+    expected = pl.DataFrame(silver.reconcile(lakehouse)).filter(pl.col("landed") > 0)
+    both = expected.join(totals, left_on="table", right_on="subject")
+    assert both.height == expected.height == 1
+    assert both.select("rows_landed", "rows_accepted", "rows_quarantined").row(0) == (5, 3, 2)
+    assert both.select("landed", "accepted", "quarantined").row(0) == (5, 3, 2)
+    assert (both["rows_unaccounted"] == 0).all()
+    latest = monitors.data_quality(lakehouse, datetime.now(UTC))
+    rate = _metric(latest, "quarantine_rate", "silver.events")
+    assert rate["value"].to_list() == [0.5] and rate["batch_id"].to_list() == [second]
+    assert _value(latest, "null_rate", "silver.events.plant_id") == 1.0  # the one accepted row
+    assert _value(latest, "null_rate", "silver.events.event_id") == 0.0
+    violations = _metric(latest, "contract_violations", "silver.events")
+    assert violations.filter(pl.col("labels") == '{"rule":"*"}')["value"].to_list() == [0.0]
+
+
+def test_record_run_writes_ok_and_failed_rows(lakehouse):
+    """Check that record_run records ok and failed runs (error re-raised, kept in the row)."""
+    with record_run(lakehouse, "kpis", rows_in=10, git_commit="abc123") as run:
+        time.sleep(0.02)
+        run.rows_out = 4
+    with pytest.raises(ValueError, match="boom"), record_run(lakehouse, "train", rows_in=3):
+        raise ValueError("boom at row 3")
+    runs = read_runs(lakehouse).sort("started_at")
+    assert runs.schema == RUN_SCHEMA
+    ok, failed = runs.row(0, named=True), runs.row(1, named=True)
+    assert (ok["stage"], ok["status"], ok["rows_in"], ok["rows_out"]) == ("kpis", "ok", 10, 4)
+    assert ok["error"] is None and ok["git_commit"] == "abc123"
+    assert ok["duration_s"] >= 0.02 and ok["peak_memory_mb"] > 10
+    assert (failed["stage"], failed["status"]) == ("train", "failed")
+    assert failed["error"] == "ValueError: boom at row 3"
+    assert failed["finished_at"] >= failed["started_at"]
+    health = monitors.pipeline_health(lakehouse, datetime.now(UTC))
+    assert _value(health, "failed_runs", "train") == 1
+    assert _value(health, "last_failed", "train") == 1
+    assert _value(health, "failed_runs", "kpis") == 0
+    assert "boom" in json.loads(_metric(health, "runs", "train")["labels"][0])["last_error"]
+
+
+def _runs(stage: str, peaks: list[float], start: datetime) -> pl.DataFrame:
+    n = len(peaks)
+    return pl.DataFrame(
+        {
+            "run_id": [f"{stage}{i}" for i in range(n)],
+            "stage": [stage] * n,
+            "status": ["ok"] * n,
+            "started_at": [start + timedelta(hours=i) for i in range(n)],
+            "finished_at": [start + timedelta(hours=i, minutes=1) for i in range(n)],
+            "duration_s": [60.0] * n,
+            "rows_in": [100] * n,
+            "rows_out": [100] * n,
+            "peak_memory_mb": peaks,
+            "error": [None] * n,
+            "git_commit": ["abc"] * n,
+        },
+        schema=RUN_SCHEMA,
+    )
+
+
+def test_memory_regression_flags_run_three_times_the_median(lakehouse):
+    """Check that a run at 3x the median of its stage's previous runs is flagged, others not."""
+    start = datetime(2025, 3, 1, tzinfo=UTC)
+    runs = pl.concat(
+        [
+            _runs("train", [100.0, 500.0, 110.0, 90.0, 100.0, 100.0, 300.0], start),
+            _runs("silver", [200.0, 210.0, 190.0, 230.0], start),
+        ]
+    )
+    lakehouse.write(RUNS_TABLE, runs, mode="append")
+    m = monitors.memory_regression(lakehouse, start + timedelta(days=1), window=5, threshold=2.0)
+    # previous five train runs: 500, 110, 90, 100, 100 -> median 100
+    assert _value(m, "memory_ratio", "train") == pytest.approx(3.0)
+    assert _value(m, "memory_regression", "train") == 1
+    assert _value(m, "memory_regression", "silver") == 0
+    assert _value(m, "peak_memory_mb", "silver") == 230
+    # as of before the 3x run, train was not regressing
+    earlier = monitors.memory_regression_frame(runs, start + timedelta(hours=5, minutes=30))
+    assert _value(earlier, "memory_regression", "train") == 0
+
+
+def test_staleness_score_increases_with_newer_data_and_drift():
+    """Check that the staleness score grows with newer data, then drift, and stays in [0, 1]."""
+    rng = np.random.default_rng(7)
+    t0 = datetime(2025, 3, 1, tzinfo=UTC)
+
+    def rows(n: int, start: datetime, shift: float) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "price": rng.normal(20 + shift, 5, n),
+                "region": rng.choice(["N", "S"] if shift == 0 else ["N", "E"], n),
+                "ts": [start + timedelta(minutes=i) for i in range(n)],
+            }
+        )
+
+    training = rows(2000, t0, 0.0)
+    later = t0 + timedelta(days=10)
+    same = pl.concat([training, rows(2000, later, 0.0)])
+    drifted = pl.concat([training, rows(2000, later, 15.0)])
+    features = ["price", "region"]
+    scores = []
+    for latest in (training, same, drifted):
+        got = monitors.staleness_inputs(training, latest, features=features, time="ts")
+        scores.append(monitors.staleness_score(5.0, got["drift_share"], got["newer_data"]))
+    inputs = monitors.staleness_inputs(training, drifted, features=features, time="ts")
+    assert inputs["drift_share"] == 1.0 and inputs["newer_rows"] == 2000
+    assert 0.0 <= scores[0] < scores[1] < scores[2] <= 1.0
+    assert monitors.staleness_score(10, 0, False) < monitors.staleness_score(20, 0, False)
+    with pytest.raises(monitors.MonitorError, match="drift_share must be in"):
+        monitors.staleness_score(1, 1.5, False)
+    with pytest.raises(monitors.MonitorError, match="lack column"):
+        monitors.staleness_inputs(training, same, features=["nope"], time="ts")
+
+
+def test_kpi_out_of_range_is_flagged(shop, lakehouse):
+    """Check that a KPI outside its expected range is flagged and one inside is not."""
+    kpis = daily_kpis(shop.scan("silver.events"), shop.scan("silver.users")).collect()
+    lakehouse.write("gold.kpi_daily", kpis, mode="overwrite")
+    last = kpis.filter(pl.col("region") == "ALL").sort("date").row(-1, named=True)
+    ranges = {
+        "conversion_rate": [last["conversion_rate"] + 0.05, 1.0],
+        "sessions": [0, last["sessions"] + 1],
+    }
+    m = monitors.kpi_ranges(lakehouse, datetime.now(UTC), ranges)
+    assert _value(m, "out_of_range", "gold.kpi_daily.conversion_rate") == 1
+    assert _value(m, "out_of_range", "gold.kpi_daily.sessions") == 0
+    assert _value(m, "value", "gold.kpi_daily.sessions") == last["sessions"]
+    with pytest.raises(monitors.MonitorError, match="'revenu'.*no such column"):
+        monitors.kpi_ranges_frame(kpis, {"revenu": [0, 1]}, datetime.now(UTC))
+
+
+def test_denied_attempts_are_counted_by_user_and_table(lakehouse):
+    """Check that denied reads in the audit log are counted per table and user."""
+    stranger = Lakehouse(paths=lakehouse.paths, catalog=Catalog.load(), user="mallory")
+    analyst = Lakehouse(paths=lakehouse.paths, catalog=Catalog.load(), user="alex")
+    for _ in range(2):
+        with pytest.raises(AccessDenied):
+            stranger.read("silver.events")
+    with pytest.raises(AccessDenied):
+        analyst.read("bronze.users")
+    m = monitors.denied_access(lakehouse, datetime.now(UTC) + timedelta(seconds=1))
+    by = m.with_columns(pl.col("labels").str.json_path_match("$.user").alias("user")).select(
+        "subject", "user", "value"
+    )
+    assert sorted(by.rows()) == [("bronze.users", "alex", 1.0), ("silver.events", "mallory", 2.0)]
+    later = monitors.denied_access(lakehouse, datetime.now(UTC) + timedelta(days=2))
+    assert later.height == 0  # outside the 24-hour window
+
+
+def test_monitor_run_cli_writes_metrics_and_flags(lakehouse, capsys):
+    """Check that `hortus monitor run --json` appends metrics and exits 1 on flagged rows."""
+    with pytest.raises(RuntimeError), record_run(lakehouse, "score"):
+        raise RuntimeError("scoring failed")
+    root = str(lakehouse.paths.root)
+    assert main(["--root", root, "monitor", "run", "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["written_version"] is not None and out["rows"] > 0
+    flagged = {(f["monitor"], f["metric"], f["subject"]) for f in out["flagged"]}
+    assert ("pipeline", "failed_runs", "score") in flagged
+    written = lakehouse.read(monitors.METRICS_TABLE)
+    assert written.height == out["rows"]
+    assert set(written["monitor"]) >= {"pipeline", "memory", "freshness"}
+    (lakehouse.paths.root / "params.yaml").write_text("monitor:\n  kpi_rangez: {}\n")
+    assert main(["--root", root, "monitor", "run"]) == 2
+    assert "unknown key(s) kpi_rangez" in capsys.readouterr().err
