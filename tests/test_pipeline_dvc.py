@@ -109,6 +109,14 @@ def test_dvc_repro_builds_every_layer(repo):
     ):
         assert lh.exists(table), table
     assert (repo / "lakehouse" / "online" / "features.sqlite").is_file()
+    # pipeline health: every stage run is in the run log; batch monitoring ran last
+    runs = lh.read("ops.pipeline_runs")
+    assert {"ingest", "silver", "features", "train", "gate", "score", "monitor"} <= set(
+        runs["stage"]
+    )
+    assert runs["status"].unique().to_list() == ["ok"]
+    monitor = json.loads((repo / "reports" / "monitor.json").read_text())
+    assert monitor["metric_rows"] > 0 and {"freshness", "data_quality"} <= set(monitor["monitors"])
     executed = (repo / "reports" / "train" / "train.ipynb").read_text()
     assert '"parameters"' in executed and '"injected-parameters"' in executed
     # the evaluation section ran: per-segment intervals and fairness charts (altair)

@@ -63,9 +63,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def _stage(name: str):
     def run(args: argparse.Namespace) -> int:
         from hortus import stages
+        from hortus.runlog import record_run
 
         paths = _paths(args)
-        summary = stages.STAGES[name](paths, _params(args, paths, name))
+        params = _params(args, paths, name)
+        # every stage run, ok or failed, lands in ops.pipeline_runs (pipeline health)
+        with record_run(paths, name):
+            summary = stages.STAGES[name](paths, params)
         _report_stage(name, summary, paths)
         return 0
 
@@ -264,7 +268,13 @@ def cmd_gate(args: argparse.Namespace) -> int:
     version = None if args.stage else args.version
     if version is None and not args.stage:
         raise HortusError("hortus gate: give a VERSION (3, v3, champion) or --stage")
-    summary = stages.gate(paths, params, version)
+    if args.stage:
+        from hortus.runlog import record_run
+
+        with record_run(paths, "gate"):
+            summary = stages.gate(paths, params, version)
+    else:
+        summary = stages.gate(paths, params, version)
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     else:

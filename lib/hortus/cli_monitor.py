@@ -94,6 +94,91 @@ def cmd_monitor_run(args: argparse.Namespace) -> int:
     return 1 if flagged.height else 0
 
 
+def cmd_monitor_stage(args: argparse.Namespace) -> int:
+    """Run the DVC `monitor` stage and print its summary."""
+    from hortus import stages
+    from hortus.params import load_section
+
+    paths = Paths.at(Path(args.root)) if getattr(args, "root", None) else Paths.discover()
+    params = load_section(Path(args.params) if args.params else paths.root / "params.yaml",
+                          "monitor")  # fmt: skip
+    from hortus.runlog import record_run
+
+    with record_run(paths, "monitor"):
+        summary = stages.monitor(paths, params)
+    print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    return 0
+
+
+def cmd_monitor_watch(args: argparse.Namespace) -> int:
+    """Follow data/ and process each arrival as a micro-batch until Ctrl-C; print one line each."""
+    import signal
+    import threading
+    from datetime import timedelta
+
+    from hortus import monitors, silver, watch
+    from hortus.pii import load_key
+
+    paths = Paths.at(Path(args.root)) if getattr(args, "root", None) else Paths.discover()
+    section, source = _config(paths, args.params)
+    if args.monitors:
+        section = dict(section, monitors=[m for m in args.monitors.split(",") if m])
+    elif not section.get("monitors"):
+        section = dict(section, monitors=list(watch.DEFAULT_MONITORS))
+    config = monitors.MonitorConfig.from_dict(section, source=source)
+    params_file = Path(args.params) if args.params else paths.root / "params.yaml"
+    doc = (
+        (yaml.safe_load(params_file.read_text(encoding="utf-8")) or {})
+        if params_file.exists()
+        else {}
+    )
+    silver_p, ingest_p = doc.get("silver") or {}, doc.get("ingest") or {}
+    options = silver.SilverOptions(
+        key=load_key(paths.secrets),
+        future_tolerance=timedelta(minutes=float(silver_p.get("future_tolerance_minutes", 60))),
+    )
+    rules: list = []
+    sinks: dict = {}
+    if "alerts" in doc:
+        from hortus.stages import _alerting
+
+        rules, sinks = _alerting(paths)
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        if stop.is_set():  # a second Ctrl-C: stop at once
+            raise KeyboardInterrupt
+        print("hortus monitor watch: stopping after the current batch", flush=True)
+        stop.set()
+
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    print(
+        f"hortus monitor watch: following {paths.data} every {args.interval:g}s "
+        f"(monitors: {', '.join(config.monitors or ())}; {len(rules)} alert rules); Ctrl-C stops",
+        flush=True,
+    )
+    try:
+        results = watch.watch(
+            paths,
+            interval=args.interval,
+            max_batches=args.max_batches,
+            stop=stop,
+            on_batch=lambda r: print(r.line(), flush=True),
+            monitor_config=config,
+            silver_options=options,
+            rules=rules,
+            sinks=sinks,
+            flush_rows=int(ingest_p.get("flush_rows", 2_000_000)),
+            chunk_rows=int(silver_p.get("chunk_rows", 2_000_000)),
+            idle_every=args.idle_every,
+        )
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    print(f"hortus monitor watch: stopped after {len(results)} batch(es)", flush=True)
+    return 0 if all(r.reconciles for r in results) else 1
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add the `monitor` command to the `hortus` subparsers."""
     m = sub.add_parser(
@@ -118,3 +203,36 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--limit", type=int, default=20, help="flagged rows to print (default 20)")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
     r.set_defaults(func=cmd_monitor_run)
+    st = msub.add_parser(
+        "stage",
+        help="DVC stage: run the monitors, evaluate the alert rules, write reports/monitor.json",
+        description="The `monitor` stage of dvc.yaml: run every monitor (params.yaml "
+        "`monitor`), append ops.monitor_metrics, evaluate the alert rules of params.yaml "
+        "`alerts` against them (deduplicated; sinks: JSONL file, webhook) and write "
+        "reports/monitor.json.  Flags and alerts do not fail the stage.",
+    )
+    st.add_argument("--params", help="params file (default: params.yaml at the root)")
+    st.set_defaults(func=cmd_monitor_stage)
+    w = msub.add_parser(
+        "watch",
+        help="streaming mode: ingest each new landing file as a micro-batch and update monitors",
+        description="Follow the landing folder data/ (polling every --interval seconds); each "
+        "set of new files whose size is stable across two polls is one micro-batch: ingest "
+        "into bronze, silver, the monitors (default data_quality,freshness; or params.yaml "
+        "`monitor.monitors`), ops.monitor_metrics and the alert rules of params.yaml `alerts`. "
+        "One line per batch.  Refused files are recorded and watching continues; a restart "
+        "re-ingests nothing (state is bronze.landing_files).  Ctrl-C stops after the current "
+        "batch.  Exit 0, or 1 if some batch did not reconcile bronze with silver.",
+    )
+    w.add_argument("--params", help="params file (default: params.yaml at the root)")
+    w.add_argument("--interval", type=float, default=1.0, help="seconds between polls (default 1)")
+    w.add_argument("--max-batches", type=int, help="stop after this many batches (default: never)")
+    w.add_argument(
+        "--monitors", help="comma list of monitors per batch (default: data_quality,freshness)"
+    )
+    w.add_argument(
+        "--idle-every",
+        type=float,
+        help="also run the monitors after this many seconds without new files (default: never)",
+    )
+    w.set_defaults(func=cmd_monitor_watch)

@@ -361,6 +361,19 @@ def gate(paths: Paths, params: dict, version: str | int | None = None) -> dict:
     report = g.record(
         registry, result, paths.reports / "gate", git_commit=git_state.__wrapped__(paths.root)[0]
     )
+    # event-driven monitoring: a failed gate is an event its subscribed rules act on at once
+    from hortus import events
+
+    if not result.passed:
+        rules, sinks = _alerting(paths)
+        events.emit(
+            lh,
+            "gate_failed",
+            f"{name}:v{mv.version}",
+            {"run_id": result.run_id, "failed": [c.name for c in result.failed]},
+            rules=rules,
+            sinks=sinks,
+        )
     promoted, promotion = False, ""
     if result.passed and champion is None and params.get("champion_if_none", True):
         # four-eyes: the pipeline promotes only if the policy allows it (an approval by
@@ -381,6 +394,51 @@ def gate(paths: Paths, params: dict, version: str | int | None = None) -> dict:
     return summary
 
 
+def _alerting(paths: Paths) -> tuple[list, dict]:
+    """Return the alert rules and sinks of params.yaml's `alerts` section."""
+    from hortus import alerts
+    from hortus.params import load_section
+
+    section = load_section(paths.root / "params.yaml", "alerts")
+    sinks_cfg = {
+        name: dict(spec) | ({"path": str(paths.root / spec["path"])} if "path" in spec else {})
+        for name, spec in (section.get("sinks") or {}).items()
+    }
+    sinks = alerts.build_sinks(sinks_cfg)
+    return alerts.load_rules(section.get("rules") or [], sinks=sinks), sinks
+
+
+def monitor(paths: Paths, params: dict) -> dict:
+    """Batch monitoring: run every monitor, append ops.monitor_metrics, evaluate alert rules.
+
+    Alert rules and sinks come from params.yaml's `alerts` section (JSONL file sinks are
+    relative to the project root); firing alerts are deduplicated across runs and
+    resolved when their condition clears (ops.alerts).
+    """
+    from hortus import alerts, monitors
+
+    lh = Lakehouse.open(paths.root, stage="monitor")
+    config = monitors.MonitorConfig.from_dict(params, source="params.yaml monitor")
+    metrics = monitors.run_all(lh, config)
+    version = monitors.write_metrics(lh, metrics)
+    rules, sinks = _alerting(paths)
+    run = alerts.run_alerts(lh, rules, metrics, sinks)
+    lh.close()
+    flagged = monitors.flags(metrics)
+    notified = [e for e in run.events if e.notify]
+    out = {
+        "metric_rows": metrics.height,
+        "metrics_version": version,
+        "flagged": flagged.height,
+        "monitors": {r["monitor"]: r["flagged"] for r in monitors.summary(metrics).to_dicts()},
+        "alerts_firing": len(run.state.firing),
+        "alerts_notified": len(notified),
+        "deliveries_failed": int((~run.deliveries["ok"]).sum()) if run.deliveries.height else 0,
+    }
+    _write_json(paths.reports / "monitor.json", out)
+    return out
+
+
 STAGES = {"ingest": ingest, "silver": silver, "kpis": kpis, "features": features,
           "train": train, "register": register, "gate": gate, "score": score,
-          "docs": docs}  # fmt: skip
+          "monitor": monitor, "docs": docs}  # fmt: skip
