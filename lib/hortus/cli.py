@@ -428,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hortus.cli_monitor import add_parsers as _monitor
 
     _monitor(sub)
+    from hortus.cli_notebooks import add_parsers as _notebooks
+
+    _notebooks(sub)
     return p
 
 
