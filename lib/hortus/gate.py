@@ -42,7 +42,12 @@ import polars as pl
 
 from hortus.contracts import Contract, check_frame
 from hortus.errors import HortusError
-from hortus.model_checks import CheckResult, ModelCheckConfig, run_model_checks
+from hortus.model_checks import (
+    CheckResult,
+    ModelCheckConfig,
+    _fmt,  # one number format for check values in every report
+    run_model_checks,
+)
 
 GATE_SECTIONS = ("drift", "pii", "skew", "model_checks")
 
@@ -310,14 +315,6 @@ class GateResult:
                 f"{_fmt(c.threshold)} | {detail} |"
             )
         return "\n".join(lines) + "\n"
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
 
 
 # ------------------------------------------------------------------------ run
