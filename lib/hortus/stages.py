@@ -1,6 +1,7 @@
 """DVC stage entry points: each reads its params.yaml section once and calls the library.
 
-Stage name = params.yaml section = function here (`ingest`, `silver`, `kpis`, `docs`).
+Stage name = params.yaml section = function here (`ingest`, `silver`, `kpis`,
+`features`, `train`, `register`, `gate`, `score`, `monitor`, `docs`).
 Each writes a small JSON summary under reports/ that DVC tracks as metrics.
 """
 
@@ -201,7 +202,12 @@ def register(paths: Paths, params: dict) -> dict:
 
 
 def score(paths: Paths, params: dict) -> dict:
-    """Score every user x in-stock plant with the registered model; write gold + prediction log."""
+    """Score every user x in-stock plant with the champion; write gold + prediction log.
+
+    `score.model` picks the version (champion, "registered", or a number); with no
+    champion yet and `fallback_to_gated`, the newest version whose gate passed is used
+    and reports/score.json says so.
+    """
     import polars as pl
 
     from hortus.plantshop import scoring
