@@ -35,6 +35,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from hortus.plantshop.simulate import SimConfig, simulate
 
     paths = _paths(args)
+    if args.more_days is not None:
+        return _simulate_more(args, paths)
     base = _params(args, paths, "simulate") if args.from_params else {}
     fields = {k: v for k, v in base.items()}
     for name in ("seed", "start", "days", "users", "plants", "fault_rate", "drift_start"):
@@ -56,6 +58,44 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(f"wrote {len(files)} landing files to {out}")
     if not args.quiet:
         print("pin this snapshot with:  dvc add data && git add data.dvc && git commit")
+    return 0
+
+
+def _simulate_more(args: argparse.Namespace, paths) -> int:
+    """`hortus simulate --more-days N`: continue the export in --out (default data/)."""
+    from hortus.plantshop.simulate import simulate_more
+
+    fixed = ("seed", "start", "days", "users", "plants")
+    given = [f"--{n}" for n in fixed if getattr(args, n) is not None]
+    given += ["--from-params"] if args.from_params else []
+    if given:
+        raise HortusError(
+            f"simulate --more-days continues the export's own config; drop {', '.join(given)}"
+        )
+    out = Path(args.out) if args.out else paths.data
+
+    def _split(value: str | None) -> tuple[str, ...] | None:
+        return None if value is None else tuple(v for v in value.split(",") if v)
+
+    try:
+        manifest = simulate_more(
+            out,
+            args.more_days,
+            drift=_split(args.drift),
+            drift_start=args.drift_start,
+            faults=_split(args.faults),
+            fault_rate=args.fault_rate,
+        )
+    except (ValueError, TypeError) as exc:
+        raise HortusError(f"simulate --more-days: {exc}") from None
+    last = manifest["continued"][-1]
+    print(
+        f"continued the export in {out} from {last['from']} to {manifest['window']['end']} "
+        f"({args.more_days} day(s), drift {last['config']['drift'] or 'none'}, "
+        f"faults {last['config']['faults'] or 'none'}); {len(manifest['files'])} files in all"
+    )
+    if not args.quiet:
+        print("land them with:  dvc repro  (or let `hortus monitor watch` pick them up)")
     return 0
 
 
@@ -322,6 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--drift-start", dest="drift_start", help="day the drift starts, YYYY-MM-DD")
     s.add_argument("--faults", help="comma list, e.g. malformed,duplicates,late,truncated_gzip")
     s.add_argument("--fault-rate", dest="fault_rate", type=float)
+    s.add_argument(
+        "--more-days",
+        dest="more_days",
+        type=int,
+        metavar="N",
+        help="continue the export in --out (default data/) by N days: same shop, new user "
+        "ids for new sign-ups, only the new files written; --drift/--faults apply to them",
+    )
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_simulate)
 
@@ -431,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hortus.cli_notebooks import add_parsers as _notebooks
 
     _notebooks(sub)
+    from hortus.cli_app import add_parsers as _app
+
+    _app(sub)
     return p
 
 

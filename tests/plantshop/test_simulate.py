@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 import zlib
 from datetime import date, timedelta
 from pathlib import Path
@@ -570,3 +571,65 @@ def test_user_personal_data_looks_real(clean):
     assert (
         pl.select(ascii_last.str.contains(last.str.slice(0, 3), literal=True).mean()).item() > 0.6
     )
+
+
+# ------------------------------------------------------------------ continuing an export
+
+
+def test_more_days_equals_the_longer_export_and_leaves_old_files_alone(tmp_path):
+    """Check that 3 days + 2 more days gives the files of a 5-day export, old bytes untouched."""
+    simulate(SimConfig(users=200, days=3), tmp_path / "a")
+    before = _all_files(tmp_path / "a")
+    more = sim.simulate_more(tmp_path / "a", 2)
+    whole = simulate(SimConfig(users=200, days=5), tmp_path / "b")
+    after = _all_files(tmp_path / "a")
+    assert {p: after[p] for p in before if p != sim.MANIFEST} == {
+        p: b for p, b in before.items() if p != sim.MANIFEST
+    }
+    assert {f["path"]: f["sha256"] for f in more["files"]} == {
+        f["path"]: f["sha256"] for f in whole["files"]
+    }
+    assert more["window"] == whole["window"] and more["totals"] == whole["totals"]
+    assert [c["from"] for c in more["continued"]] == ["2025-03-01", "2025-03-04"]
+
+
+def test_more_days_gives_new_signups_new_user_ids(tmp_path):
+    """Check that users who sign up on the new days get ids no earlier file used."""
+    simulate(SimConfig(users=200, days=3), tmp_path)
+    old = pl.concat(pl.read_csv(p, infer_schema=False) for p in _landing_files(tmp_path, "users"))
+    sim.simulate_more(tmp_path, 2, drift=("new_region",))
+    every = pl.concat(pl.read_csv(p, infer_schema=False) for p in _landing_files(tmp_path, "users"))
+    new = every.filter(~pl.col("user_id").is_in(old["user_id"].implode()))
+    assert new.height > 0 and every["user_id"].n_unique() == every.height
+    numbers = every["user_id"].str.slice(1).cast(pl.Int64).sort()
+    assert numbers.to_list() == list(range(1, every.height + 1))  # contiguous, no reuse
+    assert new["user_id"].min() > old["user_id"].max()
+
+
+def test_more_days_injects_drift_and_faults_into_the_new_days_only(tmp_path):
+    """Check that --faults and --drift of a continuation touch only the new days' files."""
+    simulate(SimConfig(users=200, days=3), tmp_path)
+    m = sim.simulate_more(
+        tmp_path, 3, drift=("price_change",), faults=("malformed", "truncated_gzip")
+    )
+    days_with_faults = {re.search(r"\d{4}-\d\d-\d\d", f["file"])[0] for f in m["faults"]}
+    assert m["faults"] and days_with_faults <= {"2025-03-04", "2025-03-05", "2025-03-06"}
+    assert any(f["fault"] == "truncated_gzip" and "2025-03-04" in f["file"] for f in m["faults"])
+    assert m["drift"]["start"] == "2025-03-04"
+    assert (tmp_path / "plants" / "plants-2025-03-04.csv").exists()
+
+
+def test_more_days_refuses_without_a_manifest_or_with_a_second_drift(tmp_path):
+    """Check the clear refusals: nothing to continue, a conflicting drift, a drift back in time."""
+    with pytest.raises(ValueError, match="no manifest"):
+        sim.simulate_more(tmp_path, 2)
+    simulate(SimConfig(users=200, days=3), tmp_path)
+    with pytest.raises(ValueError, match="cannot drift"):
+        sim.simulate_more(tmp_path, 2, drift=("seasonal",), drift_start="2025-03-02")
+    sim.simulate_more(tmp_path, 2, drift=("seasonal",))
+    with pytest.raises(ValueError, match="already drifts"):
+        sim.simulate_more(tmp_path, 2, drift=("new_region",))
+    with pytest.raises(ValueError, match="first_day"):
+        SimConfig(days=2, first_day=2)
+    with pytest.raises(ValueError, match="continue one with simulate_more"):
+        simulate(SimConfig(days=3, first_day=1), tmp_path / "x")

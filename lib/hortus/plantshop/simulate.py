@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-__all__ = ["DRIFTS", "FAULTS", "SimConfig", "simulate"]
+__all__ = ["DRIFTS", "FAULTS", "SimConfig", "simulate", "simulate_more"]
 
 FAULTS: tuple[str, ...] = (
     "malformed",
@@ -427,6 +427,10 @@ class SimConfig:
     drift_start: str | None = None
     faults: tuple[str, ...] = ()
     fault_rate: float = 0.002
+    #: first day (index into the window) whose files are written; the earlier days are
+    #: generated (so users, orders and pending reviews carry over) but not written.
+    #: `simulate_more` sets it to continue an existing export.
+    first_day: int = 0
 
     def __post_init__(self) -> None:
         """Normalise lists to tuples and refuse invalid values with a clear message."""
@@ -449,6 +453,8 @@ class SimConfig:
             raise ValueError(f"users must be between 1 and {MAX_USERS // 4}, got {self.users}")
         if not 1 <= self.plants <= MAX_PLANTS:
             raise ValueError(f"plants must be between 1 and {MAX_PLANTS}, got {self.plants}")
+        if not 0 <= self.first_day < self.days:
+            raise ValueError(f"first_day must be in [0, days), got {self.first_day}")
         if not 0.0 <= self.fault_rate <= 0.1:
             raise ValueError(f"fault_rate must be between 0 and 0.1, got {self.fault_rate}")
         if self.drift_start is not None:
@@ -1264,9 +1270,10 @@ def _event_files(
     pick["ahead"] = _pick(rng, free, every, kf) if "future" in faults else empty
     pick["2019"] = _pick(rng, free, every, kf) if "future" in faults else empty
     starts = np.flatnonzero(etype == "session_start")
-    pick["non_utf8"] = _pick(rng, free, starts, 1) if "non_utf8" in faults and d == 0 else empty
+    first = d == cfg.first_day
+    pick["non_utf8"] = _pick(rng, free, starts, 1) if "non_utf8" in faults and first else empty
     part2 = empty
-    if "truncated_gzip" in faults and d == 0 and n > 1:
+    if "truncated_gzip" in faults and first and n > 1:
         part2 = _pick(rng, free, every, max(1, round(0.05 * n)))
     # typed changes
     ts = df["ts_us"].to_numpy().copy()
@@ -1375,8 +1382,12 @@ class _Export:
         self.faults: list[dict] = []
         self._pool = ThreadPoolExecutor(max_workers=1)
         self._pending: Future | None = None
+        #: False while generating the days of an export being continued: nothing is written
+        self.active = True
 
     def write_gzip(self, rel: str, payload: bytes, rows: int) -> None:
+        if not self.active:
+            return
         self.wait()
         self._pending = self._pool.submit(lambda: self.write(rel, _gzip(payload), rows))
 
@@ -1392,6 +1403,8 @@ class _Export:
             self._pool.shutdown(wait=True)
 
     def write(self, rel: str, data: bytes, rows: int) -> None:
+        if not self.active:
+            return
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -1405,6 +1418,8 @@ class _Export:
         )
 
     def fault(self, fault: str, rel: str, lines: list[int], detail: str, count: int | None = None):
+        if not self.active:
+            return
         self.faults.append(
             {"fault": fault, "file": rel, "lines": lines, "count": len(lines) if count is None
              else count, "detail": detail}
@@ -1417,7 +1432,10 @@ def _write_events(
     """Write one day's events file (and fault files) and record the faults; return the carry."""
     faults, last = set(cfg.faults), d == cfg.days - 1
     rel = f"events/events-{day}.jsonl.gz"
-    lines, tags, carry, part2 = _event_files(cfg, d, day, last, events, carry)
+    # the day before the first written one was the last day of the export being
+    # continued: it carried nothing into a next file then, so it carries nothing now
+    closes = last or d == cfg.first_day - 1
+    lines, tags, carry, part2 = _event_files(cfg, d, day, closes, events, carry)
     if lines.len():  # a day without events gets no file
         if "changed_column" in faults and last:
             lines = lines.str.replace('"price":', '"unit_price":', literal=True)
@@ -1437,7 +1455,7 @@ def _write_events(
             "appear in no other file"
         )
         exp.fault("truncated_gzip", rel2, [], detail, count=part2.len())
-    if "empty_file" in faults and d == 0:
+    if "empty_file" in faults and d == cfg.first_day:
         rel3 = f"events/events-{day}-extra.jsonl"
         exp.write(rel3, b"", 0)
         exp.fault("empty_file", rel3, [], "empty file (0 bytes)", count=0)
@@ -1473,7 +1491,9 @@ def _generate(cfg: SimConfig, exp: _Export) -> tuple[dict, dict[str, list[str]],
     faults = set(cfg.faults)
 
     cat = _catalogue(cfg)
+    exp.active = cfg.first_day == 0
     exp.write(f"plants/plants-{start}.csv", _csv(cat.frame), cat.frame.height)
+    exp.active = True
     drift_info: dict = {"kinds": sorted(drifts), "start": None}
     new_price = cat.price
     if drift_day is not None:
@@ -1505,6 +1525,7 @@ def _generate(cfg: SimConfig, exp: _Export) -> tuple[dict, dict[str, list[str]],
     for d in range(cfg.days):
         day = start + timedelta(days=d)
         last = d == cfg.days - 1
+        exp.active = d >= cfg.first_day
         drifted = drift_day is not None and d >= drift_day
         # --- sign-ups of the day (active from the next day)
         rng_s = _rng(cfg.seed, _S_SIGNUP, d)
@@ -1547,7 +1568,12 @@ def _generate(cfg: SimConfig, exp: _Export) -> tuple[dict, dict[str, list[str]],
                 planted[k_] += ids
             lines = _jsonl(reviews)
             rel = f"reviews/reviews-{day}.jsonl"
-            if "malformed" in faults and not review_malformed_done and reviews.height >= 2:
+            if (
+                "malformed" in faults
+                and not review_malformed_done
+                and exp.active
+                and reviews.height >= 2
+            ):
                 i = int(_rng(cfg.seed, _S_FAULTS, 20_000 + d).integers(0, reviews.height))
                 bad = lines[i]
                 lines = lines.scatter(i, bad[: len(bad) // 2])
@@ -1583,7 +1609,83 @@ def simulate(config: SimConfig, out_dir: Path) -> dict:
     cfg = config
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.first_day:
+        raise ValueError("simulate writes whole exports; continue one with simulate_more")
     _clear_previous(out_dir)
+    return _export(cfg, out_dir)
+
+
+def _config_dict(cfg: SimConfig) -> dict:
+    """Return the config as recorded in the manifest (first_day only when set)."""
+    out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+    if not out["first_day"]:
+        del out["first_day"]
+    return out
+
+
+def simulate_more(
+    out_dir: Path,
+    days: int,
+    *,
+    drift: tuple[str, ...] | None = None,
+    drift_start: str | None = None,
+    faults: tuple[str, ...] | None = None,
+    fault_rate: float | None = None,
+) -> dict:
+    """Continue the export in out_dir by `days` more days; return (and write) the manifest.
+
+    The export's manifest gives its config; the new days are days
+    `old.days .. old.days + days - 1` of the same shop (same seed, users, catalogue),
+    so sign-ups get new user ids, earlier users keep buying and reviews of earlier
+    orders arrive.  Only the new days' files are written; existing files are left
+    alone.  `drift` (default: the export's own) starts on `drift_start`, by default the
+    first new day; `faults` (default: none) are injected into the new days only, the
+    once-per-export ones (non_utf8, truncated_gzip, empty_file) on the first new day.
+    The manifest keeps every file and fault and records each continuation.
+
+    Examples
+    --------
+    >>> simulate_more(Path("data"), 3, drift=("new_region",))  # doctest: +SKIP
+    """
+    out_dir = Path(out_dir)
+    path = out_dir / MANIFEST
+    if not path.exists():
+        raise ValueError(f"{path}: no manifest, so no export to continue; run simulate first")
+    old = json.loads(path.read_text(encoding="utf-8"))
+    if old.get("generator") != "hortus.plantshop.simulate" or "config" not in old:
+        raise ValueError(f"{path}: not a manifest written by hortus.plantshop.simulate")
+    if days < 1:
+        raise ValueError(f"days must be >= 1, got {days}")
+    base = dict(old["config"])
+    first = int(base["days"])
+    new_start = date.fromisoformat(base["start"]) + timedelta(days=first)
+    if drift and base.get("drift") and tuple(drift) != tuple(base["drift"]):
+        raise ValueError(
+            f"{path}: the export already drifts ({', '.join(base['drift'])} from "
+            f"{base.get('drift_start') or old['drift']['start']}); continue it without "
+            "--drift or simulate a new export"
+        )
+    if drift:
+        begins = drift_start or new_start.isoformat()
+        if _parse_date(begins, "drift_start") < new_start:
+            raise ValueError(
+                f"drift_start {begins} is before the first new day {new_start}: the days "
+                "already written cannot drift"
+            )
+        base["drift"] = tuple(drift)
+        base["drift_start"] = begins
+    elif base.get("drift") and not base.get("drift_start"):
+        base["drift_start"] = old["drift"]["start"]  # keep the export's drift day fixed
+    base.update(days=first + days, first_day=first, faults=tuple(faults or ()))
+    if fault_rate is not None:
+        base["fault_rate"] = fault_rate
+    cfg = SimConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in base.items()})
+    manifest = _export(cfg, out_dir, previous=old)
+    return manifest
+
+
+def _export(cfg: SimConfig, out_dir: Path, previous: dict | None = None) -> dict:
+    """Generate `cfg` into out_dir and write the manifest (merged with `previous`)."""
     exp = _Export(out_dir)
     try:
         drift_info, planted, totals = _generate(cfg, exp)
@@ -1593,7 +1695,7 @@ def simulate(config: SimConfig, out_dir: Path) -> dict:
     manifest = {
         "format_version": FORMAT_VERSION,
         "generator": "hortus.plantshop.simulate",
-        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+        "config": _config_dict(cfg),
         "window": {"start": start.isoformat(),
                    "end": (start + timedelta(days=cfg.days - 1)).isoformat(), "days": cfg.days},
         "shop_opened": SHOP_OPENED.isoformat(),
@@ -1603,6 +1705,17 @@ def simulate(config: SimConfig, out_dir: Path) -> dict:
         "pii_in_reviews": planted,
         "totals": totals,
     }  # fmt: skip
+    if previous is not None:
+        first = start + timedelta(days=cfg.first_day)
+        manifest["files"] = sorted(previous["files"] + manifest["files"], key=lambda f: f["path"])
+        manifest["faults"] = sorted(
+            previous["faults"] + manifest["faults"],
+            key=lambda f: (f["file"], f["fault"], f["detail"]),
+        )
+        manifest["continued"] = [
+            *previous.get("continued", [{"config": previous["config"], "from": cfg.start}]),
+            {"config": manifest["config"], "from": first.isoformat()},
+        ]
     text = json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     (out_dir / MANIFEST).write_text(text, encoding="utf-8")
     return manifest
