@@ -99,6 +99,24 @@ def test_append_continues_the_chain_from_another_instance(log):
     assert again.verify().ok and again.verify().checked == 7
 
 
+def test_interleaved_appends_from_two_instances_keep_one_chain_and_policy_changes(log):
+    """Check that the cached tail of one instance is not reused after another appended."""
+    other = AuditLog(log.path, KEY)
+    first = AuditRecord("alex", "read", "silver.a", policy_version="p1")
+    second = AuditRecord("alex", "read", "silver.b", policy_version="p2")
+    log.append(first, track_policy=True)  # v -> p1: a policy_change record first
+    other.append(second, track_policy=True)  # p1 -> p2, seen by the other instance
+    log.append(AuditRecord("sam", "read", "silver.c", policy_version="p2"), track_policy=True)
+    log.append(AuditRecord("sam", "read", "silver.d", policy_version="p2"), track_policy=True)
+    assert log.verify().ok and log.verify().checked == stored(log).height
+    changes = stored(log).filter(pl.col("action") == "policy_change")["detail"]
+    assert changes.str.extract(r"^policy_version (\S+ -> \S+)").to_list() == [
+        "v" * 64 + " -> p1",
+        "p1 -> p2",
+    ]  # p2 -> p2 is no change, and log saw other's p1 -> p2
+    assert stored(log)["seq"].to_list() == list(range(1, stored(log).height + 1))
+
+
 def test_show_returns_all_or_only_denied_records(log):
     """Check that show() lists the records in seq order and can keep denied ones only."""
     everything = log.show()

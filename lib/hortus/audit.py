@@ -243,6 +243,11 @@ class AuditLog:
 
     path: Path
     key: bytes = field(repr=False)
+    #: (Delta version, head, last policy_version) after this object's last append: an
+    #: append that finds the table still at that version skips re-reading the log
+    _tail: tuple[int, tuple[int, str] | None, str | None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -346,9 +351,14 @@ class AuditLog:
                 }
             )
         with self._locked():
+            version = DeltaTable(str(self.path)).version() if self.exists() else -1
+            if self._tail is not None and self._tail[0] == version:
+                _, head, last_policy = self._tail  # nobody appended since our last append
+            else:
+                head = self.head()
+                last_policy = self.last_policy_version() if track_policy else None
             if track_policy:
-                rows = _with_policy_changes(rows, self.last_policy_version())
-            head = self.head()
+                rows = _with_policy_changes(rows, last_policy)
             seq, prev = head if head else (0, GENESIS)
             for row in rows:  # the chain is sequential by nature
                 seq += 1
@@ -358,6 +368,13 @@ class AuditLog:
             df = pl.DataFrame(rows, schema=SCHEMA)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             df.write_delta(str(self.path), mode="append")
+            # the policy tail is only known when tracked (or carried from a tracked tail)
+            if track_policy or (self._tail is not None and self._tail[0] == version):
+                policies = [p for p in (r["policy_version"] for r in rows) if p is not None]
+                last_policy = policies[-1] if policies else last_policy
+                self._tail = (version + 1, (seq, prev), last_policy)
+            else:
+                self._tail = None
         return df
 
     def verify(self, *, anchor: tuple[int, str] | None = None) -> VerifyResult:
