@@ -49,6 +49,7 @@ BAD_EVENTS = [
         "rec_id",
     ),
     (event(1), "duplicate", "event_id"),  # same id as the first good row
+    ('{"event_id": "e00000000000000ab", "quantity": }', "json", None),  # braces, not JSON
 ]
 
 
@@ -62,9 +63,9 @@ def test_every_bad_event_is_quarantined_with_file_line_column_and_rule(project, 
     q = _quarantine(lakehouse)
     assert tables["silver.events"] | {"rules": None} == {
         "table": "silver.events",
-        "landed": 13,
+        "landed": 14,
         "accepted": 3,
-        "quarantined": 10,
+        "quarantined": 11,
         "rules": None,
     }
     for line, (_, rule, column) in enumerate(BAD_EVENTS, start=len(good) + 1):

@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from hortus.contracts import Column, Contract, any_broken, contract_checks, parse_expr, violations
 from hortus.pii import redact_text, tokenize
@@ -100,15 +102,37 @@ class SilverOptions:
     known_pii: list[str] = field(default_factory=list)
 
 
+def _ndjson_bytes(raw: pl.Series) -> bytes:
+    """Return the lines of a string Series as one newline-terminated NDJSON buffer.
+
+    The lines plus a newline are laid out by polars, then the Arrow values buffer is
+    taken as it is: no Python string per line.
+    """
+    arr = (raw + "\n").to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type != pa.large_string():
+        arr = arr.cast(pa.large_string())
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)
+    lo, hi = offsets[arr.offset], offsets[arr.offset + len(arr)]
+    return memoryview(arr.buffers()[2])[lo:hi].tobytes()
+
+
 def _decode_strings(lines: pl.DataFrame, names: list[str]) -> pl.DataFrame:
-    """Decode `_raw` into one string column per name, in two parallel slices."""
-    dtype = pl.Struct({n: pl.String for n in names})
-    half = lines.height // 2 + 1
-    parts = [
-        lines.lazy().slice(i, half).with_columns(pl.col("_raw").str.json_decode(dtype).alias("_j"))
-        for i in (0, half)
-    ]
-    return pl.concat(parts).collect().unnest("_j")
+    """Decode `_raw` into one string column per name (polars' NDJSON reader, multi-threaded).
+
+    Raises `pl.exceptions.ComputeError` when a line is not valid JSON.
+    """
+    if lines.height == 0:
+        return lines.with_columns([pl.lit(None, pl.String).alias(n) for n in names])
+    schema = {n: pl.String for n in names}
+    try:
+        decoded = pl.read_ndjson(_ndjson_bytes(lines["_raw"]), schema=schema)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        raise pl.exceptions.ComputeError(f"invalid JSON line: {exc}") from None
+    if decoded.height != lines.height:  # e.g. a blank line inside a value: decode one by one
+        raise pl.exceptions.ComputeError("NDJSON reader saw another number of lines")
+    return pl.concat([lines, decoded], how="horizontal")
 
 
 def _decode_json(lines: pl.DataFrame, contract: Contract) -> pl.DataFrame:
