@@ -231,3 +231,56 @@ def test_monitor_run_cli_writes_metrics_and_flags(lakehouse, capsys):
     (lakehouse.paths.root / "params.yaml").write_text("monitor:\n  kpi_rangez: {}\n")
     assert main(["--root", root, "monitor", "run"]) == 2
     assert "unknown key(s) kpi_rangez" in capsys.readouterr().err
+
+
+def test_champion_staleness_reports_drift_per_feature(lakehouse, tmp_path):
+    """Check that a shifted feature after the champion's training rows is flagged, alone."""
+    from hortus.registry import Registry
+    from test_registry import SIGNATURE, _artifact, _receipt, acting_as, approve, pass_gate
+
+    rng = np.random.default_rng(11)
+    n = 4000
+    start = datetime(2025, 3, 1, tzinfo=UTC)
+
+    def rows(first_minute: int, shift: float) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "ts": pl.Series(
+                    [start + timedelta(minutes=first_minute + i) for i in range(n)],
+                    dtype=pl.Datetime("us", "UTC"),
+                ),
+                "spend": rng.normal(10.0 + shift, 2.0, n),
+                "region": rng.choice(["DACH", "UKI", "FR"], n),
+                "label": rng.integers(0, 2, n),
+            }
+        )
+
+    lakehouse.write("gold.training_set", rows(0, 0.0), mode="overwrite", inputs={})
+    trained_on = lakehouse.version("gold.training_set")
+    reg = acting_as(Registry(lakehouse, "recommender"), "mia")
+    spec = {"target": "label", "features": ["spend", "region"], "time": "ts"}
+    path, sha = _artifact(tmp_path / "build", 1)
+    mv = reg.register(
+        path,
+        sha256=sha,
+        signature=SIGNATURE,
+        metrics={"roc_auc": 0.7},
+        receipt=_receipt(1, tables_read={"gold.training_set": trained_on}),
+        spec=spec,
+    )
+    pass_gate(reg, mv.version, tmp_path / "gates")
+    approve(reg, mv.version)
+    reg.promote(mv.version, reason="test champion")
+    # newer rows arrive: spend moved by 1.5 standard deviations, region did not change
+    lakehouse.write("gold.training_set", rows(n, 3.0), mode="append", inputs={})
+    m = monitors.model_staleness(lakehouse, datetime.now(UTC))
+    drift = m.filter(pl.col("monitor") == "feature_drift")
+    flags = dict(_metric(drift, "feature_drifted").select("subject", "value").iter_rows())
+    scores = dict(_metric(drift, "drift_score").select("subject", "value").iter_rows())
+    assert flags == {"spend": 1.0, "region": 0.0}
+    assert scores["spend"] >= 1.0 > scores["region"]
+    assert _value(m, "drift_share", "recommender") == 0.5
+    assert _value(m, "newer_rows", "recommender") == n
+    assert "feature_drifted" in monitors.FLAG_METRICS
+    labels = json.loads(_metric(drift, "drift_score", "spend")["labels"][0])
+    assert labels["version"] == str(mv.version) and labels["statistic"]

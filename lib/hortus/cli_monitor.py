@@ -61,6 +61,13 @@ def cmd_monitor_run(args: argparse.Namespace) -> int:
     lh = Lakehouse.open(paths.root, stage="monitor")
     metrics = monitors.run_all(lh, config, _at(args.at))
     version = None if args.no_write else monitors.write_metrics(lh, metrics)
+    run = None
+    if not args.no_write and not args.no_alerts and _has_alerts(paths, args.params):
+        from hortus import alerts
+        from hortus.stages import _alerting
+
+        rules, sinks = _alerting(paths)
+        run = alerts.run_alerts(lh, rules, metrics, sinks, now=_at(args.at))
     lh.close()
     flagged = monitors.flags(metrics)
     table = monitors.summary(metrics)
@@ -71,6 +78,7 @@ def cmd_monitor_run(args: argparse.Namespace) -> int:
             "rows": metrics.height,
             "summary": table.to_dicts(),
             "flagged": flagged.to_dicts(),
+            "alerts": [] if run is None else [_alert_dict(e) for e in run.events],
         }
         print(json.dumps(out, indent=2, sort_keys=True, default=str))
     else:
@@ -91,7 +99,26 @@ def cmd_monitor_run(args: argparse.Namespace) -> int:
             )
         if flagged.height > args.limit:
             print(f"  ... and {flagged.height - args.limit} more flagged rows (--limit)")
+        if run is not None:
+            told = [f"{e.status} {e.rule} [{e.subject}]" for e in run.events if e.notify]
+            print(
+                f"alerts: {len(run.state.firing)} firing; notified this run: "
+                + (", ".join(told) or "none (firing alerts are not repeated)")
+            )
     return 1 if flagged.height else 0
+
+
+def _has_alerts(paths: Paths, params: str | None) -> bool:
+    """Return whether the params file has an `alerts` section."""
+    path = Path(params) if params else paths.root / "params.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
+    return bool((doc or {}).get("alerts"))
+
+
+def _alert_dict(event) -> dict:
+    """Return the printable fields of one alert event."""
+    keys = ("rule", "subject", "severity", "status", "notify", "value", "message")
+    return {k: getattr(event, k) for k in keys}
 
 
 def cmd_monitor_stage(args: argparse.Namespace) -> int:
@@ -199,7 +226,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--params", help="params file (default: params.yaml at the root)")
     r.add_argument("--monitors", help="comma list of monitors to run (default: all)")
     r.add_argument("--at", help="measure as of this UTC time (ISO 8601; default: now)")
-    r.add_argument("--no-write", action="store_true", help="print the metrics, write nothing")
+    r.add_argument(
+        "--no-write", action="store_true", help="print the metrics, write nothing (no alerts)"
+    )
+    r.add_argument(
+        "--no-alerts",
+        action="store_true",
+        help="write the metrics but do not evaluate params.yaml's alert rules",
+    )
     r.add_argument("--limit", type=int, default=20, help="flagged rows to print (default 20)")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
     r.set_defaults(func=cmd_monitor_run)

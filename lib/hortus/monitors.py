@@ -19,6 +19,10 @@ Monitors and their metrics (subject in brackets):
   of the previous runs, memory_regression (0/1).
 - ``model_staleness`` [model name]: age_days, drift_share, newer_data (0/1),
   newer_rows, staleness_score (see `staleness_score`).
+- ``feature_drift`` [feature of the champion]: drift_score (the gating statistic
+  over its threshold; >= 1 is drift) and feature_drifted (0/1), with the statistic,
+  value, threshold and p-value as labels; measured in the same comparison as the
+  staleness drift (champion's training rows against the rows after them).
 - ``kpi`` [``gold.kpi_daily.<kpi>``]: value and out_of_range (0/1) per expected range.
 - ``access`` [table or object]: denied_attempts per user (label) in a window.
 
@@ -38,7 +42,7 @@ import polars as pl
 from hortus.access import Policy
 from hortus.audit import AuditLog, default_path
 from hortus.contracts import check_frame
-from hortus.drift import DriftConfig, compare
+from hortus.drift import P_VALUE_TESTS, DriftConfig, compare
 from hortus.errors import HortusError
 from hortus.runlog import RUNS_TABLE, read_runs
 from hortus.tables import Lakehouse
@@ -68,6 +72,7 @@ FLAG_METRICS = (
     "memory_regression",
     "out_of_range",
     "denied_attempts",
+    "feature_drifted",
 )
 _META_COLUMNS = ("_source_file", "_line", "_batch_id", "_file_date", "_ingested_at")
 
@@ -481,10 +486,15 @@ def staleness_inputs(
     trained_until = training[time].max()
     newer = latest.filter(pl.col(time) > trained_until) if trained_until is not None else latest
     drifted: list[str] = []
+    per_feature = None
     if newer.height and training.height:
         report = compare(training.select(features), newer.select(features), config=drift)
         drifted = report.drifted_columns
+        per_feature = report.to_frame().filter(
+            pl.col("segment").is_null() & pl.col("window_start").is_null()
+        )
     return {
+        "per_feature": per_feature,
         "drift_share": len(drifted) / len(features),
         "drifted_features": drifted,
         "newer_rows": newer.height,
@@ -552,13 +562,47 @@ def model_staleness(
             "training_version": [int(version_read)],
         }
     )
-    return _long(
+    staleness = _long(
         wide,
         monitor="model_staleness",
         at=at,
         subject=pl.col("model"),
         values=("age_days", "drift_share", "newer_data", "newer_rows", "staleness_score"),
         labels=("version", "training_version", "drifted_features"),
+    )
+    per_feature = got["per_feature"]
+    if per_feature is None or per_feature.height == 0:
+        return staleness
+    drifted = pl.col("drifted") | pl.col("null_drifted").fill_null(False)
+    rows = per_feature.select(
+        "column",
+        "statistic",
+        "value",
+        "threshold",
+        "p_value",
+        # p-value tests drift when the adjusted p-value is below alpha, distances when the
+        # value reaches the threshold: both scores are >= 1 exactly when the column drifted
+        drift_score=pl.when(pl.col("statistic").is_in(P_VALUE_TESTS))
+        .then(pl.col("threshold") / pl.col("p_value_adjusted").clip(lower_bound=1e-300))
+        .when(pl.col("threshold") > 0)
+        .then(pl.col("value") / pl.col("threshold"))
+        .otherwise(None),
+        feature_drifted=drifted.cast(pl.Float64),
+        model=pl.lit(model),
+        version=pl.lit(mv.version),
+    )
+    return pl.concat(
+        [
+            staleness,
+            _long(
+                rows,
+                monitor="feature_drift",
+                at=at,
+                subject=pl.col("column"),
+                values=("drift_score", "feature_drifted"),
+                labels=("model", "version", "statistic", "value", "threshold", "p_value"),
+            ),
+        ]
     )
 
 
