@@ -199,3 +199,58 @@ def test_future_tolerance_is_a_parameter(project, lakehouse, late_minutes, accep
     ingest(project.data, lakehouse)
     (t, *_) = silver.build(lakehouse, OPTIONS)
     assert t["accepted"] == accepted
+
+
+@pytest.mark.parametrize("crashed", ["silver.events", "silver.reviews"])
+def test_a_crash_between_the_accepted_and_quarantine_commits_is_redone(
+    project, lakehouse, monkeypatch, crashed
+):
+    """Check that a batch whose quarantine write never happened is undone and reprocessed."""
+    good = [event(1), event(100), event(101)]
+    write_jsonl(
+        project.data / "events/events-2025-03-01.jsonl.gz", good + [row for row, _, _ in BAD_EVENTS]
+    )
+    review = {
+        "review_id": "r0000001",
+        "user_id": "u000001",
+        "plant_id": "p0001",
+        "rating": 5,
+        "text": "Lovely fern",
+        "ts": "2025-03-01T10:00:00.000000Z",
+    }
+    write_jsonl(project.data / "reviews/reviews-2025-03-01.jsonl", [review, '{"review_id": "r2'])
+    ingest(project.data, lakehouse)
+    real_write = lakehouse.write
+
+    def crash_on_quarantine(name, df, **kw):
+        if name == silver.QUARANTINE and df["table"][0] == crashed:
+            raise KeyboardInterrupt("killed between the two commits")
+        return real_write(name, df, **kw)
+
+    monkeypatch.setattr(lakehouse, "write", crash_on_quarantine)
+    with pytest.raises(KeyboardInterrupt):
+        silver.build(lakehouse, OPTIONS)
+    monkeypatch.setattr(lakehouse, "write", real_write)
+    # the accepted rows were committed, the quarantined ones were not: rows are missing
+    expected = {"silver.events": (14, 3, 0), "silver.reviews": (2, 1, 0)}[crashed]
+    [partial] = silver.partial_batches(lakehouse, lakehouse.catalog.get(crashed)).rows(named=True)
+    assert (partial["landed"], partial["accepted"], partial["quarantined"]) == expected
+    before = _quarantine(lakehouse) if lakehouse.exists(silver.QUARANTINE) else None
+    # the next run undoes the partial batch and processes it again as a whole
+    silver.build(lakehouse, OPTIONS)
+    _assert_reconciles(lakehouse)
+    assert lakehouse.read("silver.events").height == 3  # no row twice
+    assert lakehouse.read("silver.reviews").height == 1
+    q = _quarantine(lakehouse)
+    assert q.group_by("table").len().sort("table").rows() == [
+        ("silver.events", 11),
+        ("silver.reviews", 1),
+    ]
+    # quarantine rows of other tables in the same batch were left alone
+    if crashed == "silver.reviews":  # events' quarantine rows, same batch, came first
+        kept = before.filter(pl.col("table") != crashed)
+        after = q.filter(pl.col("table") != crashed)
+        assert kept.height == 11 and kept.sort("line").equals(after.sort("line"))
+    assert silver.partial_batches(lakehouse, lakehouse.catalog.get(crashed)).height == 0
+    ops = lakehouse.history(crashed)["operation"].to_list()
+    assert "DELETE" in ops  # the undo is a visible commit in the table's history

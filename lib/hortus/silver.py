@@ -320,6 +320,65 @@ def processed_batches(lh: Lakehouse, contract: Contract) -> set[str]:
     return done
 
 
+def partial_batches(lh: Lakehouse, contract: Contract) -> pl.DataFrame:
+    """Return the bronze batches whose silver + quarantine rows do not add up to their rows.
+
+    A batch is written as accepted rows, then quarantined rows, chunk by chunk; a
+    crash in between leaves it partly processed.  One row per such batch: landed,
+    accepted, quarantined.
+    """
+    bronze = "bronze." + contract.name
+    if not lh.exists(bronze):
+        return pl.DataFrame(schema={"batch": pl.String, "landed": pl.UInt32})
+
+    def counts(name: str, column: str, alias: str, where: pl.Expr | None = None) -> pl.LazyFrame:
+        if not lh.exists(name):
+            return pl.LazyFrame(schema={"batch": pl.String, alias: pl.UInt32})
+        scan = lh.scan(name)
+        scan = scan if where is None else scan.filter(where)
+        return scan.group_by(pl.col(column).alias("batch")).agg(pl.len().alias(alias))
+
+    landed = counts(bronze, "_batch_id", "landed")
+    accepted = counts(contract.full_name, "_batch_id", "accepted")
+    quarantined = counts(
+        QUARANTINE, "batch_id", "quarantined", pl.col("table") == contract.full_name
+    )
+    both = (
+        landed.join(accepted, on="batch", how="left")
+        .join(quarantined, on="batch", how="left")
+        .with_columns(pl.col("accepted", "quarantined").fill_null(0))
+    )
+    touched = (pl.col("accepted") + pl.col("quarantined")) > 0
+    missing = pl.col("landed") != pl.col("accepted") + pl.col("quarantined")
+    return both.filter(touched & missing).sort("batch").collect()
+
+
+def _undo_partial_batches(lh: Lakehouse, contract: Contract) -> set[str]:
+    """Delete the rows of partly processed batches from silver and quarantine; return them.
+
+    They are then processed again as a whole, so landed = accepted + quarantined
+    holds after a crash between the two commits of a chunk (or between chunks).
+    """
+    partial = partial_batches(lh, contract)
+    batches = partial["batch"].to_list()
+    if batches:
+        note = f"undo partial silver batch(es) {', '.join(batches)} before reprocessing"
+        lh.delete_rows(contract.full_name, "_batch_id", batches, note=note)
+        if lh.exists(QUARANTINE):
+            rows = lh.scan(QUARANTINE).filter(
+                (pl.col("table") == contract.full_name) & pl.col("batch_id").is_in(batches)
+            )
+            if rows.select(pl.len()).collect().item():
+                lh.delete_rows(
+                    QUARANTINE,
+                    "batch_id",
+                    batches,
+                    where={"table": contract.full_name},
+                    note=f"{note} of {contract.full_name}",
+                )
+    return set(batches)
+
+
 def known_pii_values(lh: Lakehouse) -> list[str]:
     """Return the raw direct identifiers of customers (restricted zone) for text redaction."""
     values: list[str] = []
@@ -347,7 +406,7 @@ def build(lh: Lakehouse, options: SilverOptions, *, chunk_rows: int = 2_000_000)
         if not lh.exists(bronze_name):
             summary.append(counts | {"rules": {}})
             continue
-        done = processed_batches(lh, contract)
+        done = processed_batches(lh, contract) - _undo_partial_batches(lh, contract)
         todo = lh.scan(bronze_name).filter(
             ~pl.col("_batch_id").is_in(pl.Series(sorted(done)).implode())
         )

@@ -380,6 +380,56 @@ class Lakehouse:
         self._audit.flush()
         return version
 
+    def delete_rows(
+        self,
+        name: str,
+        column: str,
+        values: list[str],
+        *,
+        note: str,
+        where: dict[str, str] | None = None,
+    ) -> int | None:
+        """Delete the rows whose `column` is in `values` (and `where` columns equal) in one commit.
+
+        Used to undo a partial write before it is redone (silver's crash recovery).
+        Needs the `write` grant; the commit carries lineage like a write and is
+        audited.  Returns the new version, or None when nothing matched.
+        """
+        if not values:
+            return None
+        self.catalog.get(name)
+        decision = self._require("write", name)
+        if not self.exists(name):
+            return None
+
+        def lit(v: object) -> str:
+            return "'" + str(v).replace("'", "''") + "'"
+
+        predicate = f'"{column}" IN ({", ".join(lit(v) for v in values)})'
+        predicate += "".join(f' AND "{c}" = {lit(v)}' for c, v in (where or {}).items())
+        sha, dirty = git_state(self.paths.root)
+        lineage = {
+            "stage": self.stage,
+            "inputs": "{}",
+            "git_commit": sha,
+            "git_dirty": str(dirty).lower(),
+            "user": self.user,
+            "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "note": note,
+        }
+        dt = DeltaTable(str(self.path(name)))
+        metrics = dt.delete(
+            predicate,
+            commit_properties=CommitProperties(
+                custom_metadata={LINEAGE_PREFIX + k: v for k, v in lineage.items()}
+            ),
+        )
+        deleted = int((metrics or {}).get("num_deleted_rows", 0) or 0)
+        version = DeltaTable(str(self.path(name))).version()
+        self._record("delete", name, f"v{version} rows={deleted} {note}", decision)
+        self._audit.flush()
+        return version
+
     # ---------------------------------------------------------------- lineage
     def history(self, name: str) -> pl.DataFrame:
         """Return one row per table version: operation, rows, and the lineage of the write.

@@ -25,10 +25,11 @@ sha256); watching continues.  A crash mid-batch cannot double count:
   is caught up by the next batch (the startup batch runs silver even with no new
   file), and a re-run never appends the same rows again.
 
-The one window left is inside `silver.build` itself (accepted rows committed,
-quarantine rows not yet): that batch then shows ``rows_unaccounted > 0`` in the
-data_quality metrics (the ``rows-lost`` alert) and `BatchResult.reconciles` is
-False; it is reported, not hidden.
+A crash inside `silver.build` itself (accepted rows committed, quarantine rows not
+yet, or a batch's later chunks not yet processed) leaves a batch whose silver and
+quarantine rows do not add up to its bronze rows; the next build finds it
+(`silver.partial_batches`), deletes its rows from both tables in visible Delta
+commits and processes it again as a whole, so the counts reconcile again.
 
 Examples
 --------
