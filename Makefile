@@ -15,6 +15,9 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export UV_PYTHON_DOWNLOADS := never
 export MARIMO_SKIP_UPDATE_CHECK := 1
+# OpenMP threads (scikit-learn's gradient boosting) sleep instead of spinning while they
+# wait: the same results, and no collapse when other processes share the 2 cores
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: help setup key data run test test-slow lint bench clean
 
@@ -53,10 +56,10 @@ run: setup key data ## run the whole pipeline on the default data (dvc repro), t
 	@echo "  registry           hortus models list; hortus models show challenger"
 	@echo "  recommendations    gold.recommendations (reports/score.json); hortus reproduce 1"
 
-test: setup ## run the test suite (unit, data and integration with real DVC)
+test: setup browser ## run the test suite (unit, data and integration with real DVC)
 	$(BIN)/python -m pytest
 
-test-slow: setup ## run the slow tests too (large data)
+test-slow: setup browser ## run the slow tests too (large data)
 	$(BIN)/python -m pytest -m "slow or not slow"
 
 lint: setup ## ruff lint and format check
@@ -71,3 +74,37 @@ bench: setup ## run the benchmarks (prints figures; see benchmarks/README.md)
 
 clean: ## remove build outputs (not data/, not the operations plane's history)
 	rm -rf lakehouse/silver lakehouse/gold lakehouse/restricted reports .pytest_cache
+
+# The notebooks as apps: `hortus app NAME` serves notebooks/NAME.py on 127.0.0.1 with
+# token auth always on (token: HORTUS_APP_TOKEN, else .hortus/secrets/app_token, made
+# on first use) as HORTUS_USER, else the app's persona (monitor: mia, explore and train:
+# sam, model_report: olivia); it prints the URL with ?access_token= once.
+PORT ?= 2718
+NB ?=
+.PHONY: app-monitor app-explore app-train app-report edit browser
+
+app-monitor: setup ## serve notebooks/monitor.py as an app on 127.0.0.1:PORT (2718), token auth
+	@hortus app monitor --port $(PORT)
+
+app-explore: setup ## serve notebooks/explore.py as an app on 127.0.0.1:PORT (2718), token auth
+	@hortus app explore --port $(PORT)
+
+app-train: setup ## serve notebooks/train.py as an app on 127.0.0.1:PORT (2718), token auth
+	@hortus app train --port $(PORT)
+
+app-report: setup ## serve notebooks/model_report.py as an app on 127.0.0.1:PORT, token auth
+	@hortus app model_report --port $(PORT)
+
+edit: setup ## open a notebook in the marimo editor: make edit NB=monitor (127.0.0.1, token)
+	@test -n "$(NB)" || { echo "usage: make edit NB=NAME (monitor, explore, train, model_report)"; exit 2; }
+	@hortus app $(NB) --edit --port $(PORT)
+
+# Debian's chromium for the browser tests (tests/test_browser.py); never a downloaded build
+browser: ## install Debian's chromium (/usr/bin/chromium) for the browser tests if missing
+	@if [ -x /usr/bin/chromium ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+	  echo "no apt-get here: install chromium as /usr/bin/chromium yourself, else the browser tests skip"; \
+	  exit 0; fi; \
+	SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	$$SUDO apt-get update && \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
