@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -233,7 +234,8 @@ def test_monitor_run_cli_writes_metrics_and_flags(lakehouse, capsys):
     assert "unknown key(s) kpi_rangez" in capsys.readouterr().err
 
 
-def test_champion_staleness_reports_drift_per_feature(lakehouse, tmp_path):
+@pytest.mark.parametrize("newer", ["appended", "rebuilt"])
+def test_champion_staleness_reports_drift_per_feature(lakehouse, tmp_path, newer):
     """Check that a shifted feature after the champion's training rows is flagged, alone."""
     from hortus.registry import Registry
     from test_registry import SIGNATURE, _artifact, _receipt, acting_as, approve, pass_gate
@@ -265,14 +267,24 @@ def test_champion_staleness_reports_drift_per_feature(lakehouse, tmp_path):
         sha256=sha,
         signature=SIGNATURE,
         metrics={"roc_auc": 0.7},
-        receipt=_receipt(1, tables_read={"gold.training_set": trained_on}),
+        receipt=_receipt(
+            1,
+            tables_read={"gold.training_set": trained_on},
+            content_hashes={"gold.training_set": lakehouse.content_hash("gold.training_set")},
+        ),
         spec=spec,
     )
     pass_gate(reg, mv.version, tmp_path / "gates")
     approve(reg, mv.version)
     reg.promote(mv.version, reason="test champion")
     # newer rows arrive: spend moved by 1.5 standard deviations, region did not change
-    lakehouse.write("gold.training_set", rows(n, 3.0), mode="append", inputs={})
+    if newer == "appended":
+        lakehouse.write("gold.training_set", rows(n, 3.0), mode="append", inputs={})
+    else:  # `dvc repro` rebuilt the table from more landing days: its history starts again
+        again = pl.concat([lakehouse.read("gold.training_set"), rows(n, 3.0)])
+        shutil.rmtree(lakehouse.path("gold.training_set"))
+        lakehouse.write("gold.training_set", again, mode="overwrite", inputs={})
+        assert lakehouse.version("gold.training_set") == 0
     m = monitors.model_staleness(lakehouse, datetime.now(UTC))
     drift = m.filter(pl.col("monitor") == "feature_drift")
     flags = dict(_metric(drift, "feature_drifted").select("subject", "value").iter_rows())
@@ -284,3 +296,5 @@ def test_champion_staleness_reports_drift_per_feature(lakehouse, tmp_path):
     assert "feature_drifted" in monitors.FLAG_METRICS
     labels = json.loads(_metric(drift, "drift_score", "spend")["labels"][0])
     assert labels["version"] == str(mv.version) and labels["statistic"]
+    found = json.loads(_metric(m, "drift_share", "recommender")["labels"][0])
+    assert found["training_snapshot"] == {"appended": "version", "rebuilt": "rows"}[newer]

@@ -9,7 +9,9 @@ Exit status 0 when nothing is flagged, 1 when some metric is flagged, 2 on bad i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +19,8 @@ import yaml
 
 from hortus.config import Paths
 from hortus.errors import HortusError
+
+AUDIT_LOG = "ops.audit_log"
 
 SECTION = "monitor"
 
@@ -59,6 +63,15 @@ def cmd_monitor_run(args: argparse.Namespace) -> int:
         section = dict(section, monitors=[m for m in args.monitors.split(",") if m])
     config = monitors.MonitorConfig.from_dict(section, source=source)
     lh = Lakehouse.open(paths.root, stage="monitor")
+    chosen = list(config.monitors or monitors.MONITORS)
+    if "access" in chosen and not lh.policy.decide(lh.user, "read", AUDIT_LOG).allowed:
+        # denied attempts come from the audit log, which only auditors and the pipeline read
+        chosen.remove("access")
+        print(
+            f"monitor run: access monitor skipped: {lh.user} may not read {AUDIT_LOG}",
+            file=sys.stderr,
+        )
+        config = dataclasses.replace(config, monitors=chosen)
     metrics = monitors.run_all(lh, config, _at(args.at))
     version = None if args.no_write else monitors.write_metrics(lh, metrics)
     run = None

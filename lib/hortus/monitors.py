@@ -32,6 +32,7 @@ Metric rows are flags when the metric is one of `FLAG_METRICS` and the value is 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
@@ -503,6 +504,39 @@ def staleness_inputs(
     }
 
 
+def _training_rows(
+    lh: Lakehouse, receipt: Mapping[str, Any], version: int, latest: pl.DataFrame, time: str
+) -> tuple[pl.DataFrame, str]:
+    """Return the champion's training rows and how they were found ("version" or "rows").
+
+    Normally they are gold.training_set at the Delta version the receipt read, checked
+    against the receipt's content hash.  `dvc repro` rebuilds the table from scratch
+    (its Delta history starts again), so when that version is missing or holds other
+    rows, the training rows are the first ``rows=N`` rows (from the receipt's content
+    hash) of the current table in time order: a rebuild from more landing days keeps
+    the earlier examples.  No content hash and no matching version: MonitorError.
+    """
+    expected = (receipt.get("content_hashes") or {}).get(TRAINING_SET)
+    if version <= lh.version(TRAINING_SET) and (
+        expected is None or lh.content_hash(TRAINING_SET, version=version) == expected
+    ):
+        return lh.read(TRAINING_SET, version=version), "version"
+    rows = re.match(r"rows=(\d+);", expected or "")
+    if rows is None:
+        raise MonitorError(
+            f"{TRAINING_SET} v{version} read by the champion is gone or changed, and its "
+            "receipt has no content hash to find the training rows by"
+        )
+    n = int(rows.group(1))
+    if n == 0 or latest.height < n:
+        raise MonitorError(
+            f"{TRAINING_SET} has {latest.height} rows, fewer than the {n} the champion "
+            "was trained on: the table was rebuilt from less data"
+        )
+    cutoff = latest.select(pl.col(time).sort().gather(n - 1)).item()
+    return latest.filter(pl.col(time) <= cutoff), "rows"
+
+
 def model_staleness(
     lh: Lakehouse,
     at: datetime,
@@ -538,8 +572,9 @@ def model_staleness(
         raise MonitorError(
             f"model {model} v{mv.version}: its spec lists no features to measure drift on"
         )
-    training = lh.read(TRAINING_SET, version=int(version_read), columns=[*features, time])
     latest = lh.read(TRAINING_SET, columns=[*features, time])
+    training, snapshot = _training_rows(lh, mv.receipt, int(version_read), latest, time)
+    training = training.select(*features, time)
     got = staleness_inputs(training, latest, features=features, time=time, drift=drift)
     age_days = (_utc(at) - _utc(mv.created_at)).total_seconds() / 86400.0
     score = staleness_score(
@@ -560,6 +595,7 @@ def model_staleness(
             "staleness_score": [score],
             "drifted_features": [",".join(got["drifted_features"])],
             "training_version": [int(version_read)],
+            "training_snapshot": [snapshot],
         }
     )
     staleness = _long(
@@ -568,7 +604,7 @@ def model_staleness(
         at=at,
         subject=pl.col("model"),
         values=("age_days", "drift_share", "newer_data", "newer_rows", "staleness_score"),
-        labels=("version", "training_version", "drifted_features"),
+        labels=("version", "training_version", "training_snapshot", "drifted_features"),
     )
     per_feature = got["per_feature"]
     if per_feature is None or per_feature.height == 0:
