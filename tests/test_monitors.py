@@ -298,3 +298,21 @@ def test_champion_staleness_reports_drift_per_feature(lakehouse, tmp_path, newer
     assert labels["version"] == str(mv.version) and labels["statistic"]
     found = json.loads(_metric(m, "drift_share", "recommender")["labels"][0])
     assert found["training_snapshot"] == {"appended": "version", "rebuilt": "rows"}[newer]
+
+
+def test_data_quality_as_a_masked_reader_reports_no_false_violations(project, lakehouse):
+    """Check that masked columns (tokens for mia) are not checked against their rules."""
+    from conftest import USERS_HEADER, user_row
+
+    (project.data / "users").mkdir()
+    (project.data / "users/users-2025-03-01.csv").write_text(
+        "\n".join([USERS_HEADER, user_row(1), user_row(2)]) + "\n", encoding="utf-8"
+    )
+    ingest(project.data, lakehouse)
+    silver.build(lakehouse, silver.SilverOptions(key=TEST_KEY.encode()))
+    mia = Lakehouse(paths=project, catalog=Catalog.load(), stage="test", user="mia")
+    assert "region" in mia.masked_columns("silver.users")  # mia reads region as a token
+    at = datetime.now(UTC)
+    for reader in (lakehouse, mia):
+        m = monitors.data_quality(reader, at)
+        assert _value(m, "contract_violations", "silver.users") == 0, reader.user

@@ -267,6 +267,15 @@ class Lakehouse:
         lf = self.scan(name, version=version)
         return (lf.select(columns) if columns else lf).collect()
 
+    def masked_columns(self, name: str) -> tuple[str, ...]:
+        """Return the columns of a table this user reads masked (asked of the policy only)."""
+        contract = self._read_contract(name)
+        assert self.policy is not None
+        plan = self.policy.read_plan(
+            self.user, name, contract.column_names, contract, key=self._key()
+        )
+        return plan.masked
+
     def scan_or_empty(self, name: str) -> pl.LazyFrame:
         """Scan a table, or return an empty frame of its contract schema if never written."""
         if self.exists(name):
