@@ -14,7 +14,8 @@ and outputs inside a page with inline CSS, after every output has been reduced t
 HTML by `static_output_html`:
 
 - text/html is kept, minus `<script>`, `<link>`, `<iframe>` and external `src=` URLs;
-  marimo custom elements (`<marimo-...>`) keep their readable content, and a
+  marimo custom elements (`<marimo-...>`) keep their readable content (label, initial
+  value, and the body of a callout, which marimo keeps in `data-html`), and a
   `<marimo-mime-renderer>` is replaced by the static rendering of the output it wraps;
 - image/png and image/jpeg become inline `data:` images, image/svg+xml is inlined;
 - Vega-Lite charts (altair outputs, whether as a Vega-Lite mime bundle, inside a marimo
@@ -208,11 +209,14 @@ def publish_notebook(
     *,
     out_dir: Path | None = None,
     timeout: int = 1800,
+    exclude_input: bool = False,
 ) -> tuple[Path, Path]:
     """Run notebooks/NAME.py with checked parameters; write NAME.ipynb and an offline NAME.html.
 
     The outputs go to `out_dir` (default `<root>/reports/notebooks`); the kernel runs in
-    `root`.  Returns the executed notebook and its HTML rendering.
+    `root`.  With `exclude_input` the HTML shows the outputs only (a report for readers
+    of the results; the executed notebook keeps the code).  Returns the executed
+    notebook and its HTML rendering.
     """
     notebook = notebook_path(root, name)
     folder = Path(out_dir) if out_dir is not None else root / "reports" / "notebooks"
@@ -222,7 +226,12 @@ def publish_notebook(
         nb = export_ipynb(notebook, source)
         check_parameters(parameters, parameter_names(nb, source=notebook), source=notebook)
         _execute(source, notebook, executed, parameters, cwd=root, timeout=timeout)
-    page = render_html(executed, folder / f"{notebook.stem}.html", parameters=parameters)
+    page = render_html(
+        executed,
+        folder / f"{notebook.stem}.html",
+        parameters=parameters,
+        exclude_input=exclude_input,
+    )
     return executed, page
 
 
@@ -395,6 +404,13 @@ class _Static(HTMLParser):
             self.skip.append(tag)
             return
         if tag.startswith("marimo-"):
+            inner = _json_attr(found.get("data-html"))  # callouts keep their body here
+            if isinstance(inner, str) and inner:
+                kind = _json_attr(found.get("data-kind"))
+                kind = kind if isinstance(kind, str) and kind.isalpha() else "neutral"
+                self.out.append(
+                    f"<div class='hortus-callout hortus-{kind}'>{_sanitize(inner)}</div>"
+                )
             label = _json_attr(found.get("data-label"))
             if isinstance(label, str) and label:
                 self.out.append(f"<span class='hortus-label'>{_sanitize(label)}</span> ")
@@ -523,14 +539,24 @@ pre { overflow-x: auto; padding: 0.4rem; }
 .hortus-table th, .hortus-table td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
 .hortus-note { color: #666; font-size: 0.85rem; }
 figure.hortus-chart { margin: 1rem 0; }
+.hortus-callout { border-left: 4px solid #999; background: #f6f6f6; padding: 0.3rem 0.8rem; }
+.hortus-success { border-color: #4c9a2a; } .hortus-warn { border-color: #e0a100; }
+.hortus-danger { border-color: #d62728; } .hortus-info { border-color: #1f77b4; }
 """
 
 
-def render_html(executed: Path, out: Path, *, parameters: dict[str, Any] | None = None) -> Path:
+def render_html(
+    executed: Path,
+    out: Path,
+    *,
+    parameters: dict[str, Any] | None = None,
+    exclude_input: bool = False,
+) -> Path:
     """Render an executed notebook as one static, offline HTML page; return its path.
 
-    Code cells are rendered by nbconvert's `basic` template (no scripts); every output
-    is first reduced by `static_output_html`.  Raises if the page would load anything.
+    Code cells are rendered by nbconvert's `basic` template (no scripts; without their
+    code when `exclude_input`); every output is first reduced by `static_output_html`.
+    Raises if the page would load anything.
     """
     from nbconvert import HTMLExporter
     from pygments.formatters import HtmlFormatter
@@ -544,7 +570,7 @@ def render_html(executed: Path, out: Path, *, parameters: dict[str, Any] | None 
         cell.outputs = [
             nbformat.v4.new_output("display_data", data={"text/html": f}) for f in fragments if f
         ]
-    exporter = HTMLExporter(template_name="basic")
+    exporter = HTMLExporter(template_name="basic", exclude_input=exclude_input)
     body, _ = exporter.from_notebook_node(nb)
     title = nb.metadata.get("title") or executed.stem
     given = ", ".join(f"{k}={v!r}" for k, v in (parameters or {}).items()) or "defaults"

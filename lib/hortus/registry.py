@@ -828,6 +828,19 @@ class Registry:
             frame = frame.filter(pl.col("version") == self.get(ref).version)
         return frame.sort("finished_at").collect()
 
+    def newest_gated(self) -> int | None:
+        """Return the newest version whose latest gate run passed (None if no version did).
+
+        What scores and reports fall back to before any champion exists.
+        """
+        passed = (
+            self.gates()
+            .group_by("version")
+            .agg(pl.col("passed").last())  # gates() is oldest first: last = latest run
+            .filter(pl.col("passed"))
+        )
+        return int(passed["version"].max()) if passed.height else None
+
     def _gate_status(self, version: int) -> tuple[dict | None, str | None, list[dict]]:
         """Return (latest run if it passed, what is wrong otherwise, its failed checks)."""
         runs = self.gates(version)

@@ -1,0 +1,312 @@
+import marimo
+
+__generated_with = "0.25.2"
+app = marimo.App(
+    width="medium",
+    app_title="Hortus: explore the lakehouse",
+)
+
+with app.setup:
+    from datetime import UTC, datetime, timedelta
+
+    import altair as alt
+    import marimo as mo
+    import polars as pl
+
+    from hortus import explore
+    from hortus.config import LAYERS
+    from hortus.notebooks import rows_table_html
+    from hortus.tables import Lakehouse
+
+    #: the daily KPI table shown in the trends section (date x region x KPI)
+    KPI_TABLE = "gold.kpi_daily"
+
+
+@app.cell
+def _():
+    # parameters
+    # table: the table preselected for contract, lineage and column profile; layer:
+    # the layer filter of the table list ("ALL" = every layer); region: the KPI
+    # segment ("ALL" = the whole shop); days: width of the default KPI date range.
+    table = "silver.events"
+    layer = "ALL"
+    region = "ALL"
+    days = 30
+    return days, layer, region, table
+
+
+@app.function
+def note(message: str, kind: str = "neutral") -> mo.Html:
+    """Return a callout for a missing or unreadable piece of the page."""
+    return mo.callout(mo.md(message), kind=kind)
+
+
+@app.function
+def show_table(frame: pl.DataFrame, limit: int = 60) -> object:
+    """Return an interactive table in marimo, else a static HTML table (papermill reports)."""
+    if mo.running_in_notebook():
+        return mo.ui.table(frame, selection=None)
+    if frame.is_empty():
+        return mo.md("*(no rows)*")
+    return mo.Html(rows_table_html(frame.to_dicts(), limit=limit))
+
+
+@app.cell
+def _():
+    mo.md("""
+    # Explore the lakehouse
+
+    Every catalogued table with its data contract, lineage and versions, a column
+    profile of the table you pick, and the daily business KPIs.  Everything is read
+    through the lakehouse **as you** (`HORTUS_USER`): row filters and column masking
+    apply, a table you may not read is named with the grant you lack instead of
+    shown, and every read (and every refused read) is audited.
+    """)
+    return
+
+
+@app.cell
+def _():
+    lakehouse = Lakehouse.open(stage="explore")
+    overview = explore.table_overview(lakehouse)
+    return lakehouse, overview
+
+
+@app.cell
+def _(layer, overview):
+    _layers = ["ALL", *[name for name in LAYERS if name in set(overview["layer"])]]
+    layer_choice = mo.ui.dropdown(
+        options=_layers, value=layer if layer in _layers else "ALL", label="Layer"
+    )
+    return (layer_choice,)
+
+
+@app.cell
+def _(layer_choice, overview):
+    shown_tables = (
+        overview
+        if layer_choice.value == "ALL"
+        else overview.filter(pl.col("layer") == layer_choice.value)
+    )
+    return (shown_tables,)
+
+
+@app.cell
+def _(layer_choice, shown_tables, table):
+    _options = shown_tables["table"].to_list()
+    _first = table if table in _options else (_options[0] if _options else None)
+    table_choice = mo.ui.dropdown(
+        options=_options, value=_first, label="Table", searchable=True
+    )
+    table_note = (
+        None
+        if table in _options
+        else f"Table `{table}` is not a catalogued table of layer {layer_choice.value}; "
+        f"showing `{_first}`."
+    )
+    return table_choice, table_note
+
+
+@app.cell
+def _(lakehouse, layer_choice, shown_tables):
+    _readable = shown_tables.filter(pl.col("readable"))
+    _chart = (
+        alt.Chart(_readable.filter(pl.col("rows").is_not_null()))
+        .mark_bar()
+        .encode(
+            x=alt.X("rows:Q", title=f"rows visible to {lakehouse.user}"),
+            y=alt.Y("table:N", title=None, sort="-x"),
+            color=alt.Color("layer:N"),
+            tooltip=["table", "layer", "rows", "version", "owner"],
+        )
+        .properties(title=f"Rows per readable table ({layer_choice.value})", width=480)
+    )
+    mo.vstack(
+        [
+            mo.md("## Tables and contracts"),
+            layer_choice,
+            mo.md(
+                f"Viewing as **{lakehouse.user}**: {_readable.height} of {shown_tables.height} "
+                f"table(s) of layer **{layer_choice.value}** readable; "
+                f"{shown_tables.filter(pl.col('written')).height} written so far.  "
+                "`access` names the grant that lets you read a table, or what you lack."
+            ),
+            show_table(
+                shown_tables.select(
+                    "table", "owner", "freshness_sla_hours", "written", "version", "rows",
+                    "pii_columns", "sensitive_columns", "access",
+                )  # fmt: skip
+            ),
+            _chart if _readable.height else note("No readable table in this layer."),
+        ]
+    )
+    return
+
+
+@app.cell
+def _(lakehouse, table_choice):
+    selected = table_choice.value
+    frame, frame_note = (
+        explore.read_or_note(lakehouse, selected) if selected else (None, "No table to show.")
+    )
+    history = (
+        explore.version_history(lakehouse, selected)
+        if frame is not None and lakehouse.exists(selected)
+        else None
+    )
+    return frame, frame_note, history, selected
+
+
+@app.cell
+def _(history, lakehouse, selected, table_choice, table_note):
+    _contract = lakehouse.catalog.get(selected)
+    _columns = explore.contract_frame(lakehouse, selected)
+    _sla = f"{_contract.freshness_sla_hours} h" if _contract.freshness_sla_hours else "none"
+    _parts = [
+        mo.md(f"## Contract and lineage of `{selected}`"),
+        table_choice,
+        mo.md(
+            f"{_contract.description}\n\n"
+            f"- **Owner:** {_contract.owner}\n"
+            f"- **Freshness SLA:** {_sla}\n"
+            f"- **Primary key:** {', '.join(_contract.primary_key) or '-'}\n"
+            f"- **PII columns:** {', '.join(_contract.pii_columns('direct', 'quasi', 'free_text')) or 'none'}"
+        ),
+        show_table(_columns),
+    ]
+    if table_note:
+        _parts.insert(1, note(table_note, "warn"))
+    if history is not None:
+        _last = history.row(-1, named=True)
+        _parts += [
+            mo.md(
+                f"### Versions over time\n\n{history.height} Delta version(s); the latest "
+                f"(v{_last['version']}) was written by stage `{_last['stage']}` as "
+                f"**{_last['user']}** from `{_last['inputs']}`.  Rows are counted as "
+                f"**{lakehouse.user}** sees them (latest {explore.MAX_VERSIONS} versions)."
+            ),
+            alt.Chart(history.filter(pl.col("rows").is_not_null()))
+            .mark_line(point=True, interpolate="step-after")
+            .encode(
+                x=alt.X("timestamp:T", title="commit time"),
+                y=alt.Y("rows:Q", title="rows"),
+                tooltip=["version", "timestamp:T", "operation", "rows_added", "rows", "stage",
+                         "user"],  # fmt: skip
+            )
+            .properties(title=f"Rows per version of {selected}", width=480, height=160),
+            show_table(history.sort("version", descending=True)),
+        ]
+    mo.vstack(_parts)
+    return
+
+
+@app.cell
+def _(frame, frame_note, lakehouse, selected):
+    if frame is None:
+        _out = mo.vstack([mo.md(f"## Column profile of `{selected}`"), note(frame_note, "warn")])
+    else:
+        column_profile = explore.profile(frame)
+        _chart = (
+            alt.Chart(column_profile)
+            .mark_bar()
+            .encode(
+                x=alt.X("null_rate:Q", title="share of nulls", scale=alt.Scale(domain=[0, 1])),
+                y=alt.Y("column:N", title=None, sort=None),
+                tooltip=["column", "dtype", "nulls", "null_rate", "distinct"],
+            )
+            .properties(title=f"Null rate per column of {selected}", width=420)
+        )
+        _out = mo.vstack(
+            [
+                mo.md(
+                    f"## Column profile of `{selected}`\n\n{frame.height:,} rows and "
+                    f"{frame.width} columns as **{lakehouse.user}** sees them (masked "
+                    "columns show tokens or nulls)."
+                ),
+                show_table(column_profile),
+                _chart,
+            ]
+        )
+    _out
+    return
+
+
+@app.cell
+def _(lakehouse):
+    kpis, kpis_note = explore.read_or_note(lakehouse, KPI_TABLE)
+    return kpis, kpis_note
+
+
+@app.cell
+def _(kpis, region):
+    _regions = sorted(kpis["region"].unique().drop_nulls().to_list()) if kpis is not None else []
+    _options = ["ALL", *[r for r in _regions if r != "ALL"]]
+    region_choice = mo.ui.dropdown(
+        options=_options, value=region if region in _options else "ALL", label="Region"
+    )
+    return (region_choice,)
+
+
+@app.cell
+def _(days, kpis):
+    if kpis is not None and kpis.height:
+        _first, _last = kpis["date"].min(), kpis["date"].max()
+    else:
+        _first = _last = datetime.now(UTC).date()
+    kpi_dates = mo.ui.date_range(
+        start=_first,
+        stop=_last,
+        value=(max(_first, _last - timedelta(days=int(days) - 1)), _last),
+        label="KPI dates",
+    )
+    return (kpi_dates,)
+
+
+@app.cell
+def _(kpi_dates, kpis, kpis_note, region, region_choice):
+    _start, _stop = kpi_dates.value
+    _header = [
+        mo.md("## KPI trends"),
+        mo.hstack([region_choice, kpi_dates], justify="start"),
+    ]
+    if kpis is None:
+        _out = mo.vstack([*_header, note(kpis_note or "", "warn")])
+    else:
+        _long = explore.metric_trends(
+            kpis, segment=region_choice.value, start=_start, stop=_stop
+        )
+        _chart = (
+            alt.Chart(_long)
+            .mark_line(point=True)
+            .encode(
+                x=alt.X("date:T", title=None),
+                y=alt.Y("value:Q", title=None),
+                tooltip=["date:T", "metric", "value"],
+            )
+            .properties(height=110, width=220)
+            .facet(facet=alt.Facet("metric:N", title=None), columns=3)
+            .resolve_scale(y="independent")
+            .properties(title=f"Daily KPIs, region {region_choice.value}, {_start} to {_stop}")
+        )
+        _missing = (
+            f"Region `{region}` has no KPI rows visible to you; showing ALL."
+            if region not in ("ALL", region_choice.value)
+            else None
+        )
+        _out = mo.vstack(
+            [
+                *_header,
+                mo.md(
+                    f"{_long['date'].n_unique()} day(s) of {KPI_TABLE} for region "
+                    f"**{region_choice.value}** from {_start} to {_stop}."
+                ),
+                *([note(_missing, "warn")] if _missing else []),
+                _chart if _long.height else note("No KPI rows in this date range."),
+            ]
+        )
+    _out
+    return
+
+
+if __name__ == "__main__":
+    app.run()
