@@ -44,7 +44,7 @@ data: setup ## obtain the pinned landing snapshot data/ and verify it against da
 run: setup key data ## run the whole pipeline on the default data (dvc repro), then say where to look
 	dvc repro
 	@echo
-	@echo "Results:"
+	@echo "Results (start at reports/index.html, which links every report below):"
 	@echo "  lakehouse tables   lakehouse/ (hortus catalog list; hortus catalog show silver.events)"
 	@echo "  daily KPIs         gold.kpi_daily (reports/kpis.json; dvc metrics show)"
 	@echo "  ingest report      reports/ingest.json, reports/silver.json (hortus quarantine)"
@@ -55,6 +55,9 @@ run: setup key data ## run the whole pipeline on the default data (dvc repro), t
 	@echo "                     HORTUS_USER=paula hortus models approve 1; HORTUS_USER=mia hortus models promote 1"
 	@echo "  registry           hortus models list; hortus models show challenger"
 	@echo "  recommendations    gold.recommendations (reports/score.json); hortus reproduce 1"
+	@echo "  model report       reports/models/<version>/model_report.html (model card, checklist)"
+	@echo "  monitoring         reports/monitor.json, reports/alerts.jsonl; make app-monitor"
+	@echo "  docs               reports/docs/ (architecture, data dictionary, parameters, models)"
 
 test: setup browser ## run the test suite (unit, data and integration with real DVC)
 	$(BIN)/python -m pytest

@@ -380,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train": "run notebooks/train.py headless (papermill) and save the model",
         "register": "register the trained model with its build receipt (operations plane)",
         "score": "score users x plants with the registered model; gold + prediction log",
-        "docs": "generate the data dictionary under reports/",
+        "docs": "generate the docs (data dictionary, architecture, parameters, models) and "
+        "reports/index.html",
     }
     for name, help_ in docs.items():
         s = sub.add_parser(name, help=help_, description=f"DVC stage `{name}`: {help_}.")

@@ -14,7 +14,6 @@ from typing import Any
 
 from hortus import silver as silver_mod
 from hortus.config import Paths
-from hortus.docs import data_dictionary
 from hortus.errors import HortusError
 from hortus.ingest import ingest as ingest_files
 from hortus.pii import load_key
@@ -79,12 +78,10 @@ def kpis(paths: Paths, params: dict) -> dict:
 
 
 def docs(paths: Paths, params: dict) -> dict:
-    """Write the data dictionary (markdown) under reports/."""
-    lh = Lakehouse.open(paths.root, stage="docs")
-    out = paths.reports / "data_dictionary.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(data_dictionary(lh), encoding="utf-8")
-    return {"data_dictionary": str(out.relative_to(paths.root))}
+    """Write the data dictionary, the HTML docs under reports/docs/ and reports/index.html."""
+    from hortus.site import build_site
+
+    return build_site(paths, Lakehouse.open(paths.root, stage="docs"))
 
 
 def features(paths: Paths, params: dict) -> dict:
@@ -221,20 +218,14 @@ def score(paths: Paths, params: dict) -> dict:
     if ref == "champion" and "champion" not in registry.aliases():
         # before any champion exists, a new shop scores with the newest version whose
         # latest gate passed, flagged as such; never with an ungated or failed one
-        passed = (
-            registry.gates()
-            .sort("finished_at")
-            .group_by("version")
-            .agg(pl.col("passed").last())
-            .filter(pl.col("passed"))
-        )
-        if not params.get("fallback_to_gated", True) or passed.height == 0:
+        gated = registry.newest_gated()
+        if not params.get("fallback_to_gated", True) or gated is None:
             raise HortusError(
                 f"no champion to score with, and no version of {registry.name} passed its gate "
                 "(see reports/gate.json and reports/gate/); fix the failed checks, then "
                 "approve and promote a gated version (`hortus models approve/promote`)"
             )
-        ref = int(passed["version"].max())
+        ref = gated
         note = (
             f"no champion yet: scored with v{ref}, the newest version that passed its gate "
             "(awaiting four-eyes approval and promotion)"
