@@ -15,7 +15,7 @@ with app.setup:
 
     from hortus import explore
     from hortus.config import LAYERS
-    from hortus.notebooks import rows_table_html
+    from hortus.nbui import note, show_table
     from hortus.tables import Lakehouse
 
     #: the daily KPI table shown in the trends section (date x region x KPI)
@@ -33,22 +33,6 @@ def _():
     region = "ALL"
     days = 30
     return days, layer, region, table
-
-
-@app.function
-def note(message: str, kind: str = "neutral") -> mo.Html:
-    """Return a callout for a missing or unreadable piece of the page."""
-    return mo.callout(mo.md(message), kind=kind)
-
-
-@app.function
-def show_table(frame: pl.DataFrame, limit: int = 60) -> object:
-    """Return an interactive table in marimo, else a static HTML table (papermill reports)."""
-    if mo.running_in_notebook():
-        return mo.ui.table(frame, selection=None)
-    if frame.is_empty():
-        return mo.md("*(no rows)*")
-    return mo.Html(rows_table_html(frame.to_dicts(), limit=limit))
 
 
 @app.cell

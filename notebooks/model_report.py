@@ -18,7 +18,7 @@ with app.setup:
     from hortus.config import find_root
     from hortus.errors import HortusError
     from hortus.model_card import build_card, settings_from_params
-    from hortus.notebooks import rows_table_html
+    from hortus.nbui import note, show_table
     from hortus.tables import Lakehouse
 
 
@@ -32,22 +32,6 @@ def _():
     version = "champion"
     card_path = ""
     return card_path, model, version
-
-
-@app.function
-def note(message: str, kind: str = "neutral") -> mo.Html:
-    """Return a callout for a missing piece of the report."""
-    return mo.callout(mo.md(message), kind=kind)
-
-
-@app.function
-def show_table(frame: pl.DataFrame, limit: int = 60) -> object:
-    """Return an interactive table in marimo, else a static HTML table (papermill reports)."""
-    if mo.running_in_notebook():
-        return mo.ui.table(frame, selection=None)
-    if frame.is_empty():
-        return mo.md("*(no rows)*")
-    return mo.Html(rows_table_html(frame.to_dicts(), limit=limit))
 
 
 @app.function

@@ -19,6 +19,7 @@ with app.setup:
     from hortus.drift import compare
     from hortus.errors import HortusError
     from hortus.monitors import FLAG_METRICS, KPI_TABLE, METRICS_TABLE, TRAINING_SET
+    from hortus.nbui import load_table, note, show_table
     from hortus.runlog import RUNS_TABLE
     from hortus.tables import Lakehouse
 
@@ -38,36 +39,6 @@ def _():
     segment = "ALL"
     model = "recommender"
     return days, model, segment
-
-
-@app.function
-def load_table(lh: Lakehouse, name: str) -> tuple[pl.DataFrame | None, str | None]:
-    """Read a table as the current user; return (frame, None) or (None, why it is missing).
-
-    A table never written gives a "no data yet" note; a table the user may not read
-    gives a note naming the user and the missing grant (the denial is audited).
-    """
-    if not lh.exists(name):
-        return None, f"`{name}`: no data yet (the table has never been written)."
-    try:
-        return lh.read(name), None
-    except AccessDenied as exc:
-        return None, f"`{name}` is not readable by **{lh.user}**: {exc}"
-
-
-@app.function
-def note(message: str, kind: str = "neutral") -> mo.Html:
-    """Return a callout for a missing or unreadable piece of the dashboard."""
-    return mo.callout(mo.md(message), kind=kind)
-
-
-@app.function
-def show_table(frame: pl.DataFrame, limit: int = 50) -> object:
-    """Return an interactive table in marimo, else a static HTML table (papermill reports)."""
-    if mo.running_in_notebook():
-        return mo.ui.table(frame, selection=None)
-    with pl.Config(fmt_str_lengths=500, tbl_rows=limit, tbl_cols=-1):
-        return mo.Html(frame.head(limit)._repr_html_())
 
 
 @app.function

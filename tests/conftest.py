@@ -137,3 +137,21 @@ def shop(tmp_path_factory) -> Lakehouse:
     silver.build(lh, silver.SilverOptions(key=TEST_KEY.encode()))
     feature_store.build_offline(lh, FEATURES)
     return lh
+
+
+def assert_marimo_check(notebook: Path) -> None:
+    """Assert that `marimo check` passes on a notebook with no warning at all."""
+    import os
+    import subprocess
+    import sys
+
+    marimo = Path(sys.executable).with_name("marimo")
+    done = subprocess.run(
+        [str(marimo), "check", str(notebook)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ | {"MARIMO_SKIP_UPDATE_CHECK": "1"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "warning" not in (done.stdout + done.stderr).lower()

@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from conftest import with_policy
+from conftest import assert_marimo_check, with_policy
 from hortus import explore
 from hortus.audit import AuditLog, default_path
 from hortus.catalog import Catalog
@@ -157,15 +157,7 @@ def test_profile_and_overview_follow_the_users_rights(shop: Paths):
 
 def test_explore_notebook_passes_marimo_check():
     """Check that `marimo check` finds nothing wrong with notebooks/explore.py."""
-    done = subprocess.run(
-        [str(MARIMO), "check", str(NOTEBOOK)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=os.environ | {"MARIMO_SKIP_UPDATE_CHECK": "1"},
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "warning" not in (done.stdout + done.stderr).lower()
+    assert_marimo_check(NOTEBOOK)
 
 
 def test_explore_notebook_runs_as_script(shop: Paths):

@@ -29,7 +29,7 @@ import pytest
 import yaml
 from threadpoolctl import threadpool_limits
 
-from conftest import with_policy
+from conftest import assert_marimo_check, with_policy
 from hortus import modeling
 from hortus.catalog import Catalog
 from hortus.cli import main
@@ -287,15 +287,7 @@ def test_card_without_training_data_falls_back_to_the_gate_record(project: Paths
 
 def test_model_report_notebook_passes_marimo_check():
     """Check that `marimo check` finds nothing wrong with notebooks/model_report.py."""
-    done = subprocess.run(
-        [str(MARIMO), "check", str(NOTEBOOK)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=os.environ | {"MARIMO_SKIP_UPDATE_CHECK": "1"},
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "warning" not in (done.stdout + done.stderr).lower()
+    assert_marimo_check(NOTEBOOK)
 
 
 def test_model_report_runs_as_script_with_its_defaults(project: Paths):

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from conftest import assert_marimo_check
 from hortus.access import AccessDenied
 from hortus.catalog import Catalog
 from hortus.config import Paths
@@ -138,15 +139,7 @@ def _outputs(executed: Path, *, tags: bool = False) -> str:
 
 def test_monitor_notebook_passes_marimo_check():
     """Check that `marimo check` finds nothing wrong with notebooks/monitor.py."""
-    done = subprocess.run(
-        [str(MARIMO), "check", str(NOTEBOOK)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=os.environ | {"MARIMO_SKIP_UPDATE_CHECK": "1"},
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "warning" not in (done.stdout + done.stderr).lower()
+    assert_marimo_check(NOTEBOOK)
 
 
 def test_monitor_notebook_runs_as_script_on_a_project_with_metrics(populated: Paths):
