@@ -155,3 +155,27 @@ def assert_marimo_check(notebook: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "warning" not in (done.stdout + done.stderr).lower()
+
+
+def notebook_outputs(executed: Path, *, tags: bool = False) -> str:
+    """Return the text of every output of an executed notebook, tags removed unless `tags`.
+
+    marimo nests some elements' HTML in JSON attributes (callouts, tables), so the
+    entities and JSON escapes are undone before the tags are stripped.
+    """
+    import html
+    import re
+
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    blob = "\n".join(
+        str(o.get("data", {}).get("text/html", "")) + o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    )
+    for _ in range(3):  # entities inside JSON inside attributes
+        blob = html.unescape(blob).replace("\\u003c", "<").replace("\\u003e", ">")
+        blob = blob.replace('\\"', '"').replace("\\n", " ")
+    return blob if tags else re.sub(r"<[^>]*>", "", blob)

@@ -8,21 +8,18 @@ project holds a copy of notebooks/explore.py, which `publish_notebook` runs.
 
 from __future__ import annotations
 
-import html
 import os
-import re
 import shutil
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import polars as pl
 import pytest
 
-from conftest import assert_marimo_check, with_policy
+from conftest import assert_marimo_check, notebook_outputs, with_policy
 from hortus import explore
 from hortus.audit import AuditLog, default_path
 from hortus.catalog import Catalog
@@ -116,19 +113,7 @@ def _env(root: Path, user: str) -> dict[str, str]:
     }
 
 
-def _outputs(executed: Path) -> str:
-    """Return the text of every output of an executed notebook (entities and tags undone)."""
-    nb = nbformat.read(executed, as_version=4)
-    blob = "\n".join(
-        str(o.get("data", {}).get("text/html", "")) + o.get("text", "")
-        for c in nb.cells
-        if c.cell_type == "code"
-        for o in c.outputs
-    )
-    for _ in range(3):  # entities inside JSON inside attributes (callouts, tables)
-        blob = html.unescape(blob).replace("\\u003c", "<").replace("\\u003e", ">")
-        blob = blob.replace('\\"', '"').replace("\\n", " ")
-    return re.sub(r"<[^>]*>", "", blob)
+_outputs = notebook_outputs
 
 
 def test_profile_and_overview_follow_the_users_rights(shop: Paths):

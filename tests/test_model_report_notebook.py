@@ -12,24 +12,21 @@ the notebook's default parameters (recommender, champion) have a report to build
 
 from __future__ import annotations
 
-import html
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import polars as pl
 import pytest
 import yaml
 from threadpoolctl import threadpool_limits
 
-from conftest import assert_marimo_check, with_policy
+from conftest import assert_marimo_check, notebook_outputs, with_policy
 from hortus import modeling
 from hortus.catalog import Catalog
 from hortus.cli import main
@@ -180,19 +177,7 @@ def project(loans: Paths, monkeypatch) -> Paths:
     return loans
 
 
-def _outputs(executed: Path) -> str:
-    """Return the text of every output of an executed notebook (entities and tags undone)."""
-    nb = nbformat.read(executed, as_version=4)
-    blob = "\n".join(
-        str(o.get("data", {}).get("text/html", "")) + o.get("text", "")
-        for c in nb.cells
-        if c.cell_type == "code"
-        for o in c.outputs
-    )
-    for _ in range(3):  # entities inside JSON inside attributes (callouts, tables)
-        blob = html.unescape(blob).replace("\\u003c", "<").replace("\\u003e", ">")
-        blob = blob.replace('\\"', '"').replace("\\n", " ")
-    return re.sub(r"<[^>]*>", "", blob)
+_outputs = notebook_outputs
 
 
 def _card(paths: Paths, ref: str | int, user: str = "pipeline"):

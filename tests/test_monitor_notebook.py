@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import html
 import os
-import re
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import polars as pl
 import pytest
 
-from conftest import assert_marimo_check
+from conftest import assert_marimo_check, notebook_outputs
 from hortus.access import AccessDenied
 from hortus.catalog import Catalog
 from hortus.config import Paths
@@ -118,23 +115,7 @@ def _run_script(root: Path, user: str) -> subprocess.CompletedProcess:
     )
 
 
-def _outputs(executed: Path, *, tags: bool = False) -> str:
-    """Return the text of every output of an executed notebook, tags removed unless `tags`.
-
-    marimo nests some elements' HTML in JSON attributes (callouts, tables), so the
-    entities and JSON escapes are undone before the tags are stripped.
-    """
-    nb = nbformat.read(executed, as_version=4)
-    blob = "\n".join(
-        str(o.get("data", {}).get("text/html", "")) + o.get("text", "")
-        for c in nb.cells
-        if c.cell_type == "code"
-        for o in c.outputs
-    )
-    for _ in range(3):  # entities inside JSON inside attributes
-        blob = html.unescape(blob).replace("\\u003c", "<").replace("\\u003e", ">")
-        blob = blob.replace('\\"', '"').replace("\\n", " ")
-    return blob if tags else re.sub(r"<[^>]*>", "", blob)
+_outputs = notebook_outputs
 
 
 def test_monitor_notebook_passes_marimo_check():
