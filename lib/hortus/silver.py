@@ -206,12 +206,14 @@ def process(
     )
     checks = contract_checks(contract, typed_suffix=_T, export_col="_export")
     broken = pl.col("_malformed") | any_broken(checks)
-    df = df.with_columns(broken.alias("_bad")).sort("_source_file", "_line")
+    df = _in_landing_order(df.with_columns(broken.alias("_bad")))
     # duplicates: among rows otherwise valid, keep the first occurrence of each key
+    # (bad rows get a null key, so they never count as an occurrence)
     key_t = [k + _T for k in contract.primary_key]
     dup = pl.lit(False)
     if key_t:
-        dup = ~pl.col("_bad") & (pl.int_range(pl.len()).over([*key_t, "_bad"]) > 0)
+        key = pl.col(key_t[0]) if len(key_t) == 1 else pl.struct(key_t)
+        dup = ~pl.col("_bad") & ~pl.when(~pl.col("_bad")).then(key).is_first_distinct()
         if existing_keys is not None and existing_keys.height:
             seen = existing_keys.rename({k: k + _T for k in contract.primary_key}).with_columns(
                 pl.lit(True).alias("_seen")
@@ -270,6 +272,22 @@ def process(
         + [pl.col("_source_file"), pl.col("_line"), pl.col("_batch_id")]
     )
     return SilverResult(contract.full_name, accepted, quarantined, bronze.height)
+
+
+def _in_landing_order(df: pl.DataFrame) -> pl.DataFrame:
+    """Return the rows ordered by source file and line (sorting only when they are not)."""
+    ordered = df.select(
+        (
+            (pl.col("_source_file") > pl.col("_source_file").shift(1))
+            | (
+                (pl.col("_source_file") == pl.col("_source_file").shift(1))
+                & (pl.col("_line") > pl.col("_line").shift(1))
+            )
+        )
+        .slice(1)
+        .all()
+    ).item()
+    return df if ordered else df.sort("_source_file", "_line")
 
 
 def _silver_column(
