@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from hortus.catalog import Catalog
-from hortus.contracts import Contract, check_frame, load_contracts
+from hortus.contracts import Column, Contract, check_frame, load_contracts, parse_expr
 from hortus.errors import ContractError
 
 
@@ -87,3 +87,28 @@ def test_check_frame_reports_missing_columns():
     )
     found = check_frame(pl.DataFrame({"a": [1]}), c)
     assert found.filter(pl.col("rule") == "missing_column")["column"].to_list() == ["b"]
+
+
+def test_datetime_parsing_accepts_each_documented_layout_and_nothing_else():
+    """Check ISO with and without fraction, the CSV layout, and nulls for anything else."""
+    raw = pl.Series(
+        "ts",
+        [
+            "2025-03-01T08:00:00.123456Z",
+            "2025-03-01T08:00:00Z",
+            "2025-03-01 08:00:00.5",
+            "2025-03-01 08:00:00",
+            "01/03/2025 08:00",
+            "2025-03-01T08:00:00+02:00",
+        ],
+    )
+    col = Column("ts", "datetime", True)
+    got = pl.DataFrame(raw).select(parse_expr(col, pl.col("ts")))["ts"].dt.to_string().to_list()
+    assert got == [
+        "2025-03-01 08:00:00.123456+00:00",
+        "2025-03-01 08:00:00.000000+00:00",
+        "2025-03-01 08:00:00.500000+00:00",
+        "2025-03-01 08:00:00.000000+00:00",
+        None,
+        None,
+    ]

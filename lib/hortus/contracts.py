@@ -52,7 +52,9 @@ _TABLE_KEYS = {
     "columns",
     "on_extra_columns",
 }
-_DATETIME_FORMATS = ("%Y-%m-%dT%H:%M:%S%.fZ", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S%.f")
+#: accepted datetime layouts; `%.f` also matches no fraction at all ("...T08:00:00Z"), so
+#: each extra layout here costs a full parse of every value
+_DATETIME_FORMATS = ("%Y-%m-%dT%H:%M:%S%.fZ", "%Y-%m-%d %H:%M:%S%.f")
 
 
 @dataclass(frozen=True)
