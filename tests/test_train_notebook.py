@@ -1,0 +1,98 @@
+"""The training notebook (notebooks/train.py): marimo check, script run, papermill parameters.
+
+A small plant-shop project is built once per module through the real stages
+(simulate, ingest, silver, features build), so gold.training_set has every
+feature the notebook trains on; params.yaml keeps the model small so each run
+takes seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import assert_marimo_check, notebook_outputs, with_policy
+from hortus.cli import main
+from hortus.notebooks import check_offline, publish_notebook
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "train.py"
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory) -> Path:
+    """Return a project root with a built feature store and training set."""
+    root = tmp_path_factory.mktemp("trainshop")
+    with_policy(root)
+    (root / "notebooks").mkdir()
+    shutil.copy(NOTEBOOK, root / "notebooks" / "train.py")
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params["simulate"] |= {"users": 400, "days": 12, "faults": [], "drift": []}
+    params["features"] |= {"label_horizon_days": 3, "skew_sample": 50}
+    params["train"] |= {"max_iter": 20}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HORTUS_ROOT", str(root))
+        mp.setenv("HORTUS_PII_KEY", "train-notebook-test-key")
+        for argv in (
+            ["simulate", "--from-params", "--quiet"],
+            ["ingest"],
+            ["silver"],
+            ["features", "build"],
+        ):
+            assert main(argv) == 0, argv
+    return root
+
+
+def _env(root: Path) -> dict[str, str]:
+    return os.environ | {
+        "HORTUS_ROOT": str(root),
+        "HORTUS_USER": "pipeline",
+        "MARIMO_SKIP_UPDATE_CHECK": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def test_train_notebook_passes_marimo_check():
+    """Check that `marimo check` finds nothing wrong with notebooks/train.py."""
+    assert_marimo_check(NOTEBOOK)
+
+
+def test_train_notebook_runs_as_script_and_writes_nothing(shop: Path):
+    """Check that the notebook trains as a plain script and leaves no model behind."""
+    done = subprocess.run(
+        [sys.executable, str(shop / "notebooks" / "train.py")],
+        capture_output=True,
+        text=True,
+        env=_env(shop),
+        cwd=shop,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not list(shop.rglob("model.skops"))  # output_dir "" writes nothing
+
+
+def test_papermill_hold_out_share_reaches_the_metrics(shop: Path, monkeypatch):
+    """Check that an injected holdout_fraction visibly changes the evaluated rows."""
+    monkeypatch.setenv("HORTUS_ROOT", str(shop))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    executed, page = publish_notebook(
+        shop, "train", {"holdout_fraction": 0.5}, out_dir=shop / "out", timeout=600
+    )
+    text = notebook_outputs(executed)
+    found = re.search(r"Trained on ([\d,]+) rows before .*?evaluated on ([\d,]+) later rows", text)
+    assert found, text[:2000]
+    train, test = (int(g.replace(",", "")) for g in found.groups())
+    assert 0.4 < test / (train + test) < 0.6  # the default (0.25) would give about a quarter
+    html = page.read_text(encoding="utf-8")
+    check_offline(html, source=page)
+    assert "Learning curve (ROC AUC)" in html and "<script" not in html
