@@ -323,3 +323,14 @@ def test_report_stage_falls_back_to_the_newest_gated_version(lakehouse, tmp_path
         result = GateResult(reg.name, version, [check], started_at=now, finished_at=now)
         record(reg, result, tmp_path / "gate", git_commit="c0ffee")
     assert newest_gated(reg) == 2  # v3 failed its gate
+
+
+def test_params_parser_reads_multi_line_scalars_as_yaml_dump_writes_them():
+    """Check that a long value folded over lines (yaml.safe_dump's layout) is one key."""
+    text = yaml.safe_dump(
+        {"card": {"use": "word " * 40, "n": 2}, "top": {"k": [1, 2]}}, width=60, sort_keys=False
+    )
+    assert len(text.splitlines()) > 5  # the value really spans lines
+    docs = {d.key: d.value for d in parse_param_comments(text)}
+    assert docs == {"card": {"use": "word " * 40, "n": 2}, "card.use": "word " * 40,
+                    "card.n": 2, "top": {"k": [1, 2]}, "top.k": [1, 2]}  # fmt: skip

@@ -207,6 +207,8 @@ def parse_param_comments(text: str, *, source: str = "params.yaml") -> list[Para
             skip_deeper = indent
         else:
             depth = _balance(value_text)
+            if depth == 0:
+                skip_deeper = indent  # deeper lines continue a multi-line plain/quoted scalar
     return out
 
 
