@@ -59,11 +59,13 @@ run: setup key data ## run the whole pipeline on the default data (dvc repro), t
 	@echo "  monitoring         reports/monitor.json, reports/alerts.jsonl; make app-monitor"
 	@echo "  docs               reports/docs/ (architecture, data dictionary, parameters, models)"
 
+# two workers (2 cores) of one OpenMP thread each; whole files per worker, so module
+# fixtures are built once
 test: setup browser ## run the test suite (unit, data and integration with real DVC)
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-slow: setup browser ## run the slow tests too (large data)
-	$(BIN)/python -m pytest -m "slow or not slow"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -m "slow or not slow"
 
 lint: setup ## ruff lint and format check
 	$(BIN)/ruff check lib tests benchmarks
