@@ -77,6 +77,25 @@ bench: setup ## run the benchmarks (prints figures; see benchmarks/README.md)
 	$(BIN)/python benchmarks/bench_drift.py
 	$(BIN)/python benchmarks/bench_gate.py
 
+# The drift benchmark's peers live in their own environments, never in the project's:
+# .bench-peers/ (Evidently + hortus itself, editable) and .bench-peers-deepchecks/
+# (deepchecks 0.19.1 needs NumPy < 2, hortus NumPy 2). Pins: benchmarks/peers/*.txt.
+# DO_NOT_TRACK=1 keeps Evidently's telemetry off. Options: BENCH_ARGS="--rows 1000000".
+PEERS_PYTHON ?= 3.11
+BENCH_ARGS ?=
+.PHONY: bench-peers
+
+bench-peers: | $(UV) ## drift vs Evidently and Deepchecks, 1M and 5M rows (own envs .bench-peers*)
+	@test -x .bench-peers/bin/python || $(UV) venv .bench-peers --python $(PEERS_PYTHON)
+	$(UV) pip install --quiet --python .bench-peers/bin/python \
+	  -r benchmarks/peers/requirements.txt -e .
+	@test -x .bench-peers-deepchecks/bin/python || \
+	  $(UV) venv .bench-peers-deepchecks --python $(PEERS_PYTHON)
+	$(UV) pip install --quiet --python .bench-peers-deepchecks/bin/python \
+	  -r benchmarks/peers/requirements-deepchecks.txt
+	DO_NOT_TRACK=1 .bench-peers/bin/python benchmarks/bench_drift_peers.py \
+	  --deepchecks-python .bench-peers-deepchecks/bin/python $(BENCH_ARGS)
+
 clean: ## remove build outputs (not data/, not the operations plane's history)
 	rm -rf lakehouse/silver lakehouse/gold lakehouse/restricted reports .pytest_cache
 

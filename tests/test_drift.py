@@ -486,3 +486,18 @@ def test_cli_bad_input_exits_2_naming_the_file_or_column(files, capsys):
     bad.write_text("drift:\n  alpah: 0.1\n")
     assert main(["drift", str(files / "ref.csv"), str(thin), "--config", str(bad)]) == 2
     assert "bad.yaml: unknown key(s) alpah" in capsys.readouterr().err
+
+
+def test_pure_python_p_values_match_scipy_on_a_grid():
+    """Check the Kolmogorov and chi-square survival functions against scipy to 1e-9."""
+    from scipy import special
+
+    from hortus.drift import _chi2_sf, _kolmogorov_sf
+
+    for x in np.linspace(0.01, 6.0, 600):
+        want = special.kolmogorov(x)
+        assert _kolmogorov_sf(float(x)) == pytest.approx(want, rel=1e-9, abs=1e-300), x
+    for df in (1, 2, 3, 7, 30, 100, 1000):
+        for q in (0.001, 0.1, 0.5, 0.9, 0.999):
+            stat = float(stats.chi2.ppf(q, df))
+            assert _chi2_sf(stat, df) == pytest.approx(stats.chi2.sf(stat, df), rel=1e-9), (df, q)
