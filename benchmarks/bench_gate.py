@@ -42,7 +42,6 @@ import json
 import math
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -54,6 +53,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from _common import peak_rss_mb
 
 TRAIN_ROWS = 50_000
 TOLERANCE = 1e-9
@@ -195,17 +195,8 @@ def _reset_peak() -> bool:
 
 
 def _peak_mb() -> float:
-    """Return the peak RSS since the last reset (VmHWM), else ru_maxrss.
-
-    ru_maxrss alone would not do: on Linux a child started by subprocess keeps
-    the peak of the parent's memory it was forked from.
-    """
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Return the peak RSS since the last reset (VmHWM via `_common.peak_rss_mb`)."""
+    return peak_rss_mb()
 
 
 def _measure(run: Any, repeat: int, trace: bool = True) -> dict[str, Any]:

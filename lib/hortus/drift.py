@@ -92,6 +92,7 @@ import numpy as np
 import polars as pl
 
 from hortus.errors import HortusError
+from hortus.params import refuse_unknown_keys
 
 PROFILE_FORMAT = "hortus.drift.profile/1"
 NUMERIC_STATISTICS = ("ks", "wasserstein", "psi", "jensen_shannon")
@@ -180,13 +181,7 @@ class DriftConfig:
     ) -> DriftConfig:
         """Build a config from a mapping (e.g. a params.yaml section); refuse unknown keys."""
         data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise DriftError(
-                f"{source}: unknown key(s) {', '.join(unknown)}; "
-                f"allowed: {', '.join(sorted(known))}"
-            )
+        refuse_unknown_keys(data, (f.name for f in fields(cls)), source=source, error=DriftError)
         for key in ("stattest", "thresholds"):
             if key in data and not isinstance(data[key], Mapping):
                 raise DriftError(f"{source}: {key} must be a mapping column -> value")

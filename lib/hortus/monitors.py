@@ -45,6 +45,7 @@ from hortus.audit import AuditLog, default_path
 from hortus.contracts import check_frame
 from hortus.drift import P_VALUE_TESTS, DriftConfig, compare
 from hortus.errors import HortusError
+from hortus.params import refuse_unknown_keys
 from hortus.runlog import RUNS_TABLE, read_runs
 from hortus.tables import Lakehouse
 
@@ -794,13 +795,7 @@ class MonitorConfig:
     def from_dict(cls, data: Mapping[str, Any] | None, *, source: str = "monitor config"):
         """Build a config from a mapping; refuse unknown keys and unknown monitors."""
         data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise MonitorError(
-                f"{source}: unknown key(s) {', '.join(unknown)}; "
-                f"allowed: {', '.join(sorted(known))}"
-            )
+        refuse_unknown_keys(data, (f.name for f in fields(cls)), source=source, error=MonitorError)
         bad = sorted(set(data.get("monitors") or ()) - set(MONITORS))
         if bad:
             raise MonitorError(

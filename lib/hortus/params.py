@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,3 +20,27 @@ def load_section(path: Path, section: str) -> dict[str, Any]:
     if section not in doc:
         raise HortusError(f"{path}: no section {section!r} (sections: {', '.join(doc)})")
     return doc[section] or {}
+
+
+def refuse_unknown_keys(
+    data: Mapping[str, Any],
+    known: Iterable[str],
+    *,
+    source: str,
+    error: type[HortusError] = HortusError,
+) -> None:
+    """Raise `error` naming the keys of `data` that are not in `known`, and the allowed ones.
+
+    Examples
+    --------
+    >>> refuse_unknown_keys({"alpah": 1}, ["alpha"], source="drift")
+    Traceback (most recent call last):
+    ...
+    hortus.errors.HortusError: drift: unknown key(s) alpah; allowed: alpha
+    """
+    known = set(known)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise error(
+            f"{source}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}"
+        )
