@@ -77,9 +77,9 @@ def cmd_monitor_run(args: argparse.Namespace) -> int:
     run = None
     if not args.no_write and not args.no_alerts and _has_alerts(paths, args.params):
         from hortus import alerts
-        from hortus.stages import _alerting
+        from hortus.stages import alert_setup
 
-        rules, sinks = _alerting(paths)
+        rules, sinks = alert_setup(paths, Path(args.params) if args.params else None)
         run = alerts.run_alerts(lh, rules, metrics, sinks, now=_at(args.at))
     lh.close()
     flagged = monitors.flags(metrics)
@@ -180,9 +180,9 @@ def cmd_monitor_watch(args: argparse.Namespace) -> int:
     rules: list = []
     sinks: dict = {}
     if "alerts" in doc:
-        from hortus.stages import _alerting
+        from hortus.stages import alert_setup
 
-        rules, sinks = _alerting(paths)
+        rules, sinks = alert_setup(paths, Path(args.params) if args.params else None)
     stop = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:

@@ -362,7 +362,7 @@ def gate(paths: Paths, params: dict, version: str | int | None = None) -> dict:
     from hortus import events
 
     if not result.passed:
-        rules, sinks = _alerting(paths)
+        rules, sinks = alert_setup(paths)
         events.emit(
             lh,
             "gate_failed",
@@ -391,12 +391,12 @@ def gate(paths: Paths, params: dict, version: str | int | None = None) -> dict:
     return summary
 
 
-def _alerting(paths: Paths) -> tuple[list, dict]:
-    """Return the alert rules and sinks of params.yaml's `alerts` section."""
+def alert_setup(paths: Paths, params_file: Path | None = None) -> tuple[list, dict]:
+    """Return the alert rules and sinks of the `alerts` section (default: params.yaml)."""
     from hortus import alerts
     from hortus.params import load_section
 
-    section = load_section(paths.root / "params.yaml", "alerts")
+    section = load_section(params_file or paths.root / "params.yaml", "alerts")
     sinks_cfg = {
         name: dict(spec) | ({"path": str(paths.root / spec["path"])} if "path" in spec else {})
         for name, spec in (section.get("sinks") or {}).items()
@@ -418,7 +418,7 @@ def monitor(paths: Paths, params: dict) -> dict:
     config = monitors.MonitorConfig.from_dict(params, source="params.yaml monitor")
     metrics = monitors.run_all(lh, config)
     version = monitors.write_metrics(lh, metrics)
-    rules, sinks = _alerting(paths)
+    rules, sinks = alert_setup(paths)
     run = alerts.run_alerts(lh, rules, metrics, sinks)
     lh.close()
     flagged = monitors.flags(metrics)
