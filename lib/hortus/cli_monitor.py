@@ -2,8 +2,11 @@
 
 `hortus monitor run` reads the ``monitor`` section of params.yaml when there is
 one (keys of `hortus.monitors.MonitorConfig`; defaults otherwise), runs every
-monitor, appends the metric rows to ops.monitor_metrics and prints a summary.
-Exit status 0 when nothing is flagged, 1 when some metric is flagged, 2 on bad input.
+monitor, appends the metric rows to ops.monitor_metrics, evaluates the ``alerts``
+rules of the same file (firing alerts are notified once, cleared ones resolved) and
+prints a summary.  The access monitor needs read on ops.audit_log; for other users it
+is skipped with a note.  Exit status 0 when nothing is flagged, 1 when some metric is
+flagged, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -232,9 +235,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "run",
         help="run every monitor once (batch mode) and append the metrics",
         description="Run every monitor once (batch mode, e.g. from a scheduler), append the "
-        "metric rows to ops.monitor_metrics and print a summary.  Settings: the `monitor` "
-        "section of params.yaml if present (keys of hortus.monitors.MonitorConfig), defaults "
-        "otherwise.  Exit 0: nothing flagged, 1: some metric flagged, 2: bad input.",
+        "metric rows to ops.monitor_metrics, evaluate the `alerts` rules and print a "
+        "summary.  Settings: the `monitor` section of params.yaml if present (keys of "
+        "hortus.monitors.MonitorConfig), defaults otherwise.  Exit 0: nothing flagged, "
+        "1: some metric flagged, 2: bad input.",
     )
     r.add_argument("--params", help="params file (default: params.yaml at the root)")
     r.add_argument("--monitors", help="comma list of monitors to run (default: all)")
