@@ -254,3 +254,32 @@ def test_a_crash_between_the_accepted_and_quarantine_commits_is_redone(
     assert silver.partial_batches(lakehouse, lakehouse.catalog.get(crashed)).height == 0
     ops = lakehouse.history(crashed)["operation"].to_list()
     assert "DELETE" in ops  # the undo is a visible commit in the table's history
+
+
+def test_decoding_keeps_landing_order_and_flags_only_bad_lines(lakehouse):
+    """Check that decoded rows stay in line order with malformed lines flagged in place.
+
+    Silver relies on it: the first occurrence of a key is kept, and the rows are not
+    sorted again when they arrive in landing order.
+    """
+    contract = lakehouse.catalog.get("silver.events")
+    raw = [
+        json.dumps(event(1)),
+        '{"event_id": "e00000000000000aa", "event_ty',  # truncated
+        "  " + json.dumps(event(2)) + "\r",  # white space around a valid object
+        None,
+        '{"event_id": "e00000000000000ab", "quantity": }',  # braces, not JSON
+        json.dumps(event(3)),
+    ]
+    lines = pl.DataFrame({"_raw": raw, "_line": range(1, 7)})
+    out = silver._decode_json(lines, contract)
+    assert out["_line"].to_list() == [1, 2, 3, 4, 5, 6]
+    assert out["_malformed"].to_list() == [False, True, False, True, True, False]
+    assert out["event_id"].to_list() == [
+        event(1)["event_id"],
+        None,
+        event(2)["event_id"],
+        None,
+        None,
+        event(3)["event_id"],
+    ]

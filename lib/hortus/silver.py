@@ -103,60 +103,70 @@ class SilverOptions:
 
 
 def _ndjson_bytes(raw: pl.Series) -> bytes:
-    """Return the lines of a string Series as one newline-terminated NDJSON buffer.
+    """Return the lines of a string Series as one NDJSON buffer (newline-separated).
 
-    The lines plus a newline are laid out by polars, then the Arrow values buffer is
-    taken as it is: no Python string per line.
+    polars joins the lines into one value; its Arrow bytes are taken as they are:
+    no Python string per line.
     """
-    arr = (raw + "\n").to_arrow()
+    arr = raw.str.join("\n").to_arrow(compat_level=pl.CompatLevel.oldest())
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if arr.type != pa.large_string():
         arr = arr.cast(pa.large_string())
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)
-    lo, hi = offsets[arr.offset], offsets[arr.offset + len(arr)]
+    lo, hi = offsets[arr.offset], offsets[arr.offset + 1]
     return memoryview(arr.buffers()[2])[lo:hi].tobytes()
 
 
-def _decode_strings(lines: pl.DataFrame, names: list[str]) -> pl.DataFrame:
-    """Decode `_raw` into one string column per name (polars' NDJSON reader, multi-threaded).
+def _decode_strings(raw: pl.Series, names: list[str]) -> pl.DataFrame:
+    """Decode JSON object lines into one string column per name, in line order.
 
-    Raises `pl.exceptions.ComputeError` when a line is not valid JSON.
+    polars' NDJSON reader does it multi-threaded; raises `pl.exceptions.ComputeError`
+    when a line is not valid JSON.
     """
-    if lines.height == 0:
-        return lines.with_columns([pl.lit(None, pl.String).alias(n) for n in names])
     schema = {n: pl.String for n in names}
+    if raw.len() == 0:
+        return pl.DataFrame(schema=schema)
     try:
-        decoded = pl.read_ndjson(_ndjson_bytes(lines["_raw"]), schema=schema)
+        decoded = pl.read_ndjson(_ndjson_bytes(raw), schema=schema)
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
         raise pl.exceptions.ComputeError(f"invalid JSON line: {exc}") from None
-    if decoded.height != lines.height:  # e.g. a blank line inside a value: decode one by one
+    if decoded.height != raw.len():  # e.g. two objects on one line: decode one by one
         raise pl.exceptions.ComputeError("NDJSON reader saw another number of lines")
-    return pl.concat([lines, decoded], how="horizontal")
+    return decoded
 
 
 def _decode_json(lines: pl.DataFrame, contract: Contract) -> pl.DataFrame:
     """Add one raw string column per contract column, plus `_malformed`, from `_raw`.
 
     Lines that are not `{...}` are malformed without parsing (truncated lines); the
-    rest are decoded in one vectorised pass.  Only if that pass still meets invalid
-    JSON is every line validated (JSONPath returns null instead of failing).
+    rest are decoded in one vectorised pass, malformed ones standing in as `{}` so
+    the rows keep their landing order.  Only if that pass still meets invalid JSON
+    is every line validated (JSONPath returns null instead of failing).
     """
     names = contract.column_names
-    raw = pl.col("_raw").str.strip_chars()
-    flagged = lines.with_columns(
-        (~(raw.str.starts_with("{") & raw.str.ends_with("}"))).fill_null(True).alias("_malformed")
-    )
-    bad = flagged.filter(pl.col("_malformed"))
-    cand = flagged.filter(~pl.col("_malformed"))
+
+    def braced(raw: pl.Expr) -> pl.Expr:
+        return (raw.str.starts_with("{") & raw.str.ends_with("}")).fill_null(False)
+
+    malformed = lines.select(~braced(pl.col("_raw"))).to_series()
+    if malformed.any():  # look again, past surrounding white space, at the few flagged
+        idx = malformed.arg_true()
+        again = lines[idx].select(~braced(pl.col("_raw").str.strip_chars())).to_series()
+        malformed = malformed.scatter(idx, again)
+
+    def stand_in(bad: pl.Series) -> pl.Series:
+        return lines.select(pl.when(bad).then(pl.lit("{}")).otherwise(pl.col("_raw"))).to_series()
+
     try:
-        decoded = _decode_strings(cand, names)
+        decoded = _decode_strings(stand_in(malformed), names)
     except pl.exceptions.ComputeError:
-        valid = cand.select(pl.col("_raw").str.json_path_match("$").is_not_null()).to_series()
-        bad = pl.concat([bad, cand.filter(~valid).with_columns(pl.lit(True).alias("_malformed"))])
-        decoded = _decode_strings(cand.filter(valid), names)
-    bad = bad.with_columns([pl.lit(None, pl.String).alias(n) for n in names])
-    return pl.concat([decoded, bad.select(decoded.columns)])
+        invalid = lines.select(pl.col("_raw").str.json_path_match("$").is_null()).to_series()
+        malformed = malformed | invalid
+        decoded = _decode_strings(stand_in(malformed), names)
+    return pl.concat(
+        [lines, decoded, malformed.alias("_malformed").to_frame()], how="horizontal"
+    )
 
 
 def _age_band(birth: pl.Expr, at: pl.Expr) -> pl.Expr:
