@@ -164,9 +164,7 @@ def _decode_json(lines: pl.DataFrame, contract: Contract) -> pl.DataFrame:
         invalid = lines.select(pl.col("_raw").str.json_path_match("$").is_null()).to_series()
         malformed = malformed | invalid
         decoded = _decode_strings(stand_in(malformed), names)
-    return pl.concat(
-        [lines, decoded, malformed.alias("_malformed").to_frame()], how="horizontal"
-    )
+    return pl.concat([lines, decoded, malformed.alias("_malformed").to_frame()], how="horizontal")
 
 
 def _age_band(birth: pl.Expr, at: pl.Expr) -> pl.Expr:
