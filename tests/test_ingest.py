@@ -5,9 +5,11 @@ from __future__ import annotations
 import gzip
 
 import polars as pl
+import pytest
 
 from conftest import USERS_HEADER, event, user_row, write_jsonl
 from hortus.ingest import FILES_TABLE, ingest
+from hortus.landing import split_lines
 
 
 def _bronze_rows(lh, table):
@@ -106,3 +108,33 @@ def test_ingest_warns_on_extra_csv_column_and_keeps_it_raw(project, lakehouse):
     assert report.refused == []
     assert any("loyalty_tier" in w for w in report.to_dict()["warnings"])
     assert lakehouse.read("bronze.users")["loyalty_tier"].to_list() == ["gold"]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"\n",
+        b"\n\n",
+        b"one line without newline",
+        b'{"a": 1}\n{"b": 2}\n',
+        b"\n\nthird\n",
+        "caf\u00e9 \u2603\n\u00fcber long enough to leave the inline part\n".encode(),
+        b"windows\r\nline\r\n",
+        b"bad \xff\xfe bytes\ngood line\n",
+        b"truncated \xe2\x98",
+    ],
+)
+def test_split_lines_matches_decoding_then_splitting(payload):
+    """Check the Arrow line split against str.split on the lossy decoded text.
+
+    The newline ending the last line adds no line; bytes that are not UTF-8 become
+    U+FFFD (silver's encoding rule then quarantines the row).
+    """
+    text = payload.decode("utf-8", errors="replace")
+    expected = text.split("\n")
+    if expected[-1] == "":
+        expected.pop()
+    got = split_lines(payload)
+    assert got.dtype == pl.String
+    assert got.to_list() == expected

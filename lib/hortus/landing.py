@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from hortus.contracts import Contract
 
@@ -166,14 +168,34 @@ def _read_csv(
     )
 
 
+def split_lines(payload: bytes) -> pl.Series:
+    """Return the lines of a text payload (the newline ending the last line adds none).
+
+    Valid UTF-8 is laid out as Arrow strings straight over the payload, one offset
+    per newline (no Python string per line); bytes that are not UTF-8 are decoded
+    with U+FFFD in their place, which silver's encoding rule quarantines.
+    """
+    data = np.frombuffer(payload, dtype=np.uint8)
+    offsets = np.concatenate(([0], np.flatnonzero(data == 10) + 1)).astype(np.int64)
+    if offsets[-1] != len(payload):
+        offsets = np.append(offsets, len(payload))  # a last line without a newline
+    arr = pa.LargeStringArray.from_buffers(
+        len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(payload)
+    )
+    try:
+        arr.validate(full=True)  # UTF-8 of every line
+    except pa.ArrowInvalid:
+        text = payload.decode("utf-8", errors="replace")
+        lines = pl.Series("_raw", [text]).str.split("\n").explode()
+        return lines.head(lines.len() - 1) if text.endswith("\n") else lines
+    return pl.Series("_raw", arr).str.strip_suffix("\n")
+
+
 def _read_jsonl(
     payload: bytes, rel: str, contract: Contract, info: LandedFile
 ) -> pl.DataFrame | None:
-    text = payload.decode("utf-8", errors="replace")
-    lines = pl.DataFrame({"_raw": [text]}).select(pl.col("_raw").str.split("\n")).explode("_raw")
+    lines = split_lines(payload).to_frame("_raw")
     lines = lines.with_row_index("_line", offset=1).with_columns(pl.col("_line").cast(pl.Int64))
-    if lines.height and lines["_raw"][-1] == "":
-        lines = lines.head(lines.height - 1)  # the newline that ends the last line
     sample = lines.head(SAMPLE_LINES).filter(pl.col("_raw").str.json_path_match("$").is_not_null())[
         "_raw"
     ]
