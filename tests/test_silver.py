@@ -283,3 +283,18 @@ def test_decoding_keeps_landing_order_and_flags_only_bad_lines(lakehouse):
         None,
         event(3)["event_id"],
     ]
+
+
+def test_replacement_char_written_as_an_escape_is_still_caught(project, lakehouse):
+    """Check the encoding rule when U+FFFD comes from a JSON escape, not from raw bytes.
+
+    Silver skips the per-column encoding scans when no line can hold U+FFFD; a line
+    spelling it as \\ufffd must still count.
+    """
+    line = json.dumps(event(2) | {"rec_id": "r\ufffd1"}, ensure_ascii=True)
+    assert "\\ufffd" in line and "\ufffd" not in line
+    write_jsonl(project.data / "events/events-2025-03-01.jsonl", [event(1), line])
+    _, tables = _run(project, lakehouse)
+    assert tables["silver.events"]["rules"] == {"encoding": 1}
+    row = _quarantine(lakehouse).row(0, named=True)
+    assert (row["line"], row["rule"], row["column"]) == (2, "encoding", "rec_id")

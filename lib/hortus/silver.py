@@ -213,6 +213,8 @@ def process(
         + [export.alias("_export")]
     )
     checks = contract_checks(contract, typed_suffix=_T, export_col="_export")
+    if is_json and not _may_hold_replacement_chars(df):
+        checks = [c for c in checks if c.rule != "encoding"]  # nothing to find: skip the scans
     broken = pl.col("_malformed") | any_broken(checks)
     df = _in_landing_order(df.with_columns(broken.alias("_bad")))
     # duplicates: among rows otherwise valid, keep the first occurrence of each key
@@ -280,6 +282,17 @@ def process(
         + [pl.col("_source_file"), pl.col("_line"), pl.col("_batch_id")]
     )
     return SilverResult(contract.full_name, accepted, quarantined, bronze.height)
+
+
+def _may_hold_replacement_chars(lines: pl.DataFrame) -> bool:
+    """Return whether a value decoded from `_raw` may hold U+FFFD (the mark of bad bytes).
+
+    One scan of the raw lines instead of one per string column: a decoded value
+    holds U+FFFD only if its line does, or writes it (or a surrogate, which a
+    decoder may replace by it) as a \\u escape.
+    """
+    pattern = r"\x{FFFD}|\\u(?:[fF]{3}[dD]|[dD][89abAB])"
+    return bool(lines.select(pl.col("_raw").str.contains(pattern).any()).item())
 
 
 def _in_landing_order(df: pl.DataFrame) -> pl.DataFrame:
