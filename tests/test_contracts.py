@@ -6,7 +6,14 @@ import polars as pl
 import pytest
 
 from hortus.catalog import Catalog
-from hortus.contracts import Column, Contract, check_frame, load_contracts, parse_expr
+from hortus.contracts import (
+    Column,
+    Contract,
+    check_frame,
+    load_contracts,
+    parse_columns,
+    parse_expr,
+)
 from hortus.errors import ContractError
 
 
@@ -112,3 +119,25 @@ def test_datetime_parsing_accepts_each_documented_layout_and_nothing_else():
         None,
         None,
     ]
+
+
+def test_parse_columns_gives_parse_expr_values_with_layouts_mixed_in_a_column():
+    """Check the frame parser (second layout only where the first failed) against parse_expr."""
+    raw = pl.DataFrame(
+        {
+            "ts": [
+                "2025-03-01 08:00:00.5",
+                "2025-03-01T08:00:00.123456Z",
+                None,
+                "2025-03-01 08:00:00",
+                "nonsense",
+                "2025-03-02T09:30:00Z",
+            ],
+            "n": ["1", " 2 ", "x", None, "5", "6"],
+        }
+    )
+    cols = [Column("ts", "datetime", True), Column("n", "int", True)]
+    got = parse_columns(raw, cols, suffix="__t")
+    want = raw.with_columns([parse_expr(c, pl.col(c.name)).alias(c.name + "__t") for c in cols])
+    assert got.equals(want)
+    assert got["ts__t"].null_count() == 2  # the null and "nonsense"

@@ -138,3 +138,30 @@ def test_split_lines_matches_decoding_then_splitting(payload):
     got = split_lines(payload)
     assert got.dtype == pl.String
     assert got.to_list() == expected
+
+
+def test_files_are_read_ahead_in_order_and_at_most_depth_ahead(tmp_path, monkeypatch):
+    """Check the read-ahead: files come back in order, never more than `depth` ahead."""
+    from hortus import ingest as ingest_module
+
+    files = []
+    for i in range(7):
+        path = tmp_path / f"f{i}.jsonl.gz"
+        path.write_bytes(gzip.compress(f'{{"i": {i}}}\n'.encode()))
+        files.append((path, path.name, "silver.events"))
+    (tmp_path / "f7.jsonl.gz").write_bytes(b"\x1f\x8b not gzip")
+    files.append((tmp_path / "f7.jsonl.gz", "f7.jsonl.gz", "silver.events"))
+    started = []
+    real = ingest_module.load_file
+
+    def spy(path, rel):
+        started.append(rel)
+        return real(path, rel)
+
+    monkeypatch.setattr(ingest_module, "load_file", spy)
+    out = []
+    for loaded in ingest_module._read_ahead(files, depth=2):
+        assert len(started) <= len(out) + 3  # the one yielded plus two ahead
+        out.append(loaded)
+    assert [x.payload for x in out[:7]] == [f'{{"i": {i}}}\n'.encode() for i in range(7)]
+    assert out[7].payload is None and out[7].error  # refused later as truncated_compressed

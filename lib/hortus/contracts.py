@@ -9,6 +9,7 @@ dictionary.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -267,8 +268,13 @@ def _parse_datetime(value: Any) -> datetime:
 # ---------------------------------------------------------------- parsing & checks
 
 
-def parse_expr(col: Column, raw: pl.Expr) -> pl.Expr:
-    """Return an expression casting a raw string column to the contract type (null if it fails)."""
+def parse_expr(
+    col: Column, raw: pl.Expr, *, layouts: tuple[str, ...] = _DATETIME_FORMATS
+) -> pl.Expr:
+    """Return an expression casting a raw string column to the contract type (null if it fails).
+
+    A datetime is tried in each of `layouts` (all accepted layouts by default).
+    """
     if col.type == "string":
         return raw
     if col.type == "int":
@@ -284,11 +290,33 @@ def parse_expr(col: Column, raw: pl.Expr) -> pl.Expr:
     if col.type == "date":
         return raw.str.to_date("%Y-%m-%d", strict=False)
     return pl.coalesce(
-        [
-            raw.str.to_datetime(f, time_unit="us", time_zone="UTC", strict=False)
-            for f in _DATETIME_FORMATS
-        ]
+        [raw.str.to_datetime(f, time_unit="us", time_zone="UTC", strict=False) for f in layouts]
     )
+
+
+def parse_columns(df: pl.DataFrame, columns: Iterable[Column], *, suffix: str) -> pl.DataFrame:
+    """Add a typed column `name + suffix` for each column of a frame of raw strings.
+
+    The values of `parse_expr`, but a datetime is parsed in its first layout for
+    every row and in the other layouts only for the rows that one failed on:
+    `pl.coalesce` over the layouts would parse every row in every layout.
+    """
+    columns = list(columns)
+    first = _DATETIME_FORMATS[:1]
+    df = df.with_columns(
+        [parse_expr(c, pl.col(c.name), layouts=first).alias(c.name + suffix) for c in columns]
+    )
+    for c in columns:
+        if c.type != "datetime":
+            continue
+        typed = c.name + suffix
+        failed = df.select(pl.col(typed).is_null() & pl.col(c.name).is_not_null()).to_series()
+        if failed.any():
+            idx = failed.arg_true()
+            rest = _DATETIME_FORMATS[1:]
+            again = df[idx].select(parse_expr(c, pl.col(c.name), layouts=rest)).to_series()
+            df = df.with_columns(df[typed].clone().scatter(idx, again))
+    return df
 
 
 def _bound(col: Column, value: Any, contract: Contract, export_col: str | None) -> pl.Expr | None:
@@ -417,6 +445,23 @@ def any_broken(checks: list[Check]) -> pl.Expr:
     if not checks:
         return pl.lit(False)
     return pl.any_horizontal([c.broken.fill_null(False) for c in checks])
+
+
+def first_broken(checks: list[Check], field: str) -> pl.Expr:
+    """Return the `rule` or `column` of the first check a row breaks (null if none)."""
+    out = pl.lit(None, pl.String)
+    for c in reversed(checks):
+        value = pl.lit(getattr(c, field), pl.String)
+        out = pl.when(c.broken.fill_null(False)).then(value).otherwise(out)
+    return out
+
+
+def broken_messages(checks: list[Check]) -> pl.Expr:
+    """Return the messages of every check a row breaks, in order, joined by "; "."""
+    if not checks:
+        return pl.lit("")
+    parts = [pl.when(c.broken.fill_null(False)).then(c.message) for c in checks]
+    return pl.concat_str(parts, separator="; ", ignore_nulls=True)
 
 
 def violations(checks: list[Check]) -> pl.Expr:

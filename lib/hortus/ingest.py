@@ -10,13 +10,23 @@ file hash, export date from the file name, batch id and ingestion time.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 
-from hortus.landing import LandedFile, file_date, file_sha256, read_landing_file
+from hortus.landing import (
+    LandedFile,
+    LoadedFile,
+    file_date,
+    file_sha256,
+    load_file,
+    read_landing_file,
+)
 from hortus.tables import Lakehouse
 
 FILES_TABLE = "bronze.landing_files"
@@ -125,16 +135,15 @@ def ingest(
         if buffers.get(table):
             lh.write(table, pl.concat(buffers.pop(table), how="diagonal_relaxed"), mode="append")
 
-    for path, rel, table in new:
-        raw = path.read_bytes()
+    for (path, rel, table), loaded in zip(new, _read_ahead(new), strict=True):
         if table is None:
-            info = LandedFile(rel, hashes[rel], len(raw), None)
+            info = LandedFile(rel, hashes[rel], len(loaded.raw), None)
             report.files.append(
                 info.refuse("no_contract", f"{rel} matches no table's landing pattern")
             )
             continue
         contract = lh.catalog.get(table)
-        df, info = read_landing_file(path, rel, contract, raw=raw)
+        df, info = read_landing_file(path, rel, contract, loaded)
         report.files.append(info)
         if df is None:
             continue
@@ -156,6 +165,22 @@ def ingest(
     if report.files:
         lh.write(FILES_TABLE, _files_frame(report, now), mode="append")
     return report
+
+
+def _read_ahead(files: list[tuple[Path, str, str | None]], depth: int = 2) -> Iterator[LoadedFile]:
+    """Yield each file read and decompressed, `depth` files ahead in threads.
+
+    zlib releases the GIL, so the next files are decompressed while the current
+    one is split and checked; at most depth + 1 files are in memory.
+    """
+    with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="hortus-read") as pool:
+        pending: deque[Future[LoadedFile]] = deque()
+        for path, rel, _ in files:
+            pending.append(pool.submit(load_file, path, rel))
+            if len(pending) > depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _files_frame(report: IngestReport, now: datetime) -> pl.DataFrame:

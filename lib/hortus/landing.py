@@ -72,22 +72,40 @@ def _decompress(data: bytes, name: str) -> bytes:
     return gzip.decompress(data)
 
 
+@dataclass(frozen=True)
+class LoadedFile:
+    """A landing file's bytes, with its decompressed payload or why there is none."""
+
+    raw: bytes
+    payload: bytes | None
+    error: str | None = None
+
+
+def load_file(path: Path, rel: str) -> LoadedFile:
+    """Read a landing file and decompress it (ingest runs this ahead, in a thread)."""
+    raw = path.read_bytes()
+    try:
+        return LoadedFile(raw, _decompress(raw, rel))
+    except (EOFError, OSError, zlib.error) as exc:
+        return LoadedFile(raw, None, str(exc))
+
+
 def read_landing_file(
-    path: Path, rel: str, contract: Contract, raw: bytes | None = None
+    path: Path, rel: str, contract: Contract, loaded: LoadedFile | None = None
 ) -> tuple[pl.DataFrame | None, LandedFile]:
     """Read one landing file into a bronze frame (raw strings, 1-based `_line`).
 
     Returns (frame or None when refused, the file record).
     """
-    data = path.read_bytes() if raw is None else raw
+    loaded = loaded or load_file(path, rel)
+    data = loaded.raw
     info = LandedFile(rel, file_sha256(data), len(data), contract.full_name)
     if not data:
         return None, info.refuse("empty_file", f"{rel} is empty (0 bytes)")
-    try:
-        payload = _decompress(data, rel)
-    except (EOFError, OSError, zlib.error) as exc:
+    payload = loaded.payload
+    if payload is None:
         return None, info.refuse(
-            "truncated_compressed", f"{rel} is not a complete gzip stream ({exc})"
+            "truncated_compressed", f"{rel} is not a complete gzip stream ({loaded.error})"
         )
     assert contract.landing is not None
     if contract.landing.format == "csv":

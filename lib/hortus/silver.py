@@ -16,7 +16,15 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from hortus.contracts import Column, Contract, any_broken, contract_checks, parse_expr, violations
+from hortus.contracts import (
+    Column,
+    Contract,
+    any_broken,
+    broken_messages,
+    contract_checks,
+    first_broken,
+    parse_columns,
+)
 from hortus.pii import redact_text, tokenize
 from hortus.tables import Lakehouse
 
@@ -156,7 +164,7 @@ def _decode_json(lines: pl.DataFrame, contract: Contract) -> pl.DataFrame:
         malformed = malformed.scatter(idx, again)
 
     def stand_in(bad: pl.Series) -> pl.Series:
-        return lines.select(pl.when(bad).then(pl.lit("{}")).otherwise(pl.col("_raw"))).to_series()
+        return lines["_raw"].clone().scatter(bad.arg_true(), "{}")
 
     try:
         decoded = _decode_strings(stand_in(malformed), names)
@@ -208,10 +216,7 @@ def process(
     export = (pl.col("_file_date").cast(pl.Datetime("us", "UTC")) + pl.duration(days=1)).fill_null(
         pl.col("_ingested_at")
     ) + pl.lit(options.future_tolerance)
-    df = df.with_columns(
-        [parse_expr(c, pl.col(c.name)).alias(c.name + _T) for c in contract.columns]
-        + [export.alias("_export")]
-    )
+    df = parse_columns(df, contract.columns, suffix=_T).with_columns(export.alias("_export"))
     checks = contract_checks(contract, typed_suffix=_T, export_col="_export")
     if is_json and not _may_hold_replacement_chars(df):
         checks = [c for c in checks if c.rule != "encoding"]  # nothing to find: skip the scans
@@ -233,41 +238,40 @@ def process(
     df = df.with_columns(dup.alias("_dup"))
     rejected = df.filter(pl.col("_bad") | pl.col("_dup"))
     # messages are built for rejected rows only (building them for all rows is costly)
-    malformed = pl.struct(
-        rule=pl.lit("json"),
-        column=pl.lit(None, pl.String),
-        message=pl.concat_str(pl.lit("malformed JSON line: "), pl.col("_raw").str.slice(0, 80))
-        if is_json
-        else pl.lit(""),
-    )
-    duplicate = pl.struct(
-        rule=pl.lit("duplicate"),
-        column=pl.lit(",".join(contract.primary_key)),
-        message=pl.concat_str(
-            pl.lit("duplicate key "),
-            pl.concat_str([pl.col(k) for k in key_t] or [pl.lit("")], separator="|"),
-            pl.lit(" (first occurrence kept)"),
-        ),
-    )
-    rejected = rejected.with_columns(
-        pl.when(pl.col("_malformed"))
-        .then(pl.concat_list([malformed]))
-        .when(pl.col("_dup"))
-        .then(pl.concat_list([duplicate]))
-        .otherwise(violations(checks))
-        .alias("_v")
-    )
+    malformed, duplicate = pl.col("_malformed"), pl.col("_dup")
     raw = pl.col("_raw") if is_json else pl.struct(names).struct.json_encode()
     quarantined = rejected.select(
         pl.lit(contract.full_name).alias("table"),
         pl.col("_source_file").alias("source_file"),
         pl.col("_line").alias("line"),
         pl.col("_batch_id").alias("batch_id"),
-        pl.col("_v").list.first().struct.field("rule").alias("rule"),
-        pl.col("_v").list.first().struct.field("column").alias("column"),
-        pl.col("_v")
-        .list.eval(pl.element().struct.field("message"))
-        .list.join("; ")
+        pl.when(malformed)
+        .then(pl.lit("json"))
+        .when(duplicate)
+        .then(pl.lit("duplicate"))
+        .otherwise(first_broken(checks, "rule"))
+        .alias("rule"),
+        pl.when(malformed)
+        .then(pl.lit(None, pl.String))
+        .when(duplicate)
+        .then(pl.lit(",".join(contract.primary_key)))
+        .otherwise(first_broken(checks, "column"))
+        .alias("column"),
+        pl.when(malformed)
+        .then(
+            pl.concat_str(pl.lit("malformed JSON line: "), pl.col("_raw").str.slice(0, 80))
+            if is_json
+            else pl.lit("")
+        )
+        .when(duplicate)
+        .then(
+            pl.concat_str(
+                pl.lit("duplicate key "),
+                pl.concat_str([pl.col(k) for k in key_t] or [pl.lit("")], separator="|"),
+                pl.lit(" (first occurrence kept)"),
+            )
+        )
+        .otherwise(broken_messages(checks))
         .alias("message"),
         raw.alias("raw"),
     )
