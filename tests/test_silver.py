@@ -298,3 +298,29 @@ def test_replacement_char_written_as_an_escape_is_still_caught(project, lakehous
     assert tables["silver.events"]["rules"] == {"encoding": 1}
     row = _quarantine(lakehouse).row(0, named=True)
     assert (row["line"], row["rule"], row["column"]) == (2, "encoding", "rec_id")
+
+
+@pytest.mark.parametrize(
+    ("files", "lines", "sorted_fully"),
+    [
+        (["a", "a", "b", "b"], [1, 2, 1, 2], False),  # already in order
+        (["c", "c", "a", "a", "a", "b"], [1, 2, 1, 2, 3, 1], False),  # whole files swapped
+        (["b", "a", "b", "a"], [1, 1, 2, 2], True),  # a file's rows split
+        (["a", "a", "b"], [2, 1, 1], True),  # lines out of order within a file
+    ],
+)
+def test_rows_are_put_in_landing_order(files, lines, sorted_fully, monkeypatch):
+    """Check the landing-order step: runs of whole files are reordered, others sorted.
+
+    A scan of bronze may list its Delta files newest first; dedupe keeps the first
+    occurrence in landing order, so the order must be (file, line) either way.
+    """
+    df = pl.DataFrame({"_source_file": files, "_line": lines, "v": range(len(files))})
+    sorts = []
+    real_sort = pl.DataFrame.sort
+    monkeypatch.setattr(
+        pl.DataFrame, "sort", lambda self, *a, **k: sorts.append(a) or real_sort(self, *a, **k)
+    )
+    out = silver._in_landing_order(df)
+    assert out.equals(real_sort(df, "_source_file", "_line"))
+    assert (("_source_file", "_line") in sorts) == sorted_fully

@@ -300,19 +300,32 @@ def _may_hold_replacement_chars(lines: pl.DataFrame) -> bool:
 
 
 def _in_landing_order(df: pl.DataFrame) -> pl.DataFrame:
-    """Return the rows ordered by source file and line (sorting only when they are not)."""
-    ordered = df.select(
-        (
-            (pl.col("_source_file") > pl.col("_source_file").shift(1))
-            | (
-                (pl.col("_source_file") == pl.col("_source_file").shift(1))
-                & (pl.col("_line") > pl.col("_line").shift(1))
-            )
-        )
+    """Return the rows ordered by source file and line, sorting only when it must.
+
+    Bronze keeps each file's rows together in line order, but a scan may return
+    its Delta files in any order (deltalake lists the newest first).  Then the runs
+    of whole files are put in order by slicing (a loop over files, not rows); only
+    rows of one file split or out of line order need a full sort.
+    """
+    file, line = pl.col("_source_file"), pl.col("_line")
+    new_run = (file != file.shift(1)).fill_null(True)
+    facts = df.select(
+        ordered=((file > file.shift(1)) | ((file == file.shift(1)) & (line > line.shift(1))))
         .slice(1)
-        .all()
-    ).item()
-    return df if ordered else df.sort("_source_file", "_line")
+        .all(),
+        lines_rise=(new_run | (line > line.shift(1))).all(),
+    ).row(0, named=True)
+    if facts["ordered"]:
+        return df
+    runs = df.select(pl.int_range(pl.len()).alias("start"), file, new_run.alias("new"))
+    runs = runs.filter("new")
+    if not facts["lines_rise"] or runs["_source_file"].n_unique() != runs.height:
+        return df.sort("_source_file", "_line")
+    ends = runs["start"].shift(-1).fill_null(df.height)
+    runs = runs.with_columns(ends.alias("end")).sort("_source_file")
+    return pl.concat(
+        [df.slice(a, b - a) for a, b in runs.select("start", "end").iter_rows()], rechunk=False
+    )
 
 
 def _silver_column(
