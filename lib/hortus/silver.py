@@ -237,42 +237,40 @@ def process(
             dup = dup | (~pl.col("_bad") & pl.col("_seen").fill_null(False))
     df = df.with_columns(dup.alias("_dup"))
     rejected = df.filter(pl.col("_bad") | pl.col("_dup"))
+
     # messages are built for rejected rows only (building them for all rows is costly)
-    malformed, duplicate = pl.col("_malformed"), pl.col("_dup")
+    def by_reason(json: pl.Expr, duplicate: pl.Expr, broken: pl.Expr) -> pl.Expr:
+        return (
+            pl.when(pl.col("_malformed"))
+            .then(json)
+            .when(pl.col("_dup"))
+            .then(duplicate)
+            .otherwise(broken)
+        )
+
     raw = pl.col("_raw") if is_json else pl.struct(names).struct.json_encode()
     quarantined = rejected.select(
         pl.lit(contract.full_name).alias("table"),
         pl.col("_source_file").alias("source_file"),
         pl.col("_line").alias("line"),
         pl.col("_batch_id").alias("batch_id"),
-        pl.when(malformed)
-        .then(pl.lit("json"))
-        .when(duplicate)
-        .then(pl.lit("duplicate"))
-        .otherwise(first_broken(checks, "rule"))
-        .alias("rule"),
-        pl.when(malformed)
-        .then(pl.lit(None, pl.String))
-        .when(duplicate)
-        .then(pl.lit(",".join(contract.primary_key)))
-        .otherwise(first_broken(checks, "column"))
-        .alias("column"),
-        pl.when(malformed)
-        .then(
+        by_reason(pl.lit("json"), pl.lit("duplicate"), first_broken(checks, "rule")).alias("rule"),
+        by_reason(
+            pl.lit(None, pl.String),
+            pl.lit(",".join(contract.primary_key)),
+            first_broken(checks, "column"),
+        ).alias("column"),
+        by_reason(
             pl.concat_str(pl.lit("malformed JSON line: "), pl.col("_raw").str.slice(0, 80))
             if is_json
-            else pl.lit("")
-        )
-        .when(duplicate)
-        .then(
+            else pl.lit(""),
             pl.concat_str(
                 pl.lit("duplicate key "),
                 pl.concat_str([pl.col(k) for k in key_t] or [pl.lit("")], separator="|"),
                 pl.lit(" (first occurrence kept)"),
-            )
-        )
-        .otherwise(broken_messages(checks))
-        .alias("message"),
+            ),
+            broken_messages(checks),
+        ).alias("message"),
         raw.alias("raw"),
     )
     accepted = df.filter(~pl.col("_bad") & ~pl.col("_dup")).select(
