@@ -1,8 +1,8 @@
 """The catalog: every table's contract, its location and its lineage.
 
-Contracts come from the domain's contract file (the plant shop by default,
-`HORTUS_CONTRACTS` or an explicit path for another domain) plus the built-in
-tables of Hortus itself; bronze contracts are derived from the silver ones
+Contracts come from the project's contract file (named by `contracts` in the
+project definition `hortus.yaml`; `HORTUS_CONTRACTS` or an explicit path override
+it) plus the built-in tables of Hortus itself; bronze contracts are derived from the silver ones
 (raw strings plus ingestion metadata).
 """
 
@@ -19,7 +19,6 @@ from hortus.contracts import Column, Contract, load_contracts
 from hortus.errors import ContractError, TableNotFound
 
 HERE = Path(__file__).parent
-DEFAULT_CONTRACTS = HERE / "plantshop" / "contracts.yaml"
 BUILTIN_CONTRACTS = HERE / "builtin_contracts.yaml"
 
 # Ingestion metadata carried by every bronze row.
@@ -94,18 +93,28 @@ class Catalog:
 
     Examples
     --------
-    >>> cat = Catalog.load()
-    >>> cat.get("silver.events").primary_key
-    ('event_id',)
+    >>> cat = Catalog.load()                      # the project of the working directory
+    >>> cat.get("ops.audit_log").primary_key
+    ('seq',)
     """
 
     def __init__(self, contracts: dict[str, Contract]):
         self._contracts = dict(sorted(contracts.items()))
 
     @classmethod
-    def load(cls, domain: Path | None = None) -> Catalog:
-        """Load the domain contracts (default: plant shop) and the built-in ones."""
-        path = Path(domain or os.environ.get("HORTUS_CONTRACTS") or DEFAULT_CONTRACTS)
+    def load(cls, domain: Path | None = None, *, root: Path | None = None) -> Catalog:
+        """Load a project's contracts and the built-in ones.
+
+        The contract file is `domain`, else `HORTUS_CONTRACTS`, else the one the project
+        definition of `root` (default: the project of the working directory) names.
+        """
+        path, project = domain or os.environ.get("HORTUS_CONTRACTS"), None
+        if not path:
+            from hortus.project import Project
+
+            project = Project.load(root)
+            path = project.contracts_path
+        path = Path(path)
         contracts = load_contracts(BUILTIN_CONTRACTS) | load_contracts(path)
         for c in list(contracts.values()):
             if c.landing is not None:
@@ -113,6 +122,14 @@ class Catalog:
                 contracts[b.full_name] = b
         for c in derived_contracts(path, contracts):
             contracts[c.full_name] = c
+        if project is not None:
+            from hortus.project import predictions_contract
+
+            for m in project.models.values():
+                if m.scoring.build is None and m.scoring.table not in contracts:
+                    source = contracts.get(m.scoring.source)
+                    if source is not None:
+                        contracts[m.scoring.table] = predictions_contract(m, source)
         return cls(contracts)
 
     def get(self, name: str) -> Contract:

@@ -99,7 +99,7 @@ class Run:
 def _lakehouse(lh_or_paths: Lakehouse | Paths, stage: str) -> Lakehouse:
     if isinstance(lh_or_paths, Lakehouse):
         return lh_or_paths
-    return Lakehouse(paths=lh_or_paths, catalog=Catalog.load(), stage=stage)
+    return Lakehouse(paths=lh_or_paths, catalog=Catalog.load(root=lh_or_paths.root), stage=stage)
 
 
 @contextmanager

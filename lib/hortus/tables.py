@@ -137,7 +137,7 @@ class Lakehouse:
         paths = Paths.at(root) if root else Paths.discover()
         return cls(
             paths=paths,
-            catalog=Catalog.load(),
+            catalog=Catalog.load(root=paths.root),
             stage=stage,
             user=user or current_user(),
             policy=policy,
