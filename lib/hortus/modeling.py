@@ -1,10 +1,55 @@
-"""Train, evaluate, save and score tabular binary classifiers used as rankers.
+"""Train, evaluate, save and score tabular models of four task types.
 
 This layer knows nothing about any particular domain.  It takes a polars table,
-a `ModelSpec` naming the target, the feature columns (some of them categorical),
-an optional time column (for the hold-out), an optional group column (a ranked
-list such as a slate, for the @k metrics) and segment columns (to report metrics
-by), and returns a fitted scikit-learn pipeline with its evaluation.
+a `ModelSpec` naming the task, the target, the feature columns (some of them
+categorical), an optional time column (for the hold-out), an optional group
+column (a ranked list such as a slate, for the @k metrics) and segment columns
+(to report metrics by), and returns a fitted scikit-learn pipeline with its
+evaluation.
+
+Tasks (`TASKS`, `primary_metric`)
+---------------------------------
+============  ===================  ==============  =====================================
+task          target               estimators      primary metric (direction)
+============  ===================  ==============  =====================================
+binary        0/1 or bool          hgb, logreg     roc_auc (higher is better)
+ranking       0/1 or bool          hgb, logreg     ndcg_at_k (higher is better)
+multiclass    string or int, >= 2  hgb, logreg     f1_macro (higher is better)
+regression    int or float         hgb, linear     rmse (lower is better)
+============  ===================  ==============  =====================================
+
+A spec without a task (e.g. a registered spec written before tasks existed) is
+"ranking" when it names a group and "binary" otherwise.  "hgb" is
+HistGradientBoostingClassifier, or HistGradientBoostingRegressor for
+regression; "logreg" is LogisticRegression (classification only); "linear" is
+Ridge (regression only: L2-regularised least squares, stable with one-hot
+encoded categoricals, `alpha` 1.0 unless the params say otherwise).
+
+Metrics per task (`evaluate`, `TrainResult.metrics`; n is the row count):
+
+* ranking: roc_auc, log_loss, average_precision, precision_at_k, recall_at_k,
+  ndcg_at_k, groups, groups_with_positives, positives, base_rate, k;
+* binary: roc_auc, log_loss, average_precision, and at the decision threshold
+  `spec.threshold` (score >= threshold predicts 1): precision, recall, f1,
+  accuracy; positives, base_rate, threshold.  No @k metrics;
+* multiclass: accuracy, balanced_accuracy, f1_macro, log_loss, roc_auc_ovr
+  (one-vs-rest ROC AUC, macro mean over the classes that have both outcomes),
+  classes (number of classes of the model);
+* regression: rmse, mae, r2, mean_target, mean_prediction.
+
+Model output (`predict`, `score_frame`, `predict_scores`):
+
+* binary and ranking: `score` = probability of class 1 (binary also gets
+  `prediction` = 1 when score >= threshold, else 0);
+* multiclass: `prediction` = the most probable class (ties: the first class in
+  sorted order), `score` = its probability, and `proba_<class>` per class;
+* regression: `prediction` = `score` = the predicted value.
+
+`predict_scores` returns the `score` column as a 1-D array.  The learning curve
+and permutation importance use ROC AUC for binary and ranking (columns
+roc_auc, log_loss), f1_macro for multiclass (f1_macro, log_loss) and RMSE for
+regression (rmse, mae; importance = the rise in RMSE when a feature is
+permuted).
 
 Design
 ------
@@ -70,26 +115,37 @@ import numpy as np
 import polars as pl
 import skops.io as sio
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.inspection import permutation_importance
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import (
+    average_precision_score,
+    balanced_accuracy_score,
+    f1_score,
+    log_loss,
+    r2_score,
+    roc_auc_score,
+)
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from hortus.contracts import Contract
 from hortus.errors import ArtifactError, HortusError, SignatureError
 
-ESTIMATORS = ("hgb", "logreg")
+ESTIMATORS = ("hgb", "logreg", "linear")
 SCORE = "score"
+PREDICTION = "prediction"
+PROBA_PREFIX = "proba_"
 _RESERVED_PARAMS = {
     "hgb": {"random_state", "categorical_features"},
     "logreg": {"random_state"},
+    "linear": {"random_state"},
 }
 _DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "hgb": {"max_iter": 200, "learning_rate": 0.1, "early_stopping": False},
     "logreg": {"max_iter": 1000},
+    "linear": {},
 }
 # Types a loaded artifact may contain beyond what skops trusts by default.
 _TRUSTED_PREFIXES = ("sklearn.", "numpy.")
@@ -99,6 +155,101 @@ _TRUSTED_PREFIXES = ("sklearn.", "numpy.")
 _TRUSTED_EXTRA = frozenset({"functools.partial"})
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _MAX_SHOWN = 5
+
+
+# ---------------------------------------------------------------- tasks
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a task type learns and how it is judged.
+
+    Parameters
+    ----------
+    name
+        "binary", "ranking", "multiclass" or "regression".
+    primary_metric
+        The headline metric of `evaluate` (the gate compares it with the
+        champion's), and whether higher is better.
+    estimators
+        The `ModelSpec.estimator` values the task accepts.
+    curve_metric
+        The metric of the learning curve and of permutation importance.
+    scoring
+        The scikit-learn scorer of permutation importance (higher is better).
+    segment_metric
+        The default metric of `hortus.model_checks.segment_metrics_ci`.
+    """
+
+    name: str
+    primary_metric: str
+    higher_is_better: bool
+    estimators: tuple[str, ...]
+    curve_metric: str
+    scoring: str
+    segment_metric: str
+
+    @property
+    def classifier(self) -> bool:
+        """Return True for the tasks fitted by a classifier."""
+        return self.name != "regression"
+
+
+TASKS: dict[str, Task] = {
+    "binary": Task("binary", "roc_auc", True, ("hgb", "logreg"), "roc_auc", "roc_auc", "roc_auc"),
+    "ranking": Task(
+        "ranking", "ndcg_at_k", True, ("hgb", "logreg"), "roc_auc", "roc_auc", "roc_auc"
+    ),
+    "multiclass": Task(
+        "multiclass", "f1_macro", True, ("hgb", "logreg"), "f1_macro", "f1_macro", "f1_macro"
+    ),
+    "regression": Task(
+        "regression",
+        "rmse",
+        False,
+        ("hgb", "linear"),
+        "rmse",
+        "neg_root_mean_squared_error",
+        "rmse",
+    ),  # fmt: skip
+}
+
+# metric name -> True when higher is better (every metric `evaluate` reports)
+METRIC_DIRECTIONS: dict[str, bool] = {
+    "roc_auc": True,
+    "average_precision": True,
+    "log_loss": False,
+    "precision_at_k": True,
+    "recall_at_k": True,
+    "ndcg_at_k": True,
+    "precision": True,
+    "recall": True,
+    "f1": True,
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "f1_macro": True,
+    "roc_auc_ovr": True,
+    "rmse": False,
+    "mae": False,
+    "r2": True,
+}
+
+
+def primary_metric(spec: ModelSpec | str) -> tuple[str, bool]:
+    """Return (name, higher_is_better) of the primary metric of a spec or task name.
+
+    Examples
+    --------
+    >>> primary_metric("regression")
+    ('rmse', False)
+    >>> primary_metric(ModelSpec("y", ("x",), group="g"))
+    ('ndcg_at_k', True)
+    """
+    name = spec if isinstance(spec, str) else spec.task
+    if name not in TASKS:
+        raise HortusError(f"unknown task {name!r}; expected one of {tuple(TASKS)}")
+    task = TASKS[name]
+    return task.primary_metric, task.higher_is_better
 
 
 # ---------------------------------------------------------------- spec
@@ -111,7 +262,8 @@ class ModelSpec:
     Parameters
     ----------
     target
-        Binary label column (0/1 or bool, no nulls).
+        Label column, no nulls: 0/1 or bool (binary, ranking), string or
+        integer classes (multiclass), int or float (regression).
     features
         Model input columns, in input order.
     categorical
@@ -129,15 +281,23 @@ class ModelSpec:
     seed
         Seed of every random choice (split without time, estimator, samples).
     estimator
-        "hgb" (HistGradientBoostingClassifier) or "logreg" (LogisticRegression).
+        "hgb" (HistGradientBoosting, classifier or regressor by task), "logreg"
+        (LogisticRegression, classification) or "linear" (Ridge, regression).
     params
         Estimator hyper-parameters, e.g. max_iter, learning_rate, max_leaf_nodes.
+    task
+        "binary", "ranking", "multiclass" or "regression" (see `TASKS`); when
+        not given, "ranking" if `group` is set, else "binary" (so specs saved
+        before tasks existed load unchanged).
+    threshold
+        Decision threshold of a binary model: score >= threshold predicts 1
+        (precision/recall/F1 and fairness are measured there).
 
     Examples
     --------
     >>> spec = ModelSpec(target="y", features=("a", "b"), categorical=("a",))
-    >>> spec.estimator
-    'hgb'
+    >>> spec.estimator, spec.task
+    ('hgb', 'binary')
     """
 
     target: str
@@ -151,8 +311,14 @@ class ModelSpec:
     seed: int = 0
     estimator: str = "hgb"
     params: dict = field(default_factory=dict)
+    task: str | None = None
+    threshold: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.task is None:
+            object.__setattr__(self, "task", "ranking" if self.group is not None else "binary")
+        if self.task not in TASKS:
+            raise HortusError(f"ModelSpec.task must be one of {tuple(TASKS)}, got {self.task!r}")
         for name in ("features", "categorical", "segments"):
             value = getattr(self, name)
             if isinstance(value, str):
@@ -172,8 +338,30 @@ class ModelSpec:
         roles = [self.target, self.time, self.group, *self.segments]
         if SCORE in roles:
             raise HortusError(f"a column named {SCORE!r} cannot be target/time/group/segment")
+        if self.task != "ranking" and PREDICTION in roles:
+            raise HortusError(
+                f"a column named {PREDICTION!r} cannot be target/time/group/segment of a "
+                f"{self.task} model (it is an output column)"
+            )
         if self.estimator not in ESTIMATORS:
             raise HortusError(f"ModelSpec.estimator must be one of {ESTIMATORS}")
+        allowed = TASKS[self.task].estimators
+        if self.estimator not in allowed:
+            hint = (
+                "logreg is a classifier; use 'linear' (Ridge) or 'hgb' for regression"
+                if self.estimator == "logreg"
+                else "'linear' (Ridge) is a regressor; use 'logreg' or 'hgb' to classify"
+            )
+            raise HortusError(
+                f"ModelSpec.estimator {self.estimator!r} does not fit task {self.task!r} "
+                f"(it accepts {allowed}): {hint}"
+            )
+        if (
+            isinstance(self.threshold, bool)
+            or not isinstance(self.threshold, int | float)
+            or not 0 < self.threshold < 1
+        ):
+            raise HortusError(f"ModelSpec.threshold must be in (0, 1), got {self.threshold!r}")
         if not isinstance(self.k, int) or self.k < 1:
             raise HortusError(f"ModelSpec.k must be a positive integer, got {self.k!r}")
         if not 0 < self.holdout_fraction < 1:
@@ -301,16 +489,24 @@ def build_pipeline(spec: ModelSpec) -> Pipeline:
     Columns are selected by position in `spec.features`.  For "hgb" the
     categoricals are ordinal-encoded (unknown and missing -> NaN, so the trees
     treat them as missing) and passed to the estimator as native categorical
-    features; numerics pass through with NaN for missing.  For "logreg" the
-    categoricals are one-hot encoded (unknown -> all zeros, missing -> its own
-    level) and numerics median-imputed then standardised.
+    features; numerics pass through with NaN for missing.  For "logreg" and
+    "linear" the categoricals are one-hot encoded (unknown -> all zeros,
+    missing -> its own level) and numerics median-imputed then standardised.
+    The estimator is HistGradientBoostingRegressor ("hgb") or Ridge ("linear")
+    for regression, HistGradientBoostingClassifier or LogisticRegression
+    otherwise.
     """
     cat_idx = [i for i, f in enumerate(spec.features) if f in spec.categorical]
     num_idx = [i for i, f in enumerate(spec.features) if f not in spec.categorical]
     params = _DEFAULT_PARAMS[spec.estimator] | spec.params
     transformers: list[tuple[str, Any, list[int]]] = []
     if spec.estimator == "hgb":
-        _check_params(HistGradientBoostingClassifier, params)
+        hgb: type = (
+            HistGradientBoostingRegressor
+            if spec.task == "regression"
+            else HistGradientBoostingClassifier
+        )
+        _check_params(hgb, params)
         if cat_idx:
             encoder = OrdinalEncoder(
                 handle_unknown="use_encoded_value",
@@ -322,13 +518,14 @@ def build_pipeline(spec: ModelSpec) -> Pipeline:
             transformers.append(("categorical", encoder, cat_idx))
         if num_idx:
             transformers.append(("numeric", "passthrough", num_idx))
-        model: Any = HistGradientBoostingClassifier(
+        model: Any = hgb(
             categorical_features=list(range(len(cat_idx))) if cat_idx else None,
             random_state=spec.seed,
             **params,
         )
     else:
-        _check_params(LogisticRegression, params)
+        linear: type = Ridge if spec.estimator == "linear" else LogisticRegression
+        _check_params(linear, params)
         if cat_idx:
             onehot = OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float64)
             transformers.append(("categorical", onehot, cat_idx))
@@ -337,7 +534,7 @@ def build_pipeline(spec: ModelSpec) -> Pipeline:
                 [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
             )
             transformers.append(("numeric", numeric, num_idx))
-        model = LogisticRegression(random_state=spec.seed, **params)
+        model = linear(random_state=spec.seed, **params)
     prepare = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
     return Pipeline([("prepare", prepare), ("model", model)])
 
@@ -399,10 +596,141 @@ def _labels(df: pl.DataFrame, spec: ModelSpec) -> np.ndarray:
     return as_float.to_numpy().astype(np.int64)
 
 
+def _is_text(dtype: pl.DataType) -> bool:
+    return dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum)
+
+
+def target_values(df: pl.DataFrame, spec: ModelSpec) -> np.ndarray:
+    """Return the target of `df` as the estimator takes it, or raise naming the column and rule.
+
+    binary/ranking: int64 0/1; multiclass: str classes (string columns) or
+    int64 classes (integer or bool columns); regression: float64.
+
+    Examples
+    --------
+    >>> df = pl.DataFrame({"y": ["b", "a"], "x": [1, 2]})
+    >>> target_values(df, ModelSpec("y", ("x",), task="multiclass")).tolist()
+    ['b', 'a']
+    """
+    if spec.task in ("binary", "ranking"):
+        return _labels(df, spec)
+    y = df[spec.target]
+    if y.null_count():
+        raise HortusError(f"target {spec.target!r} has {y.null_count()} null(s)")
+    if spec.task == "multiclass":
+        if _is_text(y.dtype):
+            return y.cast(pl.String).to_numpy().astype(str)
+        if y.dtype.is_integer() or y.dtype in (pl.Boolean, pl.Null):
+            return y.cast(pl.Int64).to_numpy()
+        raise HortusError(
+            f"multiclass target {spec.target!r} must hold class labels (string or integer), "
+            f"not {y.dtype}"
+        )
+    if not y.dtype.is_numeric() and y.dtype != pl.Null:
+        raise HortusError(f"regression target {spec.target!r} is not numeric ({y.dtype})")
+    values = y.cast(pl.Float64).to_numpy()
+    if not np.isfinite(values).all():
+        raise HortusError(f"regression target {spec.target!r} has NaN or infinite value(s)")
+    return values
+
+
+def _check_variety(y: np.ndarray, spec: ModelSpec) -> None:
+    """Raise when the training target cannot be learned from (one class, constant value)."""
+    if spec.task in ("binary", "ranking"):
+        if y.min() == y.max():
+            raise HortusError(
+                f"target {spec.target!r} has one class in the training rows "
+                f"({spec.target}={y[0]}): the training rows hold one class only"
+            )
+        return
+    if spec.task == "multiclass":
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise HortusError(
+                f"target {spec.target!r} has one class in the training rows "
+                f"({spec.target}={classes[0]!r}); a multiclass model needs at least 2"
+            )
+        return
+    if len(y) < 2 or float(y.min()) == float(y.max()):
+        raise HortusError(
+            f"regression target {spec.target!r} is constant in the training rows "
+            f"({spec.target}={float(y[0]) if len(y) else None}); nothing to learn"
+        )
+
+
+def _proba_column(label: Any) -> str:
+    return f"{PROBA_PREFIX}{label}"
+
+
+def _outputs(pipeline: Pipeline, x: np.ndarray, spec: ModelSpec) -> dict[str, np.ndarray]:
+    """Return the output columns of model input `x` (see the module docstring)."""
+    if spec.task == "ranking":
+        return {SCORE: _positive_proba(pipeline, x)}
+    if spec.task == "binary":
+        score = _positive_proba(pipeline, x)
+        return {PREDICTION: (score >= spec.threshold).astype(np.int64), SCORE: score}
+    if spec.task == "regression":
+        value = np.asarray(pipeline.predict(x), dtype=np.float64)
+        return {PREDICTION: value, SCORE: value.copy()}
+    proba = np.asarray(pipeline.predict_proba(x), dtype=np.float64)
+    classes = np.asarray(pipeline.classes_)
+    best = proba.argmax(axis=1) if len(proba) else np.zeros(0, dtype=np.int64)
+    out = {PREDICTION: classes[best], SCORE: proba[np.arange(len(proba)), best]}
+    for j, label in enumerate(classes.tolist()):
+        out[_proba_column(label)] = proba[:, j]
+    return out
+
+
 def predict_scores(pipeline: Pipeline, df: pl.DataFrame, spec: ModelSpec) -> np.ndarray:
-    """Return the predicted probability of class 1 for every row of `df`."""
-    proba = pipeline.predict_proba(to_model_input(df, spec))
-    return proba[:, list(pipeline.classes_).index(1)].astype(np.float64)
+    """Return the `score` of every row of `df` as a 1-D float array.
+
+    binary/ranking: the probability of class 1; multiclass: the probability of
+    the predicted class; regression: the predicted value.
+    """
+    x = to_model_input(df, spec)
+    if spec.task in ("binary", "ranking"):
+        proba = pipeline.predict_proba(x)
+        return proba[:, list(pipeline.classes_).index(1)].astype(np.float64)
+    return _outputs(pipeline, x, spec)[SCORE]
+
+
+def predict(pipeline: Pipeline, df: pl.DataFrame, spec: ModelSpec) -> pl.DataFrame:
+    """Return the model's output columns for every row of `df` (no signature check).
+
+    ranking: score; binary: prediction (0/1 at `spec.threshold`), score;
+    multiclass: prediction (the class), score (its probability),
+    proba_<class> per class; regression: prediction, score (both the value).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> f = pl.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": ["a", "a", "b", "b"]})
+    >>> spec = ModelSpec("y", ("x",), task="multiclass")
+    >>> model = LogisticRegression().fit(to_model_input(f, spec), target_values(f, spec))
+    >>> predict(model, f, spec).columns
+    ['prediction', 'score', 'proba_a', 'proba_b']
+    """
+    return _output_frame(_outputs(pipeline, to_model_input(df, spec), spec))
+
+
+def _output_frame(outputs: dict[str, np.ndarray]) -> pl.DataFrame:
+    cols = []
+    for name, values in outputs.items():
+        if values.dtype.kind in "US":
+            cols.append(pl.Series(name, values.tolist(), dtype=pl.String))
+        else:
+            cols.append(pl.Series(name, values))
+    return pl.DataFrame(cols)
+
+
+def class_probabilities(
+    pipeline: Pipeline, df: pl.DataFrame, spec: ModelSpec
+) -> tuple[list[Any], np.ndarray]:
+    """Return (classes, rows x classes probability matrix) of a classifier spec."""
+    if not TASKS[spec.task].classifier:
+        raise HortusError(f"a {spec.task} model has no class probabilities")
+    proba = np.asarray(pipeline.predict_proba(to_model_input(df, spec)), dtype=np.float64)
+    return list(np.asarray(pipeline.classes_).tolist()), proba
 
 
 # ---------------------------------------------------------------- metrics
@@ -478,7 +806,13 @@ def ranking_metrics(
 
 
 def _score_metrics(frame: pl.DataFrame, spec: ModelSpec, score: str = SCORE) -> dict[str, Any]:
-    """Return every metric of scored rows (labels in spec.target, scores in `score`)."""
+    """Return every metric of scored rows (labels in spec.target, outputs as `_outputs`)."""
+    if spec.task == "binary":
+        return _binary_metrics(frame, spec, score)
+    if spec.task == "multiclass":
+        return _multiclass_metrics(frame, spec)
+    if spec.task == "regression":
+        return _regression_metrics(frame, spec)
     y = _labels(frame, spec)
     s = frame[score].to_numpy().astype(np.float64)
     n, pos = len(y), int(y.sum())
@@ -499,6 +833,80 @@ def _score_metrics(frame: pl.DataFrame, spec: ModelSpec, score: str = SCORE) -> 
     return out
 
 
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+def _binary_metrics(frame: pl.DataFrame, spec: ModelSpec, score: str) -> dict[str, Any]:
+    """Return the metrics of a binary classifier (threshold metrics at spec.threshold)."""
+    y = _labels(frame, spec)
+    s = frame[score].to_numpy().astype(np.float64)
+    n, pos = len(y), int(y.sum())
+    picked = s >= spec.threshold
+    tp = int((picked & (y == 1)).sum())
+    fp = int((picked & (y == 0)).sum())
+    fn = pos - tp
+    return {
+        "n": n,
+        "positives": pos,
+        "base_rate": pos / n if n else None,
+        "roc_auc": float(roc_auc_score(y, s)) if 0 < pos < n else None,
+        "log_loss": float(log_loss(y, s, labels=[0, 1])) if n else None,
+        "average_precision": float(average_precision_score(y, s)) if pos else None,
+        "threshold": float(spec.threshold),
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, pos),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "accuracy": _ratio(int((picked == (y == 1)).sum()), n),
+    }
+
+
+def _multiclass_metrics(frame: pl.DataFrame, spec: ModelSpec) -> dict[str, Any]:
+    """Return the metrics of a multiclass classifier (labels compared as strings)."""
+    target_values(frame, spec)  # the target rules, with their messages
+    y = frame[spec.target].cast(pl.String).to_numpy().astype(str)
+    pred = frame[PREDICTION].cast(pl.String).to_numpy().astype(str)
+    proba_cols = [c for c in frame.columns if c.startswith(PROBA_PREFIX)]
+    classes = [c.removeprefix(PROBA_PREFIX) for c in proba_cols]
+    n = len(y)
+    out: dict[str, Any] = {
+        "n": n,
+        "classes": len(classes),
+        "accuracy": float((y == pred).mean()) if n else None,
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if n else None,
+        "f1_macro": float(f1_score(y, pred, average="macro", zero_division=0)) if n else None,
+        "log_loss": None,
+        "roc_auc_ovr": None,
+    }
+    known = np.isin(y, classes)
+    if n and known.all():  # a class unseen in training has no probability column
+        proba = frame.select(proba_cols).to_numpy().astype(np.float64)
+        out["log_loss"] = float(log_loss(y, proba, labels=classes))
+        aucs = [
+            float(roc_auc_score(y == c, proba[:, j]))
+            for j, c in enumerate(classes)
+            if 0 < int((y == c).sum()) < n
+        ]
+        out["roc_auc_ovr"] = float(np.mean(aucs)) if aucs else None
+    return out
+
+
+def _regression_metrics(frame: pl.DataFrame, spec: ModelSpec) -> dict[str, Any]:
+    """Return the metrics of a regression model."""
+    y = target_values(frame, spec)
+    pred = frame[PREDICTION].to_numpy().astype(np.float64)
+    n = len(y)
+    err = pred - y
+    return {
+        "n": n,
+        "rmse": float(np.sqrt(np.mean(err**2))) if n else None,
+        "mae": float(np.mean(np.abs(err))) if n else None,
+        "r2": float(r2_score(y, pred)) if n >= 2 and float(y.min()) != float(y.max()) else None,
+        "mean_target": float(y.mean()) if n else None,
+        "mean_prediction": float(pred.mean()) if n else None,
+    }
+
+
 def evaluate(pipeline: Pipeline, df: pl.DataFrame, spec: ModelSpec) -> dict[str, Any]:
     """Score `df` and return its metrics.
 
@@ -508,22 +916,35 @@ def evaluate(pipeline: Pipeline, df: pl.DataFrame, spec: ModelSpec) -> dict[str,
     Returns
     -------
     dict
+        The metrics of the task (see the module docstring).  For ranking:
         roc_auc, log_loss, average_precision (None when undefined: one class
         only), precision_at_k, recall_at_k, ndcg_at_k (means over the groups
         with at least one positive), groups, groups_with_positives, n,
         positives, base_rate and k.
     """
     _check_columns(df, spec, roles=False)
-    scored = _scored(df, spec, predict_scores(pipeline, df, spec), roles=False)
+    if spec.task == "ranking":
+        scored = _scored(df, spec, predict_scores(pipeline, df, spec), roles=False)
+    else:
+        scored = _scored(df, spec, _outputs(pipeline, to_model_input(df, spec), spec), roles=False)
     return _score_metrics(scored, spec)
 
 
 def _scored(
-    df: pl.DataFrame, spec: ModelSpec, scores: np.ndarray, *, roles: bool = True
+    df: pl.DataFrame,
+    spec: ModelSpec,
+    scores: np.ndarray | dict[str, np.ndarray],
+    *,
+    roles: bool = True,
 ) -> pl.DataFrame:
-    """Return group (time, segments if `roles`), target and the scores of `df`."""
+    """Return group (time, segments if `roles`), target and the outputs of `df`.
+
+    `scores` is the score array, or the output columns of `_outputs`.
+    """
     cols = (spec.group, spec.time, *spec.segments) if roles else (spec.group,)
     keep = list(dict.fromkeys(c for c in cols if c))
+    if isinstance(scores, dict):
+        return pl.concat([df.select(*keep, spec.target), _output_frame(scores)], how="horizontal")
     return df.select(*keep, spec.target).with_columns(pl.Series(SCORE, scores))
 
 
@@ -542,8 +963,34 @@ _SEGMENT_SCHEMA = {
 }
 
 
+_TASK_SEGMENT_SCHEMA: dict[str, dict[str, Any]] = {
+    "ranking": _SEGMENT_SCHEMA,
+    "binary": {
+        k: v for k, v in _SEGMENT_SCHEMA.items() if not k.endswith("_at_k")
+    } | {"precision": pl.Float64, "recall": pl.Float64, "f1": pl.Float64},
+    "multiclass": {
+        "segment": pl.String, "value": pl.String, "n": pl.Int64, "accuracy": pl.Float64,
+        "balanced_accuracy": pl.Float64, "f1_macro": pl.Float64, "log_loss": pl.Float64,
+        "roc_auc_ovr": pl.Float64,
+    },
+    "regression": {
+        "segment": pl.String, "value": pl.String, "n": pl.Int64, "rmse": pl.Float64,
+        "mae": pl.Float64, "r2": pl.Float64, "mean_target": pl.Float64,
+        "mean_prediction": pl.Float64,
+    },
+}  # fmt: skip
+
+
 def segment_metrics(scored: pl.DataFrame, spec: ModelSpec) -> pl.DataFrame:
-    """Return metrics of scored rows by value of each segment column (one row per value)."""
+    """Return metrics of scored rows by value of each segment column (one row per value).
+
+    The metric columns are those of the task (ranking: roc_auc, log_loss,
+    average_precision and the @k metrics; binary: no @k metrics but
+    precision, recall, f1 at the threshold; multiclass: accuracy,
+    balanced_accuracy, f1_macro, log_loss, roc_auc_ovr; regression: rmse, mae,
+    r2, mean_target, mean_prediction).
+    """
+    schema = _TASK_SEGMENT_SCHEMA[spec.task]
     rows = []
     for seg in spec.segments:
         parts = scored.with_columns(pl.col(seg).cast(pl.String).alias("_value")).partition_by(
@@ -551,10 +998,8 @@ def segment_metrics(scored: pl.DataFrame, spec: ModelSpec) -> pl.DataFrame:
         )
         for (value,), part in sorted(parts.items(), key=lambda kv: (kv[0][0] is None, kv[0])):
             m = _score_metrics(part, spec)
-            rows.append(
-                {"segment": seg, "value": value} | {k: m[k] for k in _SEGMENT_SCHEMA if k in m}
-            )
-    return pl.DataFrame(rows, schema=_SEGMENT_SCHEMA)
+            rows.append({"segment": seg, "value": value} | {k: m[k] for k in schema if k in m})
+    return pl.DataFrame(rows, schema=schema)
 
 
 # ---------------------------------------------------------------- training
@@ -564,11 +1009,14 @@ def segment_metrics(scored: pl.DataFrame, spec: ModelSpec) -> pl.DataFrame:
 class TrainResult:
     """A fitted pipeline with its hold-out evaluation.
 
-    `segment_metrics` has columns segment, value, n, positives, base_rate and
-    the metric columns; `learning_curve` train_rows, split (train|holdout),
-    roc_auc, log_loss; `importance` feature, importance_mean, importance_std
-    (permutation importance, ROC AUC drop, on a seeded hold-out sample);
-    `predictions` the hold-out rows' group, time, segments, target and score.
+    `segment_metrics` has columns segment, value, n and the task's metric
+    columns (`segment_metrics`); `learning_curve` train_rows, split
+    (train|holdout) and two metric columns: roc_auc, log_loss (binary,
+    ranking), f1_macro, log_loss (multiclass) or rmse, mae (regression);
+    `importance` feature, importance_mean, importance_std (permutation
+    importance on a seeded hold-out sample: the drop in ROC AUC, F1 macro, or
+    the rise in RMSE when a feature is shuffled); `predictions` the hold-out
+    rows' group, time, segments, target and output columns (`predict`).
     """
 
     pipeline: Pipeline
@@ -605,9 +1053,8 @@ def train(
     _check_columns(df, spec)
     train_df, test_df, cutoff = time_split(df, spec)
     train_df = _training_order(train_df, spec)
-    y_train, y_test = _labels(train_df, spec), _labels(test_df, spec)
-    if y_train.min() == y_train.max():
-        raise HortusError(f"the training rows hold one class only ({spec.target}={y_train[0]})")
+    y_train, y_test = target_values(train_df, spec), target_values(test_df, spec)
+    _check_variety(y_train, spec)
     empty = _empty_numeric_features(train_df, spec) if spec.estimator == "hgb" else []
     if empty:
         raise HortusError(
@@ -616,18 +1063,26 @@ def train(
         )
     x_train, x_test = to_model_input(train_df, spec), to_model_input(test_df, spec)
     pipeline = build_pipeline(spec).fit(x_train, y_train)
-    test_scores = _positive_proba(pipeline, x_test)
-    predictions = _scored(test_df, spec, test_scores)
-    curve = _learning_curve(
-        pipeline, spec, train_df, x_train, y_train, x_test, y_test, test_scores, curve_points
-    )
+    if spec.task == "ranking":
+        test_scores = _positive_proba(pipeline, x_test)
+        predictions = _scored(test_df, spec, test_scores)
+        curve = _learning_curve(
+            pipeline, spec, train_df, x_train, y_train, x_test, y_test, test_scores, curve_points
+        )
+        train_scored = _scored(train_df, spec, _positive_proba(pipeline, x_train))
+    else:
+        outputs = _outputs(pipeline, x_test, spec)
+        predictions = _scored(test_df, spec, outputs)
+        curve = _learning_curve(
+            pipeline, spec, train_df, x_train, y_train, x_test, y_test, outputs[SCORE],
+            curve_points,
+        )  # fmt: skip
+        train_scored = _scored(train_df, spec, _outputs(pipeline, x_train, spec))
     return TrainResult(
         pipeline=pipeline,
         spec=spec,
         metrics=_score_metrics(predictions, spec),
-        train_metrics=_score_metrics(
-            _scored(train_df, spec, _positive_proba(pipeline, x_train)), spec
-        ),
+        train_metrics=_score_metrics(train_scored, spec),
         segment_metrics=segment_metrics(predictions, spec),
         learning_curve=curve,
         importance=_importance(
@@ -674,6 +1129,10 @@ def _learning_curve(
     test_scores: np.ndarray,
     points: int,
 ) -> pl.DataFrame:
+    if spec.task not in ("binary", "ranking"):
+        return _task_learning_curve(
+            pipeline, spec, train_df, x_train, y_train, x_test, y_test, points
+        )
     m = train_df.height
     sizes = sorted({max(2, round(m * (i + 1) / points)) for i in range(max(1, points))})
     rows = []
@@ -707,6 +1166,66 @@ def _learning_curve(
     return pl.DataFrame(rows, schema=schema)
 
 
+def _curve_metrics(
+    model: Pipeline, spec: ModelSpec, x: np.ndarray, y: np.ndarray, classes: np.ndarray | None
+) -> dict[str, float | None]:
+    """Return the learning-curve metrics of a multiclass or regression model on (x, y)."""
+    if spec.task == "regression":
+        err = np.asarray(model.predict(x), dtype=np.float64) - y
+        return {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}
+    proba = np.asarray(model.predict_proba(x), dtype=np.float64)
+    labels = np.asarray(model.classes_)
+    pred = labels[proba.argmax(axis=1)]
+    f1 = float(f1_score(y, pred, average="macro", zero_division=0))
+    known = classes is not None and bool(np.isin(y, labels).all())
+    loss = float(log_loss(y, proba, labels=labels)) if known else None
+    return {"f1_macro": f1, "log_loss": loss}
+
+
+def _task_learning_curve(
+    pipeline: Pipeline,
+    spec: ModelSpec,
+    train_df: pl.DataFrame,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    points: int,
+) -> pl.DataFrame:
+    """Return the learning curve of a multiclass (f1_macro, log_loss) or regression model.
+
+    A prefix that lacks a class of the full training set (multiclass) or whose
+    target is constant (regression) is skipped, as is one with an empty
+    numeric feature (hgb).
+    """
+    m = train_df.height
+    sizes = sorted({max(2, round(m * (i + 1) / points)) for i in range(max(1, points))})
+    names = ("rmse", "mae") if spec.task == "regression" else ("f1_macro", "log_loss")
+    classes = np.unique(y_train) if spec.task == "multiclass" else None
+    rows = []
+    for size in sizes:
+        y_part = y_train[:size]
+        if classes is not None and len(np.unique(y_part)) < len(classes):
+            continue  # a prefix without every class scores a different label set
+        if classes is None and float(y_part.min()) == float(y_part.max()):
+            continue
+        if (
+            size < m
+            and spec.estimator == "hgb"
+            and _empty_numeric_features(train_df.head(size), spec)
+        ):
+            continue
+        model = pipeline if size == m else build_pipeline(spec).fit(x_train[:size], y_part)
+        for split, x, y in (("train", x_train[:size], y_part), ("holdout", x_test, y_test)):
+            if len(y) == 0:
+                continue
+            rows.append(
+                {"train_rows": size, "split": split} | _curve_metrics(model, spec, x, y, classes)
+            )
+    schema = {"train_rows": pl.Int64, "split": pl.String} | {n: pl.Float64 for n in names}
+    return pl.DataFrame(rows, schema=schema)
+
+
 def _importance(
     pipeline: Pipeline,
     spec: ModelSpec,
@@ -721,10 +1240,16 @@ def _importance(
     size = min(rows, len(y_test))
     idx = np.sort(rng.choice(len(y_test), size=size, replace=False))
     x, y = x_test[idx], y_test[idx]
-    if not 0 < y.sum() < len(y):
-        return pl.DataFrame(schema=schema)  # ROC AUC is undefined on one class
+    if spec.task in ("binary", "ranking"):
+        if not 0 < y.sum() < len(y):
+            return pl.DataFrame(schema=schema)  # ROC AUC is undefined on one class
+        scoring = "roc_auc"
+    else:
+        if len(y) < 2 or len(np.unique(y)) < 2:
+            return pl.DataFrame(schema=schema)  # nothing to compare permutations against
+        scoring = TASKS[spec.task].scoring
     result = permutation_importance(
-        pipeline, x, y, scoring="roc_auc", n_repeats=repeats, random_state=spec.seed
+        pipeline, x, y, scoring=scoring, n_repeats=repeats, random_state=spec.seed
     )
     return pl.DataFrame(
         {
@@ -1128,10 +1653,13 @@ def load_model(path: Path, expected_sha256: str | None = None) -> tuple[Pipeline
 def score_frame(
     pipeline: Pipeline, signature: Signature, df: pl.DataFrame, spec: ModelSpec
 ) -> pl.DataFrame:
-    """Validate `df` against the signature, then return it with a "score" column.
+    """Validate `df` against the signature, then return it with the output columns.
 
-    Raises SignatureError (and returns nothing) when the frame has a blocking
-    problem; an existing "score" column is replaced.
+    Ranking adds "score"; binary "prediction" and "score"; multiclass
+    "prediction", "score" and "proba_<class>" per class; regression
+    "prediction" and "score" (see `predict`).  Raises SignatureError (and
+    returns nothing) when the frame has a blocking problem; existing output
+    columns are replaced.
     """
     if signature.names != list(spec.features):
         raise SignatureError(
@@ -1139,4 +1667,6 @@ def score_frame(
             f"{list(spec.features)}"
         )
     signature.validate(df)
-    return df.with_columns(pl.Series(SCORE, predict_scores(pipeline, df, spec)))
+    if spec.task == "ranking":
+        return df.with_columns(pl.Series(SCORE, predict_scores(pipeline, df, spec)))
+    return df.with_columns(predict(pipeline, df, spec).get_columns())
