@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -346,17 +346,24 @@ class OnlineStore:
 
 
 # --------------------------------------------------------------------- skew
-def sample_entities(lh: Lakehouse, n: int, seed: int) -> pl.DataFrame:
-    """Return a seeded sample of distinct (user_id, plant_id) request keys seen in events."""
-    pairs = (
-        lh.scan("silver.events")
-        .filter(pl.col("plant_id").is_not_null())
-        .select("user_id", "plant_id")
+def sample_entities(
+    lh: Lakehouse, table: str, keys: Sequence[str], n: int, seed: int
+) -> pl.DataFrame:
+    """Return a seeded sample of `n` distinct request keys (`keys` columns) seen in `table`.
+
+    Rows with a null key are left out; the sample is sorted by the keys, so the same
+    table, `n` and seed give the same entities.
+    """
+    keys = list(keys)
+    found = (
+        lh.scan(table)
+        .filter(pl.all_horizontal(pl.col(k).is_not_null() for k in keys))
+        .select(keys)
         .unique()
-        .sort("user_id", "plant_id")
+        .sort(keys)
         .collect()
     )
-    return pairs.sample(min(n, pairs.height), seed=seed).sort("user_id", "plant_id")
+    return found.sample(min(n, found.height), seed=seed).sort(keys)
 
 
 @dataclass

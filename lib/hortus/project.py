@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.resources
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -212,14 +211,16 @@ class Project:
         for folder in candidates:
             path = folder.resolve() / PROJECT_FILE
             if path.exists():
-                return _load_file(str(path), path.stat().st_mtime_ns)
+                return _load_file(str(path), path.read_text(encoding="utf-8"))
         raise ProjectError(
             f"no {PROJECT_FILE} in {candidates[0]}: this is not a Hortus project; "
             "make one with `hortus init DIR --from FILE.csv`"
         )
 
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any], *, root: Path, source: str = PROJECT_FILE) -> Project:
+    def from_dict(
+        cls, doc: Mapping[str, Any], *, root: Path, source: str = PROJECT_FILE
+    ) -> Project:
         """Build a project from the parsed YAML, refusing unknown keys and tasks."""
         if not isinstance(doc, Mapping):
             raise ProjectError(f"{source}: expected a mapping at the top level")
@@ -245,8 +246,9 @@ class Project:
             models=models,
             default_model=default,
             features=_section(doc, "features", _FEATURE_KEYS, FeaturesDef, ("set",), source),
-            examples=_section(doc, "examples", _EXAMPLE_KEYS, ExamplesDef,
-                              ("table", "build", "time"), source),  # fmt: skip
+            examples=_section(
+                doc, "examples", _EXAMPLE_KEYS, ExamplesDef, ("table", "build", "time"), source
+            ),  # fmt: skip
             kpis=_section(doc, "kpis", _KPI_KEYS, KpisDef, ("table", "build"), source),
             simulator=doc.get("simulator"),
             source=source,
@@ -407,10 +409,10 @@ def _model(name: str, doc: Any, where: str) -> ModelDef:
 
 
 @cache
-def _load_file(path: str, mtime_ns: int) -> Project:
+def _load_file(path: str, text: str) -> Project:
     file = Path(path)
     try:
-        doc = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        doc = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ProjectError(f"{file}: not valid YAML ({exc})") from None
     return Project.from_dict(doc, root=file.parent, source=str(file))
@@ -505,8 +507,13 @@ def predictions_contract(model: ModelDef, source):
         layer=layer,
         columns=(
             *key_cols,
-            Column("score", "float", True, description="Model score: probability of the "
-                   "positive or predicted class, or the predicted value (regression)."),
+            Column(
+                "score",
+                "float",
+                True,
+                description="Model score: probability of the "
+                "positive or predicted class, or the predicted value (regression).",
+            ),
             Column("prediction", ptype, True, description="Predicted class or value."),
             Column("model_name", "string", False, description="Registered model name."),
             Column("model_version", "int", False, min=1, description="Version that scored."),
@@ -518,3 +525,10 @@ def predictions_contract(model: ModelDef, source):
         owner="ml-engineers",
         primary_key=tuple(c.name for c in key_cols),
     )
+
+
+def training_rows(lh, model: ModelDef):
+    """Return the rows a model learns from: its table, without rows whose target is null."""
+    import polars as pl
+
+    return lh.read(model.table).filter(pl.col(model.target).is_not_null())

@@ -154,3 +154,10 @@ CATEGORICAL = [
     "plant_catalog__light",
     "plant_catalog__care_level",
 ]
+
+
+def request_sample(lh, n: int, seed: int) -> pl.DataFrame:
+    """Return a seeded sample of distinct (user_id, plant_id) request keys seen in events."""
+    from hortus.feature_store import sample_entities
+
+    return sample_entities(lh, "silver.events", ("user_id", "plant_id"), n, seed)

@@ -67,3 +67,24 @@ def daily_kpis(events: pl.LazyFrame, users: pl.LazyFrame) -> pl.LazyFrame:
         )
         .sort("date", "region")
     )
+
+
+def build(lh) -> pl.DataFrame:
+    """Return gold.kpi_daily from silver (the `kpis.build` hook of hortus.yaml)."""
+    return daily_kpis(lh.scan("silver.events"), lh.scan("silver.users")).collect()
+
+
+def summary(table: pl.DataFrame) -> dict:
+    """Return the overall totals of the KPI table (reports/kpis.json)."""
+    overall = table.filter(pl.col("region") == "ALL")
+    sessions = int(overall["sessions"].sum())
+    return {
+        "days": overall.height,
+        "sessions": sessions,
+        "orders": int(overall["orders"].sum()),
+        "revenue": round(float(overall["revenue"].sum()), 2),
+        "conversion_rate": round(float(overall["converted_sessions"].sum()) / max(sessions, 1), 6),
+        "rec_ctr": round(
+            float(overall["rec_clicks"].sum()) / max(int(overall["rec_impressions"].sum()), 1), 6
+        ),
+    }

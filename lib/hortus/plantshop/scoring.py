@@ -110,6 +110,22 @@ def recommend(
     return recs, log
 
 
+def score(
+    lh: Lakehouse,
+    pipeline,
+    signature,
+    spec,
+    *,
+    at: datetime,
+    params: dict,
+    model_name: str,
+    model_version: int,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Score for the `score` stage (the `scoring.build` hook of hortus.yaml): top_k per user."""
+    return recommend(lh, pipeline, signature, spec, at=at, top_k=int(params.get("top_k", 10)),
+                     model_name=model_name, model_version=model_version)  # fmt: skip
+
+
 def predictions_hash(recs: pl.DataFrame) -> str:
     """Return a SHA-256 of the recommendations (sorted), to prove rebuilds give the same ones."""
     ordered = recs.sort("user_id", "rank").select("user_id", "plant_id", "rank", "score")

@@ -77,3 +77,11 @@ def labelled_impressions(events: pl.LazyFrame, horizon_days: float) -> pl.DataFr
         .sort("ts", "rec_id", "position", "event_id")
         .collect()
     )
+
+
+def build_spine(lh, params: dict) -> pl.DataFrame:
+    """Return the labelled impressions (the `examples.build` hook of hortus.yaml).
+
+    `params` is params.yaml's `features` section (`label_horizon_days`).
+    """
+    return labelled_impressions(lh.scan("silver.events"), float(params["label_horizon_days"]))
