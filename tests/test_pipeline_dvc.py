@@ -61,7 +61,7 @@ def repo(tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("proj")
     shutil.copytree(ROOT / "lib", repo / "lib", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "notebooks", repo / "notebooks", ignore=shutil.ignore_patterns("__*"))
-    for f in ("dvc.yaml", ".dvcignore", ".gitignore", "access_policy.yaml"):
+    for f in ("dvc.yaml", "hortus.yaml", ".dvcignore", ".gitignore", "access_policy.yaml"):
         shutil.copy(ROOT / f, repo / f)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["simulate"] = SMALL
@@ -117,7 +117,7 @@ def test_dvc_repro_builds_every_layer(repo):
     assert runs["status"].unique().to_list() == ["ok"]
     monitor = json.loads((repo / "reports" / "monitor.json").read_text())
     assert monitor["metric_rows"] > 0 and {"freshness", "data_quality"} <= set(monitor["monitors"])
-    executed = (repo / "reports" / "train" / "train.ipynb").read_text()
+    executed = (repo / "reports" / "train" / "recommender" / "train.ipynb").read_text()
     assert '"parameters"' in executed and '"injected-parameters"' in executed
     # the evaluation section ran: per-segment intervals and fairness charts (altair)
     assert "Evaluation by segment and fairness" in executed
@@ -143,7 +143,7 @@ def test_metrics_show_lists_pipeline_figures(repo):
     out = sh(repo, "dvc", "metrics", "show").stdout
     assert "reports/kpis.json" in out and "revenue" in out
     assert "reports/silver.json" in out
-    assert "reports/train/metrics.json" in out and "roc_auc" in out and "ndcg_at_k" in out
+    assert "reports/train/recommender/metrics.json" in out and "roc_auc" in out and "ndcg_at_k" in out
     plots = sh(repo, "dvc", "plots", "show", "--json").stdout
     assert "learning_curve.csv" in plots
 

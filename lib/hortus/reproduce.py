@@ -75,14 +75,18 @@ def _in_cache(cache: Path, md5: str) -> bool:
     return (cache / "files" / "md5" / md5[:2] / md5[2:]).is_file()
 
 
-def reproduce(paths: Paths, ref: str | int, *, keep: Path | None = None) -> Reproduction:
+def reproduce(
+    paths: Paths, ref: str | int, *, model: str | None = None, keep: Path | None = None
+) -> Reproduction:
     """Rebuild version `ref` in a temporary clone and compare it with the registered artifact."""
     from hortus import snapshot
+    from hortus.project import Project
     from hortus.registry import Registry
     from hortus.tables import Lakehouse
 
     lh = Lakehouse.open(paths.root, stage="reproduce")
-    mv = Registry(lh).get(ref)
+    name = model or Project.load(paths.root).default_model
+    mv = Registry(lh, name).get(ref)
     receipt = mv.receipt
     notes: list[str] = []
     commit = receipt["git_commit"]
@@ -130,7 +134,11 @@ def reproduce(paths: Paths, ref: str | int, *, keep: Path | None = None) -> Repr
                 f"{receipt.get('data_md5')}: the pinned data was changed"
             )
         _run(["dvc", "repro", "-q", "train"], clone, env, "dvc repro train")
-        run = json.loads((clone / "reports" / "train" / "run.json").read_text(encoding="utf-8"))
+        # reports/train/<model>/ since projects hold several models; reports/train/ before
+        run_file = clone / "reports" / "train" / name / "run.json"
+        if not run_file.exists():
+            run_file = clone / "reports" / "train" / "run.json"
+        run = json.loads(run_file.read_text(encoding="utf-8"))
         rebuilt = run["sha256"]
         rebuilt_metrics = run.get("metrics") or {}
         rebuilt_hashes = run.get("content_hashes") or {}
