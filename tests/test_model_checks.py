@@ -262,7 +262,14 @@ def test_segment_metrics_ci_lower_is_better_metric_fails_above_the_bound(one_thr
 def test_segment_metrics_ci_refuses_an_unknown_metric(good, holdout):
     """Check that an unknown metric name is refused with the accepted names."""
     with pytest.raises(HortusError, match="metric must be one of"):
-        segment_metrics_ci(good.pipeline, holdout, good.spec, metric="accuracy")
+        segment_metrics_ci(good.pipeline, holdout, good.spec, metric="auc_pr")
+
+
+def test_segment_metrics_ci_replaces_a_metric_of_another_task_and_says_so(good, holdout):
+    """Check that a multiclass metric on a ranking model falls back to roc_auc, with a note."""
+    result = segment_metrics_ci(good.pipeline, holdout, good.spec, metric="accuracy", n_boot=20)
+    assert result.stats["metric"] == "roc_auc"
+    assert "'accuracy' does not fit a ranking model, 'roc_auc' is used instead" in result.detail
 
 
 # ---------------------------------------------------------------- 2. fairness

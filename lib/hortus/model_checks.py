@@ -1,8 +1,7 @@
 """Model tests that a promotion gate runs on a trained model.
 
-Every check takes a fitted pipeline (anything with `predict_proba` and
-`classes_`, scored through `hortus.modeling.predict_scores`), a frame of
-evaluation rows and the `ModelSpec`, and returns a `CheckResult`: its name,
+Every check takes a fitted pipeline (scored through `hortus.modeling`), a
+frame of evaluation rows and the `ModelSpec`, and returns a `CheckResult`: its name,
 whether it passed, the value and threshold of the criterion that decided it
 (the first failed criterion, or the headline one when it passed), a detail
 sentence naming every failed criterion with its own value and threshold, and
@@ -11,6 +10,35 @@ the supporting numbers (`table`, one row per segment/group/feature/test, and
 and the arguments.  Thresholds are explicit keyword arguments;
 `ModelCheckConfig.from_dict` maps a params.yaml section onto them and
 `run_model_checks` runs every check with it.
+
+Task types
+----------
+Every check follows `spec.task` (`hortus.modeling.TASKS`).  The per-row model
+output the checks judge (`model_outputs`) is the probability of class 1
+(binary, ranking), the predicted class (multiclass) or the predicted value
+(regression).  Per task:
+
+============  ===================  ===========================================
+task          segment metric       fairness (`task_fairness`)
+============  ===================  ===========================================
+ranking       roc_auc (default)    top `spec.k` of each list: selection rate,
+                                   TPR, exposure (unchanged)
+binary        roc_auc (default)    score >= `spec.threshold`: selection rate,
+                                   TPR and FPR ratios (no top-k, no exposure)
+multiclass    f1_macro, accuracy   one-vs-rest per class at the predicted
+                                   class: selection rate, TPR, FPR ratios
+regression    rmse, mae (lower is  MAE ratio and mean-prediction ratio across
+              better)              groups (`fairness_regression`)
+============  ===================  ===========================================
+
+A setting that does not fit the task (a segment metric of another task, a
+`top_k` for a binary model, a `threshold` for regression...) is replaced by
+the task's default or dropped, and the check's detail says so; it never
+crashes the gate.  Permutation importance uses the task's scorer (ROC AUC,
+F1 macro, RMSE).  Behavioural tests judge the probability of class 1, the
+predicted value (regression) or, for multiclass, the probability of the
+class a directional test names (`class`); invariance compares every class
+probability.
 
 Checks
 ------
@@ -22,7 +50,8 @@ Checks
   sort.  A segment fails when its interval lies entirely on the bad side of
   the overall metric by more than `max_gap` (significantly worse); segments
   below `min_segment_size` rows, or where the metric is undefined (one
-  class), are `insufficient` and not judged.
+  class), are `insufficient` and not judged.  For RMSE and MAE (regression)
+  the gap is relative: worse means above overall x (1 + `max_gap`).
 - `fairness`: per sensitive group, the selection rate (demographic parity),
   the true positive rate among positives (equal opportunity) and the mean
   exposure 1 / log2(1 + rank) within each ranked list; each as the largest
@@ -76,10 +105,15 @@ from sklearn.inspection import permutation_importance
 
 from hortus.errors import HortusError, SignatureError
 from hortus.modeling import (
+    PREDICTION,
+    TASKS,
     ModelSpec,
     Signature,
+    class_probabilities,
+    predict,
     predict_scores,
     save_model,
+    target_values,
     to_model_input,
 )
 
@@ -89,14 +123,26 @@ __all__ = [
     "behavioural",
     "efficiency",
     "fairness",
+    "fairness_multiclass",
+    "fairness_regression",
     "importance_check",
+    "model_outputs",
     "run_model_checks",
     "schema_conflicts",
     "segment_metrics_ci",
+    "task_fairness",
 ]
 
-# metric -> True when higher is better
+# metric -> True when higher is better (binary and ranking segment metrics)
 METRICS = {"roc_auc": True, "average_precision": True, "log_loss": False, "brier": False}
+# the segment metrics each task accepts
+TASK_METRICS: dict[str, dict[str, bool]] = {
+    "binary": METRICS,
+    "ranking": METRICS,
+    "multiclass": {"f1_macro": True, "accuracy": True},
+    "regression": {"rmse": False, "mae": False},
+}
+_RELATIVE_GAP = frozenset({"rmse", "mae"})  # in target units: the gap is a share of overall
 # bootstrap work is done in chunks of replicates of at most this many drawn rows
 _BOOT_CELLS = 4_000_000
 _EPS = 1e-15
@@ -235,6 +281,31 @@ def _positive_int(value: Any, name: str, what: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def model_outputs(pipeline: Any, df: pl.DataFrame, spec: ModelSpec) -> np.ndarray:
+    """Return the per-row output the checks judge for the spec's task.
+
+    binary/ranking: the probability of class 1; multiclass: the predicted
+    class; regression: the predicted value.
+    """
+    if spec.task == "multiclass":
+        return predict(pipeline, df, spec)[PREDICTION].to_numpy()
+    return predict_scores(pipeline, df, spec)
+
+
+def _outputs_of(
+    pipeline: Any, df: pl.DataFrame, spec: ModelSpec, outputs: Any, what: str
+) -> np.ndarray:
+    """Return given outputs (checked) or `model_outputs` of `df` (labels for multiclass)."""
+    if spec.task != "multiclass":
+        return _scores_of(pipeline, df, spec, outputs, what)
+    if outputs is None:
+        return model_outputs(pipeline, df, spec)
+    out = np.asarray(outputs.to_numpy() if isinstance(outputs, pl.Series) else outputs)
+    if out.shape != (df.height,):
+        raise HortusError(f"{what}: got {out.shape[0]} predictions for a frame of {df.height} rows")
+    return out
+
+
 def _scores_of(
     pipeline: Any, df: pl.DataFrame, spec: ModelSpec, scores: Any, what: str
 ) -> np.ndarray:
@@ -263,6 +334,23 @@ def _boot_metric(metric: str, y: np.ndarray, s: np.ndarray, idx: np.ndarray) -> 
     (sklearn's step definition).
     """
     b, n = idx.shape
+    if metric == "accuracy":  # y, s: class codes
+        return (y == s)[idx].mean(axis=1)
+    if metric == "f1_macro":  # y, s: class codes; mean over classes true or predicted
+        k = int(max(y.max(), s.max())) + 1 if n else 1
+        key = (np.arange(b)[:, None] * k * k + y[idx] * k + s[idx]).ravel()
+        cm = np.bincount(key, minlength=b * k * k).reshape(b, k, k)
+        tp = np.diagonal(cm, axis1=1, axis2=2)
+        denom = cm.sum(axis=1) + cm.sum(axis=2)  # predicted + actual = 2 tp + fp + fn
+        present = denom > 0
+        f1 = np.where(present, 2 * tp / np.maximum(denom, 1), 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return f1.sum(axis=1) / present.sum(axis=1)
+    if metric in ("rmse", "mae"):  # y: target, s: prediction
+        err = s - y
+        if metric == "mae":
+            return np.abs(err)[idx].mean(axis=1)
+        return np.sqrt((err**2)[idx].mean(axis=1))
     if metric in ("log_loss", "brier"):
         p = np.clip(s, _EPS, 1 - _EPS)
         if metric == "log_loss":
@@ -315,7 +403,7 @@ def segment_metrics_ci(
     spec: ModelSpec,
     segments: Sequence[str] | None = None,
     *,
-    metric: str = "roc_auc",
+    metric: str | None = None,
     n_boot: int = 200,
     min_segment_size: int = 100,
     confidence: float = 0.95,
@@ -325,22 +413,29 @@ def segment_metrics_ci(
 ) -> CheckResult:
     """Compare a metric per segment value with the overall metric, with bootstrap intervals.
 
+    `metric` defaults to the task's (`TASKS[spec.task].segment_metric`:
+    roc_auc for binary and ranking, f1_macro for multiclass, rmse for
+    regression); a metric of another task (see `TASK_METRICS`) is replaced by
+    that default and the detail says so, an unknown name is refused.
+
     For each column of `segments` (default `spec.segments`) and each of its
     values (null is a value of its own), the rows of that value are
     resampled `n_boot` times; the interval is the central `confidence`
     percentile range of the resampled metric (replicates where it is
     undefined are dropped and counted).  A segment fails when it is
     significantly worse: for a higher-is-better metric (roc_auc,
-    average_precision) its upper bound is below overall - `max_gap`; for a
-    lower-is-better one (log_loss, brier) its lower bound is above overall +
-    `max_gap`.  Segments with fewer than `min_segment_size` rows, or where the
+    average_precision, f1_macro, accuracy) its upper bound is below overall -
+    `max_gap`; for a lower-is-better one (log_loss, brier) its lower bound is
+    above overall + `max_gap`, and for an error in target units (rmse, mae)
+    above overall x (1 + `max_gap`).  Segments with fewer than `min_segment_size` rows, or where the
     metric is undefined on their rows or on more than half of the resamples
     (a rare class), are reported as "insufficient".
 
     Parameters
     ----------
     scores
-        Scores of `df` if already computed (otherwise `pipeline` scores it).
+        The model outputs of `df` if already computed (`model_outputs`: scores,
+        predicted classes or predicted values); otherwise `pipeline` scores it.
 
     Returns
     -------
@@ -363,8 +458,19 @@ def segment_metrics_ci(
     if isinstance(segments, str):
         raise HortusError(f"{what}: segments must be a sequence of column names")
     segments = tuple(spec.segments if segments is None else segments)
-    if metric not in METRICS:
-        raise HortusError(f"{what}: metric must be one of {sorted(METRICS)}, got {metric!r}")
+    known = sorted(set().union(*TASK_METRICS.values()))
+    if metric is not None and metric not in known:
+        raise HortusError(f"{what}: metric must be one of {known}, got {metric!r}")
+    default = TASKS[spec.task].segment_metric
+    replaced = ""
+    if metric is None:
+        metric = default
+    elif metric not in TASK_METRICS[spec.task]:
+        replaced = (
+            f"; the configured metric {metric!r} does not fit a {spec.task} model, "
+            f"{default!r} is used instead"
+        )
+        metric = default
     n_boot = _positive_int(n_boot, "n_boot", what, minimum=2)
     min_segment_size = _positive_int(min_segment_size, "min_segment_size", what)
     if not 0 < confidence < 1:
@@ -372,16 +478,27 @@ def segment_metrics_ci(
     if max_gap < 0:
         raise HortusError(f"{what}: max_gap must be >= 0, got {max_gap}")
     _need_columns(df, [spec.target, *segments], what)
-    y = _binary(df[spec.target], what)
-    s = _scores_of(pipeline, df, spec, scores, what)
-    higher = METRICS[metric]
+    binary = spec.task in ("binary", "ranking")
+    if binary:
+        y = _binary(df[spec.target], what)
+        s = _scores_of(pipeline, df, spec, scores, what)
+    elif spec.task == "multiclass":
+        y, s = _class_codes(df, spec, _outputs_of(pipeline, df, spec, scores, what))
+    else:
+        y = target_values(df, spec)
+        s = _scores_of(pipeline, df, spec, scores, what)
+    higher = TASK_METRICS[spec.task][metric]
+    relative = metric in _RELATIVE_GAP
     overall = _point(metric, y, s) if df.height else float("nan")
     if not math.isfinite(overall):
         raise HortusError(
             f"{what}: {metric} is undefined on the {df.height} rows of the frame "
             f"(column {spec.target!r} holds one class only)"
         )
-    bound = overall - max_gap if higher else overall + max_gap
+    if higher:
+        bound = overall - max_gap
+    else:
+        bound = overall * (1 + max_gap) if relative else overall + max_gap
     alpha = (1 - confidence) / 2
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
@@ -400,7 +517,7 @@ def segment_metrics_ci(
                 "segment": seg,
                 "value": value,
                 "n": len(rows_of),
-                "positives": int(ys.sum()),
+                "positives": int(ys.sum()) if binary else None,
                 "estimate": None,
                 "ci_low": None,
                 "ci_high": None,
@@ -443,11 +560,12 @@ def segment_metrics_ci(
     if judged.height:
         worst = float(judged[side].min() if higher else judged[side].max())
     word, sign = ("below", "-") if higher else ("above", "+")
+    gap = f"x (1 + max_gap {max_gap})" if relative else f"{sign} max_gap {max_gap}"
     failures = [
         (
             f"segment {r['segment']}={r['value']!r}: {metric} {r['estimate']:.4f} "
             f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}] is significantly {word} overall "
-            f"{overall:.4f} {sign} max_gap {max_gap} = {bound:.4f} (n={r['n']})",
+            f"{overall:.4f} {gap} = {bound:.4f} (n={r['n']})",
             r[side],
             bound,
         )
@@ -459,10 +577,11 @@ def segment_metrics_ci(
         f"{min_segment_size} rows, or {metric} undefined on them or on most resamples)"
         if insufficient.height
         else ""
-    )
+    ) + replaced
+    ok_gap = f"x (1 + {max_gap})" if relative else f"{sign} {max_gap}"
     ok = (
         f"{judged.height} segment value(s) of {list(segments)} judged, none significantly "
-        f"{word} overall {metric} {overall:.4f} {sign} {max_gap}{note}"
+        f"{word} overall {metric} {overall:.4f} {ok_gap}{note}"
         if judged.height
         else f"no segment value of {list(segments)} large enough to judge{note}"
     )
@@ -476,9 +595,27 @@ def segment_metrics_ci(
         "judged": judged.height,
         "insufficient": insufficient.height,
     }
+    if relative:
+        stats["relative_gap"] = True
+    if replaced:
+        stats["replaced_metric"] = replaced.removeprefix("; ")
     if failures:
         failures[-1] = (failures[-1][0] + note, failures[-1][1], failures[-1][2])
     return _decide(what, failures, (worst, bound), ok, table, stats)
+
+
+def _class_codes(
+    df: pl.DataFrame, spec: ModelSpec, predicted: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (true, predicted) classes of a multiclass spec as shared integer codes."""
+    target_values(df, spec)  # the target rules, with their messages
+    col = df[spec.target]
+    if col.dtype == pl.Boolean:
+        col = col.cast(pl.Int64)  # as the model was fitted
+    truth = col.cast(pl.String).to_numpy().astype(str)
+    pred = np.asarray(predicted).astype(str)
+    labels = np.unique(np.concatenate([truth, pred]))
+    return np.searchsorted(labels, truth), np.searchsorted(labels, pred)
 
 
 # ---------------------------------------------------------------- 2. fairness
@@ -497,6 +634,8 @@ def fairness(
     min_positives: int = 10,
     min_ratio: float = 0.8,
     max_difference: float | None = None,
+    false_positive_rate: bool = False,
+    exposure: bool = True,
 ) -> CheckResult:
     """Compare selection, true positive rates and exposure across sensitive groups.
 
@@ -512,8 +651,11 @@ def fairness(
     * true positive rate = selected positives / positives (equal opportunity);
       only groups with at least `min_positives` positives are compared;
     * mean exposure = mean of 1 / log2(1 + rank) (rank within the list by
-      score descending); reported whenever scores are given, judged only when
-      `group` names ranked lists.
+      score descending); reported whenever scores are given and `exposure`
+      is True, judged only when `group` names ranked lists;
+    * with `false_positive_rate`: false positive rate = selected negatives /
+      negatives (with the TPR: equalized odds); only groups with at least
+      `min_positives` negatives are compared.
 
     Groups with fewer than `min_group_size` rows are excluded and listed.  Each
     measure is summarised over the remaining groups as the largest difference
@@ -568,7 +710,9 @@ def fairness(
             selected = pl.col("_s") >= threshold
         frame = frame.with_columns(
             _sel=selected,
-            _exp=1.0 / (pl.col("_rank").cast(pl.Float64) + 1.0).log(2),
+            _exp=1.0 / (pl.col("_rank").cast(pl.Float64) + 1.0).log(2)
+            if exposure
+            else pl.lit(None, dtype=pl.Float64),
         )
     else:
         if top_k is not None or threshold is not None:
@@ -596,11 +740,33 @@ def fairness(
         .sort("group", nulls_last=True)
         .collect()
     )
+    if false_positive_rate:
+        negatives = (pl.col("n") - pl.col("positives")).alias("negatives")
+        false_pos = frame.group_by("_a").agg(
+            false_positives=(pl.col("_sel") & (pl.col("_y") == 0)).sum()
+        )
+        table = (
+            table.join(false_pos.rename({"_a": "group"}), on="group", how="left", nulls_equal=True)
+            .with_columns(negatives)
+            .with_columns(
+                false_positive_rate=pl.when(pl.col("negatives") > 0).then(
+                    pl.col("false_positives") / pl.col("negatives")
+                ),
+                judged_fpr=pl.col("judged") & (pl.col("negatives") >= min_positives),
+            )
+            .sort("group", nulls_last=True)
+        )
+    if not exposure:
+        table = table.drop("mean_exposure")
     measures = [
         ("demographic_parity", "selection_rate", "judged", "selection rate"),
         ("equal_opportunity", "true_positive_rate", "judged_tpr", "true positive rate"),
     ]
-    if ranked:
+    if false_positive_rate:
+        measures.append(
+            ("false_positive_parity", "false_positive_rate", "judged_fpr", "false positive rate")
+        )
+    if ranked and exposure:
         measures.append(("exposure", "mean_exposure", "judged", "mean exposure"))
     failures: list[tuple[str, float | None, float | None]] = []
     stats: dict[str, Any] = {"sensitive": sensitive_col, "min_ratio": min_ratio}
@@ -654,6 +820,10 @@ def fairness(
     stats["excluded_from_equal_opportunity"] = table.filter(
         pl.col("judged") & ~pl.col("judged_tpr")
     )["group"].to_list()
+    if false_positive_rate:
+        stats["excluded_from_false_positive_parity"] = table.filter(
+            pl.col("judged") & ~pl.col("judged_fpr")
+        )["group"].to_list()
     note = f"; excluded group(s) {excluded} (fewer than {min_group_size} rows)" if excluded else ""
     judged_names = [k for k, *_ in measures if stats.get(k, {}).get("judged")]
     ok = (
@@ -665,6 +835,272 @@ def fairness(
         failures[-1] = (failures[-1][0] + note, failures[-1][1], failures[-1][2])
     headline = (min(ratios) if ratios else None, min_ratio)
     return _decide(what, failures, headline, ok, table, stats)
+
+
+def fairness_multiclass(
+    predicted: np.ndarray | pl.Series,
+    df: pl.DataFrame,
+    sensitive_col: str,
+    label_col: str,
+    *,
+    min_group_size: int = 30,
+    min_positives: int = 10,
+    min_ratio: float = 0.8,
+    max_difference: float | None = None,
+) -> CheckResult:
+    """Compare one-vs-rest rates of every class across sensitive groups (multiclass).
+
+    For each class c (the classes of `label_col` and of `predicted`, sorted),
+    a row is selected when the model predicts c and positive when its label
+    is c; `fairness` then gives per group the selection rate, the true
+    positive rate and the false positive rate at that decision rule, each
+    judged as a ratio (and difference) across groups.  The table has one row
+    per class and group; stats hold, per measure, the worst judged class
+    ("class" names it) and `per_class` every class's summary.
+
+    Examples
+    --------
+    >>> f = pl.DataFrame({"a": ["x", "x", "y", "y"], "y": ["p", "q", "p", "q"]})
+    >>> r = fairness_multiclass(np.array(["p", "q", "p", "q"]), f, "a", "y",
+    ...                         min_group_size=1, min_positives=1)
+    >>> r.passed, r.stats["demographic_parity"]["ratio"]
+    (True, 1.0)
+    """
+    what = f"fairness[{sensitive_col}]"
+    _need_columns(df, [sensitive_col, label_col], what)
+    pred = np.asarray(predicted.to_numpy() if isinstance(predicted, pl.Series) else predicted)
+    if pred.shape != (df.height,):
+        raise HortusError(
+            f"{what}: got {pred.shape[0]} predictions for a frame of {df.height} rows"
+        )
+    labels = df[label_col]
+    if labels.null_count():
+        raise HortusError(f"{what}: label column {label_col!r} has {labels.null_count()} null(s)")
+    if labels.dtype == pl.Boolean:
+        labels = labels.cast(pl.Int64)
+    truth = labels.cast(pl.String).to_numpy().astype(str)
+    pred = pred.astype(str)
+    classes = np.unique(np.concatenate([truth, pred])).tolist()
+    tables, failures, per_class = [], [], {}
+    stats: dict[str, Any] = {"sensitive": sensitive_col, "min_ratio": min_ratio}
+    for c in classes:
+        frame = df.select(sensitive_col).with_columns(_y_class=pl.Series(truth == c).cast(pl.Int64))
+        res = fairness(
+            pl.Series("_selected", pred == c), frame, sensitive_col, "_y_class",
+            min_group_size=min_group_size, min_positives=min_positives, min_ratio=min_ratio,
+            max_difference=max_difference, false_positive_rate=True, exposure=False,
+        )  # fmt: skip
+        assert res.table is not None
+        tables.append(res.table.select(pl.lit(c).alias("class"), pl.all()))
+        per_class[c] = {k: v for k, v in res.stats.items() if isinstance(v, Mapping)}
+        if not res.passed:
+            failures.append((f"class {c!r}: {res.detail}", res.value, res.threshold))
+    ratios = []
+    for key in ("demographic_parity", "equal_opportunity", "false_positive_parity"):
+        judged = [
+            (s[key]["ratio"], c, s[key])
+            for c, s in per_class.items()
+            if s.get(key, {}).get("judged")
+        ]
+        if not judged:
+            stats[key] = {"judged": False, "reason": "no class with 2 groups to compare"}
+            continue
+        ratio, c, worst = min(judged, key=lambda item: (item[0], item[1]))
+        stats[key] = dict(worst) | {"class": c}
+        ratios.append(ratio)
+    stats["per_class"] = per_class
+    stats["classes"] = classes
+    table = pl.concat(tables, how="diagonal_relaxed") if tables else None
+    ok = (
+        f"selection rate, true and false positive rate ratios >= {min_ratio} across "
+        f"{sensitive_col} groups for each of {len(classes)} classes (one-vs-rest)"
+    )
+    headline = (min(ratios) if ratios else None, min_ratio)
+    return _decide(what, failures, headline, ok, table, stats)
+
+
+def fairness_regression(
+    predictions: np.ndarray | pl.Series,
+    df: pl.DataFrame,
+    sensitive_col: str,
+    label_col: str,
+    *,
+    min_group_size: int = 30,
+    min_ratio: float = 0.8,
+    max_difference: float | None = None,
+) -> CheckResult:
+    """Compare errors and mean predictions of a regression model across sensitive groups.
+
+    Per value of `sensitive_col` (null is a value of its own): n, mean target,
+    mean prediction, MAE and RMSE.  Two measures over the groups of at least
+    `min_group_size` rows, each as the smallest ratio (min / max) and the
+    largest difference:
+
+    * error_parity: MAE (a group the model serves worse has a higher MAE);
+    * prediction_parity: mean prediction (judged as a ratio only when every
+      judged group's mean prediction is positive: a ratio of means of mixed
+      sign means nothing; the difference is still reported and judged by
+      `max_difference`).
+
+    A ratio below `min_ratio` fails, as does a difference above
+    `max_difference` (in target units, when set).
+    """
+    what = f"fairness[{sensitive_col}]"
+    _need_columns(df, [sensitive_col, label_col], what)
+    min_group_size = _positive_int(min_group_size, "min_group_size", what)
+    if not 0 <= min_ratio <= 1:
+        raise HortusError(f"{what}: min_ratio must be in [0, 1], got {min_ratio}")
+    pred = np.asarray(
+        predictions.to_numpy() if isinstance(predictions, pl.Series) else predictions, dtype=float
+    )
+    if pred.shape != (df.height,):
+        raise HortusError(
+            f"{what}: got {pred.shape[0]} predictions for a frame of {df.height} rows"
+        )
+    if not np.isfinite(pred).all():
+        raise HortusError(f"{what}: predictions hold NaN or infinite values")
+    y = df[label_col]
+    if y.null_count() or not y.dtype.is_numeric():
+        raise HortusError(f"{what}: label column {label_col!r} must be numeric without nulls")
+    table = (
+        pl.DataFrame(
+            {"_a": df[sensitive_col].cast(pl.String), "_y": y.cast(pl.Float64), "_p": pred}
+        )
+        .lazy()
+        .with_columns(_err=pl.col("_p") - pl.col("_y"))
+        .group_by("_a")
+        .agg(
+            n=pl.len(),
+            mean_target=pl.col("_y").mean(),
+            mean_prediction=pl.col("_p").mean(),
+            mae=pl.col("_err").abs().mean(),
+            rmse=(pl.col("_err") ** 2).mean().sqrt(),
+        )
+        .with_columns(judged=pl.col("n") >= min_group_size)
+        .rename({"_a": "group"})
+        .sort("group", nulls_last=True)
+        .collect()
+    )
+    judged = table.filter(pl.col("judged"))
+    failures: list[tuple[str, float | None, float | None]] = []
+    stats: dict[str, Any] = {"sensitive": sensitive_col, "min_ratio": min_ratio}
+    ratios = []
+    for key, column, words in (
+        ("error_parity", "mae", "MAE"),
+        ("prediction_parity", "mean_prediction", "mean prediction"),
+    ):
+        if judged.height < 2:
+            stats[key] = {"judged": False, "reason": f"fewer than 2 groups ({judged.height})"}
+            continue
+        hi_row = judged.sort(column, "group", descending=[True, False]).row(0, named=True)
+        lo_row = judged.sort(column, "group").row(0, named=True)
+        high, low = float(hi_row[column]), float(lo_row[column])
+        diff = high - low
+        ratio = None
+        if low > 0:
+            ratio = low / high
+        elif key == "error_parity" and high == 0:
+            ratio = 1.0
+        stats[key] = {
+            "judged": ratio is not None or max_difference is not None,
+            "ratio": ratio,
+            "difference": diff,
+            "max_group": hi_row["group"],
+            "min_group": lo_row["group"],
+        }
+        pair = (
+            f"{sensitive_col}={lo_row['group']!r} {low:.4g} vs "
+            f"{sensitive_col}={hi_row['group']!r} {high:.4g}"
+        )
+        if ratio is None:
+            stats[key]["reason"] = f"{words} is not positive in every group: no ratio"
+        else:
+            ratios.append(ratio)
+            if ratio < min_ratio:
+                failures.append(
+                    (
+                        f"{key.replace('_', ' ')}: {words} ratio {ratio:.4f} < min_ratio "
+                        f"{min_ratio} ({pair})",
+                        ratio,
+                        min_ratio,
+                    )
+                )
+        if max_difference is not None and diff > max_difference:
+            failures.append(
+                (
+                    f"{key.replace('_', ' ')}: {words} difference {diff:.4g} > max_difference "
+                    f"{max_difference} ({pair})",
+                    diff,
+                    max_difference,
+                )
+            )
+    excluded = table.filter(~pl.col("judged"))["group"].to_list()
+    stats["excluded_groups"] = excluded
+    note = f"; excluded group(s) {excluded} (fewer than {min_group_size} rows)" if excluded else ""
+    judged_names = [k for k in ("error_parity", "prediction_parity") if stats[k].get("judged")]
+    ok = (
+        f"{', '.join(judged_names)} ratios >= {min_ratio} across {sensitive_col} groups{note}"
+        if judged_names
+        else f"nothing judged across {sensitive_col} groups{note}"
+    )
+    if failures:
+        failures[-1] = (failures[-1][0] + note, failures[-1][1], failures[-1][2])
+    return _decide(what, failures, (min(ratios) if ratios else None, min_ratio), ok, table, stats)
+
+
+def task_fairness(
+    outputs: np.ndarray | pl.Series,
+    df: pl.DataFrame,
+    spec: ModelSpec,
+    sensitive_col: str,
+    **options: Any,
+) -> CheckResult:
+    """Run the fairness check that fits `spec.task` on model outputs (`model_outputs`).
+
+    ranking: `fairness` on the top `top_k` (default `spec.k`) of each
+    `spec.group` list, or a `threshold` if the options give one (as before
+    tasks existed); binary: `fairness` at score >= `threshold` (default
+    `spec.threshold`) with the false positive rate and without exposure;
+    multiclass: `fairness_multiclass`; regression: `fairness_regression`.
+    Options that do not apply to the task (`top_k` for binary, `top_k` and
+    `threshold` for multiclass, those and `min_positives` for regression)
+    are dropped and the detail says so.
+    """
+    options = dict(options)
+    dropped: list[str] = []
+
+    def drop(*keys: str) -> None:
+        for key in keys:
+            if key in options:
+                options.pop(key)
+                dropped.append(key)
+
+    if spec.task == "ranking":
+        if "top_k" not in options and "threshold" not in options:
+            options["top_k"] = spec.k
+        return fairness(outputs, df, sensitive_col, spec.target, group=spec.group, **options)
+    if spec.task == "binary":
+        drop("top_k")
+        threshold = options.pop("threshold", spec.threshold)
+        result = fairness(
+            outputs, df, sensitive_col, spec.target, threshold=threshold,
+            false_positive_rate=True, exposure=False, **options,
+        )  # fmt: skip
+        rule = f"selection is score >= {threshold}"
+    elif spec.task == "multiclass":
+        drop("top_k", "threshold")
+        result = fairness_multiclass(outputs, df, sensitive_col, spec.target, **options)
+        rule = "selection is the predicted class"
+    else:
+        drop("top_k", "threshold", "min_positives")
+        result = fairness_regression(outputs, df, sensitive_col, spec.target, **options)
+        rule = "errors and predictions are compared"
+    if dropped:
+        result.detail += (
+            f"; setting(s) {dropped} do not apply to a {spec.task} model and were ignored ({rule})"
+        )
+        result.stats["ignored_settings"] = dropped
+    return result
 
 
 # ---------------------------------------------------------------- 3. importance
@@ -751,7 +1187,9 @@ def importance_check(
 ) -> CheckResult:
     """Flag a feature that dominates the model, and sensitive features or proxies ranked high.
 
-    Permutation importance (ROC AUC drop, `n_repeats` shuffles, seeded) is
+    Permutation importance (the drop of the task's scorer: ROC AUC for binary
+    and ranking, F1 macro for multiclass, negative RMSE for regression;
+    `n_repeats` shuffles, seeded) is
     measured on a seeded sample of at most `max_rows` rows of `df`, unless a
     precomputed `importance` frame (feature, importance_mean,
     importance_std, e.g. `TrainResult.importance`) is given.  A feature's
@@ -786,17 +1224,25 @@ def importance_check(
     if df.height > max_rows:
         sample = df[np.sort(rng.choice(df.height, size=max_rows, replace=False))]
     if importance is None:
-        y = _binary(sample[spec.target], what)
-        if not 0 < y.sum() < len(y):
-            raise HortusError(
-                f"{what}: the {len(y)} sampled rows hold one class of {spec.target!r}; "
-                "ROC AUC importance is undefined"
-            )
+        if spec.task in ("binary", "ranking"):
+            y = _binary(sample[spec.target], what)
+            if not 0 < y.sum() < len(y):
+                raise HortusError(
+                    f"{what}: the {len(y)} sampled rows hold one class of {spec.target!r}; "
+                    "ROC AUC importance is undefined"
+                )
+        else:
+            y = target_values(sample, spec)
+            if spec.task == "multiclass" and len(np.unique(y)) < 2:
+                raise HortusError(
+                    f"{what}: the {len(y)} sampled rows hold one class of {spec.target!r}; "
+                    "F1 macro importance is not informative"
+                )
         result = permutation_importance(
             pipeline,
             to_model_input(sample, spec),
             y,
-            scoring="roc_auc",
+            scoring=TASKS[spec.task].scoring,
             n_repeats=n_repeats,
             random_state=seed,
         )
@@ -1230,6 +1676,12 @@ def behavioural(
     rows moving the other way by more than `tolerance` must not exceed
     `max_wrong_share`.
 
+    The score is the probability of class 1 (binary, ranking) or the
+    predicted value (regression).  For multiclass, invariance compares every
+    class probability, and a directional item names the class whose
+    probability should move (`class`); an item without one is skipped and
+    the detail says so.  The table gains a `class` column for multiclass.
+
     Examples
     --------
     >>> import numpy as np
@@ -1249,17 +1701,27 @@ def behavioural(
     if not 0 <= max_wrong_share <= 1:
         raise HortusError(f"{what}: max_wrong_share must be in [0, 1], got {max_wrong_share}")
     tests = []
+    multiclass = spec.task == "multiclass"
+    skipped: list[str] = []
     for i, item in enumerate(directional):
         if not isinstance(item, Mapping):
             raise HortusError(f"{what}: directional[{i}] must be a mapping, got {item!r}")
-        unknown = sorted(set(item) - {"feature", "direction", "delta"})
+        unknown = sorted(set(item) - {"feature", "direction", "delta", "class"})
         lacking = sorted({"feature", "direction", "delta"} - set(item))
         if unknown or lacking:
             raise HortusError(
                 f"{what}: directional[{i}] needs keys feature, direction, delta"
+                + (" (and class for a multiclass model)" if multiclass else "")
                 + (f"; lacks {lacking}" if lacking else "")
                 + (f"; unknown {unknown}" if unknown else "")
             )
+        if "class" in item and not multiclass:
+            raise HortusError(
+                f"{what}: directional[{i}] names a class, but a {spec.task} model has one score"
+            )
+        if multiclass and "class" not in item:
+            skipped.append(f"directional[{i}] {item['feature']!r}")
+            continue
         feat, direction, delta = item["feature"], item["direction"], item["delta"]
         if feat not in spec.features or feat in spec.categorical:
             raise HortusError(
@@ -1272,9 +1734,9 @@ def behavioural(
             )
         if isinstance(delta, bool) or not isinstance(delta, int | float) or delta == 0:
             raise HortusError(f"{what}: directional[{i}] delta must be a non-zero number")
-        tests.append((feat, direction, float(delta)))
+        tests.append((feat, direction, float(delta), item.get("class")))
     _need_columns(df, [*spec.features, *invariance], what)
-    for feat, _, _ in tests:
+    for feat, *_ in tests:
         dtype = df[feat].dtype
         if not (dtype.is_numeric() or dtype == pl.Boolean):
             raise HortusError(
@@ -1283,14 +1745,33 @@ def behavioural(
             )
     if df.height < 2:
         raise HortusError(f"{what}: need at least 2 rows, got {df.height}")
-    base = _scores_of(pipeline, df, spec, scores, what)
+    classes: list[Any] = []
+    if multiclass:
+        classes, base = class_probabilities(pipeline, df, spec)
+        names = [str(c) for c in classes]
+        for feat, _, _, cls in tests:
+            if str(cls) not in names:
+                raise HortusError(
+                    f"{what}: directional {feat!r} names class {cls!r}, not a class of the "
+                    f"model {classes}"
+                )
+    else:
+        base = _scores_of(pipeline, df, spec, scores, what)
+
+    def output(frame: pl.DataFrame) -> np.ndarray:
+        if multiclass:
+            return class_probabilities(pipeline, frame, spec)[1]
+        return predict_scores(pipeline, frame, spec)
+
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
     failures: list[tuple[str, float | None, float | None]] = []
     for col in invariance:
         shuffled = df[col].gather(_derangement(df.height, rng))
         changed = int(shuffled.ne_missing(df[col]).sum())
-        change = predict_scores(pipeline, df.with_columns(shuffled), spec) - base
+        change = output(df.with_columns(shuffled)) - base
+        if change.ndim == 2:  # multiclass: the largest change of any class probability
+            change = change[np.arange(len(change)), np.abs(change).argmax(axis=1)]
         worst = float(np.abs(change).max())
         moved = float((np.abs(change) > tolerance).mean())
         passed = worst <= tolerance and changed > 0
@@ -1325,11 +1806,13 @@ def behavioural(
                     tolerance,
                 )
             )
-    for feat, direction, delta in tests:
+    for feat, direction, delta, cls in tests:
         s = df[feat]
         moved_input = s.cast(pl.Float64) + delta
         shifted = df.with_columns(moved_input.alias(feat))
-        change = predict_scores(pipeline, shifted, spec) - base
+        change = output(shifted) - base
+        if change.ndim == 2:
+            change = change[:, [str(c) for c in classes].index(str(cls))]
         valid = s.is_not_null().to_numpy()
         d = change[valid] if valid.any() else change
         sign = 1.0 if direction == "increase" else -1.0
@@ -1385,15 +1868,32 @@ def behavioural(
         },
         orient="row",
     )
+    if multiclass:
+        row_classes = [None] * len(invariance) + [str(cls) for *_, cls in tests]
+        table = table.with_columns(pl.Series("class", row_classes, dtype=pl.String))
     not_inputs = [c for c in invariance if c not in spec.features]
+    note = (
+        f"; skipped {', '.join(skipped)}: a multiclass directional test must name the "
+        "class whose probability should move (key `class`)"
+        if skipped
+        else ""
+    )
     ok = (
         f"{len(invariance)} invariance and {len(tests)} directional test(s) hold"
         + (f" ({not_inputs} are not model inputs)" if not_inputs else "")
         if rows
         else "no behavioural test declared"
-    )
+    ) + note
+    if failures and note:
+        failures[-1] = (failures[-1][0] + note, failures[-1][1], failures[-1][2])
     worst_inv = table.filter(pl.col("test") == "invariance")["max_abs_change"].max()
-    stats = {"tolerance": tolerance, "max_wrong_share": max_wrong_share, "rows": df.height}
+    stats: dict[str, Any] = {
+        "tolerance": tolerance,
+        "max_wrong_share": max_wrong_share,
+        "rows": df.height,
+    }
+    if skipped:
+        stats["skipped"] = skipped
     return _decide(what, failures, (worst_inv, tolerance), ok, table, stats)
 
 
@@ -1403,7 +1903,7 @@ def behavioural(
 # section -> (check function, keyword arguments the runner fills in itself)
 _SECTIONS: dict[str, tuple[Any, frozenset[str]]] = {
     "segment_metrics": (segment_metrics_ci, frozenset({"scores"})),
-    "fairness": (fairness, frozenset({"group"})),
+    "fairness": (fairness, frozenset({"group", "false_positive_rate", "exposure"})),
     "importance": (importance_check, frozenset({"sensitive", "proxies", "importance"})),
     "schema": (schema_conflicts, frozenset()),
     "efficiency": (efficiency, frozenset({"baseline"})),
@@ -1499,14 +1999,18 @@ def run_model_checks(
 ) -> list[CheckResult]:
     """Run every model check configured by `config` on evaluation rows `df`.
 
-    Scores are computed once.  Runs `segment_metrics_ci` (when there are
-    segments), `fairness` per sensitive column (selection = the top
-    `spec.k` of each `spec.group` list unless the section sets top_k or
-    threshold), `importance_check`, `schema_conflicts` (when a signature is
+    The model outputs (`model_outputs`) are computed once; every check
+    follows `spec.task`.  Runs `segment_metrics_ci` (when there are
+    segments; a configured metric that does not fit the task is replaced by
+    the task's and the detail says so), `task_fairness` per sensitive column
+    (ranking: the top `spec.k` of each `spec.group` list unless the section
+    sets top_k or threshold; binary: score >= `spec.threshold`; multiclass:
+    one-vs-rest at the predicted class; regression: error and prediction
+    ratios), `importance_check`, `schema_conflicts` (when a signature is
     given; on `serving_df`, default `df` without the target), `efficiency`
     (against `baseline`) and `behavioural` (when it declares tests).
     """
-    scores = predict_scores(pipeline, df, spec)
+    scores = model_outputs(pipeline, df, spec)
     segments = spec.segments if config.segments is None else config.segments
     out = []
     if segments:
@@ -1515,11 +2019,8 @@ def run_model_checks(
                 pipeline, df, spec, segments, scores=scores, **config.segment_metrics
             )
         )
-    fair = dict(config.fairness)
-    if "top_k" not in fair and "threshold" not in fair:
-        fair["top_k"] = spec.k
     for col in config.sensitive:
-        out.append(fairness(scores, df, col, spec.target, group=spec.group, **fair))
+        out.append(task_fairness(scores, df, spec, col, **config.fairness))
     out.append(
         importance_check(
             pipeline,
@@ -1536,5 +2037,6 @@ def run_model_checks(
         out.append(schema_conflicts(signature, frame, **config.schema))
     out.append(efficiency(pipeline, df, spec, baseline=baseline, **config.efficiency))
     if config.behavioural.get("invariance") or config.behavioural.get("directional"):
-        out.append(behavioural(pipeline, df, spec, scores=scores, **config.behavioural))
+        given = None if spec.task == "multiclass" else scores
+        out.append(behavioural(pipeline, df, spec, scores=given, **config.behavioural))
     return out
