@@ -19,8 +19,10 @@ import pytest
 import yaml
 
 from conftest import assert_marimo_check, notebook_outputs, with_policy
+from hortus import stages
 from hortus.cli import main
-from hortus.notebooks import check_offline, publish_notebook
+from hortus.config import Paths
+from hortus.notebooks import check_offline, publish_notebook, run_notebook
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +37,7 @@ def shop(tmp_path_factory) -> Path:
     with_policy(root)
     (root / "notebooks").mkdir()
     shutil.copy(NOTEBOOK, root / "notebooks" / "train.py")
+    shutil.copy(REPO / "hortus.yaml", root / "hortus.yaml")
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     params["simulate"] |= {"users": 400, "days": 12, "faults": [], "drift": []}
     params["features"] |= {"label_horizon_days": 3, "skew_sample": 50}
@@ -43,13 +46,10 @@ def shop(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HORTUS_ROOT", str(root))
         mp.setenv("HORTUS_PII_KEY", "train-notebook-test-key")
-        for argv in (
-            ["simulate", "--from-params", "--quiet"],
-            ["ingest"],
-            ["silver"],
-            ["features", "build"],
-        ):
+        for argv in (["simulate", "--from-params", "--quiet"], ["ingest"], ["silver"]):
             assert main(argv) == 0, argv
+        # the stage itself (the CLI's summary printing is not what this module tests)
+        stages.STAGES["features"](Paths.at(root), params["features"])
     return root
 
 
@@ -96,3 +96,60 @@ def test_papermill_hold_out_share_reaches_the_metrics(shop: Path, monkeypatch):
     html = page.read_text(encoding="utf-8")
     check_offline(html, source=page)
     assert "Learning curve (ROC AUC)" in html and "<script" not in html
+    assert "Train recommender (ranking) of project plantshop" in text
+
+
+def test_papermill_run_writes_the_outputs_and_the_same_model_as_the_plain_spec(
+    shop: Path, monkeypatch
+):
+    """Check that output_dir gets every file, run.json names the model, and the bytes match.
+
+    The spec the notebook builds from hortus.yaml (`spec_for`) must train the very
+    model the plant shop's hand-written spec trained before projects existed.
+    """
+    import json
+
+    from hortus import modeling
+    from hortus.params import load_section
+    from hortus.plantshop.features import CATEGORICAL, FEATURES
+    from hortus.tables import Lakehouse
+
+    monkeypatch.setenv("HORTUS_ROOT", str(shop))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = shop / "reports" / "train" / "recommender"
+    run_notebook(
+        shop / "notebooks" / "train.py",
+        shop / "out" / "train.ipynb",
+        {"model": "recommender", "output_dir": str(out)},
+        cwd=shop,
+        timeout=600,
+    )
+    for name in ("model.skops", "learning_curve.csv", "importance.csv", "segment_metrics.csv",
+                 "metrics.json", "run.json"):  # fmt: skip
+        assert (out / name).is_file(), name
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert (run["model_name"], run["task"], run["table"]) == (
+        "recommender", "ranking", "gold.training_set"
+    )  # fmt: skip
+    train = load_section(shop / "params.yaml", "train")
+    spec = modeling.ModelSpec(
+        target="label",
+        features=tuple(FEATURES.feature_names),
+        categorical=tuple(CATEGORICAL),
+        time="ts",
+        group="rec_id",
+        segments=("user_profile__region", "user_profile__age_band", "user_profile__device"),
+        k=int(train["k"]),
+        holdout_fraction=float(train["holdout_fraction"]),
+        seed=int(train["seed"]),
+        estimator=train["estimator"],
+        params={n: train[n] for n in ("max_iter", "learning_rate", "max_leaf_nodes",
+                                      "l2_regularization", "min_samples_leaf")},
+    )  # fmt: skip
+    assert run["spec"] == spec.to_dict()
+    lh = Lakehouse.open(shop, stage="test")
+    result = modeling.train(
+        lh.read("gold.training_set"), spec, contracts=[lh.catalog.get("gold.training_set")]
+    )
+    sha = modeling.save_model(result.pipeline, result.signature, shop / "plain" / "model.skops")
+    assert sha == run["sha256"]
