@@ -190,12 +190,14 @@ def test_kpi_out_of_range_is_flagged(shop, lakehouse):
         "conversion_rate": [last["conversion_rate"] + 0.05, 1.0],
         "sessions": [0, last["sessions"] + 1],
     }
-    m = monitors.kpi_ranges(lakehouse, datetime.now(UTC), ranges)
+    m = monitors.kpi_ranges(lakehouse, datetime.now(UTC), ranges, where={"region": "ALL"})
     assert _value(m, "out_of_range", "gold.kpi_daily.conversion_rate") == 1
     assert _value(m, "out_of_range", "gold.kpi_daily.sessions") == 0
     assert _value(m, "value", "gold.kpi_daily.sessions") == last["sessions"]
     with pytest.raises(monitors.MonitorError, match="'revenu'.*no such column"):
         monitors.kpi_ranges_frame(kpis, {"revenu": [0, 1]}, datetime.now(UTC))
+    with pytest.raises(monitors.MonitorError, match="no column 'segment'"):
+        monitors.kpi_ranges_frame(kpis, ranges, datetime.now(UTC), where={"segment": "ALL"})
 
 
 def test_denied_attempts_are_counted_by_user_and_table(lakehouse):

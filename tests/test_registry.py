@@ -249,7 +249,7 @@ def test_real_model_round_trip_and_tampered_artifact_refused(lakehouse, tmp_path
     spec = modeling.ModelSpec(target="y", features=("x",), estimator="logreg", seed=1)
     result = modeling.train(df, spec, curve_points=2, importance_repeats=1)
     sha = modeling.save_model(result.pipeline, result.signature, tmp_path / "m.skops")
-    reg = Registry(lakehouse)
+    reg = Registry(lakehouse, "recommender")
     mv = reg.register(
         tmp_path / "m.skops", sha256=sha, signature=result.signature.to_dict(), metrics={},
         receipt=Receipt.collect(tmp_path, params={}, tables_read={}),

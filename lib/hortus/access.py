@@ -11,12 +11,12 @@ list belongs to no group and is allowed nothing.
 
 Objects and actions
 -------------------
-- ``read``, ``write`` on a table ``layer.table`` (``silver.events``);
-- ``unmask`` on a column ``layer.table.column`` (``silver.users.email``): read it
+- ``read``, ``write`` on a table ``layer.table`` (``silver.orders``);
+- ``unmask`` on a column ``layer.table.column`` (``silver.customers.email``): read it
   in the clear; ``reidentify`` on a column: turn its keyed tokens back into raw
   values;
 - ``train``, ``register``, ``promote``, ``approve`` on a model name
-  (``recommender``).
+  (``churn``).
 
 Grant patterns are `fnmatch` globs (case-sensitive); ``*`` also matches dots.
 
@@ -66,7 +66,7 @@ Examples
 >>> policy = Policy.load(Path("access_policy.yaml"))                    # doctest: +SKIP
 >>> policy.decide("alex", "read", "bronze.users").allowed               # doctest: +SKIP
 False
->>> plan = policy.read_plan("elena", "silver.users", None, contract)    # doctest: +SKIP
+>>> plan = policy.read_plan("elena", "silver.customers", None, contract)    # doctest: +SKIP
 >>> plan.apply(pl.scan_delta(path)).collect()                           # doctest: +SKIP
 """
 
@@ -146,7 +146,7 @@ class Decision:
     user: str
     action: str
     object: str
-    grant: str | None  # the grant that allowed it, e.g. "analysts: read gold.kpi_daily"
+    grant: str | None  # the grant that allowed it, e.g. "analysts: read gold.sales_daily"
     missing: str | None  # what was missing when denied
     policy_version: str
     groups: tuple[str, ...] = ()
@@ -189,7 +189,7 @@ class Grant:
 
     @property
     def id(self) -> str:
-        """Return the grant as text, e.g. "analysts: read gold.kpi_daily"."""
+        """Return the grant as text, e.g. "analysts: read gold.sales_daily"."""
         return f"{self.group}: {self.action} {self.pattern}"
 
     def matches(self, obj: str) -> bool:
@@ -319,8 +319,8 @@ class Policy:
     Examples
     --------
     >>> policy = Policy.load(Path("access_policy.yaml"))                 # doctest: +SKIP
-    >>> print(policy.decide("paula", "approve", "recommender").explain())  # doctest: +SKIP
-    ALLOWED: paula approve recommender
+    >>> print(policy.decide("paula", "approve", "churn").explain())  # doctest: +SKIP
+    ALLOWED: paula approve churn
       groups of paula: approvers
       allowed by grant: approvers: approve *
       policy_version: 5f1c...
@@ -443,8 +443,8 @@ class Policy:
 
         Examples
         --------
-        >>> policy.decide("alex", "read", "gold.kpi_daily").grant   # doctest: +SKIP
-        'analysts: read gold.kpi_daily'
+        >>> policy.decide("alex", "read", "gold.sales_daily").grant   # doctest: +SKIP
+        'analysts: read gold.sales_daily'
         """
         if action not in ACTIONS:
             raise PolicyError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")

@@ -236,7 +236,7 @@ class AuditLog:
     Examples
     --------
     >>> log = AuditLog.open(default_path(paths), secrets_dir=paths.secrets)   # doctest: +SKIP
-    >>> log.append(AuditRecord("alex", "read", "gold.kpi_daily"))            # doctest: +SKIP
+    >>> log.append(AuditRecord("alex", "read", "gold.sales_daily"))            # doctest: +SKIP
     >>> log.verify().ok                                                       # doctest: +SKIP
     True
     """

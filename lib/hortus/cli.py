@@ -7,6 +7,7 @@ and exit with status 2; nothing is half-written.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -25,6 +26,39 @@ def _params(args: argparse.Namespace, paths: Paths, section: str) -> dict:
     return load_section(Path(args.params) if args.params else paths.root / "params.yaml", section)
 
 
+def _project(paths: Paths):
+    """Return the project definition (hortus.yaml) of the project at `paths`."""
+    from hortus.project import Project
+
+    return Project.load(paths.root)
+
+
+def _model(args: argparse.Namespace, paths: Paths) -> str:
+    """Return the model a command acts on: --model, else the project's default model.
+
+    An unknown --model is refused (ProjectError naming the models of hortus.yaml)
+    only where the project must declare it; registered models outside the definition
+    are allowed, so this returns the name as given.
+    """
+    return getattr(args, "model", None) or _project(paths).default_model
+
+
+def add_model_option(parser: argparse.ArgumentParser, *, every: str | None = None) -> None:
+    """Add `--model NAME` to a command; the default is the project's default model.
+
+    `every` replaces the default's description where no --model means every model.
+    """
+    default = every or "the project's default_model in hortus.yaml"
+    parser.add_argument("--model", metavar="NAME", help=f"model name (default: {default})")
+
+
+def _simulator(paths: Paths):
+    """Return the project's simulator module (hortus.yaml `simulator`), or refuse clearly."""
+    from hortus.snapshot import simulator
+
+    return simulator(paths)
+
+
 def _print(obj: object, as_json: bool) -> None:
     if as_json:
         print(json.dumps(obj, indent=2, sort_keys=True, default=str))
@@ -32,17 +66,18 @@ def _print(obj: object, as_json: bool) -> None:
 
 # ------------------------------------------------------------------ simulate
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from hortus.plantshop.simulate import SimConfig, simulate
-
     paths = _paths(args)
+    sim = _simulator(paths)
     if args.more_days is not None:
-        return _simulate_more(args, paths)
+        return _simulate_more(args, paths, sim)
+    SimConfig, simulate = sim.SimConfig, sim.simulate
     base = _params(args, paths, "simulate") if args.from_params else {}
     fields = {k: v for k, v in base.items()}
-    for name in ("seed", "start", "days", "users", "plants", "fault_rate", "drift_start"):
+    for name in ("seed", "start", "days", "users", "fault_rate", "drift_start"):
         value = getattr(args, name)
         if value is not None:
             fields[name] = value
+    fields |= _settings(args.sets)
     for name in ("drift", "faults"):
         value = getattr(args, name)
         if value is not None:
@@ -61,12 +96,29 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulate_more(args: argparse.Namespace, paths) -> int:
-    """`hortus simulate --more-days N`: continue the export in --out (default data/)."""
-    from hortus.plantshop.simulate import simulate_more
+def _settings(pairs: list[str] | None) -> dict:
+    """Parse `--set KEY=VALUE` pairs (values are YAML scalars: 5, 0.1, true, text)."""
+    import yaml
 
-    fixed = ("seed", "start", "days", "users", "plants")
+    out = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise HortusError(f"simulate --set {pair!r}: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _simulate_more(args: argparse.Namespace, paths, sim) -> int:
+    """`hortus simulate --more-days N`: continue the export in --out (default data/)."""
+    simulate_more = getattr(sim, "simulate_more", None)
+    if simulate_more is None:
+        raise HortusError(
+            f"simulate --more-days: simulator {sim.__name__} cannot continue an export"
+        )
+    fixed = ("seed", "start", "days", "users")
     given = [f"--{n}" for n in fixed if getattr(args, n) is not None]
+    given += [f"--set {s}" for s in args.sets or ()]
     given += ["--from-params"] if args.from_params else []
     if given:
         raise HortusError(
@@ -107,9 +159,16 @@ def _stage(name: str):
 
         paths = _paths(args)
         params = _params(args, paths, name)
+        # train, register and score act on --model, else on every model of the project;
+        # a stage of the whole project (features) only checks that hortus.yaml has it
+        extra = {}
+        if getattr(args, "model", None):
+            _project(paths).model(args.model)  # an unknown model: a clear error, exit 2
+            if "model" in inspect.signature(stages.STAGES[name]).parameters:
+                extra = {"model": args.model}
         # every stage run, ok or failed, lands in ops.pipeline_runs (pipeline health)
         with record_run(paths, name):
-            summary = stages.STAGES[name](paths, params)
+            summary = stages.STAGES[name](paths, params, **extra)
         _report_stage(name, summary, paths)
         return 0
 
@@ -138,8 +197,10 @@ def _report_stage(name: str, summary: dict, paths: Paths) -> None:
             )
         _print_quarantine_examples(paths)
     elif name == "features":
-        t = summary["training_set"]
-        print(f"  gold.training_set {t['rows']:>9,} examples, {t['positives']:,} positive")
+        t = summary.get("examples")
+        if t is not None:
+            pos = f", {t['positives']:,} positive" if "positives" in t else ""
+            print(f"  {t['table']} {t['rows']:>9,} examples{pos}")
         for table, t in summary["offline"].items():
             print(f"  {table:<26} {t['rows']:>9,} log rows (version {t['version']})")
         on = summary["online"]
@@ -258,7 +319,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         how = {
             "present": "already present",
             "dvc-cache": "checked out from the DVC cache",
-            "rebuilt": "rebuilt by the deterministic simulator (params.yaml simulate)",
+            "rebuilt": "rebuilt by the project's deterministic simulator (params.yaml simulate)",
         }[snapshot.restore(paths, _params(args, paths, "simulate"))]
     snapshot.verify(paths)
     print(f"data/ matches data.dvc ({snapshot.pinned_md5(paths)}): {how}")
@@ -281,7 +342,9 @@ def cmd_key(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from hortus.reproduce import reproduce
 
-    result = reproduce(_paths(args), args.version, keep=Path(args.keep) if args.keep else None)
+    paths = _paths(args)
+    keep = Path(args.keep) if args.keep else None
+    result = reproduce(paths, args.version, keep=keep, model=_model(args, paths))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:
@@ -308,18 +371,22 @@ def cmd_gate(args: argparse.Namespace) -> int:
     version = None if args.stage else args.version
     if version is None and not args.stage:
         raise HortusError("hortus gate: give a VERSION (3, v3, champion) or --stage")
+    # a VERSION is one model's (default: the project's default model); --stage gates
+    # every model this repro registered unless --model names one
+    model = args.model or (None if args.stage else _project(paths).default_model)
     if args.stage:
         from hortus.runlog import record_run
 
         with record_run(paths, "gate"):
-            summary = stages.gate(paths, params, version)
+            summary = stages.gate(paths, params, version, model=model)
     else:
-        summary = stages.gate(paths, params, version)
+        summary = stages.gate(paths, params, version, model=model)
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     else:
         verdict = "PASSED" if summary["passed"] else "FAILED"
-        print(f"gate v{summary['version']}: {verdict} ({summary['checks']} checks, "
+        name = summary.get("model") or model or _project(paths).default_model
+        print(f"gate {name} v{summary['version']}: {verdict} ({summary['checks']} checks, "
               f"{summary['failed']} failed); report {summary['report']}")  # fmt: skip
         for line in summary["failed_checks"]:
             print(f"  {line}")
@@ -342,9 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "simulate",
-        help="write a landing export of the simulated plant shop",
-        description="Write a deterministic landing export (CSV and JSON lines) "
-        "of the plant shop web app.",
+        help="write a landing export with the project's simulator",
+        description="Write a deterministic landing export (CSV and JSON lines) with the "
+        "simulator the project definition names (hortus.yaml `simulator`); refused for a "
+        "project without one.",
     )
     s.add_argument("--out", help="output folder (default: data/)")
     s.add_argument(
@@ -357,8 +425,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--start", help="first day, YYYY-MM-DD")
     s.add_argument("--days", type=int)
     s.add_argument("--users", type=int)
-    s.add_argument("--plants", type=int)
-    s.add_argument("--drift", help="comma list: new_region,price_change,seasonal")
+    s.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        metavar="KEY=VALUE",
+        help="set another field of the simulator's SimConfig (repeatable; YAML scalar)",
+    )
+    s.add_argument("--drift", help="comma list of the simulator's drift kinds")
     s.add_argument("--drift-start", dest="drift_start", help="day the drift starts, YYYY-MM-DD")
     s.add_argument("--faults", help="comma list, e.g. malformed,duplicates,late,truncated_gzip")
     s.add_argument("--fault-rate", dest="fault_rate", type=float)
@@ -377,15 +451,17 @@ def build_parser() -> argparse.ArgumentParser:
         "ingest": "land new files of data/ into bronze (append-only, idempotent)",
         "silver": "validate, deduplicate and tokenise bronze into silver; quarantine the rest",
         "kpis": "compute the gold daily KPI table",
-        "train": "run notebooks/train.py headless (papermill) and save the model",
-        "register": "register the trained model with its build receipt (operations plane)",
-        "score": "score users x plants with the registered model; gold + prediction log",
+        "train": "run notebooks/train.py headless (papermill) and save the model(s)",
+        "register": "register the trained model(s) with their build receipts (operations plane)",
+        "score": "batch-score with each model's champion; gold predictions + prediction log",
         "docs": "generate the docs (data dictionary, architecture, parameters, models) and "
         "reports/index.html",
     }
     for name, help_ in docs.items():
         s = sub.add_parser(name, help=help_, description=f"DVC stage `{name}`: {help_}.")
         s.add_argument("--params", help="params file (default: params.yaml at the root)")
+        if name in ("train", "register", "score"):
+            add_model_option(s, every="every model of hortus.yaml")
         s.set_defaults(func=_stage(name))
 
     c = sub.add_parser(
@@ -402,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="show one table's contract and lineage",
         description="Show one table's contract, size and lineage.",
     )
-    cs.add_argument("table", help="table name, e.g. silver.events")
+    cs.add_argument("table", help="table name, e.g. silver.orders")
     cs.add_argument("--json", action="store_true")
     cs.set_defaults(func=cmd_catalog_show)
 
@@ -411,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="list quarantined rows with file, line, column, rule",
         description="List rows rejected by silver validation.",
     )
-    q.add_argument("--table", help="only this silver table, e.g. silver.events")
+    q.add_argument("--table", help="only this silver table, e.g. silver.orders")
     q.add_argument("--rule", help="only this rule, e.g. json, type, duplicate")
     q.add_argument("--limit", type=int, default=50)
     q.set_defaults(func=cmd_quarantine)
@@ -419,8 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser(
         "data",
         help="verify or restore the pinned landing snapshot",
-        description="verify: check data/ against data.dvc.  restore: rebuild "
-        "the embedded default snapshot from params.yaml and verify it.",
+        description="verify: check data/ against data.dvc.  restore: check it out of the "
+        "DVC cache, else rebuild it with the project's simulator (params.yaml simulate), "
+        "and verify it.",
     )
     d.add_argument("action", choices=["verify", "restore"])
     d.add_argument("--params", help="params file (default: params.yaml at the root)")
@@ -437,10 +514,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     gp = sub.add_parser(
         "gate",
-        help="run the promotion gate (data and model tests) on a registered version",
+        help="run the promotion gate (data and model tests) on a registered model version",
         description="Run the data tests (contract, PII scan, drift, skew) and model tests "
         "(segment metrics with intervals, fairness, importance, schema conflicts, efficiency "
-        "against the champion, behaviour) on a registered version; write reports/gate/v<N>.json "
+        "against the champion, behaviour) on a registered version of --model; write "
+        "reports/gate/v<N>.json "
         "and .md and record the run in ops.gate_results. Exit 0 passed, 1 failed. "
         "`hortus models promote` refuses a version whose latest gate failed.",
     )
@@ -448,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     gp.add_argument(
         "--stage", action="store_true", help="DVC stage: gate the version in reports/register.json"
     )
+    add_model_option(gp, every="the project's default_model; with --stage every model registered")
     gp.add_argument("--params", help="params file (default: params.yaml at the root)")
     gp.add_argument("--json", action="store_true")
     gp.set_defaults(func=cmd_gate)
@@ -460,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit 0 when identical, 1 when different.",
     )
     r.add_argument("version", help="version (3, v3) or alias (champion)")
+    add_model_option(r)
     r.add_argument("--keep", help="keep the rebuild in this folder (default: a temp folder)")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_reproduce)

@@ -166,7 +166,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     c.add_argument("action", choices=list(ACTIONS), help="action: " + ", ".join(ACTIONS))
     c.add_argument(
         "object",
-        help="table (silver.users), column (silver.users.email) or model name (recommender)",
+        help="table (silver.customers), column (silver.customers.email) or model name (churn)",
     )
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_check)
@@ -174,11 +174,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r = asub.add_parser(
         "reidentify",
         help="show the raw values behind tokens of a column (needs the reidentify grant)",
-        description="Look tokens of a tokenised column (e.g. silver.users email) up in the "
+        description="Look tokens of a tokenised column (e.g. silver.customers email) up in the "
         "raw table of the restricted zone.  Needs the `reidentify` grant on TABLE.COLUMN and "
         "read on the bronze table; audited.  Exit 1 if a token has no raw value.",
     )
-    r.add_argument("table", help="silver table, e.g. silver.users")
+    r.add_argument("table", help="silver table, e.g. silver.customers")
     r.add_argument("column", help="tokenised column, e.g. email")
     r.add_argument("tokens", nargs="+", metavar="TOKEN", help="tokens, tok_ + 24 hex digits")
     r.add_argument("--json", action="store_true")

@@ -23,7 +23,7 @@ def read_input(spec: str, role: str, root: Path | None = None) -> pl.LazyFrame |
     """Open a table for drift: Delta folder, Parquet/CSV/NDJSON file, profile or catalog name.
 
     A folder holding `_delta_log` is a Delta table; another folder is read as its
-    Parquet files; a `.json` file is a saved drift profile; a name like `silver.events`
+    Parquet files; a `.json` file is a saved drift profile; a name like `silver.orders`
     that is not a file is looked up in the project's catalog.
     """
     path = Path(spec)
@@ -138,6 +138,21 @@ def summary_lines(report: DriftReport, *, show_all: bool = False) -> list[str]:
     return lines
 
 
+def model_inputs(name: str, root: Path | None) -> tuple[list[str], str | None]:
+    """Return (features, time column) of a model of the project definition (hortus.yaml).
+
+    The features are those the model reads (`hortus.project.resolve_features`); an
+    unknown model is refused naming the project's models.
+    """
+    from hortus.catalog import Catalog
+    from hortus.project import Project, resolve_features
+
+    project = Project.load(root)
+    model = project.model(name)
+    features, _, _ = resolve_features(model, Catalog.load(root=project.root), project.feature_set())
+    return list(features), model.time
+
+
 def cmd_drift(args: argparse.Namespace) -> int:
     """Compare CURRENT with REFERENCE; print, optionally write JSON/HTML; 1 if drift."""
     root = Path(args.root) if getattr(args, "root", None) else None
@@ -147,6 +162,11 @@ def cmd_drift(args: argparse.Namespace) -> int:
     if isinstance(current, Profile):
         raise DriftError(f"current {args.current} is a drift profile; the current must be data")
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    if getattr(args, "model", None):
+        model_columns, model_time = model_inputs(args.model, root)
+        columns = columns or model_columns
+        if args.time is None and args.window and model_time:
+            args.time = model_time
     if args.save_profile:
         if isinstance(reference, Profile):
             raise DriftError("--save-profile needs a reference table, not a profile")
@@ -192,12 +212,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         description="Compare CURRENT with REFERENCE per column (numeric: KS, normalised "
         "Wasserstein, PSI, Jensen-Shannon; categorical: chi-square, PSI, Jensen-Shannon), "
         "overall, per segment and per time window.  Each side is a Delta table folder, a "
-        "Parquet/CSV/NDJSON file or a catalog table such as silver.events; the reference may "
+        "Parquet/CSV/NDJSON file or a catalog table such as silver.orders; the reference may "
         "also be a profile saved with --save-profile.  Exit 0: no drift, 1: drift, 2: bad input.",
     )
     d.add_argument("reference", help="reference table, file or saved profile (.json)")
     d.add_argument("current", help="current table or file")
     d.add_argument("--columns", help="comma list of columns (default: every reference column)")
+    d.add_argument(
+        "--model",
+        metavar="NAME",
+        help="compare the features this model of hortus.yaml reads (instead of every column) "
+        "and window by its time column (default: no model)",
+    )
     d.add_argument("--segment", metavar="COL", help="also compare per value of this column")
     d.add_argument("--time", metavar="COL", help="timestamp column of the current for --window")
     d.add_argument("--window", help="time window for --time, e.g. 1h, 1d, 7d, 1mo")

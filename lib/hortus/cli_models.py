@@ -8,7 +8,8 @@ from pathlib import Path
 
 from hortus.config import Paths
 
-KEY_METRICS = ("roc_auc", "ndcg_at_k")
+#: shown by `models list` when a version has them: ROC AUC, then each task's primary metric
+KEY_METRICS = ("roc_auc", "ndcg_at_k", "f1_macro", "rmse")
 
 
 def _registry(args: argparse.Namespace):
@@ -16,7 +17,14 @@ def _registry(args: argparse.Namespace):
     from hortus.tables import Lakehouse
 
     paths = Paths.at(Path(args.root)) if getattr(args, "root", None) else Paths.discover()
-    return Registry(Lakehouse.open(paths.root, stage="cli"), args.model)
+    return Registry(Lakehouse.open(paths.root, stage="cli"), model_name(args, paths))
+
+
+def model_name(args: argparse.Namespace, paths: Paths) -> str:
+    """Return --model, else the default model of the project definition (hortus.yaml)."""
+    from hortus.project import Project
+
+    return getattr(args, "model", None) or Project.load(paths.root).default_model
 
 
 def _json(obj: object) -> None:
@@ -92,7 +100,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
     """Approve a version as the acting user (four eyes)."""
     reg = _registry(args)
     a = reg.approve(args.version, reason=args.reason)
-    flag = "" if reg.name == "recommender" else f" --model {reg.name}"
+    flag = reg._flag()
     if not a.recorded:
         print(
             f"{reg.name} v{a.version} was already approved by {a.approver} at "
@@ -191,7 +199,9 @@ def cmd_aliases(args: argparse.Namespace) -> int:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add the `models` command and its subcommands to the `hortus` subparsers."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", default="recommender", help="model name (default: recommender)")
+    common.add_argument(
+        "--model", metavar="NAME", help="model name (default: the project's default_model)"
+    )
     m = sub.add_parser(
         "models",
         help="list, show, approve, promote and roll back registered model versions",

@@ -64,6 +64,7 @@ def cmd_monitor_run(args: argparse.Namespace) -> int:
     section, source = _config(paths, args.params)
     if args.monitors:
         section = dict(section, monitors=[m for m in args.monitors.split(",") if m])
+    section = _with_model(section, paths, args.model)
     config = monitors.MonitorConfig.from_dict(section, source=source)
     lh = Lakehouse.open(paths.root, stage="monitor")
     chosen = list(config.monitors or monitors.MONITORS)
@@ -124,6 +125,28 @@ def cmd_monitor_run(args: argparse.Namespace) -> int:
     return 1 if flagged.height else 0
 
 
+def _with_model(section: dict, paths: Paths, model: str | None) -> dict:
+    """Return the monitor settings with `model` set from --model (checked against hortus.yaml).
+
+    Without --model the section's `model` stands, else every registered model is
+    monitored.  A --model that the project does not declare is refused unless it is a
+    registered model (models outside the definition are monitored from their receipts).
+    """
+    if not model:
+        return section
+    from hortus.project import Project, ProjectError
+    from hortus.registry import model_names
+    from hortus.tables import Lakehouse
+
+    try:
+        Project.load(paths.root).model(model)
+    except ProjectError:
+        with Lakehouse.open(paths.root, stage="monitor") as lh:
+            if model not in model_names(lh):
+                raise
+    return dict(section, model=model)
+
+
 def _has_alerts(paths: Paths, params: str | None) -> bool:
     """Return whether the params file has an `alerts` section."""
     path = Path(params) if params else paths.root / "params.yaml"
@@ -145,6 +168,7 @@ def cmd_monitor_stage(args: argparse.Namespace) -> int:
     paths = Paths.at(Path(args.root)) if getattr(args, "root", None) else Paths.discover()
     params = load_section(Path(args.params) if args.params else paths.root / "params.yaml",
                           "monitor")  # fmt: skip
+    params = _with_model(params, paths, args.model)
     from hortus.runlog import record_run
 
     with record_run(paths, "monitor"):
@@ -168,6 +192,7 @@ def cmd_monitor_watch(args: argparse.Namespace) -> int:
         section = dict(section, monitors=[m for m in args.monitors.split(",") if m])
     elif not section.get("monitors"):
         section = dict(section, monitors=list(watch.DEFAULT_MONITORS))
+    section = _with_model(section, paths, args.model)
     config = monitors.MonitorConfig.from_dict(section, source=source)
     params_file = Path(args.params) if args.params else paths.root / "params.yaml"
     doc = (
@@ -231,6 +256,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "runs, memory regressions, model staleness, KPI ranges and denied access attempts.",
     )
     msub = m.add_subparsers(dest="action", required=True, metavar="ACTION")
+    model_help = (
+        "check the staleness of this model's champion only (default: params.yaml "
+        "`monitor.model`, else every registered model)"
+    )
     r = msub.add_parser(
         "run",
         help="run every monitor once (batch mode) and append the metrics",
@@ -243,6 +272,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--params", help="params file (default: params.yaml at the root)")
     r.add_argument("--monitors", help="comma list of monitors to run (default: all)")
     r.add_argument("--at", help="measure as of this UTC time (ISO 8601; default: now)")
+    r.add_argument("--model", metavar="NAME", help=model_help)
     r.add_argument(
         "--no-write", action="store_true", help="print the metrics, write nothing (no alerts)"
     )
@@ -263,6 +293,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "reports/monitor.json.  Flags and alerts do not fail the stage.",
     )
     st.add_argument("--params", help="params file (default: params.yaml at the root)")
+    st.add_argument("--model", metavar="NAME", help=model_help)
     st.set_defaults(func=cmd_monitor_stage)
     w = msub.add_parser(
         "watch",
@@ -276,6 +307,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "batch.  Exit 0, or 1 if some batch did not reconcile bronze with silver.",
     )
     w.add_argument("--params", help="params file (default: params.yaml at the root)")
+    w.add_argument("--model", metavar="NAME", help=model_help)
     w.add_argument("--interval", type=float, default=1.0, help="seconds between polls (default 1)")
     w.add_argument("--max-batches", type=int, help="stop after this many batches (default: never)")
     w.add_argument(

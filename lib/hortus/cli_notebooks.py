@@ -56,6 +56,10 @@ def cmd_notebooks_publish(args: argparse.Namespace) -> int:
     from hortus.tables import Lakehouse
 
     paths = Paths.at(Path(args.root)) if getattr(args, "root", None) else Paths.discover()
+    if not args.model:
+        from hortus.project import Project
+
+        args.model = Project.load(paths.root).default_model
     with Lakehouse.open(paths.root, stage="publish") as lh:
         registry = Registry(lh, args.model)
         if args.fallback_gated and args.version == "champion" and not _has_champion(registry):
@@ -164,7 +168,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "an unknown version.  Acts as HORTUS_USER, who needs read access to the registry.",
     )
     p.add_argument("version", help="version number (3, v3) or alias (champion, challenger)")
-    p.add_argument("--model", default="recommender", help="model name (default recommender)")
+    p.add_argument(
+        "--model", metavar="NAME", help="model name (default: the project's default_model)"
+    )
     p.add_argument(
         "--fallback-gated",
         action="store_true",

@@ -24,7 +24,7 @@ metrics can subscribe too, e.g. a freshness rule re-evaluated on
 
 Examples
 --------
->>> emit(lh, "gate_failed", "recommender v3", {"failed": ["auc"]},
+>>> emit(lh, "gate_failed", "churn v3", {"failed": ["auc"]},
 ...      rules=rules, sinks=sinks)                                  # doctest: +SKIP
 """
 

@@ -18,12 +18,15 @@ Monitors and their metrics (subject in brackets):
 - ``memory`` [stage]: peak_memory_mb of the latest run, memory_ratio to the median
   of the previous runs, memory_regression (0/1).
 - ``model_staleness`` [model name]: age_days, drift_share, newer_data (0/1),
-  newer_rows, staleness_score (see `staleness_score`).
-- ``feature_drift`` [feature of the champion]: drift_score (the gating statistic
-  over its threshold; >= 1 is drift) and feature_drifted (0/1), with the statistic,
-  value, threshold and p-value as labels; measured in the same comparison as the
-  staleness drift (champion's training rows against the rows after them).
-- ``kpi`` [``gold.kpi_daily.<kpi>``]: value and out_of_range (0/1) per expected range.
+  newer_rows, staleness_score (see `staleness_score`), for the champion of every
+  registered model (or of the configured one).  Its training table is the model's
+  `table` in the project definition (`hortus.yaml`), else the table its receipt read.
+- ``feature_drift`` [feature of a champion]: drift_score (the gating statistic
+  over its threshold; >= 1 is drift) and feature_drifted (0/1), with the model,
+  statistic, value, threshold and p-value as labels; measured in the same comparison
+  as the staleness drift (champion's training rows against the rows after them).
+- ``kpi`` [``<kpi table>.<kpi>``]: value and out_of_range (0/1) per expected range of
+  the project's KPI table (`kpis.table` of the project definition).
 - ``access`` [table or object]: denied_attempts per user (label) in a window.
 
 Metric rows are flags when the metric is one of `FLAG_METRICS` and the value is > 0.
@@ -51,8 +54,6 @@ from hortus.tables import Lakehouse
 
 METRICS_TABLE = "ops.monitor_metrics"
 QUARANTINE = "quarantine.rows"
-KPI_TABLE = "gold.kpi_daily"
-TRAINING_SET = "gold.training_set"
 METRIC_SCHEMA = pl.Schema(
     {
         "at": pl.Datetime("us", "UTC"),
@@ -131,6 +132,47 @@ def _long(
         .select(list(METRIC_SCHEMA))
         .cast(dict(METRIC_SCHEMA))
     )
+
+
+def _project(lh: Lakehouse):
+    """Return the project definition of the lakehouse's project, or None without one.
+
+    The definition is found as the catalog finds its contracts (`Project.load` of the
+    project root, else the project of the working directory); without any, models
+    are monitored from their registry entries and receipts alone.
+    """
+    from hortus.project import Project, ProjectError
+
+    try:
+        return Project.load(lh.paths.root)
+    except ProjectError:
+        return None
+
+
+def kpi_table(lh: Lakehouse) -> str | None:
+    """Return the project's KPI table (`kpis.table` of hortus.yaml), or None without one."""
+    project = _project(lh)
+    return project.kpis.table if project is not None and project.kpis else None
+
+
+def training_table(
+    lh: Lakehouse, model: str, receipt: Mapping[str, Any] | None = None
+) -> str | None:
+    """Return the table a registered model trains on.
+
+    The model's `table` in the project definition when the project declares the
+    model; else, from its build receipt, the one table it hashed (``content_hashes``)
+    or read (``tables_read``).  None when that cannot be told.
+    """
+    project = _project(lh)
+    if project is not None and model in project.models:
+        return project.model(model).table
+    receipt = receipt or {}
+    for key in ("content_hashes", "tables_read"):
+        tables = [t for t in (receipt.get(key) or {}) if not t.startswith("ops.")]
+        if len(tables) == 1:
+            return tables[0]
+    return None
 
 
 def _can_read(lh: Lakehouse, name: str) -> bool:
@@ -511,77 +553,155 @@ def staleness_inputs(
 
 
 def _training_rows(
-    lh: Lakehouse, receipt: Mapping[str, Any], version: int, latest: pl.DataFrame, time: str
-) -> tuple[pl.DataFrame, str]:
+    lh: Lakehouse,
+    table: str,
+    receipt: Mapping[str, Any],
+    version: int,
+    latest: pl.DataFrame,
+    time: str | None,
+) -> tuple[pl.DataFrame | None, str]:
     """Return the champion's training rows and how they were found ("version" or "rows").
 
-    Normally they are gold.training_set at the Delta version the receipt read, checked
-    against the receipt's content hash.  `dvc repro` rebuilds the table from scratch
-    (its Delta history starts again), so when that version is missing or holds other
-    rows, the training rows are the first ``rows=N`` rows (from the receipt's content
-    hash) of the current table in time order: a rebuild from more landing days keeps
-    the earlier examples.  No content hash and no matching version: MonitorError.
+    Normally they are `table` at the Delta version the receipt read, checked against
+    the receipt's content hash.  `dvc repro` rebuilds the table from scratch (its
+    Delta history starts again), so when that version is missing or holds other rows,
+    the training rows are the first ``rows=N`` rows (from the receipt's content hash)
+    of the current table in `time` order: a rebuild from more landing days keeps the
+    earlier examples.  No content hash and no matching version: MonitorError.  A
+    model without a time column has no such order: (None, "none").
     """
-    expected = (receipt.get("content_hashes") or {}).get(TRAINING_SET)
-    if version <= lh.version(TRAINING_SET) and (
-        expected is None or lh.content_hash(TRAINING_SET, version=version) == expected
+    expected = (receipt.get("content_hashes") or {}).get(table)
+    if version <= lh.version(table) and (
+        expected is None or lh.content_hash(table, version=version) == expected
     ):
-        return lh.read(TRAINING_SET, version=version), "version"
+        return lh.read(table, version=version), "version"
+    if time is None:
+        return None, "none"
     rows = re.match(r"rows=(\d+);", expected or "")
     if rows is None:
         raise MonitorError(
-            f"{TRAINING_SET} v{version} read by the champion is gone or changed, and its "
+            f"{table} v{version} read by the champion is gone or changed, and its "
             "receipt has no content hash to find the training rows by"
         )
     n = int(rows.group(1))
     if n == 0 or latest.height < n:
         raise MonitorError(
-            f"{TRAINING_SET} has {latest.height} rows, fewer than the {n} the champion "
+            f"{table} has {latest.height} rows, fewer than the {n} the champion "
             "was trained on: the table was rebuilt from less data"
         )
     cutoff = latest.select(pl.col(time).sort().gather(n - 1)).item()
     return latest.filter(pl.col(time) <= cutoff), "rows"
 
 
+def _untimed_inputs(
+    training: pl.DataFrame | None,
+    latest: pl.DataFrame,
+    *,
+    features: Sequence[str],
+    drift: DriftConfig | None,
+) -> dict[str, Any]:
+    """Staleness inputs of a model without a time column: its training rows against the table now.
+
+    Without a time there is no "after the training data": the newer rows are the
+    rows the table gained since (its row count less the training rows'), and drift
+    is measured between the training rows and every current row when it gained some.
+    Training rows that cannot be found give no drift and no newer data.
+    """
+    newer_rows = 0 if training is None else max(latest.height - training.height, 0)
+    drifted: list[str] = []
+    per_feature = None
+    if newer_rows and training is not None and training.height:
+        report = compare(training.select(features), latest.select(features), config=drift)
+        drifted = report.drifted_columns
+        per_feature = report.to_frame().filter(
+            pl.col("segment").is_null() & pl.col("window_start").is_null()
+        )
+    return {
+        "per_feature": per_feature,
+        "drift_share": len(drifted) / len(features),
+        "drifted_features": drifted,
+        "newer_rows": newer_rows,
+        "newer_data": newer_rows > 0,
+        "trained_until": None,
+    }
+
+
 def model_staleness(
     lh: Lakehouse,
     at: datetime,
     *,
-    model: str = "recommender",
+    model: str | None = None,
     max_age_days: float = 30.0,
     weights: Sequence[float] = (0.3, 0.5, 0.2),
     drift: DriftConfig | None = None,
 ) -> pl.DataFrame:
-    """Measure how stale the champion is: age, drift since its training data, newer data.
+    """Measure how stale each champion is: age, drift since its training data, newer data.
 
-    The training rows are gold.training_set at the Delta version the champion's
-    receipt read (``tables_read``); the newer rows those of the current version
-    after the training rows' newest time (the spec's time column).  No champion,
-    or no training set in its receipt: no rows.  Score: `staleness_score`.
+    `model` None measures the champion of every registered model (`registry.model_names`).
+    A champion's training rows are its training table (`training_table`: the model's
+    table in the project definition, else the one its receipt read) at the Delta
+    version its receipt read (``tables_read``); the newer rows are those of the
+    current version after the training rows' newest time (the spec's time column; a
+    model without one: see `_untimed_inputs`).  Drift is measured on the features of
+    its registered spec, whatever its task.  No champion, or no training table in its
+    receipt: no rows for that model.  Score: `staleness_score`.
     """
-    from hortus.registry import Registry
+    from hortus.registry import VERSIONS, model_names
 
     if not _can_read(lh, "ops.model_aliases"):
         return empty_metrics()
+    names = [model] if model is not None else model_names(lh) if _can_read(lh, VERSIONS) else []
+    frames = [  # a loop over models
+        _champion_staleness(lh, at, name, max_age_days=max_age_days, weights=weights, drift=drift)
+        for name in names
+    ]
+    return pl.concat([empty_metrics(), *frames])
+
+
+def _champion_staleness(
+    lh: Lakehouse,
+    at: datetime,
+    model: str,
+    *,
+    max_age_days: float,
+    weights: Sequence[float],
+    drift: DriftConfig | None,
+) -> pl.DataFrame:
+    """Return the staleness and feature drift rows of one model's champion (see above)."""
+    from hortus.registry import Registry
+
     registry = Registry(lh, model)
     champion = registry.aliases().get("champion")
     if champion is None:
         return empty_metrics()
     mv = registry.get(champion)
-    version_read = (mv.receipt.get("tables_read") or {}).get(TRAINING_SET)
-    if version_read is None or not _can_read(lh, TRAINING_SET):
+    table = training_table(lh, model, mv.receipt)
+    version_read = (mv.receipt.get("tables_read") or {}).get(table) if table else None
+    if version_read is None or not _can_read(lh, table):
         return empty_metrics()
     spec = mv.spec or {}
     features = list(spec.get("features") or [])
-    time = spec.get("time") or "ts"
+    time = spec.get("time") or None
     if not features:
         raise MonitorError(
             f"model {model} v{mv.version}: its spec lists no features to measure drift on"
         )
-    latest = lh.read(TRAINING_SET, columns=[*features, time])
-    training, snapshot = _training_rows(lh, mv.receipt, int(version_read), latest, time)
-    training = training.select(*features, time)
-    got = staleness_inputs(training, latest, features=features, time=time, drift=drift)
+    columns = [*features, *([time] if time else [])]
+    have = set(lh.scan(table).collect_schema().names())
+    missing = [c for c in columns if c not in have]
+    if missing:
+        raise MonitorError(
+            f"model {model} v{mv.version}: its training table {table} has no column(s) "
+            f"{', '.join(missing)} of its spec"
+        )
+    latest = lh.read(table, columns=columns)
+    training, snapshot = _training_rows(lh, table, mv.receipt, int(version_read), latest, time)
+    if time is not None:
+        training = training.select(*features, time)
+        got = staleness_inputs(training, latest, features=features, time=time, drift=drift)
+    else:
+        training = None if training is None else training.select(*features)
+        got = _untimed_inputs(training, latest, features=features, drift=drift)
     age_days = (_utc(at) - _utc(mv.created_at)).total_seconds() / 86400.0
     score = staleness_score(
         age_days,
@@ -654,27 +774,39 @@ def kpi_ranges_frame(
     ranges: Mapping[str, Sequence[float]],
     at: datetime,
     *,
-    region: str = "ALL",
+    where: Mapping[str, Any] | None = None,
     days: int = 1,
+    table: str = "kpis",
+    date: str = "date",
 ) -> pl.DataFrame:
-    """Check the last `days` dates of daily KPIs of `region` against expected [min, max].
+    """Check the last `days` dates of daily KPIs against expected [min, max].
 
     Metrics per KPI and date: value and out_of_range (0/1; a null KPI value is out
-    of range).  `ranges` maps a KPI column to [min, max] (either may be null).
+    of range).  `ranges` maps a KPI column to [min, max] (either may be null);
+    `where` keeps the rows whose columns hold the given values (e.g. the overall
+    row of a table with one row per day and segment), its columns become labels.
+    `table` names the KPI table in messages and subjects (``<table>.<kpi>``),
+    `date` its date column.
     """
+    where = dict(where or {})
+    for col in (date, *where):
+        if col not in kpis.columns:
+            raise MonitorError(
+                f"kpi ranges: no column {col!r} in {table} (columns: {', '.join(kpis.columns)})"
+            )
     for kpi, bounds in ranges.items():
         if kpi not in kpis.columns:
             raise MonitorError(
-                f"kpi range for {kpi!r}: no such column in {KPI_TABLE} "
+                f"kpi range for {kpi!r}: no such column in {table} "
                 f"(columns: {', '.join(kpis.columns)})"
             )
         if len(bounds) != 2:
             raise MonitorError(f"kpi range for {kpi!r}: expected [min, max], got {bounds!r}")
     if not ranges:
         return empty_metrics()
-    rows = kpis.filter(pl.col("region") == region)
-    dates = rows["date"].unique().sort().tail(days)
-    rows = rows.filter(pl.col("date").is_in(dates.implode()))
+    rows = kpis.filter(*[pl.col(c) == v for c, v in where.items()]) if where else kpis
+    dates = rows[date].unique().sort().tail(days)
+    rows = rows.filter(pl.col(date).is_in(dates.implode()))
     bounds = pl.DataFrame(
         {
             "kpi": list(ranges),
@@ -683,8 +815,9 @@ def kpi_ranges_frame(
         },
         schema={"kpi": pl.String, "min": pl.Float64, "max": pl.Float64},
     )
-    long = rows.select("date", "region", *[pl.col(k).cast(pl.Float64) for k in ranges]).unpivot(
-        index=["date", "region"], variable_name="kpi"
+    keys = [date, *where]
+    long = rows.select(*keys, *[pl.col(k).cast(pl.Float64) for k in ranges]).unpivot(
+        index=keys, variable_name="kpi"
     )
     wide = long.join(bounds, on="kpi").with_columns(
         (
@@ -699,9 +832,9 @@ def kpi_ranges_frame(
         wide,
         monitor="kpi",
         at=at,
-        subject=pl.lit(KPI_TABLE + ".") + pl.col("kpi"),
+        subject=pl.lit(table + ".") + pl.col("kpi"),
         values=("value", "out_of_range"),
-        labels=("date", "region", "min", "max"),
+        labels=(*keys, "min", "max"),
     )
 
 
@@ -710,13 +843,25 @@ def kpi_ranges(
     at: datetime,
     ranges: Mapping[str, Sequence[float]],
     *,
-    region: str = "ALL",
+    where: Mapping[str, Any] | None = None,
     days: int = 1,
 ) -> pl.DataFrame:
-    """Flag business KPIs of gold.kpi_daily outside their expected [min, max] ranges."""
-    if not ranges or not _can_read(lh, KPI_TABLE):
+    """Flag business KPIs of the project's KPI table outside their expected [min, max] ranges.
+
+    The table is `kpis.table` of the project definition; ranges for a project that
+    declares no KPIs are refused (MonitorError naming the key).
+    """
+    if not ranges:
         return empty_metrics()
-    return kpi_ranges_frame(lh.read(KPI_TABLE), ranges, at, region=region, days=days)
+    table = kpi_table(lh)
+    if table is None:
+        raise MonitorError(
+            f"monitor kpi_ranges ({', '.join(ranges)}): the project declares no `kpis` table "
+            "in hortus.yaml; drop kpi_ranges or declare kpis"
+        )
+    if not _can_read(lh, table):
+        return empty_metrics()
+    return kpi_ranges_frame(lh.read(table), ranges, at, where=where, days=days, table=table)
 
 
 # ------------------------------------------------------------- denied access
@@ -768,15 +913,16 @@ class MonitorConfig:
 
     Examples
     --------
-    >>> MonitorConfig.from_dict({"kpi_ranges": {"conversion_rate": [0.01, 0.5]}}).model
-    'recommender'
+    >>> MonitorConfig.from_dict({"kpi_ranges": {"conversion_rate": [0.01, 0.5]}}).model is None
+    True
     """
 
-    #: registered model whose champion is checked for staleness
-    model: str = "recommender"
-    #: KPI column of gold.kpi_daily -> [min, max]
+    #: registered model whose champion is checked for staleness (default: every model)
+    model: str | None = None
+    #: KPI column of the project's KPI table (hortus.yaml `kpis.table`) -> [min, max]
     kpi_ranges: Mapping[str, Sequence[float]] = field(default_factory=dict)
-    kpi_region: str = "ALL"
+    #: keep the KPI rows whose columns hold these values (e.g. the overall segment)
+    kpi_where: Mapping[str, Any] = field(default_factory=dict)
     kpi_days: int = 1
     #: report counts of every ingest batch, not only the latest
     all_batches: bool = False
@@ -841,7 +987,7 @@ def run_all(lh: Lakehouse, config: MonitorConfig, at: datetime | None = None) ->
             drift=DriftConfig.from_dict(config.drift, source="monitor config drift"),
         ),
         "kpi": lambda: kpi_ranges(
-            lh, at, config.kpi_ranges, region=config.kpi_region, days=config.kpi_days
+            lh, at, config.kpi_ranges, where=config.kpi_where, days=config.kpi_days
         ),
         "access": lambda: denied_access(lh, at, window_hours=config.denied_window_hours),
     }

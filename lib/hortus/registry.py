@@ -284,19 +284,59 @@ class ModelVersion:
 
 
 # ------------------------------------------------------------------ registry
+def model_names(lakehouse: Lakehouse) -> list[str]:
+    """Return the names of every model with a registered version, sorted.
+
+    Reads ops.model_versions as the Lakehouse's user (an empty list before the first
+    registration).
+    """
+    return (
+        lakehouse.scan_or_empty(VERSIONS)
+        .select(pl.col("name").unique())
+        .collect()["name"]
+        .sort()
+        .to_list()
+    )
+
+
+def default_model(root: Path) -> str | None:
+    """Return the default model of the project at `root` (its hortus.yaml), or None.
+
+    The definition is found as the catalog finds it (`Project.load`: `root`, else the
+    project of the working directory); None when there is none or it is invalid.
+    """
+    from hortus.project import Project, ProjectError
+
+    try:
+        return Project.load(Path(root)).default_model
+    except ProjectError:
+        return None
+
+
+def model_flag(root: Path, name: str) -> str:
+    """Return " --model NAME" for printed commands, or "" when NAME is the project's default.
+
+    Examples
+    --------
+    >>> model_flag(Path("/nonexistent"), "a-model-no-project-declares")
+    ' --model a-model-no-project-declares'
+    """
+    return "" if name == default_model(root) else f" --model {name}"
+
+
 class Registry:
     """Register model versions, move aliases, and load verified artifacts.
 
     Examples
     --------
-    >>> reg = Registry(Lakehouse.open(), "recommender")                      # doctest: +SKIP
+    >>> reg = Registry(Lakehouse.open(), "churn")                            # doctest: +SKIP
     >>> receipt = Receipt.collect(root, params=p, tables_read=lh.reads)      # doctest: +SKIP
     >>> mv = reg.register(path, sha256=h, signature=s, metrics=m, receipt=receipt)  # doctest: +SKIP
     >>> reg.promote(mv.version, alias="champion", reason="beats v2")         # doctest: +SKIP
     >>> model, signature = reg.load("champion")                              # doctest: +SKIP
     """
 
-    def __init__(self, lakehouse: Lakehouse, name: str = "recommender"):
+    def __init__(self, lakehouse: Lakehouse, name: str):
         if not _NAME.fullmatch(name):
             raise HortusError(
                 f"model name {name!r} is not valid: use letters, digits, '.', '_' and '-'"
@@ -627,7 +667,8 @@ class Registry:
         return self._lh._refuse(refused)
 
     def _flag(self) -> str:
-        return "" if self.name == "recommender" else f" --model {self.name}"
+        """Return the `--model NAME` a printed command needs (none for the default model)."""
+        return model_flag(self._lh.paths.root, self.name)
 
     def approvals(self, ref: str | int | None = None) -> pl.DataFrame:
         """Return the approvals of this model (or of one version), oldest first."""
@@ -647,7 +688,7 @@ class Registry:
 
         Examples
         --------
-        >>> reg = Registry(Lakehouse.open(user="paula"))      # doctest: +SKIP
+        >>> reg = Registry(Lakehouse.open(user="paula"), "churn")  # doctest: +SKIP
         >>> reg.approve(3, reason="report read").author        # doctest: +SKIP
         'mia'
         """

@@ -273,8 +273,8 @@ def markdown_html(text: str) -> str:
 
     Examples
     --------
-    >>> markdown_html("## `silver.events`")
-    '<h2 id="silverevents"><code>silver.events</code></h2>\\n'
+    >>> markdown_html("## `silver.orders`")
+    '<h2 id="silverorders"><code>silver.orders</code></h2>\\n'
     """
     md = mistune.create_markdown(renderer=_AnchoredHTML(escape=True), plugins=["table"])
     return str(md(text))
@@ -477,7 +477,9 @@ def dag_svg(dag: Dag, *, stage_names: Iterable[str] = ()) -> str:
 
 # ============================================================ architecture
 # The data flow of the design, step by step, with the catalogued tables each step
-# writes (name patterns matched against the catalog, so new tables appear by themselves).
+# writes (name patterns matched against the catalog, so new tables appear by themselves);
+# `data_flow` adds the tables the project definition names (KPIs, feature logs,
+# examples, predictions).
 DATA_FLOW: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("bronze", "raw rows, append-only, idempotent ingest", ("bronze.*",)),
     (
@@ -485,18 +487,38 @@ DATA_FLOW: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "typed, deduplicated, contract-checked; PII tokenised",
         ("silver.*", "quarantine.*"),
     ),
-    ("gold", "daily KPIs and derived tables", ("gold.kpi_*",)),
-    ("features", "offline logs (as-of joins), online store", ("gold.fs_*", "gold.training_set")),
+    ("gold", "daily KPIs and derived tables", ()),
+    ("features", "offline logs (as-of joins), online store, labelled examples", ()),
     ("model", "notebooks/train.py via papermill; skops + signature", ()),
     ("registry", "versions with build receipts; aliases", ("ops.model_*",)),
     ("gate", "data and model tests; four-eyes promotion", ("ops.gate_results",)),
-    ("score", "batch scoring with the champion", ("gold.recommendations", "ops.prediction_log")),
+    ("score", "batch scoring with each champion", ("ops.prediction_log",)),
     (
         "monitor",
         "freshness, quality, drift, staleness; alerts",
         ("ops.monitor_metrics", "ops.alert*", "ops.events", "ops.pipeline_runs"),
     ),
 )
+
+
+def data_flow(project: Any | None) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Return `DATA_FLOW` with the tables the project definition names added to their steps.
+
+    gold: the KPI table (`kpis.table`); features: the feature set's offline logs and
+    the examples table; score: each model's predictions table.  Without a project
+    definition, the generic patterns only.
+    """
+    named: dict[str, list[str]] = {"gold": [], "features": [], "score": []}
+    if project is not None:
+        if project.kpis is not None:
+            named["gold"].append(project.kpis.table)
+        fs = project.feature_set()
+        if fs is not None:
+            named["features"] += [g.table for g in fs.groups]
+        if project.examples is not None:
+            named["features"].append(project.examples.table)
+        named["score"] += [m.scoring.table for m in project.models.values()]
+    return [(step, role, (*named.get(step, ()), *pats)) for step, role, pats in DATA_FLOW]
 
 
 def dataflow_svg(steps: Iterable[tuple[str, str]]) -> str:
@@ -581,9 +603,16 @@ def _items(values: list[str]) -> str:
 
 def architecture_page(root: Path, lh: Lakehouse, dag: Dag | None, stages: dict[str, dict]) -> str:
     """Render the architecture page: data flow, pipeline DAG, mermaid listing, stages."""
+    from hortus.project import Project, ProjectError
+
+    try:
+        project = Project.load(root)
+    except ProjectError:
+        project = None
+    flow = data_flow(project)
     names = sorted(c.full_name for c in lh.catalog)
     rows = []
-    for step, role, patterns in DATA_FLOW:
+    for step, role, patterns in flow:
         tables = [n for n in names if _match(n, patterns)]
         shown = (
             ", ".join(f"<code>{_esc(t)}</code>" for t in tables) or "<span class='note'>-</span>"
@@ -598,7 +627,7 @@ def architecture_page(root: Path, lh: Lakehouse, dag: Dag | None, stages: dict[s
         "<p>The web app's exports land in <code>data/</code> (pinned by <code>data.dvc</code>); "
         "every step below reads and writes Delta tables through the access-checked "
         "<code>hortus.tables.Lakehouse</code>.</p>",
-        f"<figure class='diagram'>{dataflow_svg((s, r) for s, r, _ in DATA_FLOW)}</figure>",
+        f"<figure class='diagram'>{dataflow_svg((s, r) for s, r, _ in flow)}</figure>",
         "<table><thead><tr><th>step</th><th>role</th><th>catalogued tables</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>",
         "<h2 id='pipeline-dag'>Pipeline DAG</h2>",
@@ -770,17 +799,10 @@ def model_versions(lh: Lakehouse) -> dict[str, list[dict]]:
     None: passed, run_id, finished_at, failed_checks, report) and approvals (list of
     approver, approved_at, reason).  Newest version first.
     """
-    from hortus.registry import VERSIONS, Registry
+    from hortus.registry import Registry, model_names
 
-    names = (
-        lh.scan_or_empty(VERSIONS)
-        .select(pl.col("name").unique())
-        .collect()["name"]
-        .sort()
-        .to_list()
-    )
     out: dict[str, list[dict]] = {}
-    for name in names:
+    for name in model_names(lh):
         reg = Registry(lh, name)
         gates = reg.gates()
         last = (
@@ -930,7 +952,7 @@ DESCRIPTIONS = {
     "train/run.json": "training run: spec, params and tables read",
     "register.json": "the version this build registered and the model's aliases",
     "gate.json": "the latest gate run: checks passed and failed, promotion decision",
-    "score.json": "batch scoring: model version used, recommendations written",
+    "score.json": "batch scoring: model version used, predictions written per model",
     "monitor.json": "monitoring: metric rows written, alerts fired and resolved",
     "alerts.jsonl": "alert log sink: one JSON line per alert fired or resolved",
 }

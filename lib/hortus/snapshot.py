@@ -75,6 +75,23 @@ def _dvc(paths: Paths, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["dvc", *args], cwd=paths.root, capture_output=True, text=True, env=None)
 
 
+def simulator(paths: Paths):
+    """Return the simulator module the project definition names (hortus.yaml `simulator`).
+
+    It must offer ``SimConfig`` and ``simulate(config, out)``.  A project without a
+    simulator is refused: its landing data comes from its source system.
+    """
+    from hortus.project import Project, resolve
+
+    project = Project.load(paths.root)
+    if not project.simulator:
+        raise HortusError(
+            f"{project.source} declares no `simulator`: the landing snapshot of this project "
+            "cannot be rebuilt here; restore it with `dvc pull` (or `dvc checkout data.dvc`)"
+        )
+    return resolve(project.simulator, f"{project.source}: simulator")
+
+
 def restore(paths: Paths, simulate_params: dict) -> str:
     """Obtain the pinned snapshot into data/: present, from DVC's cache, or rebuilt.
 
@@ -87,11 +104,10 @@ def restore(paths: Paths, simulate_params: dict) -> str:
         verify(paths)  # raises with the advice
     if _dvc(paths, "checkout", "-q", "data.dvc").returncode == 0 and matches(paths):
         return "dvc-cache"
-    from hortus.plantshop.simulate import SimConfig, simulate
-
+    sim = simulator(paths)
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in simulate_params.items()}
     with tempfile.TemporaryDirectory(dir=paths.root) as tmp:
-        simulate(SimConfig(**fields), Path(tmp) / "data")
+        sim.simulate(sim.SimConfig(**fields), Path(tmp) / "data")
         if paths.data.exists():
             shutil.rmtree(paths.data)
         shutil.move(str(Path(tmp) / "data"), paths.data)

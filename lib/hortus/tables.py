@@ -98,9 +98,9 @@ class Lakehouse:
     Examples
     --------
     >>> lh = Lakehouse(Paths.at(tmp), Catalog.load(), stage="kpis")   # doctest: +SKIP
-    >>> events = lh.scan("silver.events")                              # doctest: +SKIP
-    >>> lh.write("gold.kpi_daily", kpis, mode="overwrite")             # doctest: +SKIP
-    >>> Lakehouse.open(user="alex").read("silver.users")["email"][0]   # doctest: +SKIP
+    >>> events = lh.scan("silver.orders")                              # doctest: +SKIP
+    >>> lh.write("gold.sales_daily", kpis, mode="overwrite")             # doctest: +SKIP
+    >>> Lakehouse.open(user="alex").read("silver.customers")["email"][0]   # doctest: +SKIP
     'tok_3f9a...'
     """
 
@@ -168,7 +168,7 @@ class Lakehouse:
 
         Examples
         --------
-        >>> lh.authorize("promote", "recommender", detail="v3 -> champion")  # doctest: +SKIP
+        >>> lh.authorize("promote", "churn", detail="v3 -> champion")  # doctest: +SKIP
         """
         decision = self._require(action, obj)
         self._record(action, obj, detail, decision)
@@ -303,7 +303,7 @@ class Lakehouse:
         Examples
         --------
         >>> tokens = ["tok_77cff80182a460c0f4360ae6"]
-        >>> lh.reidentify("silver.users", "email", tokens)  # doctest: +SKIP
+        >>> lh.reidentify("silver.customers", "email", tokens)  # doctest: +SKIP
         """
         contract = self.catalog.get(table)
         col = contract.column(column)
