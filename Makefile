@@ -50,7 +50,7 @@ run: setup key data ## run the whole pipeline on the default data (dvc repro), t
 	@echo "  ingest report      reports/ingest.json, reports/silver.json (hortus quarantine)"
 	@echo "  data dictionary    reports/data_dictionary.md"
 	@echo "  features           gold.fs_* tables, lakehouse/online/features.sqlite (reports/features.json)"
-	@echo "  model              reports/train/train.ipynb (executed notebook), dvc metrics show, dvc plots show"
+	@echo "  model              reports/train/recommender/train.ipynb (executed notebook), dvc metrics show, dvc plots show"
 	@echo "  gate               reports/gate/v1.md (hortus gate 1); promotion needs four eyes:"
 	@echo "                     HORTUS_USER=paula hortus models approve 1; HORTUS_USER=mia hortus models promote 1"
 	@echo "  registry           hortus models list; hortus models show challenger"
