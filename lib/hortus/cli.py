@@ -563,6 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hortus.cli_app import add_parsers as _app
 
     _app(sub)
+    from hortus.cli_init import add_parser as _init
+
+    _init(sub)
     return p
 
 
