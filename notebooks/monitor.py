@@ -7,124 +7,37 @@ app = marimo.App(
 )
 
 with app.setup:
-    from datetime import UTC, date, datetime, timedelta
+    from datetime import timedelta
 
     import altair as alt
     import marimo as mo
     import polars as pl
 
+    from hortus import monitor_views as mv
     from hortus.access import AccessDenied
     from hortus.alerts import ALERTS_TABLE, AlertState
     from hortus.audit import AuditLog, default_path
-    from hortus.drift import compare
     from hortus.errors import HortusError
-    from hortus.monitors import FLAG_METRICS, KPI_TABLE, METRICS_TABLE, TRAINING_SET
+    from hortus.monitors import FLAG_METRICS, METRICS_TABLE
     from hortus.nbui import load_table, note, show_table
+    from hortus.project import Project
+    from hortus.registry import VERSIONS
     from hortus.runlog import RUNS_TABLE
     from hortus.tables import Lakehouse
-
-    #: columns of gold.training_set that are never compared for drift
-    NOT_FEATURES = ("event_id", "rec_id", "user_id", "plant_id", "label", "position")
-    #: the training-set column that holds the segment (region) of a row
-    SEGMENT_COLUMN = "user_profile__region"
 
 
 @app.cell
 def _():
     # parameters
     # days: width of the default date range (ops clock) and of the drift/KPI window
-    # (data clock); segment: the region preselected in the dropdown ("ALL" = every
-    # row); model: the registered model whose champion staleness is shown.
+    # (data clock); model: the model shown ("" = the project's default model, hortus.yaml);
+    # segment: the segment value preselected ("ALL" = every row) of the model's first
+    # segment column, or of `segment_column` when set.
     days = 14
+    model = ""
     segment = "ALL"
-    model = "recommender"
-    return days, model, segment
-
-
-@app.function
-def in_range(frame: pl.DataFrame, column: str, start: date, stop: date) -> pl.DataFrame:
-    """Keep the rows whose timestamp `column` falls on a day from `start` to `stop` inclusive."""
-    return frame.filter(pl.col(column).dt.date().is_between(start, stop))
-
-
-@app.function
-def ops_clock(frames: dict[str, tuple[pl.DataFrame | None, str]]) -> tuple[date, date]:
-    """Return the first and last day seen in the operations tables (today if none has rows)."""
-    spans = [
-        frame.select(pl.col(col).min().dt.date().alias("a"), pl.col(col).max().dt.date().alias("b"))
-        for frame, col in frames.values()
-        if frame is not None and frame.height
-    ]
-    if not spans:
-        today = datetime.now(UTC).date()
-        return today, today
-    both = pl.concat(spans)
-    return both["a"].min(), both["b"].max()
-
-
-@app.function
-def latest_run(metrics: pl.DataFrame, monitor: str) -> pl.DataFrame:
-    """Return the rows of a monitor's latest run (its newest `at`), one per metric and subject."""
-    rows = metrics.filter(pl.col("monitor") == monitor)
-    return rows.filter(pl.col("at") == pl.col("at").max())
-
-
-@app.function
-def freshness_table(metrics: pl.DataFrame) -> pl.DataFrame:
-    """Pivot the latest freshness run to one row per table: age, SLA and a stale flag."""
-    latest = latest_run(metrics, "freshness")
-    if latest.height == 0:
-        return pl.DataFrame(schema={"table": pl.String, "at": pl.Datetime("us", "UTC")})
-    wide = latest.pivot(
-        on="metric", index=["subject", "at"], values="value", aggregate_function="last"
-    )
-    order = [c for c in ("age_hours", "sla_hours", "stale") if c in wide.columns]
-    table = wide.rename({"subject": "table"}).select("table", *order, "at")
-    return table.sort("stale", "table", descending=[True, False]) if "stale" in order else table
-
-
-@app.function
-def feature_columns(frame: pl.DataFrame, features: list[str] | None, time: str) -> list[str]:
-    """Return the columns to compare for drift: the model's features, else every data column."""
-    if features:
-        return [f for f in features if f in frame.columns and f != SEGMENT_COLUMN]
-    return [c for c in frame.columns if c not in (*NOT_FEATURES, time, SEGMENT_COLUMN)]
-
-
-@app.function
-def drift_by_window(
-    rows: pl.DataFrame, features: list[str], *, time: str, reference_share: float, window: str
-) -> tuple[pl.DataFrame, datetime]:
-    """Compare each `window` of the newest rows with the oldest `reference_share` of them.
-
-    The reference is the rows before the `reference_share` quantile of `time` (the
-    model's training part); every later window is compared with it by
-    `hortus.drift.compare`.  Returns one row per feature and window with the
-    statistic, its threshold, ``score = value / threshold`` (>= 1: drifted) and the
-    cutoff between reference and current.
-    """
-    cutoff = rows.select(pl.col(time).quantile(reference_share, interpolation="lower")).item()
-    reference = rows.filter(pl.col(time) < cutoff)
-    current = rows.filter(pl.col(time) >= cutoff)
-    if reference.height == 0 or current.height == 0:
-        raise HortusError(
-            f"drift: {rows.height} row(s) over too short a time range to split at the "
-            f"{reference_share:.0%} quantile of {time!r}"
-        )
-    report = compare(
-        reference.select(features),
-        current.select(*features, time),
-        features,
-        time=time,
-        window=window,
-    )
-    found = (
-        report.to_frame()
-        .filter(pl.col("window_start").is_not_null() & pl.col("skipped").is_null())
-        .select("column", "window_start", "statistic", "value", "threshold", "drifted", "n_current")
-        .with_columns((pl.col("value") / pl.col("threshold")).alias("score"))
-    )
-    return found, cutoff
+    segment_column = ""
+    return days, model, segment, segment_column
 
 
 @app.cell
@@ -143,19 +56,21 @@ def _():
 
 @app.cell
 def _():
+    project = Project.load()
     lakehouse = Lakehouse.open(stage="monitor")
     metrics, metrics_note = load_table(lakehouse, METRICS_TABLE)
     runs, runs_note = load_table(lakehouse, RUNS_TABLE)
     alerts, alerts_note = load_table(lakehouse, ALERTS_TABLE)
-    kpis, kpis_note = load_table(lakehouse, KPI_TABLE)
+    _versions, _ = load_table(lakehouse, VERSIONS)
+    registered = mv.registered_models(_versions)
     return (
         alerts,
         alerts_note,
-        kpis,
-        kpis_note,
         lakehouse,
         metrics,
         metrics_note,
+        project,
+        registered,
         runs,
         runs_note,
     )
@@ -164,7 +79,7 @@ def _():
 @app.cell
 def _(alerts, days, metrics, runs):
     # the date range is on the operations clock: when monitors, stages and alerts ran
-    first_day, last_day = ops_clock(
+    first_day, last_day = mv.ops_clock(
         {"metrics": (metrics, "at"), "runs": (runs, "started_at"), "alerts": (alerts, "updated_at")}
     )
     default_start = max(first_day, last_day - timedelta(days=int(days)))
@@ -180,29 +95,87 @@ def _(default_start, first_day, last_day):
 
 
 @app.cell
-def _(kpis, segment):
-    _regions = sorted(kpis["region"].unique().drop_nulls().to_list()) if kpis is not None else []
-    _options = ["ALL", *[r for r in _regions if r != "ALL"]]
+def _(model, project, registered):
+    _options, _value = mv.model_options(
+        project.models, registered, model, project.default_model
+    )
+    model_choice = mo.ui.dropdown(options=_options, value=_value, label="Model")
+    return (model_choice,)
+
+
+@app.cell
+def _(lakehouse, model_choice, project):
+    # the chosen model's features and training share (the reference of the drift check)
+    chosen_model = model_choice.value
+    context = mv.model_context(lakehouse, chosen_model, project.models.get(chosen_model))
+    return chosen_model, context
+
+
+@app.cell
+def _(context, lakehouse):
+    if context.table is not None:
+        training, training_note = load_table(lakehouse, context.table)
+    else:
+        training, training_note = (
+            None,
+            f"model `{context.name}` is registered but not defined in hortus.yaml: "
+            "its table is unknown.",
+        )
+    return training, training_note
+
+
+@app.cell
+def _(context, segment_column, training):
+    _columns = mv.segment_columns(training, context.segments)
+    if segment_column and segment_column not in _columns and training is not None:
+        _columns = mv.segment_columns(training, [segment_column, *_columns])
+    segment_column_choice = mo.ui.dropdown(
+        options=_columns or ["(none)"],
+        value=segment_column if segment_column in _columns else (_columns or ["(none)"])[0],
+        label="Segment column",
+    )
+    return (segment_column_choice,)
+
+
+@app.cell
+def _(segment, segment_column_choice, training):
+    _options = mv.segment_values(training, segment_column_choice.value)
     segment_choice = mo.ui.dropdown(
-        options=_options, value=segment if segment in _options else "ALL", label="Segment (region)"
+        options=_options, value=segment if segment in _options else mv.ALL, label="Segment"
     )
     return (segment_choice,)
 
 
 @app.cell
-def _(date_range, days, lakehouse, segment_choice):
+def _(
+    chosen_model,
+    date_range,
+    days,
+    lakehouse,
+    model_choice,
+    segment_choice,
+    segment_column_choice,
+):
     start, stop = date_range.value
     chosen_segment = segment_choice.value
+    chosen_column = (
+        segment_column_choice.value if segment_column_choice.value != "(none)" else None
+    )
     mo.vstack(
         [
-            mo.hstack([date_range, segment_choice], justify="start"),
+            mo.hstack(
+                [model_choice, date_range, segment_column_choice, segment_choice],
+                justify="start",
+            ),
             mo.md(
-                f"Viewing as **{lakehouse.user}**; operations from {start} to {stop}; "
-                f"drift and KPIs over the last {days} days of data; segment **{chosen_segment}**."
+                f"Viewing **{chosen_model}** as **{lakehouse.user}**; operations from {start} "
+                f"to {stop}; drift and KPIs over the last {days} days of data; "
+                f"segment **{chosen_segment}**"
+                + (f" of `{chosen_column}`." if chosen_column else ".")
             ),
         ]
     )
-    return chosen_segment, start, stop
+    return chosen_column, chosen_segment, start, stop
 
 
 @app.cell
@@ -212,7 +185,7 @@ def _(metrics, metrics_note, start, stop):
     else:
         _latest = metrics.filter(pl.col("at") == pl.col("at").max().over("monitor"))
         _flags = _latest.filter(pl.col("metric").is_in(FLAG_METRICS) & (pl.col("value") > 0))
-        _window = in_range(metrics, "at", start, stop)
+        _window = mv.in_range(metrics, "at", start, stop)
         _out = mo.vstack(
             [
                 mo.md(
@@ -229,88 +202,44 @@ def _(metrics, metrics_note, start, stop):
 
 
 @app.cell
-def _(lakehouse, model):
-    # the model's features and its training share (the reference of the drift check)
-    _spec: dict = {}
-    champion_note = None
-    try:
-        from hortus.registry import Registry
-
-        _registry = Registry(lakehouse, model)
-        _champion = _registry.aliases().get("champion")
-        if _champion is not None:
-            _spec = _registry.get(_champion).spec or {}
-        else:
-            champion_note = f"model `{model}` has no champion yet"
-    except AccessDenied as _exc:
-        champion_note = f"the registry of `{model}` is not readable by {lakehouse.user}: {_exc}"
-    except HortusError as _exc:
-        champion_note = f"no registry entry for `{model}`: {_exc}"
-    model_features = list(_spec.get("features") or [])
-    model_time = _spec.get("time") or "ts"
-    reference_share = 1.0 - float(_spec.get("holdout_fraction") or 0.25)
-    return champion_note, model_features, model_time, reference_share
-
-
-@app.cell
-def _(lakehouse):
-    training, training_note = load_table(lakehouse, TRAINING_SET)
-    return training, training_note
-
-
-@app.cell
-def _(chosen_segment, lakehouse, training):
-    # the segment filters the training rows when this user sees the region in the clear
-    segment_note = None
-    if training is None or chosen_segment == "ALL":
-        segment_rows = training
-    elif SEGMENT_COLUMN not in training.columns:
-        segment_rows = training
-        segment_note = f"{TRAINING_SET} has no `{SEGMENT_COLUMN}` column: drift shown for ALL."
-    elif training.filter(pl.col(SEGMENT_COLUMN) == chosen_segment).height == 0:
-        segment_rows = training
-        segment_note = (
-            f"No {TRAINING_SET} row has `{SEGMENT_COLUMN}` = {chosen_segment} as "
-            f"**{lakehouse.user}** sees it (masked for this user?): drift shown for ALL."
-        )
-    else:
-        segment_rows = training.filter(pl.col(SEGMENT_COLUMN) == chosen_segment)
+def _(chosen_column, chosen_segment, training):
+    # the segment filters the training rows when this user sees the column in the clear
+    segment_rows, segment_note = mv.filter_segment(training, chosen_column, chosen_segment)
     return segment_note, segment_rows
 
 
 @app.cell
-def _(model_features, model_time, reference_share, segment_rows):
+def _(chosen_column, context, segment_rows):
     # one comparison per segment choice: each day of the newest rows against the reference
     drift = None
     drift_error = None
-    if segment_rows is not None and segment_rows.height and model_time in segment_rows.columns:
-        _features = feature_columns(segment_rows, model_features, model_time)
+    _time = context.time
+    if segment_rows is not None and segment_rows.height and _time in segment_rows.columns:
+        _features = mv.feature_columns(
+            segment_rows,
+            context.features,
+            exclude=[*context.roles, *([chosen_column] if chosen_column else [])],
+        )
         try:
-            drift, _cutoff = drift_by_window(
+            drift, _cutoff = mv.drift_by_window(
                 segment_rows,
                 _features,
-                time=model_time,
-                reference_share=reference_share,
+                time=_time,
+                reference_share=context.reference_share,
                 window="1d",
             )
         except HortusError as _exc:
             drift_error = str(_exc)
+    elif segment_rows is not None and segment_rows.height:
+        drift_error = f"model `{context.name}` has no time column: no drift over time."
     return drift, drift_error
 
 
 @app.cell
-def _(
-    champion_note,
-    days,
-    drift,
-    drift_error,
-    reference_share,
-    segment_note,
-    training_note,
-):
-    _notes = [m for m in (champion_note, segment_note) if m]
+def _(context, days, drift, drift_error, segment_note, training_note):
+    _notes = [m for m in (context.note, segment_note) if m]
     if drift is None:
-        _why = training_note or drift_error or f"{TRAINING_SET} has no rows yet."
+        _why = training_note or drift_error or f"{context.table} has no rows yet."
         _out = [mo.md("## Feature drift over time"), note(_why, "warn")]
     else:
         _recent = drift.filter(
@@ -358,8 +287,8 @@ def _(
         )
         _out = [
             mo.md(
-                f"## Feature drift over time\n\nEach day of the newest rows of {TRAINING_SET} "
-                f"against the oldest {reference_share:.0%} (the model's training part); "
+                f"## Feature drift over time\n\nEach day of the newest rows of {context.table} "
+                f"against the oldest {context.reference_share:.0%} (the model's training part); "
                 f"{_recent['column'].n_unique()} features over {_share.height} day(s)."
             ),
             _line,
@@ -370,27 +299,46 @@ def _(
 
 
 @app.cell
-def _(chosen_segment, days, kpis, kpis_note):
-    if kpis is None:
-        _out = mo.vstack([mo.md("## Business KPIs"), note(kpis_note or "", "warn")])
+def _(lakehouse, project):
+    if project.kpis is None:
+        kpis, kpis_note = None, f"Project {project.name} declares no KPI table (`kpis`)."
     else:
-        _rows = kpis.filter(pl.col("region") == chosen_segment)
-        _rows = _rows.filter(pl.col("date") > pl.col("date").max() - timedelta(days=int(days)))
+        kpis, kpis_note = load_table(lakehouse, project.kpis.table)
+    return kpis, kpis_note
+
+
+@app.cell
+def _(chosen_segment, days, kpis, kpis_note, project):
+    if kpis is None or mv.kpi_layout(kpis)[0] is None:
+        _why = kpis_note or f"`{project.kpis.table}` has no date column."
+        _out = mo.vstack([mo.md("## Business KPIs"), note(_why, "warn")])
+    else:
+        # the KPI table's own time and segment columns; the segment value chosen above
+        # when the KPI table has it, else every row of ALL
+        _time, _by = mv.kpi_layout(kpis)
+        _values = mv.segment_values(kpis, _by)
+        _value = chosen_segment if chosen_segment in _values else mv.ALL
+        _rows = kpis if _by is None else kpis.filter(pl.col(_by).cast(pl.String) == _value)
+        _rows = _rows.filter(pl.col(_time) > pl.col(_time).max() - timedelta(days=int(days)))
         _ratios = [c for c, t in _rows.schema.items() if t == pl.Float64]
-        _long = _rows.unpivot(index=["date", "region"], on=_ratios, variable_name="kpi")
+        _long = _rows.unpivot(index=[_time], on=_ratios, variable_name="kpi")
+        _title = f"Daily KPIs, {_by} {_value}" if _by else "Daily KPIs"
         _chart = (
             alt.Chart(_long)
             .mark_line(point=True)
-            .encode(x="date:T", y=alt.Y("value:Q", title=None), tooltip=["date:T", "kpi", "value"])
+            .encode(
+                x=f"{_time}:T", y=alt.Y("value:Q", title=None),
+                tooltip=[f"{_time}:T", "kpi", "value"],
+            )
             .properties(height=110, width=240)
             .facet(facet=alt.Facet("kpi:N", title=None), columns=3)
             .resolve_scale(y="independent")
-            .properties(title=f"Daily KPIs, region {chosen_segment}")
-        )
+            .properties(title=_title)
+        )  # fmt: skip
         _out = mo.vstack(
             [
-                mo.md("## Business KPIs"),
-                _chart if _long.height else note(f"No KPI rows for region {chosen_segment}."),
+                mo.md(f"## Business KPIs\n\n`{project.kpis.table}`"),
+                _chart if _long.height else note(f"No KPI rows for {_title[11:]}."),
             ]
         )
     _out
@@ -402,7 +350,7 @@ def _(metrics, metrics_note):
     if metrics is None:
         _out = mo.vstack([mo.md("## Table freshness"), note(metrics_note or "", "warn")])
     else:
-        _fresh = freshness_table(metrics)
+        _fresh = mv.freshness_table(metrics)
         _out = mo.vstack(
             [
                 mo.md(
@@ -423,7 +371,7 @@ def _(runs, runs_note, start, stop):
     if runs is None:
         _out = mo.vstack([mo.md("## Pipeline runs"), note(runs_note or "", "warn")])
     else:
-        _runs = in_range(runs, "started_at", start, stop)
+        _runs = mv.in_range(runs, "started_at", start, stop)
         _failed = _runs.filter(pl.col("status") == "failed")
         _chart = (
             alt.Chart(_runs)
@@ -471,7 +419,7 @@ def _(alerts, alerts_note, start, stop):
         _out = mo.vstack([mo.md("## Alerts"), note(alerts_note or "", "warn")])
     else:
         _state = AlertState.from_rows(alerts).frame
-        _events = in_range(alerts, "updated_at", start, stop)
+        _events = mv.in_range(alerts, "updated_at", start, stop)
         _chart = (
             alt.Chart(_events)
             .mark_bar()
@@ -507,15 +455,15 @@ def _(alerts, alerts_note, start, stop):
 
 
 @app.cell
-def _(metrics, metrics_note, model, start, stop):
+def _(chosen_model, metrics, metrics_note, start, stop):
     if metrics is None:
         _out = mo.vstack([mo.md("## Model staleness"), note(metrics_note or "", "warn")])
     else:
         _rows = metrics.filter(
-            (pl.col("monitor") == "model_staleness") & (pl.col("subject") == model)
+            (pl.col("monitor") == "model_staleness") & (pl.col("subject") == chosen_model)
         )
-        _latest = latest_run(_rows, "model_staleness")
-        _series = in_range(_rows, "at", start, stop).filter(pl.col("metric") == "staleness_score")
+        _latest = mv.latest_run(_rows, "model_staleness")
+        _series = mv.in_range(_rows, "at", start, stop).filter(pl.col("metric") == "staleness_score")
         _chart = (
             alt.Chart(_series)
             .mark_line(point=True)
@@ -525,7 +473,7 @@ def _(metrics, metrics_note, model, start, stop):
                 tooltip=["at:T", "value", "labels"],
             )
             .properties(
-                height=140, width=520, title=f"Staleness of {model}'s champion (0 fresh, 1 stale)"
+                height=140, width=520, title=f"Staleness of {chosen_model}'s champion (0 fresh, 1 stale)"
             )
         )
         _out = mo.vstack(
@@ -534,7 +482,7 @@ def _(metrics, metrics_note, model, start, stop):
                 show_table(_latest.select("metric", "value", "labels", "at"))
                 if _latest.height
                 else note(
-                    f"No staleness metrics for `{model}` yet (no champion, or no monitor run)."
+                    f"No staleness metrics for `{chosen_model}` yet (no champion, or no monitor run)."
                 ),
                 _chart if _series.height else mo.md(""),
             ]
@@ -548,14 +496,14 @@ def _(lakehouse, metrics, start, stop):
     # the access monitor's counts (ops.monitor_metrics) and, for users who may read the
     # audit log, the denied attempts themselves
     _counts = (
-        in_range(metrics, "at", start, stop).filter(pl.col("metric") == "denied_attempts")
+        mv.in_range(metrics, "at", start, stop).filter(pl.col("metric") == "denied_attempts")
         if metrics is not None
         else None
     )
     try:
         lakehouse.authorize("read", "ops.audit_log", detail="monitor dashboard: denied attempts")
         _log = AuditLog.open(default_path(lakehouse.paths), secrets_dir=lakehouse.paths.secrets)
-        denials = in_range(_log.show(denied_only=True), "ts", start, stop)
+        denials = mv.in_range(_log.show(denied_only=True), "ts", start, stop)
         denials_note = None
     except AccessDenied as _exc:
         denials, denials_note = (
