@@ -64,3 +64,29 @@ def test_segment_auc_matches_sklearn_through_fairlearn():
     )
     ours = res.table.sort("value")
     np.testing.assert_allclose(ours["estimate"], frame.by_group.sort_index(), atol=1e-12)
+
+
+def test_binary_false_positive_rates_match_fairlearn():
+    """Check that per-group FPR and the equalized-odds ratios at a threshold equal fairlearn's."""
+    df = _scored()
+    threshold = float(np.quantile(df["score"], 0.8))
+    res = fairness(
+        "score", df, "g", "y", threshold=threshold, min_group_size=1, min_positives=1,
+        false_positive_rate=True, exposure=False,
+    )  # fmt: skip
+    selected = (df["score"] >= threshold).to_numpy().astype(int)
+    y, groups = df["y"].to_numpy(), df["g"].to_numpy()
+    frame = fairlearn_metrics.MetricFrame(
+        metrics=fairlearn_metrics.false_positive_rate,
+        y_true=y,
+        y_pred=selected,
+        sensitive_features=groups,
+    )
+    ours = res.table.sort("group")
+    np.testing.assert_allclose(
+        ours["false_positive_rate"], frame.by_group.sort_index(), rtol=0, atol=1e-12
+    )
+    fpr = res.stats["false_positive_parity"]
+    odds = fairlearn_metrics.equalized_odds_ratio(y, selected, sensitive_features=groups)
+    assert min(fpr["ratio"], res.stats["equal_opportunity"]["ratio"]) == pytest.approx(odds)
+    assert "mean_exposure" not in ours.columns and "exposure" not in res.stats

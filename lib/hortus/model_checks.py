@@ -635,6 +635,7 @@ def fairness(
     min_ratio: float = 0.8,
     max_difference: float | None = None,
     false_positive_rate: bool = False,
+    max_fpr_difference: float = 0.1,
     exposure: bool = True,
 ) -> CheckResult:
     """Compare selection, true positive rates and exposure across sensitive groups.
@@ -655,7 +656,11 @@ def fairness(
       is True, judged only when `group` names ranked lists;
     * with `false_positive_rate`: false positive rate = selected negatives /
       negatives (with the TPR: equalized odds); only groups with at least
-      `min_positives` negatives are compared.
+      `min_positives` negatives are compared.  Its ratio is reported (as
+      fairlearn's `equalized_odds_ratio` reads it) but, because a good
+      classifier's false positive rates are small and their ratio swings with
+      a few rows, it is judged on the difference: above
+      `max_fpr_difference` fails.
 
     Groups with fewer than `min_group_size` rows are excluded and listed.  Each
     measure is summarised over the remaining groups as the largest difference
@@ -793,11 +798,23 @@ def fairness(
             "max_group": hi_row[0],
             "min_group": lo_row[0],
         }
-        ratios.append(ratio)
         pair = (
             f"{sensitive_col}={lo_row[0]!r} {low:.4f} vs {sensitive_col}={hi_row[0]!r} {high:.4f}"
         )
-        if ratio < min_ratio:
+        if key == "false_positive_parity":
+            # a good classifier's false positive rates are small: their ratio swings with a
+            # handful of rows, so the ratio is reported and the difference is judged
+            stats[key]["judged_on"] = "difference"
+            if diff > max_fpr_difference:
+                failures.append(
+                    (
+                        f"false positive parity: false positive rate difference {diff:.4f} > "
+                        f"max_fpr_difference {max_fpr_difference} ({pair})",
+                        diff,
+                        max_fpr_difference,
+                    )
+                )
+        elif ratio < min_ratio:
             failures.append(
                 (
                     f"{key.replace('_', ' ')}: {words} ratio {ratio:.4f} < min_ratio "
@@ -806,6 +823,8 @@ def fairness(
                     min_ratio,
                 )
             )
+        if key != "false_positive_parity":
+            ratios.append(ratio)
         if max_difference is not None and diff > max_difference:
             failures.append(
                 (
@@ -825,9 +844,17 @@ def fairness(
             pl.col("judged") & ~pl.col("judged_fpr")
         )["group"].to_list()
     note = f"; excluded group(s) {excluded} (fewer than {min_group_size} rows)" if excluded else ""
-    judged_names = [k for k, *_ in measures if stats.get(k, {}).get("judged")]
+    judged_names = [
+        k for k, *_ in measures if stats.get(k, {}).get("judged") and k != "false_positive_parity"
+    ]
+    fpr_ok = (
+        f", false positive rate difference <= {max_fpr_difference}"
+        if stats.get("false_positive_parity", {}).get("judged")
+        else ""
+    )
     ok = (
-        f"{', '.join(judged_names)} ratios >= {min_ratio} across {sensitive_col} groups{note}"
+        f"{', '.join(judged_names)} ratios >= {min_ratio}{fpr_ok} across {sensitive_col} "
+        f"groups{note}"
         if judged_names
         else f"nothing judged across {sensitive_col} groups{note}"
     )
@@ -847,6 +874,7 @@ def fairness_multiclass(
     min_positives: int = 10,
     min_ratio: float = 0.8,
     max_difference: float | None = None,
+    max_fpr_difference: float = 0.1,
 ) -> CheckResult:
     """Compare one-vs-rest rates of every class across sensitive groups (multiclass).
 
@@ -854,7 +882,8 @@ def fairness_multiclass(
     a row is selected when the model predicts c and positive when its label
     is c; `fairness` then gives per group the selection rate, the true
     positive rate and the false positive rate at that decision rule, each
-    judged as a ratio (and difference) across groups.  The table has one row
+    judged across groups as `fairness` judges them (ratios; the false positive
+    rate on its difference).  The table has one row
     per class and group; stats hold, per measure, the worst judged class
     ("class" names it) and `per_class` every class's summary.
 
@@ -888,7 +917,8 @@ def fairness_multiclass(
         res = fairness(
             pl.Series("_selected", pred == c), frame, sensitive_col, "_y_class",
             min_group_size=min_group_size, min_positives=min_positives, min_ratio=min_ratio,
-            max_difference=max_difference, false_positive_rate=True, exposure=False,
+            max_difference=max_difference, false_positive_rate=True,
+            max_fpr_difference=max_fpr_difference, exposure=False,
         )  # fmt: skip
         assert res.table is not None
         tables.append(res.table.select(pl.lit(c).alias("class"), pl.all()))
@@ -905,15 +935,19 @@ def fairness_multiclass(
         if not judged:
             stats[key] = {"judged": False, "reason": "no class with 2 groups to compare"}
             continue
-        ratio, c, worst = min(judged, key=lambda item: (item[0], item[1]))
+        if key == "false_positive_parity":  # judged on the difference
+            _, c, worst = max(judged, key=lambda item: (item[2]["difference"], item[1]))
+        else:
+            ratio, c, worst = min(judged, key=lambda item: (item[0], item[1]))
+            ratios.append(ratio)
         stats[key] = dict(worst) | {"class": c}
-        ratios.append(ratio)
     stats["per_class"] = per_class
     stats["classes"] = classes
     table = pl.concat(tables, how="diagonal_relaxed") if tables else None
     ok = (
-        f"selection rate, true and false positive rate ratios >= {min_ratio} across "
-        f"{sensitive_col} groups for each of {len(classes)} classes (one-vs-rest)"
+        f"selection rate and true positive rate ratios >= {min_ratio}, false positive rate "
+        f"differences <= {max_fpr_difference} across {sensitive_col} groups for each of "
+        f"{len(classes)} classes (one-vs-rest)"
     )
     headline = (min(ratios) if ratios else None, min_ratio)
     return _decide(what, failures, headline, ok, table, stats)
