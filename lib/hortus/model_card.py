@@ -16,7 +16,12 @@ in the registry (`hortus.registry`), read as the acting user through the lakehou
   the rebuilt hold-out with the verified artifact; per segment with bootstrap
   intervals (`segment_metrics_ci`), fairness per sensitive attribute (`fairness`) and
   permutation importance (`importance_check`), with the thresholds of the promotion
-  gate (`GateConfig`, params.yaml `gate`);
+  gate (`GateConfig`, params.yaml `gate`).  Every section follows the spec's task
+  (`hortus.modeling.TASKS`): @k metrics only for ranking models, the task's segment
+  metric, fairness as `hortus.model_checks.task_fairness` judges it (top-k for
+  ranking, the decision threshold for binary, one-vs-rest per class for multiclass,
+  error and prediction ratios for regression), and the hold-out summary (positives
+  and base rate, class counts, or the target's mean);
 - gate results (`Registry.gates`), drift since training (`hortus.gate.drift_check`:
   the training rows against the newest rows after the training cut-off), the
   reproducibility receipt and the approvals (`Registry.approvals`);
@@ -49,11 +54,12 @@ from hortus.errors import ArtifactError, HortusError, TableNotFound
 from hortus.gate import GATE_SECTIONS, GateConfig, drift_check
 from hortus.model_checks import (
     _plain,  # one JSON conversion (NaN, numpy, dates) for check results and cards
-    fairness,
     importance_check,
+    model_outputs,
     segment_metrics_ci,
+    task_fairness,
 )
-from hortus.modeling import ModelSpec, evaluate, predict_scores, time_split
+from hortus.modeling import TASKS, ModelSpec, evaluate, primary_metric, time_split
 from hortus.registry import ModelVersion, Registry
 from hortus.tables import Lakehouse, frame_hash, read_contract
 
@@ -255,6 +261,23 @@ def _algorithm(pipeline: Any, spec: ModelSpec | None) -> str:
     return spec.estimator if spec else "unknown"
 
 
+# metrics of a ranked list: shown for ranking models only
+_RANKING_KEYS = frozenset(
+    {"precision_at_k", "recall_at_k", "ndcg_at_k", "groups", "groups_with_positives", "k"}
+)
+
+
+def task_metrics(metrics: Mapping[str, Any], spec: ModelSpec | None) -> dict[str, Any]:
+    """Return `metrics` without the ranked-list metrics unless the spec is a ranking model.
+
+    A binary model registered before tasks existed carries @k metrics of the whole
+    frame as one list (NDCG 1.0 and the like); they say nothing about a classifier.
+    """
+    if spec is None or spec.task == "ranking":
+        return dict(metrics)
+    return {k: v for k, v in metrics.items() if k not in _RANKING_KEYS}
+
+
 def _details(mv: ModelVersion, spec: ModelSpec | None, pipeline: Any) -> dict[str, Any]:
     return {
         "name": mv.name,
@@ -264,6 +287,8 @@ def _details(mv: ModelVersion, spec: ModelSpec | None, pipeline: Any) -> dict[st
         "artifact_path": mv.artifact_path,
         "author": mv.author,
         "created_at": mv.created_at,
+        "task": spec.task if spec else None,
+        "primary_metric": primary_metric(spec)[0] if spec else None,
         "algorithm": _algorithm(pipeline, spec),
         "estimator": spec.estimator if spec else None,
         "hyperparameters": dict(spec.params) if spec else {},
@@ -273,7 +298,8 @@ def _details(mv: ModelVersion, spec: ModelSpec | None, pipeline: Any) -> dict[st
         "time": spec.time if spec else None,
         "group": spec.group if spec else None,
         "segments": list(spec.segments) if spec else [],
-        "k": spec.k if spec else None,
+        "k": spec.k if spec and spec.task == "ranking" else None,
+        "threshold": spec.threshold if spec and spec.task == "binary" else None,
         "holdout_fraction": spec.holdout_fraction if spec else None,
         "seed": spec.seed if spec else None,
         "notes": mv.notes,
@@ -374,12 +400,10 @@ def _sensitive(lh: Lakehouse, table: str, frame: pl.DataFrame, config: GateConfi
 def _fairness(
     scores: Any, test: pl.DataFrame, spec: ModelSpec, columns: Sequence[str], config: GateConfig
 ) -> tuple[pl.DataFrame | None, list[dict[str, Any]]]:
-    options = dict(config.model.fairness)
-    if "top_k" not in options and "threshold" not in options:
-        options["top_k"] = spec.k
+    """Return fairness per attribute as the gate judges it for the spec's task."""
     tables, checks = [], []
     for col in columns:
-        result = fairness(scores, test, col, spec.target, group=spec.group, **options)
+        result = task_fairness(scores, test, spec, col, **config.model.fairness)
         checks.append({k: v for k, v in result.to_dict().items() if k != "table"})
         if result.table is not None:
             tables.append(result.table.with_columns(pl.lit(col).alias("attribute")))
@@ -440,9 +464,12 @@ def _drift(
 
 
 def _from_train_dir(
-    train_dir: Path | None, sha256: str
+    train_dir: Path | None, sha256: str, spec: ModelSpec | None = None
 ) -> tuple[pl.DataFrame | None, pl.DataFrame | None, str | None]:
-    """Return segment metrics and importance of reports/train if they belong to this artifact."""
+    """Return segment metrics and importance of reports/train if they belong to this artifact.
+
+    The estimate is the task's segment metric column (roc_auc for binary and ranking).
+    """
     if train_dir is None or not (train_dir / "run.json").is_file():
         return None, None, None
     run = json.loads((train_dir / "run.json").read_text(encoding="utf-8"))
@@ -451,12 +478,15 @@ def _from_train_dir(
     segments = importance = None
     if (train_dir / "segment_metrics.csv").is_file():
         raw = pl.read_csv(train_dir / "segment_metrics.csv")
+        metric = TASKS[spec.task].segment_metric if spec is not None else "roc_auc"
+        if metric not in raw.columns:
+            metric = "roc_auc"
         segments = raw.select(
             "segment",
             pl.col("value").cast(pl.String),
             "n",
-            "positives",
-            pl.col("roc_auc").alias("estimate"),
+            pl.col("positives") if "positives" in raw.columns else pl.lit(None, pl.Int64),
+            pl.col(metric).alias("estimate"),
             pl.lit(None, pl.Float64).alias("ci_low"),
             pl.lit(None, pl.Float64).alias("ci_high"),
             pl.lit("not judged").alias("status"),
@@ -520,9 +550,19 @@ def _evaluate(
     """Rebuild the hold-out from the training snapshot and evaluate the verified model on it."""
     ev = _Evaluation()
     train, test, cutoff = time_split(snapshot, spec)
-    scores = predict_scores(pipeline, test, spec)
+    scores = model_outputs(pipeline, test, spec)
     ev.recomputed = evaluate(pipeline, test, spec)
     first, last = _time_range(test, spec.time)
+    if spec.task in ("binary", "ranking"):
+        target = {
+            "positives": int(test[spec.target].sum()),
+            "base_rate": float(test[spec.target].mean()) if test.height else None,
+        }
+    elif spec.task == "multiclass":
+        counts = test[spec.target].cast(pl.String).value_counts(sort=True)
+        target = {"class_counts": dict(counts.iter_rows())}
+    else:
+        target = {"mean_target": float(test[spec.target].mean()) if test.height else None}
     ev.evaluation = {
         "table": table,
         "version": version,
@@ -533,9 +573,8 @@ def _evaluate(
         "holdout_rows": test.height,
         "holdout_from": first,
         "holdout_to": last,
-        "positives": int(test[spec.target].sum()),
-        "base_rate": float(test[spec.target].mean()) if test.height else None,
-    }
+        "task": spec.task,
+    } | target
     seg_cols = spec.segments if config.model.segments is None else config.model.segments
     if seg_cols:
         result = segment_metrics_ci(
@@ -815,7 +854,7 @@ def build_card(
         with threadpool_limits(1):
             ev = _evaluate(
                 lh, table, int(receipt["tables_read"][table]), snapshot, spec, pipeline,
-                config, _from_train_dir(train_dir, mv.artifact_sha256)[1],
+                config, _from_train_dir(train_dir, mv.artifact_sha256, spec)[1],
             )  # fmt: skip
         notes += ev.notes
     else:
@@ -830,7 +869,7 @@ def build_card(
             f"the hold-out could not be rebuilt ({why}): segment, fairness and drift "
             "results are those the gate recorded for this version"
         )
-        segments, importance, train_note = _from_train_dir(train_dir, mv.artifact_sha256)
+        segments, importance, train_note = _from_train_dir(train_dir, mv.artifact_sha256, spec)
         if train_note:
             notes.append(train_note)
         ev = _Evaluation(
@@ -874,8 +913,8 @@ def build_card(
         receipt=receipt,
         training=training,
         evaluation=ev.evaluation,
-        metrics=dict(mv.metrics),
-        recomputed=ev.recomputed,
+        metrics=task_metrics(mv.metrics, spec),
+        recomputed=None if ev.recomputed is None else task_metrics(ev.recomputed, spec),
         segments=ev.segments,
         fairness=ev.fairness,
         fairness_checks=ev.fair_checks,
