@@ -216,6 +216,7 @@ def built(tmp_path_factory) -> tuple[Paths, dict]:
     approve(reg, 1)
     reg.promote(1, reason="reviewed")
     (project.root / "dvc.yaml").write_bytes((ROOT / "dvc.yaml").read_bytes())
+    (project.root / "hortus.yaml").write_bytes((ROOT / "hortus.yaml").read_bytes())
     params = (ROOT / "params.yaml").read_text(encoding="utf-8") + "\nextra:\n  knob: 3\n"
     (project.root / "params.yaml").write_text(params, encoding="utf-8")
     _dvc(project.root, "init", "--no-scm", "-q")
@@ -334,3 +335,20 @@ def test_params_parser_reads_multi_line_scalars_as_yaml_dump_writes_them():
     docs = {d.key: d.value for d in parse_param_comments(text)}
     assert docs == {"card": {"use": "word " * 40, "n": 2}, "card.use": "word " * 40,
                     "card.n": 2, "top": {"k": [1, 2]}, "top.k": [1, 2]}  # fmt: skip
+
+
+def test_data_flow_takes_its_tables_from_the_project_definition():
+    """Check that the architecture's data flow lists the tables hortus.yaml names, per step."""
+    from hortus.project import Project
+    from hortus.site import DATA_FLOW, data_flow
+
+    project = Project.load(ROOT)
+    steps = {step: tables for step, _, tables in data_flow(project)}
+    assert project.kpis.table in steps["gold"]
+    assert project.examples.table in steps["features"]
+    assert {g.table for g in project.feature_set().groups} <= set(steps["features"])
+    assert {m.scoring.table for m in project.models.values()} <= set(steps["score"])
+    generic = {step: tables for step, _, tables in data_flow(None)}
+    assert generic == {step: tables for step, _, tables in DATA_FLOW}
+    named = {project.kpis.table, project.examples.table}
+    assert not named & {t for tables in generic.values() for t in tables}

@@ -8,7 +8,9 @@ served by a real HTTP server on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -25,6 +27,7 @@ from test_alerts import Hook
 def landed(project, monkeypatch, capsys):
     """Return a project whose events and users were ingested into silver by the CLI stages."""
     monkeypatch.setenv("HORTUS_ROOT", str(project.root))
+    shutil.copy(Path(__file__).resolve().parents[1] / "hortus.yaml", project.root)  # the shop
     write_jsonl(project.data / "events/events-2025-03-01.jsonl", [event(1), event(2)])
     (project.data / "users").mkdir()
     (project.data / "users/users-2025-03-01.csv").write_text(

@@ -231,6 +231,8 @@ def test_monitor_run_cli_writes_metrics_and_flags(lakehouse, capsys):
     written = lakehouse.read(monitors.METRICS_TABLE)
     assert written.height == out["rows"]
     assert set(written["monitor"]) >= {"pipeline", "memory", "freshness"}
+    assert main(["--root", root, "monitor", "run", "--no-write", "--model", "nope"]) == 2
+    assert "no model 'nope'" in capsys.readouterr().err
     (lakehouse.paths.root / "params.yaml").write_text("monitor:\n  kpi_rangez: {}\n")
     assert main(["--root", root, "monitor", "run"]) == 2
     assert "unknown key(s) kpi_rangez" in capsys.readouterr().err
@@ -318,3 +320,140 @@ def test_data_quality_as_a_masked_reader_reports_no_false_violations(project, la
     for reader in (lakehouse, mia):
         m = monitors.data_quality(reader, at)
         assert _value(m, "contract_violations", "silver.users") == 0, reader.user
+
+
+TWO_MODELS_CONTRACTS = """
+version: 1
+domain: lending
+tables:
+  loans:
+    layer: gold
+    owner: credit
+    primary_key: [loan_id]
+    columns:
+      loan_id: {type: string, nullable: false}
+      applied_at: {type: datetime, nullable: false}
+      income: {type: float, nullable: true}
+      channel: {type: string, nullable: true}
+      approved: {type: int, nullable: true}
+  houses:
+    layer: gold
+    owner: pricing
+    primary_key: [house_id]
+    columns:
+      house_id: {type: string, nullable: false}
+      rooms: {type: float, nullable: true}
+      price: {type: float, nullable: true}
+"""
+
+
+def test_staleness_runs_for_every_registered_model_on_its_own_table(tmp_path):
+    """Check that two champions are measured, each against its own training table.
+
+    `approval` is declared in hortus.yaml (table gold.loans, time applied_at);
+    `pricing` is only registered: its table comes from its receipt, and without a
+    time column the newer rows are the rows its table gained since training.
+    """
+    import yaml
+
+    from conftest import with_policy
+    from hortus.config import Paths
+    from hortus.registry import Registry, model_names
+    from test_registry import SIGNATURE, _artifact, _receipt, acting_as, approve, pass_gate
+
+    (tmp_path / "contracts.yaml").write_text(TWO_MODELS_CONTRACTS, encoding="utf-8")
+    model = {
+        "task": "binary",
+        "table": "gold.loans",
+        "target": "approved",
+        "features": ["income", "channel"],
+        "time": "applied_at",
+        "ids": ["loan_id"],
+    }
+    doc = {"name": "lending", "contracts": "contracts.yaml", "models": {"approval": model}}
+    (tmp_path / "hortus.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    with_policy(tmp_path)
+    paths = Paths.at(tmp_path)
+    lh = Lakehouse(paths=paths, catalog=Catalog.load(root=tmp_path), stage="test")
+    rng = np.random.default_rng(3)
+    n = 3000
+    start = datetime(2025, 3, 1, tzinfo=UTC)
+
+    def loans(first: int, shift: float) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "loan_id": [f"l{first + i}" for i in range(n)],
+                "applied_at": pl.Series(
+                    [start + timedelta(minutes=first + i) for i in range(n)],
+                    dtype=pl.Datetime("us", "UTC"),
+                ),
+                "income": rng.normal(50.0 + shift, 5.0, n),
+                "channel": rng.choice(["web", "branch"], n),
+                "approved": rng.integers(0, 2, n),
+            }
+        )
+
+    def houses(first: int, shift: float) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "house_id": [f"h{first + i}" for i in range(n)],
+                "rooms": rng.normal(4.0 + shift, 1.0, n),
+                "price": rng.normal(300.0, 50.0, n),
+            }
+        )
+
+    champions = {}
+    for name, table, rows, spec in (
+        ("approval", "gold.loans", loans(0, 0.0),
+         {"task": "binary", "target": "approved", "features": ["income", "channel"],
+          "time": "applied_at"}),
+        ("pricing", "gold.houses", houses(0, 0.0),
+         {"task": "regression", "target": "price", "features": ["rooms"], "time": None}),
+    ):  # fmt: skip
+        lh.write(table, rows, mode="overwrite", inputs={})
+        reg = acting_as(Registry(lh, name), "mia")
+        path, sha = _artifact(tmp_path / "build" / name, 1)
+        mv = reg.register(
+            path,
+            sha256=sha,
+            signature=SIGNATURE,
+            metrics={"roc_auc": 0.7} if name == "approval" else {"rmse": 40.0},
+            receipt=_receipt(
+                1,
+                tables_read={table: lh.version(table)},
+                content_hashes={table: lh.content_hash(table)},
+            ),
+            spec=spec,
+        )
+        pass_gate(reg, mv.version, tmp_path / "gates")
+        approve(reg, mv.version)
+        reg.promote(mv.version, reason="test champion")
+        champions[name] = mv.version
+    assert model_names(lh) == ["approval", "pricing"]
+    assert monitors.training_table(lh, "approval") == "gold.loans"  # from hortus.yaml
+    receipt = Registry(lh, "pricing").get(1).receipt
+    assert monitors.training_table(lh, "pricing", receipt) == "gold.houses"  # from the receipt
+    # newer rows: income shifts for the loans, rooms for the houses
+    lh.write("gold.loans", loans(n, 15.0), mode="append", inputs={})
+    lh.write("gold.houses", houses(n, 3.0), mode="append", inputs={})
+    m = monitors.model_staleness(lh, datetime.now(UTC))
+    assert set(_metric(m, "staleness_score")["subject"]) == {"approval", "pricing"}
+    assert _value(m, "newer_rows", "approval") == n
+    assert _value(m, "newer_rows", "pricing") == n
+    assert _value(m, "drift_share", "approval") == 0.5  # income drifted, channel did not
+    assert _value(m, "drift_share", "pricing") == 1.0
+    drift = m.filter(pl.col("monitor") == "feature_drift").with_columns(
+        pl.col("labels").str.json_path_match("$.model").alias("model")
+    )
+    flagged = drift.filter((pl.col("metric") == "feature_drifted") & (pl.col("value") > 0))
+    assert sorted(flagged.select("model", "subject").rows()) == [
+        ("approval", "income"),
+        ("pricing", "rooms"),
+    ]
+    # one model only, as `hortus monitor run --model approval` asks
+    only = monitors.model_staleness(lh, datetime.now(UTC), model="approval")
+    assert set(_metric(only, "staleness_score")["subject"]) == {"approval"}
+    config = monitors.MonitorConfig.from_dict({"monitors": ["model_staleness"]})
+    assert config.model is None
+    every = monitors.run_all(lh, config)
+    assert set(_metric(every, "staleness_score")["subject"]) == {"approval", "pricing"}
