@@ -210,3 +210,10 @@ def test_cli_promote_prints_the_failed_checks(lakehouse, trained, tmp_path, caps
     err = capsys.readouterr().err
     assert code == 2
     assert "failed its gate" in err and "fairness[region]: value 0.61, threshold 0.8" in err
+
+
+def test_gate_reads_the_primary_metric_of_the_spec_task(trained):
+    """Check that a spec without a group is binary and its gate metric is ROC AUC, not NDCG."""
+    assert SPEC.task == "binary"
+    assert g.primary_metric(SPEC) == ("roc_auc", True)
+    assert "ndcg_at_k" not in trained.metrics and trained.metrics["roc_auc"] > 0.8

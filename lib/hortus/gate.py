@@ -22,7 +22,13 @@ Data tests, on any contract-described table:
 Model tests (`hortus.model_checks.run_model_checks`): metrics per segment with
 bootstrap intervals, fairness per sensitive attribute, permutation importance,
 input schema conflicts on serving input, efficiency against the champion
-measured in the same run, behavioural invariance and directional tests.
+measured in the same run, behavioural invariance and directional tests.  Every
+model check follows the spec's task (binary, ranking, multiclass, regression; see
+`hortus.modeling.TASKS`): a setting of the `model_checks` section that does not fit
+the task (e.g. `segment_metrics.metric: roc_auc` for a regression model, `top_k`
+for a binary one) is replaced by the task's default or ignored, and the check's
+detail says so.  `primary_metric(spec)` names the metric (and its direction) a
+comparison with the champion should use.
 
 Nothing here is specific to the plant shop: the stage in `hortus.stages` picks
 the tables, frames and thresholds (params.yaml `gate` section).
@@ -48,8 +54,21 @@ from hortus.model_checks import (
     _fmt,  # one number format for check values in every report
     run_model_checks,
 )
+from hortus.modeling import primary_metric  # re-exported: the gate's comparison metric
 
 GATE_SECTIONS = ("drift", "pii", "skew", "model_checks")
+__all__ = [
+    "GATE_SECTIONS",
+    "GateConfig",
+    "GateResult",
+    "contract_check",
+    "drift_check",
+    "pii_check",
+    "primary_metric",
+    "record",
+    "run_gate",
+    "skew_check",
+]
 
 
 @dataclass(frozen=True)
@@ -334,7 +353,11 @@ def run_gate(
     baseline: CheckResult | None = None,
     baseline_version: int | None = None,
 ) -> GateResult:
-    """Run the model checks on `evaluation` rows and combine them with `data_checks`."""
+    """Run the model checks on `evaluation` rows and combine them with `data_checks`.
+
+    The checks follow `spec.task` (`run_model_checks`); the plant shop's ranking
+    model gets the same checks and results as before tasks existed.
+    """
     started = datetime.now(UTC)
     model = run_model_checks(
         pipeline,
