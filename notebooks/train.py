@@ -286,24 +286,26 @@ def _(
             .properties(title=f"{_metric} per segment, 95% bootstrap interval")
         )
     _, _, _sensitive = resolve_features(model_def, lakehouse.catalog, project.feature_set())
-    fairness_table, _how = train_views.fairness_table(
-        result, list(dict.fromkeys([*result.spec.segments, *_sensitive])), min_group_size=100
+    fairness_table, _measure, _rule = train_views.fairness_table(
+        result, list(dict.fromkeys([*_sensitive, *result.spec.segments])), min_group_size=100
     )
     if fairness_table is not None and fairness_table.height:
+        _color = {"color": alt.Color("class:N")} if "class" in fairness_table.columns else {}
         _parts.append(
             alt.Chart(fairness_table)
             .mark_bar()
             .encode(
-                x=alt.X("selection_rate:Q", title=f"share of rows selected ({_how})"),
+                x=alt.X(f"{_measure}:Q", title=_rule),
                 y=alt.Y("group:N", title=None),
                 row=alt.Row("attribute:N", title=None),
-                tooltip=["attribute", "group", "n", "selection_rate", "true_positive_rate"],
+                tooltip=list(fairness_table.columns),
+                **_color,
             )
             .resolve_scale(y="independent")
-            .properties(width=360, title="Selection rate by group (four-fifths rule in the gate)")
+            .properties(width=360, title=f"Fairness by group: {_rule} (judged in the gate)")
         )
     else:
-        _parts.append(mo.md(f"Fairness: {_how}."))
+        _parts.append(mo.md(f"Fairness: {_rule}."))
     _parts.append(mo.ui.table(result.segment_metrics, selection=None))
     mo.vstack(_parts)
     return

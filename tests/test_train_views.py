@@ -75,8 +75,9 @@ def test_binary_run_gets_segments_fairness_and_every_output_file(tmp_path):
     result = modeling.train(_frame(), spec, importance_repeats=2)
     check, note = train_views.segment_check(result, n_boot=20, min_segment_size=10)
     assert check is not None and note == check.detail
-    table, how = train_views.fairness_table(result, ["seg", "missing"], min_group_size=10)
-    assert how == "score >= 0.5" and set(table["attribute"]) == {"seg"}
+    table, measure, rule = train_views.fairness_table(result, ["seg", "missing"], min_group_size=10)
+    assert (measure, rule) == ("selection_rate", "share of rows scored >= 0.5")
+    assert set(table["attribute"]) == {"seg"} and set(table["group"]) == {"a", "b"}
     assert train_views.metrics_table(result)["metric"].to_list() == list(result.metrics)
     sha = train_views.write_run(
         tmp_path, result, model_name="m", table="gold.t", settings={"k": 5},
@@ -91,12 +92,17 @@ def test_binary_run_gets_segments_fairness_and_every_output_file(tmp_path):
         assert (tmp_path / name).is_file()
 
 
-def test_regression_run_has_no_selection_fairness():
-    """Check that a regression model gets a reason instead of a fairness table."""
-    spec = ModelSpec("v", ("x",), time="t", segments=("seg",), task="regression",
+@pytest.mark.parametrize(
+    ("task", "target", "measure"),
+    [("regression", "v", "mae"), ("multiclass", "cls", "selection_rate")],
+)
+def test_other_tasks_get_their_own_fairness_and_segment_metric(task, target, measure):
+    """Check that regression compares errors and multiclass the predicted class per group."""
+    spec = ModelSpec(target, ("x",), time="t", segments=("seg",), task=task,
                      params={"max_iter": 20})  # fmt: skip
     result = modeling.train(_frame(), spec, importance_repeats=2)
-    table, why = train_views.fairness_table(result, ["seg"])
-    assert table is None and "regression" in why
+    table, got, _ = train_views.fairness_table(result, ["seg"], min_group_size=10)
+    assert got == measure and measure in table.columns and table.height >= 2
     check, note = train_views.segment_check(result, n_boot=20, min_segment_size=10)
-    assert (check is None and "RMSE" in note) or check is not None
+    assert check is not None and note == check.detail
+    assert train_views.curve_metric(spec) in result.learning_curve.columns

@@ -103,15 +103,17 @@ def curve_metric(spec: ModelSpec) -> str:
     return modeling.TASKS[spec.task].curve_metric
 
 
-def importance_title(spec: ModelSpec) -> str:
+def importance_title(spec: ModelSpec | str) -> str:
     """Return the axis title of permutation importance: the drop (or rise) of the metric.
+
+    `spec` is a ModelSpec or a task name.
 
     Examples
     --------
-    >>> importance_title(ModelSpec("y", ("x",)))
-    'drop in ROC AUC when permuted'
+    >>> importance_title(ModelSpec("y", ("x",))), importance_title("regression")
+    ('drop in ROC AUC when permuted', 'rise in RMSE when permuted')
     """
-    task = modeling.TASKS[spec.task]
+    task = modeling.TASKS[spec if isinstance(spec, str) else spec.task]
     direction = "rise" if task.curve_metric in ("rmse", "mae", "log_loss") else "drop"
     return f"{direction} in {metric_label(task.curve_metric)} when permuted"
 
@@ -203,30 +205,30 @@ def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def outputs(result: TrainResult) -> Any:
+    """Return the hold-out outputs the checks judge: predicted class (multiclass), else score."""
+    column = modeling.PREDICTION if result.spec.task == "multiclass" else modeling.SCORE
+    return result.predictions[column].to_numpy()
+
+
 def segment_check(
     result: TrainResult, *, n_boot: int = 200, min_segment_size: int = 100
 ) -> tuple[Any, str]:
     """Return the task's metric per segment with bootstrap intervals, and a note.
 
     Uses `hortus.model_checks.segment_metrics_ci` (as the gate) on the hold-out
-    predictions with the task's segment metric: (CheckResult, its detail).
-    (None, why) when the spec has no segments or `model_checks` cannot bootstrap
-    that metric; the plain per-segment metrics stay in `result.segment_metrics`.
+    predictions with the task's segment metric (`TASKS[task].segment_metric`):
+    (CheckResult, its detail); (None, why) when the spec has no segments.
     """
-    from hortus import model_checks
+    from hortus.model_checks import segment_metrics_ci
 
-    spec = result.spec
-    if not spec.segments:
+    if not result.spec.segments:
         return None, "the model has no segment columns"
-    metric = modeling.TASKS[spec.task].segment_metric
-    if metric not in model_checks.METRICS:
-        return None, f"no bootstrap intervals for {metric_label(metric)} ({spec.task} model)"
-    check = model_checks.segment_metrics_ci(
+    check = segment_metrics_ci(
         None,
         result.predictions,
-        spec,
-        metric=metric,
-        scores=result.predictions[modeling.SCORE].to_numpy(),
+        result.spec,
+        scores=outputs(result),
         n_boot=n_boot,
         min_segment_size=min_segment_size,
     )
@@ -235,39 +237,38 @@ def segment_check(
 
 def fairness_table(
     result: TrainResult, columns: Sequence[str], *, min_group_size: int = 100
-) -> tuple[pl.DataFrame | None, str]:
-    """Return selection and true positive rates per group of each column, and how rows are picked.
+) -> tuple[pl.DataFrame | None, str, str | None]:
+    """Return fairness per group of each column as the gate judges it, what is compared, and how.
 
-    Ranking models select the top `spec.k` rows of each list (`spec.group`);
-    binary models the rows scored at or above `spec.threshold`.  Multiclass and
-    regression models have no selection to compare: (None, reason).  Columns
-    absent from the hold-out are skipped.  The table has attribute, group, n,
-    selection_rate, true_positive_rate and mean_exposure.
+    `hortus.model_checks.task_fairness` picks the check by task: ranking selects
+    the top `spec.k` of each list, binary the rows scored at or above
+    `spec.threshold`, multiclass the predicted class (one row per class and
+    group), regression compares errors and mean predictions.  Returns (table with
+    an `attribute` column, the measure to chart: selection_rate or mae, a
+    sentence on the rule); (None, None, why) when no column is in the hold-out.
     """
-    from hortus.model_checks import fairness
+    from hortus.model_checks import task_fairness
 
     spec = result.spec
-    if spec.task == "ranking":
-        how, pick = f"the top {spec.k} of each list", {"top_k": spec.k, "group": spec.group}
-    elif spec.task == "binary":
-        how, pick = f"score >= {spec.threshold}", {"threshold": spec.threshold}
-    else:
-        return None, f"no fairness by selection rate for a {spec.task} model"
     present = [c for c in columns if c in result.predictions.columns]
     if not present:
-        return None, "no sensitive or segment column in the hold-out"
-    scores = result.predictions[modeling.SCORE].to_numpy()
-    parts = []
-    for col in present:
-        check = fairness(
-            scores, result.predictions, col, spec.target, min_group_size=min_group_size, **pick
-        )
-        parts.append(check.table.with_columns(pl.lit(col).alias("attribute")))
-    keep = ("attribute", "group", "n", "selection_rate", "true_positive_rate", "mean_exposure")
-    table = pl.concat(
-        [t.select([c for c in keep if c in t.columns]) for t in parts], how="diagonal"
-    )
-    return table, how
+        return None, None, "no sensitive or segment column in the hold-out"
+    rule = {
+        "ranking": f"share of rows in the top {spec.k} of their list",
+        "binary": f"share of rows scored >= {spec.threshold}",
+        "multiclass": "share of rows predicted as each class",
+        "regression": "mean absolute error per group",
+    }[spec.task]
+    parts = [
+        task_fairness(
+            outputs(result), result.predictions, spec, col, min_group_size=min_group_size
+        ).table.with_columns(pl.lit(col).alias("attribute"))
+        for col in present
+    ]
+    table = pl.concat(parts, how="diagonal_relaxed")
+    table = table.select("attribute", *[c for c in table.columns if c != "attribute"])
+    measure = "selection_rate" if "selection_rate" in table.columns else "mae"
+    return table, measure, rule
 
 
 def write_run(
