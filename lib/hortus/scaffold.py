@@ -612,10 +612,12 @@ def infer(
                 raise InitError(f"--sensitive {c!r} is the {d.role} column; it cannot be sensitive")
             continue
         if c.lower() in SENSITIVE_NAMES or c in wanted_sensitive:
-            d.sensitive, d.role = True, "sensitive"
+            # a feature, as the plant shop's region and age band are: the gate judges
+            # fairness across the sensitive features and fails one that drives the model
+            d.sensitive = True
             d.why = (
-                "confirm: sensitive attribute (fairness and segment checks judge the model "
-                "across it); not a feature unless you add it to features"
+                "confirm: sensitive attribute, a feature: the gate judges fairness across "
+                "its groups and fails it if it (or a proxy) ranks high in importance"
             )
             if d.pii == "none" and d.type == "string":
                 d.pii = "quasi"
@@ -786,9 +788,10 @@ def render_project(d: Draft) -> str:
         f"    task: {d.task}",
         f"    table: silver.{d.table}",
         f"    target: {_flow(d.target)}",
-        "    # every column without another role; identifiers, direct personal data and",
-        "    # sensitive attributes are left out (add a sensitive one only if it is a",
-        "    # legitimate input: the gate then checks its importance)",
+        "    # every column without another role (identifiers, direct personal data and",
+        "    # dates of birth are left out).  Sensitive attributes are features: the gate",
+        "    # judges fairness across the sensitive features (and fails one that ranks high",
+        "    # in importance); one you drop from here is no longer judged",
         f"    features: {_flow(features)}",
         "    categorical: auto  # the string and bool features",
     ]
