@@ -320,10 +320,24 @@ def cmd_data(args: argparse.Namespace) -> int:
             "present": "already present",
             "dvc-cache": "checked out from the DVC cache",
             "rebuilt": "rebuilt by the project's deterministic simulator (params.yaml simulate)",
-        }[snapshot.restore(paths, _params(args, paths, "simulate"))]
+        }[snapshot.restore(paths, _simulate_params(args, paths))]
     snapshot.verify(paths)
     print(f"data/ matches data.dvc ({snapshot.pinned_md5(paths)}): {how}")
     return 0
+
+
+def _simulate_params(args: argparse.Namespace, paths: Paths) -> dict:
+    """Return params.yaml's `simulate` section; {} for a project without a simulator.
+
+    A project without one restores its snapshot from DVC only, and `snapshot.restore`
+    says so if that fails.
+    """
+    try:
+        return _params(args, paths, "simulate")
+    except HortusError:
+        if _project(paths).simulator:
+            raise
+        return {}
 
 
 def cmd_key(args: argparse.Namespace) -> int:
@@ -441,8 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="more_days",
         type=int,
         metavar="N",
-        help="continue the export in --out (default data/) by N days: same shop, new user "
-        "ids for new sign-ups, only the new files written; --drift/--faults apply to them",
+        help="continue the export in --out (default data/) by N days with the same "
+        "simulated world (if the simulator can): only the new files are written; "
+        "--drift/--faults apply to them",
     )
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_simulate)

@@ -34,7 +34,7 @@ DEFAULT_PORT = 2718
 APP_USERS = {
     "monitor": "mia",  # ml-engineers: read the operations tables the dashboard shows
     "explore": "sam",  # data-scientists: silver, gold and the model tables, PII masked
-    "train": "sam",  # data-scientists: may train and write gold.training_set
+    "train": "sam",  # data-scientists: may train and write the examples tables
     "model_report": "olivia",  # ml-engineers + approvers: what a reviewer of a version reads
 }
 

@@ -1,10 +1,11 @@
 """The pinned landing snapshot: data/ as recorded in data.dvc.
 
-The default snapshot is the simulator's output for params.yaml's `simulate`
-section; the simulator is deterministic, so a fresh clone rebuilds exactly the
-pinned bytes offline, and DVC's own hashing proves it against data.dvc.  A
-snapshot pinned later (`hortus simulate ... && dvc add data`) is obtained from
-the DVC cache or a configured DVC remote (`dvc pull`) instead.
+The default snapshot is the output of the project's simulator (hortus.yaml
+`simulator`) for params.yaml's `simulate` section; the simulator is deterministic,
+so a fresh clone rebuilds exactly the pinned bytes offline, and DVC's own hashing
+proves it against data.dvc.  A snapshot pinned later (`hortus simulate ... && dvc
+add data`), or the snapshot of a project without a simulator, is obtained from the
+DVC cache or a configured DVC remote (`dvc pull`) instead.
 """
 
 from __future__ import annotations
