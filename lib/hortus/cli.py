@@ -377,6 +377,19 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0 if result.identical else 1
 
 
+def _print_gate(name: str, summary: dict) -> None:
+    """Print one model's gate result: verdict, failed checks, promotion."""
+    verdict = "PASSED" if summary["passed"] else "FAILED"
+    print(f"gate {name} v{summary['version']}: {verdict} ({summary['checks']} checks, "
+          f"{summary['failed']} failed); report {summary['report']}")  # fmt: skip
+    for line in summary["failed_checks"]:
+        print(f"  {line}")
+    if summary["promoted_to_champion"]:
+        print(f"  v{summary['version']} is now champion (there was none)")
+    elif summary.get("promotion"):
+        print(f"  not promoted: {summary['promotion']}")
+
+
 def cmd_gate(args: argparse.Namespace) -> int:
     from hortus import stages
 
@@ -398,16 +411,9 @@ def cmd_gate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     else:
-        verdict = "PASSED" if summary["passed"] else "FAILED"
-        name = summary.get("model") or model or _project(paths).default_model
-        print(f"gate {name} v{summary['version']}: {verdict} ({summary['checks']} checks, "
-              f"{summary['failed']} failed); report {summary['report']}")  # fmt: skip
-        for line in summary["failed_checks"]:
-            print(f"  {line}")
-        if summary["promoted_to_champion"]:
-            print(f"  v{summary['version']} is now champion (there was none)")
-        elif summary.get("promotion"):
-            print(f"  not promoted: {summary['promotion']}")
+        default = model or _project(paths).default_model
+        for name, result in (summary.get("models") or {default: summary}).items():
+            _print_gate(name, result)
     # the DVC stage records a failed gate and goes on; `hortus gate VERSION` exits 1
     return 0 if summary["passed"] or args.stage else 1
 
