@@ -13,26 +13,25 @@ with app.setup:
     import marimo as mo
     import polars as pl
 
-    from hortus import explore
+    from hortus import explore, monitor_views
     from hortus.config import LAYERS
     from hortus.nbui import note, show_table
+    from hortus.project import Project
     from hortus.tables import Lakehouse
-
-    #: the daily KPI table shown in the trends section (date x region x KPI)
-    KPI_TABLE = "gold.kpi_daily"
 
 
 @app.cell
 def _():
     # parameters
-    # table: the table preselected for contract, lineage and column profile; layer:
-    # the layer filter of the table list ("ALL" = every layer); region: the KPI
-    # segment ("ALL" = the whole shop); days: width of the default KPI date range.
-    table = "silver.events"
+    # table: the table preselected for contract, lineage and column profile ("" = the
+    # default model's table, hortus.yaml); layer: the layer filter of the table list
+    # ("ALL" = every layer); segment: the value of the KPI table's segment column
+    # ("ALL" = every row); days: width of the default KPI date range.
+    table = ""
     layer = "ALL"
-    region = "ALL"
+    segment = "ALL"
     days = 30
-    return days, layer, region, table
+    return days, layer, segment, table
 
 
 @app.cell
@@ -51,9 +50,10 @@ def _():
 
 @app.cell
 def _():
+    project = Project.load()
     lakehouse = Lakehouse.open(stage="explore")
     overview = explore.table_overview(lakehouse)
-    return lakehouse, overview
+    return lakehouse, overview, project
 
 
 @app.cell
@@ -76,16 +76,17 @@ def _(layer_choice, overview):
 
 
 @app.cell
-def _(layer_choice, shown_tables, table):
+def _(layer_choice, project, shown_tables, table):
     _options = shown_tables["table"].to_list()
-    _first = table if table in _options else (_options[0] if _options else None)
+    _wanted = table or project.model().table
+    _first = _wanted if _wanted in _options else (_options[0] if _options else None)
     table_choice = mo.ui.dropdown(
         options=_options, value=_first, label="Table", searchable=True
     )
     table_note = (
         None
-        if table in _options
-        else f"Table `{table}` is not a catalogued table of layer {layer_choice.value}; "
+        if _wanted in _options
+        else f"Table `{_wanted}` is not a catalogued table of layer {layer_choice.value}; "
         f"showing `{_first}`."
     )
     return table_choice, table_note
@@ -216,25 +217,36 @@ def _(frame, frame_note, lakehouse, selected):
 
 
 @app.cell
-def _(lakehouse):
-    kpis, kpis_note = explore.read_or_note(lakehouse, KPI_TABLE)
-    return kpis, kpis_note
+def _(lakehouse, project):
+    # the project's daily KPI table (hortus.yaml `kpis`), its date and segment columns
+    if project.kpis is None:
+        kpi_table = None
+        kpis, kpis_note = None, f"Project {project.name} declares no KPI table (`kpis`)."
+    else:
+        kpi_table = project.kpis.table
+        kpis, kpis_note = explore.read_or_note(lakehouse, kpi_table)
+    kpi_time, kpi_by = monitor_views.kpi_layout(kpis) if kpis is not None else (None, None)
+    if kpis is not None and kpi_time is None:
+        kpis, kpis_note = None, f"`{kpi_table}` has no date column to plot over."
+    return kpi_by, kpi_table, kpi_time, kpis, kpis_note
 
 
 @app.cell
-def _(kpis, region):
-    _regions = sorted(kpis["region"].unique().drop_nulls().to_list()) if kpis is not None else []
-    _options = ["ALL", *[r for r in _regions if r != "ALL"]]
-    region_choice = mo.ui.dropdown(
-        options=_options, value=region if region in _options else "ALL", label="Region"
+def _(kpi_by, kpis, segment):
+    _options = monitor_views.segment_values(kpis, kpi_by)
+    segment_choice = mo.ui.dropdown(
+        options=_options,
+        value=segment if segment in _options else monitor_views.ALL,
+        label=f"Segment ({kpi_by})" if kpi_by else "Segment",
     )
-    return (region_choice,)
+    return (segment_choice,)
 
 
 @app.cell
-def _(days, kpis):
+def _(days, kpi_time, kpis):
     if kpis is not None and kpis.height:
-        _first, _last = kpis["date"].min(), kpis["date"].max()
+        _first = kpis[kpi_time].cast(pl.Date).min()
+        _last = kpis[kpi_time].cast(pl.Date).max()
     else:
         _first = _last = datetime.now(UTC).date()
     kpi_dates = mo.ui.date_range(
@@ -247,18 +259,33 @@ def _(days, kpis):
 
 
 @app.cell
-def _(kpi_dates, kpis, kpis_note, region, region_choice):
+def _(
+    kpi_by,
+    kpi_dates,
+    kpi_table,
+    kpi_time,
+    kpis,
+    kpis_note,
+    segment,
+    segment_choice,
+):
     _start, _stop = kpi_dates.value
     _header = [
         mo.md("## KPI trends"),
-        mo.hstack([region_choice, kpi_dates], justify="start"),
+        mo.hstack([segment_choice, kpi_dates], justify="start"),
     ]
     if kpis is None:
         _out = mo.vstack([*_header, note(kpis_note or "", "warn")])
     else:
         _long = explore.metric_trends(
-            kpis, segment=region_choice.value, start=_start, stop=_stop
-        )
+            kpis,
+            segment=segment_choice.value,
+            start=_start,
+            stop=_stop,
+            time=kpi_time,
+            by=kpi_by,
+        ).rename({kpi_time: "date"})
+        _which = f"{kpi_by} {segment_choice.value}" if kpi_by else "all rows"
         _chart = (
             alt.Chart(_long)
             .mark_line(point=True)
@@ -270,19 +297,19 @@ def _(kpi_dates, kpis, kpis_note, region, region_choice):
             .properties(height=110, width=220)
             .facet(facet=alt.Facet("metric:N", title=None), columns=3)
             .resolve_scale(y="independent")
-            .properties(title=f"Daily KPIs, region {region_choice.value}, {_start} to {_stop}")
+            .properties(title=f"Daily KPIs, {_which}, {_start} to {_stop}")
         )
         _missing = (
-            f"Region `{region}` has no KPI rows visible to you; showing ALL."
-            if region not in ("ALL", region_choice.value)
+            f"{kpi_by} `{segment}` has no KPI rows visible to you; showing ALL."
+            if kpi_by and segment not in ("ALL", segment_choice.value)
             else None
         )
         _out = mo.vstack(
             [
                 *_header,
                 mo.md(
-                    f"{_long['date'].n_unique()} day(s) of {KPI_TABLE} for region "
-                    f"**{region_choice.value}** from {_start} to {_stop}."
+                    f"{_long['date'].n_unique()} day(s) of {kpi_table} for {_which} "
+                    f"from {_start} to {_stop}."
                 ),
                 *([note(_missing, "warn")] if _missing else []),
                 _chart if _long.height else note("No KPI rows in this date range."),

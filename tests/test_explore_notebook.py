@@ -94,6 +94,7 @@ def shop(tmp_path_factory) -> Paths:
     """Return a project with plants, events and two versions of the daily KPIs."""
     paths = Paths.at(tmp_path_factory.mktemp("explore"))
     with_policy(paths.root)
+    shutil.copy(REPO / "hortus.yaml", paths.root / "hortus.yaml")
     lh = Lakehouse(paths=paths, catalog=Catalog.load(), stage="test", user="pipeline")
     lh.write("silver.plants", _plants(), mode="overwrite", inputs={})
     lh.write("silver.events", _events(), mode="overwrite", inputs={})
@@ -134,7 +135,11 @@ def test_profile_and_overview_follow_the_users_rights(shop: Paths):
     assert prof["distinct"] == 3 and prof["null_rate"] == 0.0
     assert prof["top_values"].startswith("fern (")
     trends = explore.metric_trends(
-        _kpis(date(2025, 3, 1), 6), segment="DACH", start=date(2025, 3, 2), stop=date(2025, 3, 3)
+        _kpis(date(2025, 3, 1), 6),
+        segment="DACH",
+        by="region",
+        start=date(2025, 3, 2),
+        stop=date(2025, 3, 3),
     )
     assert set(trends["metric"]) == {"sessions", "orders", "conversion_rate", "rec_ctr"}
     assert trends.height == 8
@@ -159,10 +164,10 @@ def test_explore_notebook_runs_as_script(shop: Paths):
 
 
 def test_explore_publishes_the_injected_tables_profile_offline(shop: Paths, monkeypatch):
-    """Check that table, region and days reach the outputs and the HTML is offline with charts."""
+    """Check that table, segment and days reach the outputs and the HTML is offline with charts."""
     monkeypatch.setenv("HORTUS_ROOT", str(shop.root))
     monkeypatch.setenv("HORTUS_USER", "sam")
-    params = {"table": "silver.plants", "region": "DACH", "days": 3}
+    params = {"table": "silver.plants", "segment": "DACH", "days": 3}
     executed, page = publish_notebook(shop.root, "explore", params, out_dir=shop.root / "sam")
     text = _outputs(executed)
     assert "Column profile of silver.plants" in text
@@ -187,7 +192,7 @@ def test_explore_as_an_analyst_names_the_missing_grant(shop: Paths, monkeypatch)
     """Check that alex sees a denial note for silver.events (audited) and still sees the KPIs."""
     monkeypatch.setenv("HORTUS_ROOT", str(shop.root))
     monkeypatch.setenv("HORTUS_USER", "alex")
-    params = {"table": "silver.events", "region": "UKI"}
+    params = {"table": "silver.events", "segment": "UKI"}
     executed, page = publish_notebook(shop.root, "explore", params, out_dir=shop.root / "alex")
     text = _outputs(executed)
     assert "silver.events is not readable by alex" in text

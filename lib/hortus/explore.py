@@ -14,8 +14,8 @@ The logic behind notebooks/explore.py, general to any contract-described table:
   user, naming the user and the missing grant);
 - `profile`: column profiles of any frame (null rate, distinct values, min, max,
   mean, top values), computed in one lazy pass plus one group-by per column;
-- `metric_trends`: numeric columns of a daily table (such as gold.kpi_daily) in long
-  format for one segment and a date range, ready for a line chart.
+- `metric_trends`: numeric columns of a daily table (such as a project's KPI table)
+  in long format for one segment and a date range, ready for a line chart.
 
 Every read goes through `hortus.tables.Lakehouse`, so the access policy applies
 (row filters, masking) and each read or denied attempt is audited.  Deciding whether
@@ -274,20 +274,22 @@ def metric_trends(
     start: date,
     stop: date,
     time: str = "date",
-    by: str = "region",
+    by: str | None = None,
     metrics: Iterable[str] | None = None,
 ) -> pl.DataFrame:
     """Return a daily metrics table in long format (time, metric, value) for one segment.
 
-    Keeps the rows whose `by` column equals `segment` and whose `time` falls from
-    `start` to `stop` inclusive; `metrics` defaults to every numeric column other
-    than `time` and `by`.
+    Keeps the rows whose `by` column (the table's segment column; None: no
+    segments, every row) equals `segment` and whose `time` falls from `start` to
+    `stop` inclusive; `metrics` defaults to every numeric column other than `time`
+    and `by`.
 
     Examples
     --------
     >>> kpis = pl.DataFrame({"date": [date(2025, 3, 1), date(2025, 3, 2)],
-    ...                      "region": ["ALL", "ALL"], "orders": [3, 5]})
-    >>> metric_trends(kpis, segment="ALL", start=date(2025, 3, 2), stop=date(2025, 3, 9)).rows()
+    ...                      "area": ["ALL", "ALL"], "orders": [3, 5]})
+    >>> metric_trends(kpis, segment="ALL", by="area", start=date(2025, 3, 2),
+    ...               stop=date(2025, 3, 9)).rows()
     [(datetime.date(2025, 3, 2), 'orders', 5.0)]
     """
     names = (
@@ -295,9 +297,8 @@ def metric_trends(
         if metrics is None
         else list(metrics)
     )
-    kept = frame.filter(
-        (pl.col(by) == segment) & pl.col(time).cast(pl.Date).is_between(start, stop)
-    )
+    in_range = pl.col(time).cast(pl.Date).is_between(start, stop)
+    kept = frame.filter(in_range if by is None else (pl.col(by) == segment) & in_range)
     return (
         kept.select(time, *[pl.col(m).cast(pl.Float64) for m in names])
         .unpivot(index=time, on=names, variable_name="metric", value_name="value")
