@@ -16,6 +16,7 @@ from hortus.tables import Lakehouse
 TEST_KEY = "test-only-key"
 TEST_AUDIT_KEY = "test-only-audit-key"
 POLICY = Path(__file__).resolve().parents[1] / "access_policy.yaml"
+DEFINITION = POLICY.with_name("hortus.yaml")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -42,7 +43,13 @@ def _env(monkeypatch):
 
 
 def with_policy(root: Path) -> Path:
-    """Copy the repository's access_policy.yaml into a temporary project root."""
+    """Copy the repository's access_policy.yaml (and hortus.yaml) into a temporary project root.
+
+    The project definition makes the temporary folder a plant-shop project unless it
+    has a hortus.yaml of its own.
+    """
+    if not (Path(root) / DEFINITION.name).exists():
+        shutil.copy(DEFINITION, Path(root) / DEFINITION.name)
     return Path(shutil.copy(POLICY, Path(root) / POLICY.name))
 
 
