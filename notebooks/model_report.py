@@ -15,69 +15,82 @@ with app.setup:
     import polars as pl
     import yaml
 
+    from hortus import monitor_views, report_views
     from hortus.config import find_root
     from hortus.errors import HortusError
     from hortus.model_card import build_card, settings_from_params
-    from hortus.nbui import note, show_table
+    from hortus.nbui import load_table, note, show_table
+    from hortus.project import Project, ProjectError
+    from hortus.registry import VERSIONS
     from hortus.tables import Lakehouse
+    from hortus.train_views import importance_title
 
 
 @app.cell
 def _():
     # parameters
-    # model: a registered model name; version: a version number (3) or an alias
-    # (champion, challenger); card_path: where to write the machine-readable card as
-    # JSON ("" writes nothing; `hortus notebooks publish` sets it).
-    model = "recommender"
+    # model: a model name ("" = the project's default model, hortus.yaml); version: a
+    # version number (3) or an alias (champion, challenger); card_path: where to write
+    # the machine-readable card as JSON ("" writes nothing; `hortus notebooks publish`
+    # sets it).
+    model = ""
     version = "champion"
     card_path = ""
     return card_path, model, version
 
 
-@app.function
-def key_values(pairs: dict) -> pl.DataFrame:
-    """Return a two-column table (field, value) of a mapping, values as text."""
-    text = [
-        json.dumps(v, sort_keys=True, default=str) if isinstance(v, dict | list) else str(v)
-        for v in pairs.values()
-    ]
-    return pl.DataFrame({"field": list(pairs), "value": text}, schema={"field": pl.String, "value": pl.String})
-
-
 @app.cell
 def _(model):
-    # the card's text (params.yaml `model_card.<model>`) and the thresholds the
-    # checklist judges with (params.yaml `gate`: the promotion gate's own numbers)
-    _file = find_root() / "params.yaml"
-    _doc = yaml.safe_load(_file.read_text(encoding="utf-8")) if _file.is_file() else {}
-    card_text, gate_config = settings_from_params(_doc or {}, model)
-    return card_text, gate_config
+    # the models to choose from: the project's (hortus.yaml), then any other registered
+    lakehouse = Lakehouse.open(stage="model_report")
+    try:
+        _project = Project.load()
+        _names, _default = list(_project.models), _project.default_model
+    except ProjectError:
+        _names, _default = [], model
+    _versions, _ = load_table(lakehouse, VERSIONS)
+    _options, _value = monitor_views.model_options(
+        _names, monitor_views.registered_models(_versions), model, _default
+    )
+    model_choice = mo.ui.dropdown(options=_options, value=_value, label="Model")
+    return lakehouse, model_choice
 
 
 @app.cell
-def _(card_text, gate_config, model, version):
-    lakehouse = Lakehouse.open(stage="model_report")
+def _(model_choice):
+    # the card's text (params.yaml `model_card.<model>`) and the thresholds the
+    # checklist judges with (params.yaml `gate`: the promotion gate's own numbers)
+    chosen = model_choice.value
+    _file = find_root() / "params.yaml"
+    _doc = yaml.safe_load(_file.read_text(encoding="utf-8")) if _file.is_file() else {}
+    card_text, gate_config = settings_from_params(_doc or {}, chosen)
+    return card_text, chosen, gate_config
+
+
+@app.cell
+def _(card_text, chosen, gate_config, lakehouse, version):
     try:
         card = build_card(
             lakehouse,
-            model,
+            chosen,
             version,
             text=card_text,
             config=gate_config,
-            train_dir=lakehouse.paths.reports / "train",
+            train_dir=report_views.train_dir(lakehouse.paths.reports, chosen),
         )
         card_error = None
     except HortusError as _exc:
         card, card_error = None, str(_exc)
-    return card, card_error, lakehouse
+    return card, card_error
 
 
 @app.cell
-def _(card, card_error, lakehouse, model, version):
+def _(card, card_error, chosen, lakehouse, model_choice, version):
     if card is None:
         _out = mo.vstack(
             [
-                mo.md(f"# Model report: `{model}` {version}"),
+                model_choice,
+                mo.md(f"# Model report: `{chosen}` {version}"),
                 note(f"No report for **{lakehouse.user}**: {card_error}", "danger"),
             ]
         )
@@ -99,6 +112,7 @@ def _(card, card_error, lakehouse, model, version):
         _aliases = ", ".join(card.aliases) or "no alias"
         _out = mo.vstack(
             [
+                model_choice,
                 mo.md(
                     f"# Model report: `{card.model}` v{card.version}\n\n"
                     f"Version **{card.version}** ({_aliases}; requested as `{version}`), "
@@ -122,11 +136,12 @@ def _(card):
         _out = mo.vstack(
             [
                 mo.md(
-                    f"## Model details\n\n**{_d['algorithm']}** trained to predict "
+                    f"## Model details\n\nA {_d.get('task') or 'binary'} model: "
+                    f"**{_d['algorithm']}** trained to predict "
                     f"`{_d['target']}` from {len(_d['features'])} features; registered by "
                     f"**{_d['author']}** on {_d['created_at']:%Y-%m-%d %H:%M} UTC."
                 ),
-                show_table(key_values(_d)),
+                show_table(report_views.key_values(_d)),
             ]
         )
     _out
@@ -134,12 +149,12 @@ def _(card):
 
 
 @app.cell
-def _(card, model):
+def _(card):
     if card is None:
         _out = mo.md("")
     else:
         _t = card.text
-        _missing = f"*not stated: add it to params.yaml `model_card.{model}`*"
+        _missing = f"*not stated: add it to params.yaml `model_card.{card.model}`*"
         _limits = "\n".join(f"- {x}" for x in _t.limitations) or _missing
         _owners = "\n".join(f"- {x}" for x in _t.owners) or _missing
         _out = mo.md(
@@ -202,9 +217,9 @@ def _(card):
                 mo.md(
                     f"## Evaluation data\n\nThe hold-out of `{_e['table']}` v{_e['version']} "
                     f"({_e['split']} split with the registered spec): **{_e['holdout_rows']:,}** "
-                    f"rows, {_e['positives']:,} positive (base rate {_e['base_rate']:.4f})."
+                    f"rows, {report_views.target_text(_e)}."
                 ),
-                show_table(key_values(_e)),
+                show_table(report_views.key_values(_e)),
             ]
         )
     _out
@@ -216,18 +231,8 @@ def _(card):
     if card is None:
         _out = mo.md("")
     else:
-        _names = sorted(set(card.metrics) | set(card.recomputed or {}))
-        _now = card.recomputed or {}
-        _metrics = pl.DataFrame(
-            {
-                "metric": _names,
-                "registered": [card.metrics.get(m) for m in _names],
-                "recomputed on the hold-out": [_now.get(m) for m in _names],
-            },
-            schema={"metric": pl.String, "registered": pl.Float64,
-                    "recomputed on the hold-out": pl.Float64},
-            strict=False,
-        )  # fmt: skip
+        _metrics = report_views.metrics_frame(card.metrics, card.recomputed)
+        _metric = report_views.segment_metric(card.details.get("task"))
         _parts = [
             mo.md(
                 "## Metrics\n\nOverall metrics as registered for the version (measured at "
@@ -240,10 +245,9 @@ def _(card):
             _seg = card.segments.filter(pl.col("estimate").is_not_null())
             _base = alt.Chart().encode(y=alt.Y("value:N", title=None))
             _points = _base.mark_point(filled=True).encode(
-                x=alt.X("estimate:Q", title="ROC AUC (hold-out)", scale=alt.Scale(zero=False)),
+                x=alt.X("estimate:Q", title=f"{_metric} (hold-out)", scale=alt.Scale(zero=False)),
                 color=alt.Color("status:N"),
-                tooltip=["segment", "value", "n", "positives", "estimate", "ci_low", "ci_high",
-                         "status"],
+                tooltip=["segment", "value", "n", "estimate", "ci_low", "ci_high", "status"],
             )  # fmt: skip
             _bars = _base.mark_rule().encode(x="ci_low:Q", x2="ci_high:Q")
             _parts += [
@@ -251,7 +255,7 @@ def _(card):
                 alt.layer(_bars, _points, data=_seg)
                 .facet(row=alt.Row("segment:N", title=None))
                 .resolve_scale(y="independent")
-                .properties(title=f"ROC AUC per segment of {card.model} v{card.version}"),
+                .properties(title=f"{_metric} per segment of {card.model} v{card.version}"),
                 show_table(card.segments),
             ]
         else:
@@ -266,38 +270,38 @@ def _(card):
     if card is None:
         _out = mo.md("")
     else:
-        _checks = pl.DataFrame(
-            [{k: c.get(k) for k in ("name", "passed", "value", "threshold", "detail")}
-             for c in card.fairness_checks],
-            schema={"name": pl.String, "passed": pl.Boolean, "value": pl.Float64,
-                    "threshold": pl.Float64, "detail": pl.String},
-            orient="row",
-        )  # fmt: skip
+        _checks = report_views.checks_frame(card.fairness_checks)
         _parts = [
             mo.md(
-                "## Fairness\n\nSelection rate (share of rows in the top k of their list), "
-                "true positive rate and exposure per group of each sensitive attribute; a "
-                "measure fails when the smallest group's rate is below the threshold times "
-                "the largest (four-fifths rule)."
+                "## Fairness\n\n"
+                + report_views.fairness_text(
+                    card.details.get("task"),
+                    k=card.details.get("k"),
+                    threshold=card.details.get("threshold"),
+                )
+                + " per group of each sensitive attribute; a measure fails when the "
+                "smallest group's value is below the threshold times the largest "
+                "(four-fifths rule)."
             ),
             show_table(_checks)
             if _checks.height
             else note("No fairness evaluation for this version.", "warn"),
         ]
         if card.fairness is not None and card.fairness.height:
+            _measure, _title = report_views.fairness_measure(card.fairness)
+            _extra = {"color": alt.Color("judged:N")} if "judged" in card.fairness.columns else {}
             _parts += [
                 alt.Chart(card.fairness)
                 .mark_bar()
                 .encode(
-                    x=alt.X("selection_rate:Q", title="selection rate"),
+                    x=alt.X(f"{_measure}:Q", title=_measure.replace("_", " ")),
                     y=alt.Y("group:N", title=None),
                     row=alt.Row("attribute:N", title=None),
-                    color=alt.Color("judged:N"),
-                    tooltip=["attribute", "group", "n", "selection_rate",
-                             "true_positive_rate"],
-                )  # fmt: skip
+                    tooltip=list(card.fairness.columns),
+                    **_extra,
+                )
                 .resolve_scale(y="independent")
-                .properties(width=360, title="Selection rate by group"),
+                .properties(width=360, title=_title),
                 show_table(card.fairness),
             ]
         _out = mo.vstack(_parts)
@@ -318,13 +322,17 @@ def _(card):
         _out = mo.vstack(
             [
                 mo.md(
-                    "## Feature importance\n\nPermutation importance: the drop in ROC AUC "
-                    "when a feature's values are shuffled on the hold-out."
+                    "## Feature importance\n\nPermutation importance: the "
+                    f"{importance_title(card.details.get('task') or 'binary')} (a feature's "
+                    "values shuffled on the hold-out)."
                 ),
                 alt.Chart(_top)
                 .mark_bar()
                 .encode(
-                    x=alt.X("importance_mean:Q", title="drop in ROC AUC when permuted"),
+                    x=alt.X(
+                        "importance_mean:Q",
+                        title=importance_title(card.details.get("task") or "binary"),
+                    ),
                     y=alt.Y("feature:N", sort="-x", title=None),
                     tooltip=["feature", "importance_mean", "importance_std", "share"],
                 )
@@ -354,13 +362,7 @@ def _(card):
         )
     else:
         _latest = card.gate_runs.row(-1, named=True)
-        _checks = pl.DataFrame(
-            [{k: c.get(k) for k in ("name", "passed", "value", "threshold", "detail")}
-             for c in card.gate_checks],
-            schema={"name": pl.String, "passed": pl.Boolean, "value": pl.Float64,
-                    "threshold": pl.Float64, "detail": pl.String},
-            orient="row",
-        )  # fmt: skip
+        _checks = report_views.checks_frame(card.gate_checks)
         _out = mo.vstack(
             [
                 mo.md(
@@ -436,7 +438,7 @@ def _(card):
                     f"`hortus reproduce {card.version}` rebuilds it from this receipt and "
                     "compares the result."
                 ),
-                show_table(key_values(card.receipt)),
+                show_table(report_views.key_values(card.receipt)),
             ]
         )
     _out

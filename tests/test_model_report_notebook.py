@@ -7,7 +7,9 @@ v1 is neither gated nor approved and its receipt is incomplete (no git, no locks
 content hash);
 v2 has a complete receipt, a passed gate run and an approval by paula, and is the
 champion.  The same artifact is also registered as the champion of `recommender`, so
-the notebook's default parameters (recommender, champion) have a report to build.
+the model dropdown lists a registered model that hortus.yaml does not define.  The
+project's hortus.yaml defines `risk` only, so the notebook's defaults ("" = the
+project's default model, champion) report on risk v2.
 """
 
 from __future__ import annotations
@@ -58,6 +60,20 @@ tables:
       region: {type: string, nullable: false, allowed: [N, S, E], sensitive: true,
                description: Sales region of the branch.}
       y:      {type: int, nullable: false, min: 0, max: 1, description: 1 if repaid.}
+"""
+
+PROJECT = """
+version: 1
+name: loans
+contracts: contracts.yaml
+models:
+  risk:
+    task: binary
+    table: gold.applicants
+    target: y
+    features: [income, tenure, region]
+    categorical: [region]
+    segments: [region]
 """
 
 PARAMS = """
@@ -113,6 +129,7 @@ def loans(tmp_path_factory) -> Paths:
     with_policy(root)
     (root / "contracts.yaml").write_text(CONTRACTS, encoding="utf-8")
     (root / "params.yaml").write_text(PARAMS, encoding="utf-8")
+    (root / "hortus.yaml").write_text(PROJECT, encoding="utf-8")
     (root / "notebooks").mkdir()
     shutil.copy(NOTEBOOK, root / "notebooks" / NOTEBOOK.name)  # what publish runs
     for name in ("dvc.lock", "uv.lock"):
@@ -276,7 +293,7 @@ def test_model_report_notebook_passes_marimo_check():
 
 
 def test_model_report_runs_as_script_with_its_defaults(project: Paths):
-    """Check that the report runs as a plain script (recommender, champion), writing nothing."""
+    """Check that the report runs as a plain script (default model, champion), writing nothing."""
     done = subprocess.run(
         [sys.executable, str(NOTEBOOK)],
         capture_output=True,
@@ -320,6 +337,7 @@ def test_publish_writes_report_and_card_and_the_version_changes_the_report(proje
     reg = Registry(Lakehouse.open(project.root), "risk")
     for text, version in ((v1, 1), (v2, 2)):
         assert f"Model report: risk v{version}" in text
+        assert "A binary model" in text and "positive (base rate" in text
         assert f'"max_iter": {20 if version == 1 else 60}' in text
         assert f"{reg.get(version).metrics['log_loss']:.6f}"[:7] in text
     assert "Governance checklist: FAIL: 5 of 11 items failed" in v1
