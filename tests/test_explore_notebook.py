@@ -94,7 +94,6 @@ def shop(tmp_path_factory) -> Paths:
     """Return a project with plants, events and two versions of the daily KPIs."""
     paths = Paths.at(tmp_path_factory.mktemp("explore"))
     with_policy(paths.root)
-    shutil.copy(REPO / "hortus.yaml", paths.root / "hortus.yaml")
     lh = Lakehouse(paths=paths, catalog=Catalog.load(), stage="test", user="pipeline")
     lh.write("silver.plants", _plants(), mode="overwrite", inputs={})
     lh.write("silver.events", _events(), mode="overwrite", inputs={})

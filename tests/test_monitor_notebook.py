@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -75,7 +74,6 @@ def _training_set(days: int = 8, per_day: int = 300) -> pl.DataFrame:
 @pytest.fixture
 def populated(project: Paths) -> Paths:
     """Return a project with monitor metrics, an ok and a failed run, KPIs and a denied read."""
-    shutil.copy(REPO / "hortus.yaml", project.root / "hortus.yaml")
     lh = Lakehouse(paths=project, catalog=Catalog.load(), stage="test", user="pipeline")
     now = datetime.now(UTC)
     write_metrics(lh, _metrics(now - timedelta(days=1)))
@@ -158,7 +156,6 @@ def test_monitor_notebook_takes_papermill_parameters_and_shows_failures(
 
 def test_monitor_notebook_says_no_data_yet_on_an_empty_ops_plane(project: Paths, monkeypatch):
     """Check that an empty project gives "no data yet" notes as mia, not a crash."""
-    shutil.copy(REPO / "hortus.yaml", project.root / "hortus.yaml")
     monkeypatch.setenv("HORTUS_ROOT", str(project.root))
     monkeypatch.setenv("HORTUS_USER", "mia")
     out = run_notebook(NOTEBOOK, project.root / "out" / "monitor.ipynb", {}, cwd=project.root)

@@ -37,7 +37,6 @@ def shop(tmp_path_factory) -> Path:
     with_policy(root)
     (root / "notebooks").mkdir()
     shutil.copy(NOTEBOOK, root / "notebooks" / "train.py")
-    shutil.copy(REPO / "hortus.yaml", root / "hortus.yaml")
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     params["simulate"] |= {"users": 400, "days": 12, "faults": [], "drift": []}
     params["features"] |= {"label_horizon_days": 3, "skew_sample": 50}
