@@ -305,3 +305,17 @@ def _kwargs(args: list[str]) -> dict:
         key = flag.lstrip("-")
         out[key] = value.split(",") if key == "features" else value
     return out
+
+
+def test_a_column_of_personal_names_is_direct_pii_whatever_its_name(tmp_path):
+    first = ["Anna", "Ben", "Clara", "David", "Eva", "Hugo"]
+    last = ["Smith", "Meyer", "Jones", "Brown", "Weber"]
+    df = table().with_columns(
+        pl.Series("holder", [f"{first[i % 6]} {last[(i // 6) % 5]}" for i in range(200)]),
+        pl.Series("city", ["New York", "Los Angeles", "San Diego"] * 66 + ["New York"] * 2),
+    )
+    path = tmp_path / "t.csv"
+    df.write_csv(path)
+    d = infer(path, target="bought")
+    assert "holder" in d.direct and "holder" not in d.features
+    assert "city" not in d.direct and "city" in d.features  # three categories, not names

@@ -425,7 +425,8 @@ def _pii_findings(df: pl.DataFrame, columns: list[str]) -> dict[str, tuple[str, 
         if values.len() == 0:
             continue
         share = float(values.str.contains(f"^{NAME_RE}$").mean())
-        if share >= 0.8 and (NAME_COLUMN_RE.search(c) or values.n_unique() > 0.3 * values.len()):
+        # name-shaped values ("Jane Doe"): a column of names, unless a few categories
+        if share >= 0.8 and (NAME_COLUMN_RE.search(c) or values.n_unique() > MAX_ALLOWED):
             found[c] = ("NAME", share)
     return found
 
