@@ -701,8 +701,12 @@ NOTEBOOKS = ("explore", "train", "monitor", "model_report")
 
 def hortus_checkout() -> Path:
     """Return the Hortus checkout this package runs from (the folder with its pyproject)."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "pyproject.toml").exists() or not (root / "notebooks").is_dir():
+    here = Path(__file__).resolve()
+    root = next(
+        (p for p in here.parents if (p / "pyproject.toml").exists() and (p / "notebooks").is_dir()),
+        None,
+    )
+    if root is None:
         raise InitError(
             f"hortus init needs a Hortus source checkout (lib/hortus, notebooks/); this "
             f"hortus runs from {Path(__file__).parent}: install it from the checkout "
