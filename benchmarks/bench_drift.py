@@ -1,6 +1,6 @@
 """Benchmark: drift of 1M rows x 30 numeric columns, against scipy per column.
 
-Times `hortus.drift.compare` (KS with p-value, normalised Wasserstein, quantile PSI
+Times `hortus.monitoring.drift.compare` (KS with p-value, normalised Wasserstein, quantile PSI
 and Jensen-Shannon for every column, plus null shares) in three ways:
 
 1. raw reference, default profile (10,000-point quantile sketch of the reference);
@@ -66,7 +66,7 @@ def main() -> None:
 
     from scipy import stats
 
-    from hortus.drift import DriftConfig, Profile, compare
+    from hortus.monitoring.drift import DriftConfig, Profile, compare
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
     print(

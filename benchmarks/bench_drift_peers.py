@@ -166,7 +166,7 @@ def _drifted_from_report(report: dict) -> list[str]:
 
 def child_hortus_cli(args: argparse.Namespace) -> dict:
     """Run `hortus drift REF CUR --json OUT` in this process (the parent times the process)."""
-    from hortus.cli import main
+    from hortus.cli.core import main
 
     out = Path(args.data) / "hortus-cli-report.json"
     with contextlib.redirect_stdout(io.StringIO()) as printed:
@@ -182,7 +182,7 @@ def child_hortus_files(args: argparse.Namespace) -> dict:
     import scipy.special  # noqa: F401  (imported lazily by the p-values; kept out of the time)
     import scipy.stats  # noqa: F401
 
-    from hortus.drift import compare
+    from hortus.monitoring.drift import compare
 
     base = peak_rss_mb()
     t, cpu0 = time.perf_counter(), cpu_seconds()
@@ -204,7 +204,7 @@ def child_hortus_build_profile(args: argparse.Namespace) -> dict:
     """Time building the reference profile from the file and saving it as JSON."""
     import polars as pl
 
-    from hortus.drift import Profile
+    from hortus.monitoring.drift import Profile
 
     base = peak_rss_mb()
     t, cpu0 = time.perf_counter(), cpu_seconds()
@@ -225,7 +225,7 @@ def child_hortus_profile(args: argparse.Namespace) -> dict:
     import scipy.special  # noqa: F401
     import scipy.stats  # noqa: F401
 
-    from hortus.drift import Profile, compare
+    from hortus.monitoring.drift import Profile, compare
 
     base = peak_rss_mb()
     t, cpu0 = time.perf_counter(), cpu_seconds()

@@ -35,15 +35,15 @@ def main() -> None:
     ap.add_argument("--lookups", type=int, default=10_000)
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
-    from hortus import feature_store as fsm
-    from hortus import silver
-    from hortus.catalog import Catalog
     from hortus.config import Paths
-    from hortus.ingest import ingest
-    from hortus.plantshop.features import FEATURES
-    from hortus.plantshop.simulate import SimConfig, simulate
-    from hortus.plantshop.training import labelled_impressions
-    from hortus.tables import Lakehouse
+    from hortus.domains.plantshop.features import FEATURES
+    from hortus.domains.plantshop.simulate import SimConfig, simulate
+    from hortus.domains.plantshop.training import labelled_impressions
+    from hortus.features import store as fsm
+    from hortus.lakehouse import silver
+    from hortus.lakehouse.catalog import Catalog
+    from hortus.lakehouse.ingest import ingest
+    from hortus.lakehouse.tables import Lakehouse
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "

@@ -3,7 +3,7 @@
 Setup (not timed, seeded): a synthetic scored table of `--rows` rows with a
 `segment` column of `--segments` values (uneven sizes), a sensitive attribute
 `age_band`, five features and a 0/1 `label`.  A small HGB model is trained with
-`hortus.modeling.train` on 50,000 further rows of the same generator, saved
+`hortus.models.modeling.train` on 50,000 further rows of the same generator, saved
 with skops and used to score the table; a row is "selected" when its score is
 >= the 90% quantile of the scores (the top 10%).
 
@@ -67,7 +67,7 @@ CHANNELS = ("app", "email", "search", "social", "direct")
 
 def make_spec() -> Any:
     """Return the model spec of the synthetic table (shared by parent and children)."""
-    from hortus.modeling import ModelSpec
+    from hortus.models.modeling import ModelSpec
 
     return ModelSpec(
         target="label",
@@ -119,7 +119,7 @@ def make_rows(rows: int, segments: int, seed: int, first_id: int = 0) -> pl.Data
 
 def make_contract(segments: int) -> Any:
     """Return the data contract of the scored table."""
-    from hortus.contracts import Contract
+    from hortus.lakehouse.contracts import Contract
 
     seg_names = [f"seg_{i:02d}" for i in range(segments)]
     return Contract.from_dict(
@@ -146,7 +146,7 @@ def make_contract(segments: int) -> Any:
 
 def prepare(root: Path, rows: int, segments: int) -> dict[str, Any]:
     """Write the training rows, the model and the scored table under `root`; return facts."""
-    from hortus.modeling import predict_scores, save_model, train
+    from hortus.models.modeling import predict_scores, save_model, train
 
     spec = make_spec()
     t = time.perf_counter()
@@ -231,7 +231,7 @@ def _python_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def child_hortus(root: Path, repeat: int) -> dict[str, Any]:
     """Segment metrics the hortus way: segment_metrics_ci (n_boot=2) + fairness by segment."""
-    from hortus.model_checks import fairness, segment_metrics_ci
+    from hortus.checks.model_checks import fairness, segment_metrics_ci
 
     facts = json.loads((root / "facts.json").read_text())
     spec = make_spec()
@@ -363,8 +363,8 @@ def child_loop(root: Path, repeat: int) -> dict[str, Any]:
 
 def child_gate(root: Path, repeat: int) -> dict[str, Any]:
     """The full gate: contract + drift data checks and every model check, on the scored rows."""
-    from hortus.gate import GateConfig, contract_check, drift_check, run_gate
-    from hortus.modeling import load_model
+    from hortus.checks.gate import GateConfig, contract_check, drift_check, run_gate
+    from hortus.models.modeling import load_model
 
     facts = json.loads((root / "facts.json").read_text())
     spec = make_spec()

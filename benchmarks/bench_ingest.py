@@ -28,11 +28,11 @@ from _common import as_pipeline
 HORTUS = r"""
 import json, resource, sys, time
 from pathlib import Path
-from hortus.catalog import Catalog
+from hortus.lakehouse.catalog import Catalog
 from hortus.config import Paths
-from hortus.ingest import ingest
-from hortus import silver
-from hortus.tables import Lakehouse
+from hortus.lakehouse.ingest import ingest
+from hortus.lakehouse import silver
+from hortus.lakehouse.tables import Lakehouse
 root = Path(sys.argv[1])
 lh = Lakehouse(paths=Paths.at(root), catalog=Catalog.load(), stage="bench")
 t0 = time.perf_counter()
@@ -118,7 +118,7 @@ def main() -> None:
         help="rows per bronze commit and per silver chunk (params.yaml's default: 2,000,000)",
     )
     args = ap.parse_args()
-    from hortus.plantshop.simulate import SimConfig, simulate
+    from hortus.domains.plantshop.simulate import SimConfig, simulate
 
     base = Path(args.workdir or tempfile.mkdtemp(prefix="hortus-bench-"))
     print(

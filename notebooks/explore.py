@@ -13,11 +13,11 @@ with app.setup:
     import marimo as mo
     import polars as pl
 
-    from hortus import explore, monitor_views
+    from hortus.publishing import explore, monitor_views
     from hortus.config import LAYERS
-    from hortus.nbui import note, show_table
-    from hortus.project import Project
-    from hortus.tables import Lakehouse
+    from hortus.publishing.nbui import note, show_table
+    from hortus.project.definition import Project
+    from hortus.lakehouse.tables import Lakehouse
 
 
 @app.cell

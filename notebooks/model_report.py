@@ -15,15 +15,15 @@ with app.setup:
     import polars as pl
     import yaml
 
-    from hortus import monitor_views, report_views
+    from hortus.publishing import monitor_views, report_views
     from hortus.config import find_root
     from hortus.errors import HortusError
-    from hortus.model_card import build_card, settings_from_params
-    from hortus.nbui import load_table, note, show_table
-    from hortus.project import Project, ProjectError
-    from hortus.registry import VERSIONS
-    from hortus.tables import Lakehouse
-    from hortus.train_views import importance_title
+    from hortus.publishing.model_card import build_card, settings_from_params
+    from hortus.publishing.nbui import load_table, note, show_table
+    from hortus.project.definition import Project, ProjectError
+    from hortus.models.registry import VERSIONS
+    from hortus.lakehouse.tables import Lakehouse
+    from hortus.publishing.train_views import importance_title
 
 
 @app.cell

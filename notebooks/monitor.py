@@ -13,17 +13,17 @@ with app.setup:
     import marimo as mo
     import polars as pl
 
-    from hortus import monitor_views as mv
-    from hortus.access import AccessDenied
-    from hortus.alerts import ALERTS_TABLE, AlertState
-    from hortus.audit import AuditLog, default_path
+    from hortus.publishing import monitor_views as mv
+    from hortus.governance.access import AccessDenied
+    from hortus.monitoring.alerts import ALERTS_TABLE, AlertState
+    from hortus.governance.audit import AuditLog, default_path
     from hortus.errors import HortusError
-    from hortus.monitors import FLAG_METRICS, METRICS_TABLE
-    from hortus.nbui import load_table, note, show_table
-    from hortus.project import Project
-    from hortus.registry import VERSIONS
-    from hortus.runlog import RUNS_TABLE
-    from hortus.tables import Lakehouse
+    from hortus.monitoring.monitors import FLAG_METRICS, METRICS_TABLE
+    from hortus.publishing.nbui import load_table, note, show_table
+    from hortus.project.definition import Project
+    from hortus.models.registry import VERSIONS
+    from hortus.monitoring.runlog import RUNS_TABLE
+    from hortus.lakehouse.tables import Lakehouse
 
 
 @app.cell

@@ -62,9 +62,10 @@ def _():
     import altair as alt
     import polars as pl
 
-    from hortus import modeling, train_views
-    from hortus.project import Project, resolve_features, spec_for
-    from hortus.tables import Lakehouse, frame_hash
+    from hortus.models import modeling
+    from hortus.publishing import train_views
+    from hortus.project.definition import Project, resolve_features, spec_for
+    from hortus.lakehouse.tables import Lakehouse, frame_hash
 
     return (
         Lakehouse,
@@ -132,7 +133,7 @@ def _(mo, model_def, project):
 
     {_desc}The model learns `{model_def.target}` from the rows of `{model_def.table}`.
     {_time}  This notebook only orchestrates and shows; the work is done by
-    `hortus.modeling` and `hortus.train_views`.
+    `hortus.models.modeling` and `hortus.publishing.train_views`.
     """)
     return
 
@@ -266,7 +267,7 @@ def _(
     train_views,
 ):
     # Evaluation: the task's metric per segment with 95% bootstrap intervals, and the
-    # selection rate per group of each sensitive attribute (hortus.model_checks, as the
+    # selection rate per group of each sensitive attribute (hortus.checks.model_checks, as the
     # gate): the top k of each list for ranking, score >= threshold for binary
     _check, _check_note = train_views.segment_check(result, n_boot=200, min_segment_size=100)
     _parts = [mo.md("## Evaluation by segment and fairness (hold-out)"), mo.md(f"Segments: {_check_note}")]

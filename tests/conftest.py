@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hortus.catalog import Catalog
 from hortus.config import Paths
-from hortus.tables import Lakehouse
+from hortus.lakehouse.catalog import Catalog
+from hortus.lakehouse.tables import Lakehouse
 
 TEST_KEY = "test-only-key"
 TEST_AUDIT_KEY = "test-only-audit-key"
@@ -131,10 +131,11 @@ SHOP_CONFIG = {"seed": 11, "days": 21, "users": 500, "plants": 50}
 @pytest.fixture(scope="session")
 def shop(tmp_path_factory) -> Lakehouse:
     """Return a read-only Lakehouse of a small simulated shop with feature logs built."""
-    from hortus import feature_store, silver
-    from hortus.ingest import ingest
-    from hortus.plantshop.features import FEATURES
-    from hortus.plantshop.simulate import SimConfig, simulate
+    from hortus.domains.plantshop.features import FEATURES
+    from hortus.domains.plantshop.simulate import SimConfig, simulate
+    from hortus.features import store as feature_store
+    from hortus.lakehouse import silver
+    from hortus.lakehouse.ingest import ingest
 
     paths = Paths.at(tmp_path_factory.mktemp("shop"))
     with_policy(paths.root)

@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from hortus.access import (
+from hortus.errors import HortusError
+from hortus.governance.access import (
     ACTIONS,
     AccessDenied,
     Policy,
@@ -19,10 +20,9 @@ from hortus.access import (
     check_four_eyes,
     current_user,
 )
-from hortus.catalog import Catalog
-from hortus.contracts import Contract
-from hortus.errors import HortusError
-from hortus.pii import token
+from hortus.lakehouse.catalog import Catalog
+from hortus.lakehouse.contracts import Contract
+from hortus.lakehouse.pii import token
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_POLICY = ROOT / "access_policy.yaml"

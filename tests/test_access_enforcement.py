@@ -20,16 +20,23 @@ import pytest
 from deltalake import DeltaTable
 
 from conftest import POLICY, TEST_KEY, USERS_HEADER, user_row, with_policy
-from hortus import silver
-from hortus.access import AccessDenied
-from hortus.audit import GENESIS, AuditError, AuditLog, canonical, default_path, record_hash
-from hortus.catalog import Catalog
-from hortus.cli import main
+from hortus.cli.core import main
 from hortus.config import Paths
 from hortus.errors import HortusError
-from hortus.ingest import ingest
-from hortus.pii import token
-from hortus.tables import Lakehouse
+from hortus.governance.access import AccessDenied
+from hortus.governance.audit import (
+    GENESIS,
+    AuditError,
+    AuditLog,
+    canonical,
+    default_path,
+    record_hash,
+)
+from hortus.lakehouse import silver
+from hortus.lakehouse.catalog import Catalog
+from hortus.lakehouse.ingest import ingest
+from hortus.lakehouse.pii import token
+from hortus.lakehouse.tables import Lakehouse
 
 REGIONS = ["UKI", "DACH", "BENELUX", "FRANCE", "NORDICS", "DACH", "UKI", "FRANCE"]
 EU = {"DACH", "BENELUX", "FRANCE"}
@@ -263,7 +270,7 @@ def test_reads_are_batched_into_one_audit_commit_per_flush(root):
 def test_records_reach_disk_when_the_process_dies_or_exits(root, exit_normally):
     """Check that a denied read (uncaught) and buffered reads are on disk after the process ends."""
     code = (
-        "from hortus.tables import Lakehouse\n"
+        "from hortus.lakehouse.tables import Lakehouse\n"
         f"lh = Lakehouse.open({str(root)!r}, stage='nb', user='alex')\n"
         "lh.read('gold.kpi_daily')\n" + ("" if exit_normally else "lh.read('bronze.users')\n")
     )

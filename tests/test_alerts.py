@@ -14,7 +14,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from hortus.alerts import (
+from hortus.errors import HortusError
+from hortus.lakehouse.catalog import Catalog
+from hortus.lakehouse.tables import Lakehouse
+from hortus.monitoring.alerts import (
     AlertRule,
     AlertState,
     JsonlSink,
@@ -24,10 +27,7 @@ from hortus.alerts import (
     load_rules,
     run_alerts,
 )
-from hortus.catalog import Catalog
-from hortus.errors import HortusError
-from hortus.events import emit
-from hortus.tables import Lakehouse
+from hortus.monitoring.events import emit
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PSI_RULE = {

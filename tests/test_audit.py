@@ -10,8 +10,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from hortus.access import Policy
-from hortus.audit import (
+from hortus.governance.access import Policy
+from hortus.governance.audit import (
     DEMO_AUDIT_KEY,
     GENESIS,
     AuditError,

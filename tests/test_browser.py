@@ -30,7 +30,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 import test_monitor_notebook as monitor_notebook
-from hortus.cli_app import APP_USERS, TOKEN_ENV, app_token, app_url, app_user, marimo_command
+from hortus.cli.app import APP_USERS, TOKEN_ENV, app_token, app_url, app_user, marimo_command
 from hortus.config import Paths
 from hortus.errors import HortusError
 

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from conftest import event, write_jsonl
-from hortus.cli import build_parser, main
+from hortus.cli.core import build_parser, main
 
 
 def _commands(parser: argparse.ArgumentParser, prefix=()):
@@ -119,7 +119,7 @@ def test_commands_acting_on_a_model_accept_model(command, capsys):
 
 def test_gate_passes_model_to_the_stage(project, monkeypatch, capsys):
     """Check that `hortus gate N --model M` gates version N of M (default: the default model)."""
-    from hortus import stages
+    from hortus.pipeline import stages
 
     calls = []
 
@@ -144,9 +144,9 @@ def online(shop, tmp_path):
 
     import polars as pl
 
-    from hortus import feature_store as fsm
     from hortus.config import Paths
-    from hortus.plantshop.features import FEATURES
+    from hortus.domains.plantshop.features import FEATURES
+    from hortus.features import store as fsm
 
     paths = Paths.at(tmp_path)
     end = shop.scan("silver.events").select(pl.col("ts").max()).collect().item()

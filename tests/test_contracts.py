@@ -5,8 +5,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from hortus.catalog import Catalog
-from hortus.contracts import (
+from hortus.errors import ContractError
+from hortus.lakehouse.catalog import Catalog
+from hortus.lakehouse.contracts import (
     Column,
     Contract,
     check_frame,
@@ -14,7 +15,6 @@ from hortus.contracts import (
     parse_columns,
     parse_expr,
 )
-from hortus.errors import ContractError
 
 
 def test_plantshop_contracts_load_with_bronze_derived():

@@ -1,4 +1,4 @@
-"""Tests of hortus.delta_append: polars-written Parquet committed as Delta appends."""
+"""Tests of hortus.lakehouse.delta_append: polars-written Parquet committed as Delta appends."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 from deltalake import CommitProperties, DeltaTable
 
 from conftest import event, with_policy, write_jsonl
-from hortus import delta_append, silver, tables
 from hortus.config import Paths
-from hortus.ingest import ingest
-from hortus.tables import Lakehouse
+from hortus.lakehouse import delta_append, silver, tables
+from hortus.lakehouse.ingest import ingest
+from hortus.lakehouse.tables import Lakehouse
 
 COMMIT = CommitProperties(custom_metadata={"hortus.stage": "test"})
 T0 = datetime(2025, 3, 1, 8, 0, 0, 123456, tzinfo=UTC)

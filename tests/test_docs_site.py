@@ -15,13 +15,14 @@ import pytest
 import yaml
 
 from conftest import with_policy
-from hortus.catalog import Catalog
-from hortus.cli import main
+from hortus.cli.core import main
 from hortus.config import Paths
 from hortus.errors import HortusError
-from hortus.notebooks import check_offline
-from hortus.registry import Registry
-from hortus.site import (
+from hortus.lakehouse.catalog import Catalog
+from hortus.lakehouse.tables import Lakehouse
+from hortus.models.registry import Registry
+from hortus.publishing.notebooks import check_offline
+from hortus.publishing.site import (
     PAGES,
     architecture_page,
     layered_layout,
@@ -31,7 +32,6 @@ from hortus.site import (
     parse_param_comments,
     undocumented,
 )
-from hortus.tables import Lakehouse
 from test_registry import SIGNATURE, _artifact, _receipt, approve, pass_gate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,7 +223,7 @@ def built(tmp_path_factory) -> tuple[Paths, dict]:
     report = project.reports / "models" / "1"
     report.mkdir(parents=True)
     (report / "model_report.html").write_text("<!DOCTYPE html><title>v1</title>")
-    card = {  # the fields of hortus.model_card.ModelCard.summary() that the docs read
+    card = {  # the fields of hortus.publishing.model_card.ModelCard.summary() that the docs read
         "schema": "hortus.model_card/1",
         "model": "recommender",
         "version": 1,
@@ -308,9 +308,9 @@ def test_report_stage_falls_back_to_the_newest_gated_version(lakehouse, tmp_path
     """Check that `publish champion --fallback-gated` picks the newest version whose gate passed."""
     from datetime import UTC, datetime
 
-    from hortus.cli_notebooks import newest_gated
-    from hortus.gate import GateResult, record
-    from hortus.model_checks import CheckResult
+    from hortus.checks.gate import GateResult, record
+    from hortus.checks.model_checks import CheckResult
+    from hortus.cli.notebooks import newest_gated
 
     reg = Registry(lakehouse, "recommender")
     with pytest.raises(HortusError, match="no version passed its gate"):
@@ -339,8 +339,8 @@ def test_params_parser_reads_multi_line_scalars_as_yaml_dump_writes_them():
 
 def test_data_flow_takes_its_tables_from_the_project_definition():
     """Check that the architecture's data flow lists the tables hortus.yaml names, per step."""
-    from hortus.project import Project
-    from hortus.site import DATA_FLOW, data_flow
+    from hortus.project.definition import Project
+    from hortus.publishing.site import DATA_FLOW, data_flow
 
     project = Project.load(ROOT)
     steps = {step: tables for step, _, tables in data_flow(project)}

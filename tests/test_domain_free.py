@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from hortus.catalog import BRONZE_META, BUILTIN_CONTRACTS, Catalog
-from hortus.contracts import load_contracts
-from hortus.project import Project
+from hortus.lakehouse.catalog import BRONZE_META, BUILTIN_CONTRACTS, Catalog
+from hortus.lakehouse.contracts import load_contracts
+from hortus.project.definition import Project
 
 ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / "lib" / "hortus"
@@ -56,9 +56,9 @@ def _literals(path: Path) -> list[tuple[int, str]]:
 
 def _library_files() -> list[Path]:
     skip = _domain_dirs()
-    return sorted(
-        p for p in LIB.rglob("*.py") if not any(d in p.parents for d in skip)
-    ) + sorted((ROOT / "notebooks").glob("*.py"))
+    return sorted(p for p in LIB.rglob("*.py") if not any(d in p.parents for d in skip)) + sorted(
+        (ROOT / "notebooks").glob("*.py")
+    )
 
 
 def test_domain_declares_names_to_look_for():

@@ -11,15 +11,15 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from hortus.cli import main
-from hortus.drift import (
+from hortus.cli.core import main
+from hortus.monitoring.drift import (
     DriftConfig,
     DriftError,
     Profile,
     adjust_p_values,
     compare,
 )
-from hortus.drift_report import render_html
+from hortus.monitoring.drift_report import render_html
 
 
 def _frame(seed: int, n: int, *, shift: float = 0.0, regions=("north", "south")) -> pl.DataFrame:
@@ -492,7 +492,7 @@ def test_pure_python_p_values_match_scipy_on_a_grid():
     """Check the Kolmogorov and chi-square survival functions against scipy to 1e-9."""
     from scipy import special
 
-    from hortus.drift import _chi2_sf, _kolmogorov_sf
+    from hortus.monitoring.drift import _chi2_sf, _kolmogorov_sf
 
     for x in np.linspace(0.01, 6.0, 600):
         want = special.kolmogorov(x)

@@ -20,12 +20,12 @@ import polars as pl
 import pytest
 
 from conftest import assert_marimo_check, notebook_outputs, with_policy
-from hortus import explore
-from hortus.audit import AuditLog, default_path
-from hortus.catalog import Catalog
 from hortus.config import Paths
-from hortus.notebooks import check_offline, publish_notebook
-from hortus.tables import Lakehouse
+from hortus.governance.audit import AuditLog, default_path
+from hortus.lakehouse.catalog import Catalog
+from hortus.lakehouse.tables import Lakehouse
+from hortus.publishing import explore
+from hortus.publishing.notebooks import check_offline, publish_notebook
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hortus import modeling
-from hortus.model_checks import fairness, segment_metrics_ci
+from hortus.checks.model_checks import fairness, segment_metrics_ci
+from hortus.models import modeling
 
 fairlearn_metrics = pytest.importorskip("fairlearn.metrics")
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from hortus import feature_store as fsm
-from hortus.features import point_in_time
-from hortus.plantshop.features import FEATURES
-from hortus.plantshop.training import labelled_impressions
+from hortus.domains.plantshop.features import FEATURES
+from hortus.domains.plantshop.training import labelled_impressions
+from hortus.features import store as fsm
+from hortus.features.definitions import point_in_time
 
 TIME_COLUMNS = {
     "silver.events": "ts",

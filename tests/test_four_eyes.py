@@ -10,15 +10,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from hortus.access import AccessDenied
-from hortus.audit import AuditLog, default_path
-from hortus.catalog import Catalog
-from hortus.cli import main
+from hortus.checks.gate import GateResult, record
+from hortus.checks.model_checks import CheckResult
+from hortus.cli.core import main
 from hortus.config import Paths
 from hortus.errors import HortusError
-from hortus.gate import GateResult, record
-from hortus.model_checks import CheckResult
-from hortus.registry import (
+from hortus.governance.access import AccessDenied
+from hortus.governance.audit import AuditLog, default_path
+from hortus.lakehouse.catalog import Catalog
+from hortus.lakehouse.tables import Lakehouse
+from hortus.models.registry import (
     ALIASES,
     APPROVALS,
     CHALLENGER,
@@ -28,7 +29,6 @@ from hortus.registry import (
     Receipt,
     Registry,
 )
-from hortus.tables import Lakehouse
 
 SIGNATURE = {"inputs": [{"name": "x", "type": "float"}], "output": "score"}
 

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from conftest import USERS_HEADER, event, user_row, write_jsonl
-from hortus.catalog import Catalog
-from hortus.cli import main
-from hortus.tables import Lakehouse
+from hortus.cli.core import main
+from hortus.lakehouse.catalog import Catalog
+from hortus.lakehouse.tables import Lakehouse
 from test_alerts import Hook
 
 

@@ -9,15 +9,15 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hortus import gate as g
-from hortus import modeling
-from hortus.cli import main
-from hortus.contracts import Contract
+from hortus.checks import gate as g
+from hortus.checks.model_checks import ModelCheckConfig
+from hortus.cli.core import main
 from hortus.errors import HortusError
-from hortus.feature_store import SkewReport
-from hortus.model_checks import ModelCheckConfig
-from hortus.registry import CHAMPION, GATES, GateRequired, Receipt, Registry
-from hortus.tables import Lakehouse
+from hortus.features.store import SkewReport
+from hortus.lakehouse.contracts import Contract
+from hortus.lakehouse.tables import Lakehouse
+from hortus.models import modeling
+from hortus.models.registry import CHAMPION, GATES, GateRequired, Receipt, Registry
 
 CONTRACT = Contract.from_dict(
     "applicants",
@@ -87,7 +87,7 @@ def test_drift_check_fails_on_shifted_features_and_on_a_critical_target():
 
 def test_pii_check_fails_on_a_review_table_with_emails_and_cards():
     """Check that e-mails and card numbers in a table declared free of PII fail the gate."""
-    from hortus.pii_scan import scan_frame
+    from hortus.checks.pii_scan import scan_frame
 
     contract = Contract.from_dict(
         "reviews",
@@ -201,7 +201,7 @@ def test_cli_promote_prints_the_failed_checks(lakehouse, trained, tmp_path, caps
     _acting_as(lakehouse, "paula").approve(1)
     monkeypatch.setenv("HORTUS_USER", "mia")  # the CLI acts as an ML engineer
     now = datetime.now(UTC)
-    from hortus.model_checks import CheckResult
+    from hortus.checks.model_checks import CheckResult
 
     bad = CheckResult("fairness[region]", False, 0.61, 0.8, "selection rate ratio 0.61 < 0.8")
     g.record(reg, g.GateResult("risk", 1, [bad], now, now), tmp_path / "gate", git_commit="abc")

@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 
 from conftest import USERS_HEADER, event, user_row, write_jsonl
-from hortus.ingest import FILES_TABLE, ingest
-from hortus.landing import split_lines
+from hortus.lakehouse.ingest import FILES_TABLE, ingest
+from hortus.lakehouse.landing import split_lines
 
 
 def _bronze_rows(lh, table):
@@ -142,7 +142,7 @@ def test_split_lines_matches_decoding_then_splitting(payload):
 
 def test_files_are_read_ahead_in_order_and_at_most_depth_ahead(tmp_path, monkeypatch):
     """Check the read-ahead: files come back in order, never more than `depth` ahead."""
-    from hortus import ingest as ingest_module
+    from hortus.lakehouse import ingest as ingest_module
 
     files = []
     for i in range(7):

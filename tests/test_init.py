@@ -10,10 +10,10 @@ import polars as pl
 import pytest
 import yaml
 
-from hortus.catalog import Catalog
-from hortus.cli import main
-from hortus.project import Project
-from hortus.scaffold import InitError, infer, infer_task, infer_type, init_project
+from hortus.cli.core import main
+from hortus.lakehouse.catalog import Catalog
+from hortus.project.definition import Project
+from hortus.project.scaffold import InitError, infer, infer_task, infer_type, init_project
 
 
 def table(n: int = 200, seed: int = 0) -> pl.DataFrame:
@@ -223,7 +223,7 @@ def test_init_refuses_a_folder_that_is_not_empty(csv, tmp_path):
 
 
 def test_a_failure_while_writing_leaves_nothing(csv, tmp_path, monkeypatch):
-    from hortus import scaffold
+    from hortus.project import scaffold
 
     def boom(*a, **k):
         raise InitError("dvc add data failed: simulated")

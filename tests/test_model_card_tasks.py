@@ -1,4 +1,4 @@
-"""The model card of multiclass and regression models (hortus.model_card follows the task).
+"""The model card of multiclass and regression models (hortus.publishing.model_card follows the task).
 
 A small project holds two gold tables of make_classification / make_regression data
 (3,000 rows, a sensitive region and an hourly time column): a plant-family classifier
@@ -18,14 +18,14 @@ from sklearn.datasets import make_classification, make_regression
 from threadpoolctl import threadpool_limits
 
 from conftest import with_policy
-from hortus import modeling
-from hortus.catalog import Catalog
+from hortus.checks.gate import GateConfig
+from hortus.checks.model_checks import ModelCheckConfig
 from hortus.config import Paths
-from hortus.gate import GateConfig
-from hortus.model_card import build_card
-from hortus.model_checks import ModelCheckConfig
-from hortus.registry import Receipt, Registry
-from hortus.tables import Lakehouse
+from hortus.lakehouse.catalog import Catalog
+from hortus.lakehouse.tables import Lakehouse
+from hortus.models import modeling
+from hortus.models.registry import Receipt, Registry
+from hortus.publishing.model_card import build_card
 
 COLUMNS = """
       x0: {type: float, nullable: false, description: Signal.}

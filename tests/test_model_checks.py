@@ -25,8 +25,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from hortus.errors import HortusError, SignatureError
-from hortus.model_checks import (
+from hortus.checks.model_checks import (
     CheckResult,
     ModelCheckConfig,
     behavioural,
@@ -37,7 +36,8 @@ from hortus.model_checks import (
     schema_conflicts,
     segment_metrics_ci,
 )
-from hortus.modeling import ModelSpec, predict_scores, save_model, score_frame, train
+from hortus.errors import HortusError, SignatureError
+from hortus.models.modeling import ModelSpec, predict_scores, save_model, score_frame, train
 
 REGIONS = ("north", "south", "east", "west")
 AGE_BANDS = ("18-34", "35-54", "55+")
@@ -93,7 +93,7 @@ def make_frame(
 
 
 def fit(df: pl.DataFrame, features=BASE, categorical=("region",)):
-    """Train a small HGB model through hortus.modeling.train."""
+    """Train a small HGB model through hortus.models.modeling.train."""
     spec = ModelSpec(
         target="y",
         features=tuple(features),

@@ -1,4 +1,4 @@
-"""The model report (notebooks/model_report.py, hortus.model_card, `hortus notebooks publish`).
+"""Model report (notebooks/model_report.py, hortus.publishing.model_card, `hortus notebooks`).
 
 A small project is built once per module with a domain of its own (a loan model, not
 the plant shop: the card is general): gold.applicants is written through the Lakehouse,
@@ -29,16 +29,16 @@ import yaml
 from threadpoolctl import threadpool_limits
 
 from conftest import assert_marimo_check, notebook_outputs, with_policy
-from hortus import modeling
-from hortus.catalog import Catalog
-from hortus.cli import main
+from hortus.checks.gate import GateResult, record
+from hortus.checks.model_checks import CheckResult
+from hortus.cli.core import main
 from hortus.config import Paths
-from hortus.gate import GateResult, record
-from hortus.model_card import CardText, build_card, settings_from_params
-from hortus.model_checks import CheckResult
-from hortus.notebooks import check_offline, run_notebook
-from hortus.registry import CHAMPION, Receipt, Registry, sha256_file
-from hortus.tables import Lakehouse, frame_hash
+from hortus.lakehouse.catalog import Catalog
+from hortus.lakehouse.tables import Lakehouse, frame_hash
+from hortus.models import modeling
+from hortus.models.registry import CHAMPION, Receipt, Registry, sha256_file
+from hortus.publishing.model_card import CardText, build_card, settings_from_params
+from hortus.publishing.notebooks import check_offline, run_notebook
 
 pytestmark = pytest.mark.integration
 

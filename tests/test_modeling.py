@@ -22,9 +22,9 @@ from sklearn.metrics import ndcg_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from hortus.contracts import Contract
 from hortus.errors import ArtifactError, HortusError, SignatureError
-from hortus.modeling import (
+from hortus.lakehouse.contracts import Contract
+from hortus.models.modeling import (
     ModelSpec,
     Signature,
     build_pipeline,

@@ -13,13 +13,13 @@ import polars as pl
 import pytest
 
 from conftest import assert_marimo_check, notebook_outputs
-from hortus.access import AccessDenied
-from hortus.catalog import Catalog
 from hortus.config import Paths
-from hortus.monitors import METRIC_SCHEMA, write_metrics
-from hortus.notebooks import run_notebook
-from hortus.runlog import record_run
-from hortus.tables import Lakehouse
+from hortus.governance.access import AccessDenied
+from hortus.lakehouse.catalog import Catalog
+from hortus.lakehouse.tables import Lakehouse
+from hortus.monitoring.monitors import METRIC_SCHEMA, write_metrics
+from hortus.monitoring.runlog import record_run
+from hortus.publishing.notebooks import run_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "monitor.py"

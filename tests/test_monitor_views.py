@@ -1,4 +1,4 @@
-"""Unit tests of hortus.monitor_views (the logic behind notebooks/monitor.py)."""
+"""Unit tests of hortus.publishing.monitor_views (the logic behind notebooks/monitor.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hortus import monitor_views as mv
 from hortus.errors import HortusError
-from hortus.project import ModelDef
+from hortus.project.definition import ModelDef
+from hortus.publishing import monitor_views as mv
 
 
 def _rows(days: int = 8, per_day: int = 200) -> pl.DataFrame:

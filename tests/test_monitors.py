@@ -1,4 +1,4 @@
-"""Batch monitors (hortus.monitors), the pipeline run log (hortus.runlog), `hortus monitor run`."""
+"""Batch monitors and the pipeline run log (hortus.monitoring), `hortus monitor run`."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ import polars as pl
 import pytest
 
 from conftest import TEST_KEY, event, write_jsonl
-from hortus import monitors, silver
-from hortus.access import AccessDenied
-from hortus.catalog import Catalog
-from hortus.cli import main
-from hortus.ingest import ingest
-from hortus.plantshop.kpis import daily_kpis
-from hortus.runlog import RUN_SCHEMA, RUNS_TABLE, read_runs, record_run
-from hortus.tables import Lakehouse
+from hortus.cli.core import main
+from hortus.domains.plantshop.kpis import daily_kpis
+from hortus.governance.access import AccessDenied
+from hortus.lakehouse import silver
+from hortus.lakehouse.catalog import Catalog
+from hortus.lakehouse.ingest import ingest
+from hortus.lakehouse.tables import Lakehouse
+from hortus.monitoring import monitors
+from hortus.monitoring.runlog import RUN_SCHEMA, RUNS_TABLE, read_runs, record_run
 
 
 def _metric(df: pl.DataFrame, metric: str, subject: str | None = None) -> pl.DataFrame:
@@ -241,7 +242,7 @@ def test_monitor_run_cli_writes_metrics_and_flags(lakehouse, capsys):
 @pytest.mark.parametrize("newer", ["appended", "rebuilt"])
 def test_champion_staleness_reports_drift_per_feature(lakehouse, tmp_path, newer):
     """Check that a shifted feature after the champion's training rows is flagged, alone."""
-    from hortus.registry import Registry
+    from hortus.models.registry import Registry
     from test_registry import SIGNATURE, _artifact, _receipt, acting_as, approve, pass_gate
 
     rng = np.random.default_rng(11)
@@ -358,7 +359,7 @@ def test_staleness_runs_for_every_registered_model_on_its_own_table(tmp_path):
 
     from conftest import with_policy
     from hortus.config import Paths
-    from hortus.registry import Registry, model_names
+    from hortus.models.registry import Registry, model_names
     from test_registry import SIGNATURE, _artifact, _receipt, acting_as, approve, pass_gate
 
     (tmp_path / "contracts.yaml").write_text(TWO_MODELS_CONTRACTS, encoding="utf-8")

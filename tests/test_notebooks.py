@@ -14,9 +14,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hortus.cli import main
+from hortus.cli.core import main
 from hortus.errors import HortusError
-from hortus.notebooks import check_offline, parse_parameters, static_output_html
+from hortus.publishing.notebooks import check_offline, parse_parameters, static_output_html
 
 pytestmark = pytest.mark.integration
 

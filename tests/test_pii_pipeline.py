@@ -5,10 +5,10 @@ from __future__ import annotations
 import polars as pl
 
 from conftest import TEST_KEY
-from hortus import silver
-from hortus.ingest import ingest
-from hortus.plantshop.kpis import KPI_TABLE, daily_kpis
-from hortus.plantshop.simulate import SimConfig, simulate
+from hortus.domains.plantshop.kpis import KPI_TABLE, daily_kpis
+from hortus.domains.plantshop.simulate import SimConfig, simulate
+from hortus.lakehouse import silver
+from hortus.lakehouse.ingest import ingest
 
 
 def test_no_raw_personal_data_in_silver_or_gold(project, lakehouse):

@@ -10,12 +10,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hortus.catalog import Catalog
+from hortus.checks.pii_scan import PIIViolation, scan_frame, scan_lakehouse, scan_table
 from hortus.errors import HortusError
-from hortus.pii import redact_text, token
-from hortus.pii_scan import PIIViolation, scan_frame, scan_lakehouse, scan_table
-from hortus.silver import stored_contract
-from hortus.tables import Lakehouse
+from hortus.lakehouse.catalog import Catalog
+from hortus.lakehouse.pii import redact_text, token
+from hortus.lakehouse.silver import stored_contract
+from hortus.lakehouse.tables import Lakehouse
 
 CONTRACTS = """
 version: 1

@@ -20,9 +20,9 @@ import polars as pl
 import pytest
 import yaml
 
-from hortus.catalog import Catalog
 from hortus.config import Paths
-from hortus.tables import Lakehouse
+from hortus.lakehouse.catalog import Catalog
+from hortus.lakehouse.tables import Lakehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -143,7 +143,9 @@ def test_metrics_show_lists_pipeline_figures(repo):
     out = sh(repo, "dvc", "metrics", "show").stdout
     assert "reports/kpis.json" in out and "revenue" in out
     assert "reports/silver.json" in out
-    assert "reports/train/recommender/metrics.json" in out and "roc_auc" in out and "ndcg_at_k" in out
+    assert (
+        "reports/train/recommender/metrics.json" in out and "roc_auc" in out and "ndcg_at_k" in out
+    )
     plots = sh(repo, "dvc", "plots", "show", "--json").stdout
     assert "learning_curve.csv" in plots
 

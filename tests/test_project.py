@@ -8,15 +8,15 @@ import polars as pl
 import pytest
 import yaml
 
-from hortus.catalog import Catalog
-from hortus.project import (
+from hortus.lakehouse.catalog import Catalog
+from hortus.project.definition import (
     Project,
     ProjectError,
     predictions_contract,
     resolve_features,
     spec_for,
 )
-from hortus.scoring import select_rows
+from hortus.serving.batch import select_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACTS = """

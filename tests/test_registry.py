@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from hortus.cli import main
+from hortus.cli.core import main
 from hortus.errors import HortusError
-from hortus.registry import ALIASES, VERSIONS, ArtifactError, Receipt, Registry
-from hortus.tables import Lakehouse
+from hortus.lakehouse.tables import Lakehouse
+from hortus.models.registry import ALIASES, VERSIONS, ArtifactError, Receipt, Registry
 
 SIGNATURE = {"inputs": [{"name": "x", "type": "float"}], "output": "score"}
 
@@ -69,8 +69,8 @@ def pass_gate(reg: Registry, version: int, folder: Path) -> None:
     """Record a passed gate run for a version (promotion to champion needs one)."""
     from datetime import UTC, datetime
 
-    from hortus.gate import GateResult, record
-    from hortus.model_checks import CheckResult
+    from hortus.checks.gate import GateResult, record
+    from hortus.checks.model_checks import CheckResult
 
     now = datetime.now(UTC)
     check = CheckResult("smoke", True, 1.0, 1.0, "recorded by the test fixture")
@@ -241,7 +241,7 @@ def test_real_model_round_trip_and_tampered_artifact_refused(lakehouse, tmp_path
     import numpy as np
     import polars as pl
 
-    from hortus import modeling
+    from hortus.models import modeling
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=400)

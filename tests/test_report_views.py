@@ -1,10 +1,10 @@
-"""Unit tests of hortus.report_views (the logic behind notebooks/model_report.py)."""
+"""Unit tests of hortus.publishing.report_views (the logic behind notebooks/model_report.py)."""
 
 from __future__ import annotations
 
 import polars as pl
 
-from hortus import report_views as rv
+from hortus.publishing import report_views as rv
 
 
 def test_key_values_shows_nested_values_as_json():

@@ -8,9 +8,9 @@ import polars as pl
 import pytest
 
 from conftest import TEST_KEY, USERS_HEADER, event, user_row, write_jsonl
-from hortus import silver
-from hortus.ingest import ingest
-from hortus.pii import token
+from hortus.lakehouse import silver
+from hortus.lakehouse.ingest import ingest
+from hortus.lakehouse.pii import token
 
 OPTIONS = silver.SilverOptions(key=TEST_KEY.encode())
 

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from hortus.errors import TableNotFound
-from hortus.tables import frame_hash
+from hortus.lakehouse.tables import frame_hash
 
 
 def _kpis(n: int) -> pl.DataFrame:

@@ -24,10 +24,8 @@ from sklearn.datasets import make_classification, make_regression
 from sklearn.metrics import f1_score, mean_absolute_error, roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from hortus import gate as g
-from hortus.errors import HortusError
-from hortus.model_card import task_metrics
-from hortus.model_checks import (
+from hortus.checks import gate as g
+from hortus.checks.model_checks import (
     ModelCheckConfig,
     behavioural,
     fairness_regression,
@@ -36,7 +34,8 @@ from hortus.model_checks import (
     segment_metrics_ci,
     task_fairness,
 )
-from hortus.modeling import (
+from hortus.errors import HortusError
+from hortus.models.modeling import (
     TASKS,
     ModelSpec,
     evaluate,
@@ -49,6 +48,7 @@ from hortus.modeling import (
     time_split,
     train,
 )
+from hortus.publishing.model_card import task_metrics
 
 N = 3000
 REGIONS = ("north", "south", "east", "west")

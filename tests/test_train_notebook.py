@@ -19,10 +19,10 @@ import pytest
 import yaml
 
 from conftest import assert_marimo_check, notebook_outputs, with_policy
-from hortus import stages
-from hortus.cli import main
+from hortus.cli.core import main
 from hortus.config import Paths
-from hortus.notebooks import check_offline, publish_notebook, run_notebook
+from hortus.pipeline import stages
+from hortus.publishing.notebooks import check_offline, publish_notebook, run_notebook
 
 pytestmark = pytest.mark.integration
 
@@ -108,10 +108,10 @@ def test_papermill_run_writes_the_outputs_and_the_same_model_as_the_plain_spec(
     """
     import json
 
-    from hortus import modeling
+    from hortus.domains.plantshop.features import CATEGORICAL, FEATURES
+    from hortus.lakehouse.tables import Lakehouse
+    from hortus.models import modeling
     from hortus.params import load_section
-    from hortus.plantshop.features import CATEGORICAL, FEATURES
-    from hortus.tables import Lakehouse
 
     monkeypatch.setenv("HORTUS_ROOT", str(shop))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

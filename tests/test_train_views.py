@@ -1,4 +1,4 @@
-"""Unit tests of hortus.train_views (the logic behind notebooks/train.py)."""
+"""Unit tests of hortus.publishing.train_views (the logic behind notebooks/train.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hortus import modeling, train_views
-from hortus.modeling import ModelSpec
+from hortus.models import modeling
+from hortus.models.modeling import ModelSpec
+from hortus.publishing import train_views
 
 
 def _frame(n: int = 400, seed: int = 0) -> pl.DataFrame:

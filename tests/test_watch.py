@@ -1,4 +1,4 @@
-"""Streaming monitoring: `hortus.watch` follows data/ and processes micro-batches.
+"""Streaming monitoring: `hortus.monitoring.watch` follows data/ and processes micro-batches.
 
 Real components throughout: a simulated landing, Delta tables on disk, the
 watcher in a thread (and the CLI in a subprocess for Ctrl-C).
@@ -20,13 +20,14 @@ import polars as pl
 import pytest
 
 from conftest import TEST_KEY
-from hortus import monitors, silver
-from hortus.catalog import Catalog
 from hortus.config import Paths
-from hortus.ingest import FILES_TABLE, ingest
-from hortus.plantshop.simulate import SimConfig, simulate
-from hortus.tables import Lakehouse
-from hortus.watch import BatchResult, LandingPoller, WatchError, watch
+from hortus.domains.plantshop.simulate import SimConfig, simulate
+from hortus.lakehouse import silver
+from hortus.lakehouse.catalog import Catalog
+from hortus.lakehouse.ingest import FILES_TABLE, ingest
+from hortus.lakehouse.tables import Lakehouse
+from hortus.monitoring import monitors
+from hortus.monitoring.watch import BatchResult, LandingPoller, WatchError, watch
 
 SIM = SimConfig(seed=5, start="2025-03-01", days=4, users=150, plants=30)
 DAYS = ("2025-03-01", "2025-03-02", "2025-03-03", "2025-03-04")
@@ -275,7 +276,7 @@ def test_watch_rejects_a_bad_interval(project: Paths) -> None:
 def test_cli_watch_stops_cleanly_on_ctrl_c(project: Paths, export: Path) -> None:
     """Check that `hortus monitor watch` prints a line per batch and exits 0 on SIGINT."""
     land(export, project.data, DAYS[0])
-    cmd = [sys.executable, "-m", "hortus.cli", "--root", str(project.root), "monitor", "watch",
+    cmd = [sys.executable, "-m", "hortus.cli.core", "--root", str(project.root), "monitor", "watch",
            "--interval", "0.2", "--monitors", "data_quality"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
@@ -302,7 +303,7 @@ def test_cli_watch_stops_cleanly_on_ctrl_c(project: Paths, export: Path) -> None
 def test_cli_watch_help_names_its_options() -> None:
     """Check that `hortus monitor watch --help` documents interval, max-batches and monitors."""
     out = subprocess.run(
-        [sys.executable, "-m", "hortus.cli", "monitor", "watch", "--help"],
+        [sys.executable, "-m", "hortus.cli.core", "monitor", "watch", "--help"],
         capture_output=True,
         text=True,
         check=True,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from hortus.plantshop.kpis import daily_kpis
+from hortus.domains.plantshop.kpis import daily_kpis
 
 
 def _events() -> pl.LazyFrame:

@@ -15,8 +15,8 @@ import polars as pl
 import pytest
 import yaml
 
-from hortus.plantshop import simulate as sim
-from hortus.plantshop.simulate import DRIFTS, FAULTS, SimConfig, simulate
+from hortus.domains.plantshop import simulate as sim
+from hortus.domains.plantshop.simulate import DRIFTS, FAULTS, SimConfig, simulate
 
 CONTRACTS = yaml.safe_load(Path(sim.__file__).with_name("contracts.yaml").read_text("utf-8"))
 TABLES = ("users", "plants", "events", "reviews")

@@ -1,0 +1,470 @@
+"""The `hortus` command.  Every subcommand has --help.
+
+User mistakes (bad paths, unknown tables, missing keys) print one clear line
+and exit with status 2; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from pathlib import Path
+
+from hortus.cli._common import _params, _paths, _print, _stage
+from hortus.errors import HortusError
+
+
+# ------------------------------------------------------------------ simulate
+def cmd_simulate(args: argparse.Namespace) -> int:
+    paths = _paths(args)
+    sim = _simulator(paths)
+    if args.more_days is not None:
+        return _simulate_more(args, paths, sim)
+    SimConfig, simulate = sim.SimConfig, sim.simulate
+    base = _params(args, paths, "simulate") if args.from_params else {}
+    fields = {k: v for k, v in base.items()}
+    for name in ("seed", "start", "days", "users", "fault_rate", "drift_start"):
+        value = getattr(args, name)
+        if value is not None:
+            fields[name] = value
+    fields |= _settings(args.sets)
+    for name in ("drift", "faults"):
+        value = getattr(args, name)
+        if value is not None:
+            fields[name] = [v for v in value.split(",") if v]
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    try:
+        config = SimConfig(**fields)
+    except TypeError as exc:
+        raise HortusError(f"simulate: {exc}") from None
+    out = Path(args.out) if args.out else paths.data
+    manifest = simulate(config, out)
+    files = manifest.get("files", [])
+    print(f"wrote {len(files)} landing files to {out}")
+    if not args.quiet:
+        print("pin this snapshot with:  dvc add data && git add data.dvc && git commit")
+    return 0
+
+
+def _settings(pairs: list[str] | None) -> dict:
+    """Parse `--set KEY=VALUE` pairs (values are YAML scalars: 5, 0.1, true, text)."""
+    import yaml
+
+    out = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise HortusError(f"simulate --set {pair!r}: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _simulate_more(args: argparse.Namespace, paths, sim) -> int:
+    """`hortus simulate --more-days N`: continue the export in --out (default data/)."""
+    simulate_more = getattr(sim, "simulate_more", None)
+    if simulate_more is None:
+        raise HortusError(
+            f"simulate --more-days: simulator {sim.__name__} cannot continue an export"
+        )
+    fixed = ("seed", "start", "days", "users")
+    given = [f"--{n}" for n in fixed if getattr(args, n) is not None]
+    given += [f"--set {s}" for s in args.sets or ()]
+    given += ["--from-params"] if args.from_params else []
+    if given:
+        raise HortusError(
+            f"simulate --more-days continues the export's own config; drop {', '.join(given)}"
+        )
+    out = Path(args.out) if args.out else paths.data
+
+    def _split(value: str | None) -> tuple[str, ...] | None:
+        return None if value is None else tuple(v for v in value.split(",") if v)
+
+    try:
+        manifest = simulate_more(
+            out,
+            args.more_days,
+            drift=_split(args.drift),
+            drift_start=args.drift_start,
+            faults=_split(args.faults),
+            fault_rate=args.fault_rate,
+        )
+    except (ValueError, TypeError) as exc:
+        raise HortusError(f"simulate --more-days: {exc}") from None
+    last = manifest["continued"][-1]
+    print(
+        f"continued the export in {out} from {last['from']} to {manifest['window']['end']} "
+        f"({args.more_days} day(s), drift {last['config']['drift'] or 'none'}, "
+        f"faults {last['config']['faults'] or 'none'}); {len(manifest['files'])} files in all"
+    )
+    if not args.quiet:
+        print("land them with:  dvc repro  (or let `hortus monitor watch` pick them up)")
+    return 0
+
+
+# ------------------------------------------------------------------- catalog
+def cmd_catalog_list(args: argparse.Namespace) -> int:
+    from hortus.lakehouse.tables import Lakehouse
+
+    lh = Lakehouse.open(_paths(args).root, stage="cli")
+    rows = []
+    for c in lh.catalog:
+        built = lh.exists(c.full_name)
+        rows.append(
+            {
+                "table": c.full_name,
+                "owner": c.owner,
+                "built": built,
+                "version": lh.version(c.full_name) if built else None,
+                "description": c.description,
+            }
+        )
+    if args.json:
+        _print(rows, True)
+        return 0
+    print(f"{'table':<24} {'version':>7}  {'owner':<16} description")
+    for r in rows:
+        v = "-" if r["version"] is None else str(r["version"])
+        print(f"{r['table']:<24} {v:>7}  {r['owner']:<16} {r['description'][:70]}")
+    return 0
+
+
+def cmd_catalog_show(args: argparse.Namespace) -> int:
+    from hortus.lakehouse.tables import Lakehouse
+    from hortus.publishing.docs import table_markdown
+
+    lh = Lakehouse.open(_paths(args).root, stage="cli")
+    contract = lh.catalog.get(args.table)
+    if args.json:
+        out = contract.to_dict()
+        if lh.exists(args.table):
+            out["history"] = lh.history(args.table).to_dicts()
+        _print(out, True)
+        return 0
+    print(table_markdown(contract, lh))
+    if lh.exists(args.table):
+        print("Lineage (one row per Delta version):")
+        for h in lh.history(args.table).iter_rows(named=True):
+            print(
+                f"  v{h['version']:<4} {h['timestamp']:%Y-%m-%d %H:%M:%S} {h['operation']:<8} "
+                f"rows+{h['rows_added'] or 0:<9} stage={h['stage']} inputs={h['inputs']} "
+                f"git={str(h['git_commit'])[:10]} user={h['user']}"
+            )
+    return 0
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from hortus.lakehouse.silver import QUARANTINE
+    from hortus.lakehouse.tables import Lakehouse
+
+    lh = Lakehouse.open(_paths(args).root, stage="cli")
+    lf = lh.scan(QUARANTINE)
+    if args.table:
+        lf = lf.filter(pl.col("table") == args.table)
+    if args.rule:
+        lf = lf.filter(pl.col("rule") == args.rule)
+    rows = lf.sort("source_file", "line").head(args.limit).collect()
+    for r in rows.iter_rows(named=True):
+        print(
+            f"{r['source_file']}:{r['line']}: table {r['table']} column {r['column'] or '-'} "
+            f"rule {r['rule']}: {r['message']}"
+        )
+    return 0
+
+
+# ---------------------------------------------------------------------- data
+def cmd_data(args: argparse.Namespace) -> int:
+    from hortus.lakehouse import snapshot
+
+    paths = _paths(args)
+    how = "verified"
+    if args.action == "restore":
+        how = {
+            "present": "already present",
+            "dvc-cache": "checked out from the DVC cache",
+            "rebuilt": "rebuilt by the project's deterministic simulator (params.yaml simulate)",
+        }[snapshot.restore(paths, _simulate_params(args, paths))]
+    snapshot.verify(paths)
+    print(f"data/ matches data.dvc ({snapshot.pinned_md5(paths)}): {how}")
+    return 0
+
+
+def _simulate_params(args: argparse.Namespace, paths: Paths) -> dict:
+    """Return params.yaml's `simulate` section; {} for a project without a simulator.
+
+    A project without one restores its snapshot from DVC only, and `snapshot.restore`
+    says so if that fails.
+    """
+    try:
+        return _params(args, paths, "simulate")
+    except HortusError:
+        if _project(paths).simulator:
+            raise
+        return {}
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    from hortus.governance.audit import write_demo_audit_key
+    from hortus.lakehouse.pii import write_demo_key
+
+    secrets = _paths(args).secrets
+    path = write_demo_key(secrets)
+    print(f"PII key file: {path} (the demo key is for the demo only)")
+    audit = write_demo_audit_key(secrets)
+    print(f"audit key file: {audit} (the demo key is for the demo only)")
+    return 0
+
+
+# -------------------------------------------------------------------- parser
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from hortus.models.reproduce import reproduce
+
+    paths = _paths(args)
+    keep = Path(args.keep) if args.keep else None
+    result = reproduce(paths, args.version, keep=keep, model=_model(args, paths))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+    else:
+        print(f"model v{result.version} rebuilt from commit {result.git_commit[:12]}: "
+              f"{result.verdict.upper()}")  # fmt: skip
+        print(f"  artifact sha256 registered {result.expected_sha256}")
+        print(f"                  rebuilt    {result.rebuilt_sha256}")
+        print(f"  data md5        pinned     {result.expected_data_md5}")
+        print(f"                  rebuilt    {result.rebuilt_data_md5}")
+        for table, pair in result.tables.items():
+            print(f"  {table:<15} registered {pair['registered']}")
+            print(f"  {'':<15} rebuilt    {pair['rebuilt']}")
+        print(f"  metrics         {'identical' if not result.metrics_differ else 'DIFFERENT'}")
+        for n in result.notes:
+            print(f"  note: {n}")
+    return 0 if result.identical else 1
+
+
+def _print_gate(name: str, summary: dict) -> None:
+    """Print one model's gate result: verdict, failed checks, promotion."""
+    verdict = "PASSED" if summary["passed"] else "FAILED"
+    print(f"gate {name} v{summary['version']}: {verdict} ({summary['checks']} checks, "
+          f"{summary['failed']} failed); report {summary['report']}")  # fmt: skip
+    for line in summary["failed_checks"]:
+        print(f"  {line}")
+    if summary["promoted_to_champion"]:
+        print(f"  v{summary['version']} is now champion (there was none)")
+    elif summary.get("promotion"):
+        print(f"  not promoted: {summary['promotion']}")
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from hortus.pipeline import stages
+
+    paths = _paths(args)
+    params = _params(args, paths, "gate")
+    version = None if args.stage else args.version
+    if version is None and not args.stage:
+        raise HortusError("hortus gate: give a VERSION (3, v3, champion) or --stage")
+    # a VERSION is one model's (default: the project's default model); --stage gates
+    # every model this repro registered unless --model names one
+    model = args.model or (None if args.stage else _project(paths).default_model)
+    if args.stage:
+        from hortus.monitoring.runlog import record_run
+
+        with record_run(paths, "gate"):
+            summary = stages.gate(paths, params, version, model=model)
+    else:
+        summary = stages.gate(paths, params, version, model=model)
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    else:
+        default = model or _project(paths).default_model
+        for name, result in (summary.get("models") or {default: summary}).items():
+            _print_gate(name, result)
+    # the DVC stage records a failed gate and goes on; `hortus gate VERSION` exits 1
+    return 0 if summary["passed"] or args.stage else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of the `hortus` command."""
+    p = argparse.ArgumentParser(prog="hortus", description=__doc__.splitlines()[0])
+    p.add_argument("--root", help="project root (default: found from the working directory)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from hortus.cli.models import add_parsers as _models
+
+    _models(sub)
+
+    s = sub.add_parser(
+        "simulate",
+        help="write a landing export with the project's simulator",
+        description="Write a deterministic landing export (CSV and JSON lines) with the "
+        "simulator the project definition names (hortus.yaml `simulator`); refused for a "
+        "project without one.",
+    )
+    s.add_argument("--out", help="output folder (default: data/)")
+    s.add_argument(
+        "--from-params",
+        action="store_true",
+        help="start from params.yaml's simulate section (the pinned default snapshot)",
+    )
+    s.add_argument("--params", help="params file (default: params.yaml at the root)")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--start", help="first day, YYYY-MM-DD")
+    s.add_argument("--days", type=int)
+    s.add_argument("--users", type=int)
+    s.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        metavar="KEY=VALUE",
+        help="set another field of the simulator's SimConfig (repeatable; YAML scalar)",
+    )
+    s.add_argument("--drift", help="comma list of the simulator's drift kinds")
+    s.add_argument("--drift-start", dest="drift_start", help="day the drift starts, YYYY-MM-DD")
+    s.add_argument("--faults", help="comma list, e.g. malformed,duplicates,late,truncated_gzip")
+    s.add_argument("--fault-rate", dest="fault_rate", type=float)
+    s.add_argument(
+        "--more-days",
+        dest="more_days",
+        type=int,
+        metavar="N",
+        help="continue the export in --out (default data/) by N days with the same "
+        "simulated world (if the simulator can): only the new files are written; "
+        "--drift/--faults apply to them",
+    )
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_simulate)
+
+    docs = {
+        "ingest": "land new files of data/ into bronze (append-only, idempotent)",
+        "silver": "validate, deduplicate and tokenise bronze into silver; quarantine the rest",
+        "kpis": "compute the gold daily KPI table",
+        "train": "run notebooks/train.py headless (papermill) and save the model(s)",
+        "register": "register the trained model(s) with their build receipts (operations plane)",
+        "score": "batch-score with each model's champion; gold predictions + prediction log",
+        "docs": "generate the docs (data dictionary, architecture, parameters, models) and "
+        "reports/index.html",
+    }
+    for name, help_ in docs.items():
+        s = sub.add_parser(name, help=help_, description=f"DVC stage `{name}`: {help_}.")
+        s.add_argument("--params", help="params file (default: params.yaml at the root)")
+        if name in ("train", "register", "score"):
+            add_model_option(s, every="every model of hortus.yaml")
+        s.set_defaults(func=_stage(name))
+
+    c = sub.add_parser(
+        "catalog",
+        help="list tables and show contracts and lineage",
+        description="Browse the catalog.",
+    )
+    csub = c.add_subparsers(dest="action", required=True, metavar="ACTION")
+    cl = csub.add_parser("list", help="list every table", description="List every table.")
+    cl.add_argument("--json", action="store_true")
+    cl.set_defaults(func=cmd_catalog_list)
+    cs = csub.add_parser(
+        "show",
+        help="show one table's contract and lineage",
+        description="Show one table's contract, size and lineage.",
+    )
+    cs.add_argument("table", help="table name, e.g. silver.orders")
+    cs.add_argument("--json", action="store_true")
+    cs.set_defaults(func=cmd_catalog_show)
+
+    q = sub.add_parser(
+        "quarantine",
+        help="list quarantined rows with file, line, column, rule",
+        description="List rows rejected by silver validation.",
+    )
+    q.add_argument("--table", help="only this silver table, e.g. silver.orders")
+    q.add_argument("--rule", help="only this rule, e.g. json, type, duplicate")
+    q.add_argument("--limit", type=int, default=50)
+    q.set_defaults(func=cmd_quarantine)
+
+    d = sub.add_parser(
+        "data",
+        help="verify or restore the pinned landing snapshot",
+        description="verify: check data/ against data.dvc.  restore: check it out of the "
+        "DVC cache, else rebuild it with the project's simulator (params.yaml simulate), "
+        "and verify it.",
+    )
+    d.add_argument("action", choices=["verify", "restore"])
+    d.add_argument("--params", help="params file (default: params.yaml at the root)")
+    d.set_defaults(func=cmd_data)
+
+    k = sub.add_parser(
+        "key",
+        help="write the demo-only PII and audit keys if no key exists",
+        description="Write the labelled demo PII tokenisation key to "
+        ".hortus/secrets/pii.key and the demo audit-log key to .hortus/secrets/audit.key, "
+        "each unless one exists.",
+    )
+    k.set_defaults(func=cmd_key)
+
+    gp = sub.add_parser(
+        "gate",
+        help="run the promotion gate (data and model tests) on a registered model version",
+        description="Run the data tests (contract, PII scan, drift, skew) and model tests "
+        "(segment metrics with intervals, fairness, importance, schema conflicts, efficiency "
+        "against the champion, behaviour) on a registered version of --model; write "
+        "reports/gate/v<N>.json "
+        "and .md and record the run in ops.gate_results. Exit 0 passed, 1 failed. "
+        "`hortus models promote` refuses a version whose latest gate failed.",
+    )
+    gp.add_argument("version", nargs="?", help="version (3, v3) or alias (challenger)")
+    gp.add_argument(
+        "--stage", action="store_true", help="DVC stage: gate the version in reports/register.json"
+    )
+    add_model_option(gp, every="the project's default_model; with --stage every model registered")
+    gp.add_argument("--params", help="params file (default: params.yaml at the root)")
+    gp.add_argument("--json", action="store_true")
+    gp.set_defaults(func=cmd_gate)
+
+    r = sub.add_parser(
+        "reproduce",
+        help="rebuild a registered model version from its receipt and compare bytes",
+        description="Clone the repository at the version's git commit, obtain its pinned "
+        "data, apply its params, run `dvc repro train` and compare the artifact's sha256. "
+        "Exit 0 when identical, 1 when different.",
+    )
+    r.add_argument("version", help="version (3, v3) or alias (champion)")
+    add_model_option(r)
+    r.add_argument("--keep", help="keep the rebuild in this folder (default: a temp folder)")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_reproduce)
+
+    from hortus.cli.features import add_parsers as _features
+
+    _features(sub)
+    from hortus.cli.access import add_parsers as _access
+
+    _access(sub)
+
+    from hortus.cli.drift import add_parsers as _drift
+
+    _drift(sub)
+    from hortus.cli.monitor import add_parsers as _monitor
+
+    _monitor(sub)
+    from hortus.cli.notebooks import add_parsers as _notebooks
+
+    _notebooks(sub)
+    from hortus.cli.app import add_parsers as _app
+
+    _app(sub)
+    from hortus.cli.init import add_parser as _init
+
+    _init(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HortusError as exc:
+        print(f"hortus: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

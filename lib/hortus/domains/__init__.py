@@ -1,0 +1,1 @@
+"""Example domains (projects on Hortus); the library never imports them."""

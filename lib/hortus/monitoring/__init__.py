@@ -1,0 +1,37 @@
+"""Monitoring: batch monitors, drift, alert rules and sinks, events, watch, run log.
+
+Public names are re-exported lazily (PEP 562): `from hortus.monitoring import X` imports
+only the module that defines X.  Patch a name in its defining module, not here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "run_all": "hortus.monitoring.monitors",
+    "MonitorConfig": "hortus.monitoring.monitors",
+    "compare": "hortus.monitoring.drift",
+    "DriftConfig": "hortus.monitoring.drift",
+    "Profile": "hortus.monitoring.drift",
+    "run_alerts": "hortus.monitoring.alerts",
+    "load_rules": "hortus.monitoring.alerts",
+    "emit": "hortus.monitoring.events",
+    "Event": "hortus.monitoring.events",
+    "watch": "hortus.monitoring.watch",
+    "record_run": "hortus.monitoring.runlog",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,1 @@
+"""Pipeline: the entry points of the DVC stages."""
