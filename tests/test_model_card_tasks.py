@@ -1,4 +1,4 @@
-"""The model card of multiclass and regression models (hortus.publishing.model_card follows the task).
+"""The model card of multiclass and regression models (model_card follows the task).
 
 A small project holds two gold tables of make_classification / make_regression data
 (3,000 rows, a sensitive region and an hourly time column): a plant-family classifier

@@ -7,12 +7,21 @@ and exit with status 2; nothing is half-written.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 from pathlib import Path
 
-from hortus.cli._common import _params, _paths, _print, _stage
+from hortus.cli._common import (
+    _model,
+    _params,
+    _paths,
+    _print,
+    _project,
+    _simulator,
+    _stage,
+    add_model_option,
+)
+from hortus.config import Paths
 from hortus.errors import HortusError
 
 

@@ -779,7 +779,7 @@ def render_project(d: Draft) -> str:
     sens = d.sensitive
     features = d.features
     lines = [
-        "# The project definition (hortus.project.definition), drafted by `hortus init`.  Every stage,",
+        "# The project definition (hortus.project), drafted by `hortus init`.  Every stage,",
         "# CLI command, monitor, notebook, report and the docs site reads it.  Tunable",
         "# numbers stay in params.yaml; this file says *what* the project is.",
         "version: 1",
