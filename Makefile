@@ -51,11 +51,11 @@ run: setup key data ## run the whole pipeline on the default data (dvc repro), t
 	@echo "  data dictionary    reports/data_dictionary.md"
 	@echo "  features           gold.fs_* tables, lakehouse/online/features.sqlite (reports/features.json)"
 	@echo "  model              reports/train/recommender/train.ipynb (executed notebook), dvc metrics show, dvc plots show"
-	@echo "  gate               reports/gate/v1.md (hortus gate 1); promotion needs four eyes:"
+	@echo "  gate               reports/gate/recommender/v1.md (hortus gate 1); promotion needs four eyes:"
 	@echo "                     HORTUS_USER=paula hortus models approve 1; HORTUS_USER=mia hortus models promote 1"
 	@echo "  registry           hortus models list; hortus models show challenger"
 	@echo "  recommendations    gold.recommendations (reports/score.json); hortus reproduce 1"
-	@echo "  model report       reports/models/<version>/model_report.html (model card, checklist)"
+	@echo "  model report       reports/models/recommender/<version>/model_report.html (model card, checklist)"
 	@echo "  monitoring         reports/monitor.json, reports/alerts.jsonl; make app-monitor"
 	@echo "  docs               reports/docs/ (architecture, data dictionary, parameters, models)"
 

@@ -160,13 +160,13 @@ def test_the_model_is_registered_as_version_1(built):
 
 
 def test_a_model_report_is_published(built):
-    root, *_ = built
-    assert (root / "reports" / "models" / "1" / "model_report.html").stat().st_size > 0
+    root, _, name, _ = built
+    assert (root / "reports" / "models" / name / "1" / "model_report.html").stat().st_size > 0
 
 
 def test_gate_judged_segments_and_fairness(built):
     root, task, name, _ = built
-    gate = json.loads((root / "reports" / "gate" / "v1.json").read_text())
+    gate = json.loads((root / "reports" / "gate" / name / "v1.json").read_text())
     checks = {c["name"]: c for c in gate["results"]}
     segment = checks["segment_metrics_ci"]
     assert "judged" in segment["detail"] and not segment["detail"].startswith("0 segment")

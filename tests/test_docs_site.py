@@ -212,7 +212,7 @@ def built(tmp_path_factory) -> tuple[Paths, dict]:
             receipt=_receipt(i),
             alias="challenger",
         )
-    pass_gate(reg, 1, project.reports / "gate")
+    pass_gate(reg, 1, project.reports / "gate" / "recommender")
     approve(reg, 1)
     reg.promote(1, reason="reviewed")
     (project.root / "dvc.yaml").write_bytes((ROOT / "dvc.yaml").read_bytes())
@@ -220,7 +220,7 @@ def built(tmp_path_factory) -> tuple[Paths, dict]:
     params = (ROOT / "params.yaml").read_text(encoding="utf-8") + "\nextra:\n  knob: 3\n"
     (project.root / "params.yaml").write_text(params, encoding="utf-8")
     _dvc(project.root, "init", "--no-scm", "-q")
-    report = project.reports / "models" / "1"
+    report = project.reports / "models" / "recommender" / "1"
     report.mkdir(parents=True)
     (report / "model_report.html").write_text("<!DOCTYPE html><title>v1</title>")
     card = {  # the fields of hortus.publishing.model_card.ModelCard.summary() that the docs read
@@ -250,7 +250,11 @@ def test_hortus_docs_writes_every_page_with_resolving_links(built):
     assert summary["dag_edges"] > 10
     reports = project.reports
     docs = reports / "docs"
-    pages = [reports / "index.html", *(docs / name for name in PAGES), docs / "gate" / "v1.html"]
+    pages = [
+        reports / "index.html",
+        *(docs / name for name in PAGES),
+        docs / "gate" / "recommender" / "v1.html",
+    ]
     for page in pages:
         text = page.read_text(encoding="utf-8")
         check_offline(text, source=page)
@@ -270,9 +274,9 @@ def test_hortus_docs_writes_every_page_with_resolving_links(built):
     links = HREF.findall(index)
     expected = {f"docs/{name}" for name in PAGES} | {
         "data_dictionary.md",
-        "models/1/model_report.html",
-        "docs/gate/v1.html",
-        "gate/v1.md",
+        "models/recommender/1/model_report.html",
+        "docs/gate/recommender/v1.html",
+        "gate/recommender/v1.md",
     }
     assert expected <= set(links)
     for page in pages:  # every relative link of every page resolves to a file
@@ -294,13 +298,13 @@ def test_models_page_lists_versions_with_aliases_and_report_links(built):
     assert "<span class='badge champion'>champion</span>" in rows["1"]
     assert "<span class='badge challenger'>challenger</span>" in rows["2"]
     assert "champion" not in rows["2"]
-    assert "<a href='../models/1/model_report.html'>model report</a>" in rows["1"]
+    assert "<a href='../models/recommender/1/model_report.html'>model report</a>" in rows["1"]
     assert "checklist <span class='ok'>passes</span>" in rows["1"]
     assert "not published" in rows["2"] and "model_report.html" not in rows["2"]
     assert "passed" in rows["1"] and "paula" in rows["1"]  # gate and four-eyes approval
     assert "not gated" in rows["2"] and "none" in rows["2"]
     assert "roc_auc=0.71" in rows["1"] and "roc_auc=0.72" in rows["2"]
-    assert "<a href='gate/v1.html'>gate report</a>" in rows["1"]
+    assert "<a href='gate/recommender/v1.html'>gate report</a>" in rows["1"]
 
 
 # ------------------------------------------------------------ report stage

@@ -311,7 +311,7 @@ def test_publish_writes_report_and_card_and_the_version_changes_the_report(proje
     root = ["--root", str(project.root)]
     assert main([*root, "notebooks", "publish", "champion", "--model", "risk"]) == 0
     out = capsys.readouterr().out
-    folder = project.root / "reports" / "models" / "2"
+    folder = project.root / "reports" / "models" / "risk" / "2"
     assert "published the model report of risk v2 (champion)" in out
     assert "governance checklist: PASS" in out and str(folder / "card.json") in out
     card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
@@ -351,4 +351,4 @@ def test_publish_unknown_version_exits_2(project: Paths, capsys):
     code = main(["--root", str(project.root), "notebooks", "publish", "7", "--model", "risk"])
     assert code == 2
     assert "model risk has no version 7; known versions: v1, v2" in capsys.readouterr().err
-    assert not (project.root / "reports" / "models" / "7").exists()
+    assert not (project.root / "reports" / "models" / "risk" / "7").exists()

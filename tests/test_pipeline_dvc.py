@@ -160,7 +160,7 @@ def test_gate_stage_records_its_checks_then_four_eyes_promote_v1(repo):
     assert "needs approval by an approver who is not pipeline" in summary["promotion"]
     score = json.loads((repo / "reports" / "score.json").read_text())
     assert score["model_version"] == 1 and "no champion yet" in score["note"]
-    report = (repo / "reports" / "gate" / "v1.md").read_text()
+    report = (repo / "reports" / "gate" / "recommender" / "v1.md").read_text()
     for check in ("contract[gold.training_set]", "pii", "drift", "skew", "segment_metrics_ci",
                   "fairness[user_profile__age_band]", "importance_check", "schema_conflicts",
                   "efficiency", "behavioural"):  # fmt: skip

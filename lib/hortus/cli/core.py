@@ -414,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the data tests (contract, PII scan, drift, skew) and model tests "
         "(segment metrics with intervals, fairness, importance, schema conflicts, efficiency "
         "against the champion, behaviour) on a registered version of --model; write "
-        "reports/gate/v<N>.json "
+        "reports/gate/<model>/v<N>.json "
         "and .md and record the run in ops.gate_results. Exit 0 passed, 1 failed. "
         "`hortus models promote` refuses a version whose latest gate failed.",
     )

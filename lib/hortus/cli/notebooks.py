@@ -10,7 +10,8 @@ user mistake (unknown notebook or parameter, bad value) or a failing cell.
 of one registered version (a number or an alias such as champion): it resolves VERSION
 to the version number N, runs notebooks/model_report.py with model, version=N and
 card_path, and writes `model_report.ipynb`, `model_report.html` and `card.json` to
-reports/models/<N>/ (DIR/<N>/ with --out).  card.json is the card as data (format
+reports/models/<model>/<N>/ (DIR/<model>/<N>/ with --out); with --every-model, for
+each registered model of the project.  card.json is the card as data (format
 `hortus.model_card/1`, see `hortus.publishing.model_card.ModelCard.summary`) plus `report`, the
 names of the two report files beside it.  Exit 0 whether the governance checklist
 passes or fails (the verdict is in the report and card.json), 2 on an unknown model or
@@ -50,29 +51,46 @@ def cmd_notebooks_run(args: argparse.Namespace) -> int:
 
 
 def cmd_notebooks_publish(args: argparse.Namespace) -> int:
-    """Publish the model report of one registered version; print where it went."""
+    """Publish the model report of one registered version (of each model with --every-model)."""
+    from hortus.lakehouse.tables import Lakehouse
+    from hortus.models.registry import model_names
+    from hortus.project.definition import Project
+
+    paths = Paths.at(Path(args.root)) if getattr(args, "root", None) else Paths.discover()
+    if not args.every_model:
+        model = args.model or Project.load(paths.root).default_model
+        return _publish_one(args, paths, model)
+    if args.model:
+        raise HortusError("notebooks publish: --model and --every-model exclude each other")
+    with Lakehouse.open(paths.root, stage="publish") as lh:
+        registered = set(model_names(lh))
+    names = [n for n in Project.load(paths.root).models if n in registered]
+    if not names:
+        raise HortusError("notebooks publish --every-model: no model of the project is registered")
+    for name in names:
+        _publish_one(args, paths, name)
+    return 0
+
+
+def _publish_one(args: argparse.Namespace, paths: Paths, model: str) -> int:
+    """Publish one model's report to reports/models/<model>/<N>/ (or DIR/<model>/<N>/)."""
     from hortus.lakehouse.tables import Lakehouse
     from hortus.models.registry import Registry
     from hortus.publishing.notebooks import publish_notebook
 
-    paths = Paths.at(Path(args.root)) if getattr(args, "root", None) else Paths.discover()
-    if not args.model:
-        from hortus.project.definition import Project
-
-        args.model = Project.load(paths.root).default_model
     with Lakehouse.open(paths.root, stage="publish") as lh:
-        registry = Registry(lh, args.model)
+        registry = Registry(lh, model)
         if args.fallback_gated and args.version == "champion" and not _has_champion(registry):
             version = newest_gated(registry)
-            print(f"no champion of {args.model} yet: publishing v{version}, the newest "
+            print(f"no champion of {model} yet: publishing v{version}, the newest "
                   "version whose gate passed", file=sys.stderr)  # fmt: skip
         else:
             version = registry.get(args.version).version  # unknown: exit 2
     base = Path(args.out).resolve() if args.out else paths.reports / "models"
-    folder = base / str(version)
+    folder = base / model / str(version)
     card = folder / "card.json"
     card.unlink(missing_ok=True)  # a card left by an earlier run must not outlive this one
-    parameters = {"model": args.model, "version": version, "card_path": str(card)}
+    parameters = {"model": model, "version": version, "card_path": str(card)}
     executed, page = publish_notebook(
         paths.root,
         "model_report",
@@ -83,20 +101,20 @@ def cmd_notebooks_publish(args: argparse.Namespace) -> int:
     )
     if not card.is_file():
         raise HortusError(
-            f"the report of model {args.model} v{version} could not build its card "
+            f"the report of model {model} v{version} could not build its card "
             f"(no {card}); the reason is in {page}"
         )
     doc = json.loads(card.read_text(encoding="utf-8"))
     doc["report"] = {"html": page.name, "notebook": executed.name}
     card.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if args.json:
-        summary = {"model": args.model, "version": version, "verdict": doc["verdict"],
+        summary = {"model": model, "version": version, "verdict": doc["verdict"],
                    "failed": doc["failed"], "card": str(card), "html": str(page),
                    "notebook": str(executed)}  # fmt: skip
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
         failed = f" ({', '.join(doc['failed'])} failed)" if doc["failed"] else ""
-        print(f"published the model report of {args.model} v{version} ({args.version})")
+        print(f"published the model report of {model} v{version} ({args.version})")
         print(f"  governance checklist: {doc['verdict'].upper()}{failed}")
         print(f"  executed notebook {executed}")
         print(f"  offline HTML      {page}")
@@ -159,11 +177,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=cmd_notebooks_run)
     p = nsub.add_parser(
         "publish",
-        help="publish the model report of a registered version to reports/models/<N>/",
+        help="publish the model report of a registered version to reports/models/<model>/<N>/",
         description="Resolve VERSION (3, v3, or an alias such as champion) of --model to its "
         "number N, run notebooks/model_report.py for it with papermill and write "
         "model_report.ipynb, an offline model_report.html and card.json (the model card and "
-        "its governance checklist as data) to reports/models/<N>/ (or DIR/<N>/ with --out).  "
+        "its governance checklist as data) to reports/models/<model>/<N>/ (or DIR/<model>/<N>/ "
+        "with --out).  "
         "Exits 0 whether the checklist passes or fails (the verdict is in the report), 2 on "
         "an unknown version.  Acts as HORTUS_USER, who needs read access to the registry.",
     )
@@ -172,12 +191,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--model", metavar="NAME", help="model name (default: the project's default_model)"
     )
     p.add_argument(
+        "--every-model",
+        action="store_true",
+        help="publish VERSION of every registered model of the project (the DVC `report` stage)",
+    )
+    p.add_argument(
         "--fallback-gated",
         action="store_true",
         help="with VERSION champion and no champion yet, publish the newest version whose "
         "gate passed (as the score stage does; used by the DVC `report` stage)",
     )
-    p.add_argument("--out", help="parent folder of <N>/ (default: reports/models/)")
+    p.add_argument("--out", help="parent folder of <model>/<N>/ (default: reports/models/)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default 1800)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_notebooks_publish)

@@ -374,7 +374,7 @@ def _gate_one(paths: Paths, params: dict, project: Project, name: str, version) 
     the training rows and the hold-out, training/serving skew where the project has
     features) and model tests on the hold-out (segments, fairness, importance, schema
     conflicts on a serving sample, efficiency against the champion, behaviour).  The
-    result goes to ops.gate_results and reports/gate/v<N>.{json,md}; the first version
+    result goes to ops.gate_results and reports/gate/<model>/v<N>.{json,md}; the first version
     that passes becomes champion when there is none (`champion_if_none`).
     """
     import dataclasses
@@ -460,7 +460,10 @@ def _gate_one(paths: Paths, params: dict, project: Project, name: str, version) 
             baseline_version=champion if baseline is not None else None,
         )
     report = g.record(
-        registry, result, paths.reports / "gate", git_commit=git_state.__wrapped__(paths.root)[0]
+        registry,
+        result,
+        paths.reports / "gate" / name,
+        git_commit=git_state.__wrapped__(paths.root)[0],
     )
     # event-driven monitoring: a failed gate is an event its subscribed rules act on at once
     from hortus.monitoring import events

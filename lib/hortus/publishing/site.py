@@ -12,8 +12,8 @@
   the comment lines directly above the key or its trailing comment
   (`parse_param_comments`); keys without either are flagged "undocumented";
 - models.html: every registered model's versions with aliases, latest gate run,
-  approvals, metrics and the link to the published report (reports/models/<N>/);
-- gate/v<N>.html: each gate report reports/gate/v<N>.md rendered;
+  approvals, metrics and the link to the published report (reports/models/<model>/<N>/);
+- gate/<model>/v<N>.html: each gate report reports/gate/<model>/v<N>.md rendered;
 - reports/index.html: one page linking every generated report that exists.
 
 Every page is one HTML file with inline CSS and inline SVG: no scripts, stylesheets,
@@ -742,16 +742,16 @@ def parameters_page(docs: list[ParamDoc], *, source: str = "params.yaml") -> str
 # ================================================================== models
 @dataclass
 class _Report:
-    """A published model report folder reports/models/<N>/ (card.json optional)."""
+    """A published model report folder reports/models/<model>/<N>/ (card.json optional)."""
 
     html: Path | None
     card: dict = field(default_factory=dict)
     card_error: str = ""
 
 
-def read_model_report(reports: Path, version: int) -> _Report:
-    """Return the published report of a version number (its HTML and card.json, if any)."""
-    folder = reports / "models" / str(version)
+def read_model_report(reports: Path, model: str, version: int) -> _Report:
+    """Return the published report of a model version (its HTML and card.json, if any)."""
+    folder = reports / "models" / model / str(version)
     page = folder / "model_report.html"
     card_path = folder / "card.json"
     report = _Report(page if page.is_file() else None)
@@ -839,7 +839,7 @@ def model_versions(lh: Lakehouse) -> dict[str, list[dict]]:
     return out
 
 
-def _gate_cell(gate: dict | None, docs_dir: Path) -> str:
+def _gate_cell(gate: dict | None, docs_dir: Path, model: str) -> str:
     if gate is None:
         return "<span class='note'>not gated</span>"
     verdict = (
@@ -852,8 +852,8 @@ def _gate_cell(gate: dict | None, docs_dir: Path) -> str:
     if failed and not gate["passed"]:
         text += f"<br>failed: {_esc(failed)}"
     stem = Path(str(gate.get("report") or "")).stem
-    if stem and (docs_dir / "gate" / f"{stem}.html").is_file():
-        text += f"<br><a href='gate/{_esc(stem)}.html'>gate report</a>"
+    if stem and (docs_dir / "gate" / model / f"{stem}.html").is_file():
+        text += f"<br><a href='gate/{_esc(model)}/{_esc(stem)}.html'>gate report</a>"
     return text
 
 
@@ -900,12 +900,15 @@ def models_page(lh: Lakehouse, reports: Path, docs_dir: Path) -> str:
                 )
                 or "<span class='note'>none</span>"
             )
-            rep = read_model_report(reports, v["version"])
+            rep = read_model_report(reports, name, v["version"])
             card_model = rep.card.get("model")
             other = isinstance(card_model, str) and card_model != name
             if rep.html is not None and not other:
                 verdict = card_verdict(rep.card)
-                link = f"<a href='../models/{v['version']}/model_report.html'>model report</a>"
+                link = (
+                    f"<a href='../models/{_esc(name)}/{v['version']}/model_report.html'>"
+                    "model report</a>"
+                )
                 if verdict is not None:
                     word = "passes" if verdict else "fails"
                     cls = "ok" if verdict else "fail"
@@ -917,19 +920,20 @@ def models_page(lh: Lakehouse, reports: Path, docs_dir: Path) -> str:
                     link += f"<br><span class='note'>{_esc(rep.card_error)}</span>"
             elif other:
                 link = (
-                    f"<span class='note'>reports/models/{v['version']} holds a report of "
+                    f"<span class='note'>reports/models/{_esc(name)}/{v['version']} holds a "
+                    "report of "
                     f"{_esc(card_model)}</span>"
                 )
             else:
                 link = (
                     f"<span class='note'>not published (<code>hortus notebooks publish "
-                    f"{v['version']}</code>)</span>"
+                    f"{v['version']} --model {_esc(name)}</code>)</span>"
                 )
             rows.append(
                 f"<tr id='{_esc(name)}-v{v['version']}'><td><strong>v{v['version']}</strong></td>"
                 f"<td>{aliases}</td><td>{v['created_at']:%Y-%m-%d %H:%M} UTC<br>"
                 f"<span class='note'>by {_esc(v['author'])}</span></td>"
-                f"<td>{_gate_cell(v['gate'], docs_dir)}</td><td>{approvals}</td>"
+                f"<td>{_gate_cell(v['gate'], docs_dir, name)}</td><td>{approvals}</td>"
                 f"<td>{_metrics_text(v['metrics'])}</td><td>{link}</td></tr>"
             )
         body.append(
@@ -974,19 +978,18 @@ def index_page(reports: Path, stages: dict[str, dict]) -> str:
         + "</ul>",
     ]
     models = sorted(
-        (p for p in reports.glob("models/*/model_report.html") if p.parent.name.isdigit()),
-        key=lambda p: int(p.parent.name),
+        (p for p in reports.glob("models/*/*/model_report.html") if p.parent.name.isdigit()),
+        key=lambda p: (p.parent.parent.name, int(p.parent.name)),
     )
     items = []
     for p in models:
-        n = int(p.parent.name)
-        card = read_model_report(reports, n).card
+        name, n = p.parent.parent.name, int(p.parent.name)
+        card = read_model_report(reports, name, n).card
         verdict = card_verdict(card)
-        what = card.get("model") or "model"
-        note = f"model card and governance checklist of {what} v{n}" + (
+        note = f"model card and governance checklist of {name} v{n}" + (
             "" if verdict is None else f" (checklist {'passes' if verdict else 'fails'})"
         )
-        items.append(_link(p.relative_to(reports).as_posix(), f"v{n} model report", note))
+        items.append(_link(p.relative_to(reports).as_posix(), f"{name} v{n} model report", note))
     body.append(
         "<h2>Model reports</h2>"
         + (
@@ -997,9 +1000,11 @@ def index_page(reports: Path, stages: dict[str, dict]) -> str:
         )
     )
     nbs = []
-    for stem in ("train/train",):
-        for ext, note in ((".html", "executed training notebook (HTML)"),
-                          (".ipynb", "executed training notebook (papermill record)")):  # fmt: skip
+    for folder in sorted(p for p in reports.glob("train/*") if p.is_dir()):
+        stem = f"train/{folder.name}/train"
+        for ext, note in ((".html", f"executed training notebook of {folder.name} (HTML)"),
+                          (".ipynb", f"executed training notebook of {folder.name} "
+                                     "(papermill record)")):  # fmt: skip
             if (reports / f"{stem}{ext}").is_file():
                 nbs.append(_link(f"{stem}{ext}", f"{stem}{ext}", note))
     for p in sorted(reports.glob("notebooks/*.html")):
@@ -1012,15 +1017,20 @@ def index_page(reports: Path, stages: dict[str, dict]) -> str:
         "<h2>Notebooks</h2>"
         + (f"<ul class='links'>{''.join(nbs)}</ul>" if nbs else "<p class='note'>None yet.</p>")
     )
-    gates = sorted(reports.glob("gate/v*.md"), key=lambda p: int(re.sub(r"\D", "", p.stem) or 0))
+    gates = sorted(
+        reports.glob("gate/*/v*.md"),
+        key=lambda p: (p.parent.name, int(re.sub(r"\D", "", p.stem) or 0)),
+    )
     items = []
     for p in gates:
-        rendered = reports / DOCS_DIR / "gate" / f"{p.stem}.html"
+        model = p.parent.name
+        rendered = reports / DOCS_DIR / "gate" / model / f"{p.stem}.html"
         first = p.read_text(encoding="utf-8").splitlines()[:1]
         note = first[0].lstrip("# ").strip() if first else "gate report"
-        href = rendered.relative_to(reports).as_posix() if rendered.is_file() else f"gate/{p.name}"
-        source = f" (<a href='gate/{_esc(p.name)}'>markdown</a>)"
-        items.append(_link(href, f"gate {p.stem}", note, source))
+        source_href = f"gate/{model}/{p.name}"
+        href = rendered.relative_to(reports).as_posix() if rendered.is_file() else source_href
+        source = f" (<a href='{_esc(source_href)}'>markdown</a>)"
+        items.append(_link(href, f"gate {model} {p.stem}", note, source))
     body.append(
         "<h2>Gate reports</h2>"
         + (f"<ul class='links'>{''.join(items)}</ul>" if items else "<p class='note'>None yet.</p>")
@@ -1076,14 +1086,14 @@ def build_site(paths: Paths, lh: Lakehouse) -> dict:
     reports.mkdir(parents=True, exist_ok=True)
     (reports / "data_dictionary.md").write_text(dictionary, encoding="utf-8")
     written = []
-    for md in sorted(reports.glob("gate/v*.md")):
+    for md in sorted(reports.glob("gate/*/v*.md")):
         text = md.read_text(encoding="utf-8")
         head, _, rest = text.partition("\n")
         title, text = (
             (head.lstrip("# ").strip(), rest) if head.startswith("# ") else (md.stem, text)
         )
-        page = page_html(title, markdown_html(text), home="../../index.html", nav="../")
-        written.append(_write(docs_dir / "gate" / f"{md.stem}.html", page))
+        page = page_html(title, markdown_html(text), home="../../../index.html", nav="../../")
+        written.append(_write(docs_dir / "gate" / md.parent.name / f"{md.stem}.html", page))
     stages = load_stages(paths.root)
     dag = dvc_dag(paths.root) if (paths.root / "dvc.yaml").exists() else None
     written.append(
