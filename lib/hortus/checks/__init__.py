@@ -11,8 +11,8 @@ import importlib
 _EXPORTS = {
     "run_gate": "hortus.checks.gate",
     "GateConfig": "hortus.checks.gate",
-    "run_model_checks": "hortus.checks.model_checks",
-    "ModelCheckConfig": "hortus.checks.model_checks",
+    "run_model_checks": "hortus.checks._runner",
+    "ModelCheckConfig": "hortus.checks._runner",
     "scan_lakehouse": "hortus.checks.pii_scan",
 }
 

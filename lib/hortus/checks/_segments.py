@@ -1,0 +1,324 @@
+"""A metric per segment value with bootstrap confidence intervals (`segment_metrics_ci`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from hortus.checks._inputs import _binary, _need_columns, _outputs_of, _positive_int, _scores_of
+from hortus.checks._result import CheckResult, _decide
+from hortus.errors import HortusError
+from hortus.models.modeling import TASKS, ModelSpec, target_values
+
+# metric -> True when higher is better (binary and ranking segment metrics)
+METRICS = {"roc_auc": True, "average_precision": True, "log_loss": False, "brier": False}
+# the segment metrics each task accepts
+TASK_METRICS: dict[str, dict[str, bool]] = {
+    "binary": METRICS,
+    "ranking": METRICS,
+    "multiclass": {"f1_macro": True, "accuracy": True},
+    "regression": {"rmse": False, "mae": False},
+}
+_RELATIVE_GAP = frozenset({"rmse", "mae"})  # in target units: the gap is a share of overall
+# bootstrap work is done in chunks of replicates of at most this many drawn rows
+_BOOT_CELLS = 4_000_000
+_EPS = 1e-15
+
+
+def _boot_metric(metric: str, y: np.ndarray, s: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Return the metric of each resample (rows of `idx`); NaN where undefined.
+
+    ROC AUC and average precision use weighted counts per distinct score: with
+    P[b, l] and N[b, l] the positives and negatives of replicate b at score
+    level l (ascending), AUC = sum_l P (N below l + N at l / 2) / (sum P sum N)
+    (ties count one half, as the Mann-Whitney statistic), and AP = sum over
+    levels, descending, of P / sum P times the precision at that threshold
+    (sklearn's step definition).
+    """
+    b, n = idx.shape
+    if metric == "accuracy":  # y, s: class codes
+        return (y == s)[idx].mean(axis=1)
+    if metric == "f1_macro":  # y, s: class codes; mean over classes true or predicted
+        k = int(max(y.max(), s.max())) + 1 if n else 1
+        key = (np.arange(b)[:, None] * k * k + y[idx] * k + s[idx]).ravel()
+        cm = np.bincount(key, minlength=b * k * k).reshape(b, k, k)
+        tp = np.diagonal(cm, axis1=1, axis2=2)
+        denom = cm.sum(axis=1) + cm.sum(axis=2)  # predicted + actual = 2 tp + fp + fn
+        present = denom > 0
+        f1 = np.where(present, 2 * tp / np.maximum(denom, 1), 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return f1.sum(axis=1) / present.sum(axis=1)
+    if metric in ("rmse", "mae"):  # y: target, s: prediction
+        err = s - y
+        if metric == "mae":
+            return np.abs(err)[idx].mean(axis=1)
+        return np.sqrt((err**2)[idx].mean(axis=1))
+    if metric in ("log_loss", "brier"):
+        p = np.clip(s, _EPS, 1 - _EPS)
+        if metric == "log_loss":
+            per_row = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+        else:
+            per_row = (s - y) ** 2
+        return per_row[idx].mean(axis=1)
+    levels, inverse = np.unique(s, return_inverse=True)
+    width = len(levels)
+    key = (np.arange(b)[:, None] * width + inverse[idx]).ravel()
+    labels = y[idx].ravel().astype(np.float64)
+    pos = np.bincount(key, weights=labels, minlength=b * width).reshape(b, width)
+    neg = np.bincount(key, weights=1.0 - labels, minlength=b * width).reshape(b, width)
+    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if metric == "roc_auc":
+            below = np.cumsum(neg, axis=1) - neg
+            out = (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
+            out[(n_pos == 0) | (n_neg == 0)] = np.nan
+            return out
+        pos_d, neg_d = pos[:, ::-1], neg[:, ::-1]
+        tp, fp = np.cumsum(pos_d, axis=1), np.cumsum(neg_d, axis=1)
+        precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1e-300), 0.0)
+        out = (pos_d * precision).sum(axis=1) / n_pos
+        out[n_pos == 0] = np.nan
+        return out
+
+
+def _bootstrap(
+    metric: str, y: np.ndarray, s: np.ndarray, n_boot: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Return `n_boot` resampled metric values (index arrays drawn at once, chunked by size)."""
+    n = len(y)
+    per_chunk = max(1, _BOOT_CELLS // max(n, 1))
+    parts = []
+    for start in range(0, n_boot, per_chunk):
+        size = min(per_chunk, n_boot - start)
+        parts.append(_boot_metric(metric, y, s, rng.integers(0, n, size=(size, n))))
+    return np.concatenate(parts)
+
+
+def _point(metric: str, y: np.ndarray, s: np.ndarray) -> float:
+    value = _boot_metric(metric, y, s, np.arange(len(y))[None, :])[0]
+    return float(value)
+
+
+def segment_metrics_ci(
+    pipeline: Any,
+    df: pl.DataFrame,
+    spec: ModelSpec,
+    segments: Sequence[str] | None = None,
+    *,
+    metric: str | None = None,
+    n_boot: int = 200,
+    min_segment_size: int = 100,
+    confidence: float = 0.95,
+    max_gap: float = 0.05,
+    seed: int = 0,
+    scores: np.ndarray | pl.Series | None = None,
+) -> CheckResult:
+    """Compare a metric per segment value with the overall metric, with bootstrap intervals.
+
+    `metric` defaults to the task's (`TASKS[spec.task].segment_metric`:
+    roc_auc for binary and ranking, f1_macro for multiclass, rmse for
+    regression); a metric of another task (see `TASK_METRICS`) is replaced by
+    that default and the detail says so, an unknown name is refused.
+
+    For each column of `segments` (default `spec.segments`) and each of its
+    values (null is a value of its own), the rows of that value are
+    resampled `n_boot` times; the interval is the central `confidence`
+    percentile range of the resampled metric (replicates where it is
+    undefined are dropped and counted).  A segment fails when it is
+    significantly worse: for a higher-is-better metric (roc_auc,
+    average_precision, f1_macro, accuracy) its upper bound is below overall -
+    `max_gap`; for a lower-is-better one (log_loss, brier) its lower bound is
+    above overall + `max_gap`, and for an error in target units (rmse, mae)
+    above overall x (1 + `max_gap`).  Segments with fewer than `min_segment_size` rows, or where the
+    metric is undefined on their rows or on more than half of the resamples
+    (a rare class), are reported as "insufficient".
+
+    Parameters
+    ----------
+    scores
+        The model outputs of `df` if already computed (`model_outputs`: scores,
+        predicted classes or predicted values); otherwise `pipeline` scores it.
+
+    Returns
+    -------
+    CheckResult
+        value = the worst judged bound, threshold = overall -/+ max_gap; table
+        columns segment, value, n, positives, estimate, ci_low, ci_high,
+        undefined_replicates, status (ok | worse | insufficient).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=400)
+    >>> f = pl.DataFrame({"x": x, "r": ["a", "b"] * 200, "y": (x > 0).astype(int)})
+    >>> spec = ModelSpec("y", ("x",), segments=("r",))
+    >>> segment_metrics_ci(None, f, spec, scores=x, n_boot=50).passed
+    True
+    """
+    what = "segment_metrics_ci"
+    if isinstance(segments, str):
+        raise HortusError(f"{what}: segments must be a sequence of column names")
+    segments = tuple(spec.segments if segments is None else segments)
+    known = sorted(set().union(*TASK_METRICS.values()))
+    if metric is not None and metric not in known:
+        raise HortusError(f"{what}: metric must be one of {known}, got {metric!r}")
+    default = TASKS[spec.task].segment_metric
+    replaced = ""
+    if metric is None:
+        metric = default
+    elif metric not in TASK_METRICS[spec.task]:
+        replaced = (
+            f"; the configured metric {metric!r} does not fit a {spec.task} model, "
+            f"{default!r} is used instead"
+        )
+        metric = default
+    n_boot = _positive_int(n_boot, "n_boot", what, minimum=2)
+    min_segment_size = _positive_int(min_segment_size, "min_segment_size", what)
+    if not 0 < confidence < 1:
+        raise HortusError(f"{what}: confidence must be in (0, 1), got {confidence}")
+    if max_gap < 0:
+        raise HortusError(f"{what}: max_gap must be >= 0, got {max_gap}")
+    _need_columns(df, [spec.target, *segments], what)
+    binary = spec.task in ("binary", "ranking")
+    if binary:
+        y = _binary(df[spec.target], what)
+        s = _scores_of(pipeline, df, spec, scores, what)
+    elif spec.task == "multiclass":
+        y, s = _class_codes(df, spec, _outputs_of(pipeline, df, spec, scores, what))
+    else:
+        y = target_values(df, spec)
+        s = _scores_of(pipeline, df, spec, scores, what)
+    higher = TASK_METRICS[spec.task][metric]
+    relative = metric in _RELATIVE_GAP
+    overall = _point(metric, y, s) if df.height else float("nan")
+    if not math.isfinite(overall):
+        raise HortusError(
+            f"{what}: {metric} is undefined on the {df.height} rows of the frame "
+            f"(column {spec.target!r} holds one class only)"
+        )
+    if higher:
+        bound = overall - max_gap
+    else:
+        bound = overall * (1 + max_gap) if relative else overall + max_gap
+    alpha = (1 - confidence) / 2
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    for seg in segments:
+        parts = (
+            df.select(pl.col(seg).cast(pl.String).alias("_value"))
+            .with_row_index("_i")
+            .group_by("_value")
+            .agg(pl.col("_i"))
+            .sort("_value", nulls_last=True)
+        )
+        for value, index in parts.iter_rows():
+            rows_of = np.asarray(index, dtype=np.int64)
+            ys, ss = y[rows_of], s[rows_of]
+            row: dict[str, Any] = {
+                "segment": seg,
+                "value": value,
+                "n": len(rows_of),
+                "positives": int(ys.sum()) if binary else None,
+                "estimate": None,
+                "ci_low": None,
+                "ci_high": None,
+                "undefined_replicates": None,
+                "status": "insufficient",
+            }
+            estimate = _point(metric, ys, ss)
+            if math.isfinite(estimate):
+                row["estimate"] = estimate
+            if len(rows_of) >= min_segment_size and math.isfinite(estimate):
+                boot = _bootstrap(metric, ys, ss, n_boot, rng)
+                defined = boot[np.isfinite(boot)]
+                row["undefined_replicates"] = int(n_boot - len(defined))
+                if 2 * len(defined) < n_boot:
+                    rows.append(row)  # e.g. a rare class missing from most resamples
+                    continue
+                low, high = np.quantile(defined, [alpha, 1 - alpha])
+                worse = high < bound if higher else low > bound
+                row |= {
+                    "ci_low": float(low),
+                    "ci_high": float(high),
+                    "status": "worse" if worse else "ok",
+                }
+            rows.append(row)
+    schema = {
+        "segment": pl.String,
+        "value": pl.String,
+        "n": pl.Int64,
+        "positives": pl.Int64,
+        "estimate": pl.Float64,
+        "ci_low": pl.Float64,
+        "ci_high": pl.Float64,
+        "undefined_replicates": pl.Int64,
+        "status": pl.String,
+    }
+    table = pl.DataFrame(rows, schema=schema, orient="row")
+    judged = table.filter(pl.col("status") != "insufficient")
+    side = "ci_high" if higher else "ci_low"
+    worst = None
+    if judged.height:
+        worst = float(judged[side].min() if higher else judged[side].max())
+    word, sign = ("below", "-") if higher else ("above", "+")
+    gap = f"x (1 + max_gap {max_gap})" if relative else f"{sign} max_gap {max_gap}"
+    failures = [
+        (
+            f"segment {r['segment']}={r['value']!r}: {metric} {r['estimate']:.4f} "
+            f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}] is significantly {word} overall "
+            f"{overall:.4f} {gap} = {bound:.4f} (n={r['n']})",
+            r[side],
+            bound,
+        )
+        for r in table.filter(pl.col("status") == "worse").iter_rows(named=True)
+    ]
+    insufficient = table.filter(pl.col("status") == "insufficient")
+    note = (
+        f"; {insufficient.height} segment value(s) not judged (fewer than "
+        f"{min_segment_size} rows, or {metric} undefined on them or on most resamples)"
+        if insufficient.height
+        else ""
+    ) + replaced
+    ok_gap = f"x (1 + {max_gap})" if relative else f"{sign} {max_gap}"
+    ok = (
+        f"{judged.height} segment value(s) of {list(segments)} judged, none significantly "
+        f"{word} overall {metric} {overall:.4f} {ok_gap}{note}"
+        if judged.height
+        else f"no segment value of {list(segments)} large enough to judge{note}"
+    )
+    stats = {
+        "metric": metric,
+        "overall": overall,
+        "bound": bound,
+        "max_gap": max_gap,
+        "confidence": confidence,
+        "n_boot": n_boot,
+        "judged": judged.height,
+        "insufficient": insufficient.height,
+    }
+    if relative:
+        stats["relative_gap"] = True
+    if replaced:
+        stats["replaced_metric"] = replaced.removeprefix("; ")
+    if failures:
+        failures[-1] = (failures[-1][0] + note, failures[-1][1], failures[-1][2])
+    return _decide(what, failures, (worst, bound), ok, table, stats)
+
+
+def _class_codes(
+    df: pl.DataFrame, spec: ModelSpec, predicted: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (true, predicted) classes of a multiclass spec as shared integer codes."""
+    target_values(df, spec)  # the target rules, with their messages
+    col = df[spec.target]
+    if col.dtype == pl.Boolean:
+        col = col.cast(pl.Int64)  # as the model was fitted
+    truth = col.cast(pl.String).to_numpy().astype(str)
+    pred = np.asarray(predicted).astype(str)
+    labels = np.unique(np.concatenate([truth, pred]))
+    return np.searchsorted(labels, truth), np.searchsorted(labels, pred)
