@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / "lib" / "hortus"
 DOMAIN = Project.load(ROOT)
 # column type names (`date`), the bronze payload of JSON lines (`_raw`), the policy's
-# `users` key, polars' `category` dtype and the PII scanner's `text` kind
-GENERIC_WORDS = {"date", "text", "category", "_raw", "users"}
+# `users` key, polars' `category` dtype, the PII scanner's `text` kind and the feature
+# store's point-in-time join `training_set` (a qualified `gold.training_set` is still found)
+GENERIC_WORDS = {"date", "text", "category", "_raw", "users", "training_set"}
 
 
 def _domain_dirs() -> list[Path]:

@@ -56,7 +56,7 @@ def test_model_registered(model):
 
 
 def test_a_model_report_is_published():
-    assert list((ROOT / "reports" / "models").glob("*/model_report.html"))
+    assert list((ROOT / "reports" / "models").glob("*/*/model_report.html"))
 
 
 def test_gate_ran():
