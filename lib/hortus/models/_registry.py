@@ -1,0 +1,295 @@
+"""The `Registry` class: register versions, resolve references, load verified artifacts.
+
+Its alias, approval and promotion methods live in the mixins of `_aliases`,
+`_approvals` and `_promotion`; the semantics are described in
+`hortus.models.registry`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from hortus.errors import ArtifactError, HortusError
+from hortus.lakehouse.contracts import check_frame
+from hortus.lakehouse.tables import Lakehouse
+from hortus.models._aliases import _AliasesMixin
+from hortus.models._approvals import _ApprovalsMixin
+from hortus.models._promotion import _PromotionMixin
+from hortus.models._receipt import Receipt
+from hortus.models._registry_base import (
+    _NAME,
+    _VERSION_REF,
+    CHAMPION,
+    VERSIONS,
+    ModelVersion,
+    _dumps,
+    sha256_file,
+)
+
+
+class Registry(_AliasesMixin, _ApprovalsMixin, _PromotionMixin):
+    """Register model versions, move aliases, and load verified artifacts.
+
+    Examples
+    --------
+    >>> reg = Registry(Lakehouse.open(), "churn")                            # doctest: +SKIP
+    >>> receipt = Receipt.collect(root, params=p, tables_read=lh.reads)      # doctest: +SKIP
+    >>> mv = reg.register(path, sha256=h, signature=s, metrics=m, receipt=receipt)  # doctest: +SKIP
+    >>> reg.promote(mv.version, alias="champion", reason="beats v2")         # doctest: +SKIP
+    >>> model, signature = reg.load("champion")                              # doctest: +SKIP
+    """
+
+    def __init__(self, lakehouse: Lakehouse, name: str):
+        if not _NAME.fullmatch(name):
+            raise HortusError(
+                f"model name {name!r} is not valid: use letters, digits, '.', '_' and '-'"
+            )
+        # A private view: the registry's own reads must not leak into the
+        # lineage of the caller's later writes.
+        self._lh = replace(lakehouse, reads={})
+        self.name = name
+
+    # ------------------------------------------------------------ locations
+    @property
+    def root(self) -> Path:
+        """Return the folder holding this model's stored artifacts."""
+        return self._lh.paths.layer("ops") / "models" / self.name
+
+    def _stored(self, relpath: str) -> Path:
+        return self._lh.paths.root / relpath  # an absolute relpath stays absolute
+
+    # ---------------------------------------------------------------- reads
+    def _versions_frame(self) -> pl.DataFrame:
+        return (
+            self._lh.scan_or_empty(VERSIONS)
+            .filter(pl.col("name") == self.name)
+            .sort("version")
+            .collect()
+        )
+
+    def versions(self) -> list[ModelVersion]:
+        """Return every registered version of this model, ordered by version."""
+        by_version: dict[int, list[str]] = {}
+        for alias, v in self.aliases().items():
+            by_version.setdefault(v, []).append(alias)
+        return [
+            ModelVersion._from_row(r, tuple(by_version.get(r["version"], ())))
+            for r in self._versions_frame().iter_rows(named=True)
+        ]
+
+    def get(self, ref: str | int) -> ModelVersion:
+        """Return a version by number (3, "3", "v3") or by alias ("champion")."""
+        frame = self._versions_frame()
+        version = self._resolve(ref, frame)
+        row = frame.filter(pl.col("version") == version).row(0, named=True)
+        current = self.aliases()
+        return ModelVersion._from_row(row, tuple(a for a, v in current.items() if v == version))
+
+    def _resolve(self, ref: str | int, frame: pl.DataFrame) -> int:
+        known = frame["version"].to_list()
+        known_txt = ", ".join(f"v{v}" for v in known) or "none registered yet"
+        if isinstance(ref, bool) or not isinstance(ref, int | str):
+            raise HortusError(f"model version reference must be a number or alias, got {ref!r}")
+        m = _VERSION_REF.fullmatch(ref.strip()) if isinstance(ref, str) else None
+        if isinstance(ref, int) or m:
+            version = ref if isinstance(ref, int) else int(m.group(1))
+            if version not in known:
+                raise HortusError(
+                    f"model {self.name} has no version {version}; known versions: {known_txt}"
+                )
+            return version
+        alias = ref.strip()
+        current = self.aliases()
+        if alias in current:
+            return current[alias]
+        ev = self.history(alias)
+        if ev.height:
+            last = ev.row(-1, named=True)
+            why = f"was cleared at {last['at']:%Y-%m-%d %H:%M:%S} UTC by {last['actor']}"
+        else:
+            why = "has never been set"
+        others = ", ".join(f"{a}=v{v}" for a, v in current.items()) or "none"
+        raise HortusError(
+            f"alias {alias!r} of model {self.name} points to no version: it {why}; "
+            f"current aliases: {others}; known versions: {known_txt}"
+        )
+
+    # ------------------------------------------------------------- register
+    def register(
+        self,
+        artifact: Path,
+        *,
+        sha256: str,
+        signature: dict,
+        metrics: dict,
+        receipt: Receipt,
+        notes: str = "",
+        alias: str | None = None,
+        spec: dict | None = None,
+    ) -> ModelVersion:
+        """Store an artifact as the next version and record it with its receipt.
+
+        `spec` is the training `ModelSpec.to_dict()` (target, features, time,
+        group, segments, k), kept so gates and reports can evaluate the version.
+
+        The artifact (and its `<stem>.signature.json` sibling, if present) is
+        copied to `lakehouse/ops/models/<name>/v<N>/` and the copy's SHA-256
+        must equal `sha256`, else ArtifactError and nothing is written.
+        Registering the same bytes from the same build (git commit, data md5,
+        params) again returns the existing version and writes nothing.  With
+        `alias`, the alias is pointed at the version (action `register`); that
+        is part of the registration, except for `champion`, which is refused
+        (it needs a gate and a four-eyes approval: `promote` it later).
+
+        Needs the `register` grant on the model (audited); the acting user
+        (`Lakehouse.user`) is recorded as the version's author.
+        """
+        if alias == CHAMPION:
+            raise HortusError(
+                f"register(alias={CHAMPION!r}) is refused for model {self.name}: a new "
+                f"version becomes {CHAMPION} only through promote, after a passed gate and "
+                "an approval by an approver who is not its author; register it without "
+                "the alias (or as challenger)"
+            )
+        if alias is not None:
+            self._check_alias(alias)
+        artifact = Path(artifact)
+        if not artifact.is_file():
+            raise ArtifactError(f"model artifact {artifact} not found")
+        have = sha256_file(artifact)
+        if have != sha256:
+            raise ArtifactError(
+                f"model artifact {artifact} has sha256 {have}, expected {sha256}; "
+                "nothing registered"
+            )
+        params_json = _dumps(receipt.params)
+        self._lh.authorize(
+            "register", self.name, detail=f"artifact sha256={sha256[:12]} alias={alias or '-'}"
+        )
+        frame = self._versions_frame()
+        same = frame.filter(
+            (pl.col("artifact_sha256") == sha256)
+            & (pl.col("git_commit") == receipt.git_commit)
+            & pl.col("data_md5").eq_missing(pl.lit(receipt.data_md5, pl.String))
+            & (pl.col("params") == params_json)
+        )
+        if same.height:
+            version = int(same["version"][0])
+        else:
+            version = self._store(artifact, frame, sha256, signature, metrics, receipt, notes, spec)
+        if alias is not None:
+            self._move(alias, version, action="register", reason=notes)
+        return self.get(version)
+
+    def _store(
+        self,
+        artifact: Path,
+        frame: pl.DataFrame,
+        sha256: str,
+        signature: dict,
+        metrics: dict,
+        receipt: Receipt,
+        notes: str,
+        spec: dict | None = None,
+    ) -> int:
+        version = int(frame["version"].max() or 0) + 1
+        self.root.mkdir(parents=True, exist_ok=True)
+        while True:  # claim v<N> atomically; a folder that exists is never reused
+            folder = self.root / f"v{version}"
+            try:
+                folder.mkdir()
+                break
+            except FileExistsError:
+                version += 1
+        try:
+            stored = folder / artifact.name
+            shutil.copyfile(artifact, stored)
+            copied = sha256_file(stored)
+            if copied != sha256:
+                raise ArtifactError(
+                    f"copy of model artifact {artifact} to {stored} has sha256 {copied}, "
+                    f"expected {sha256}; nothing registered"
+                )
+            sig_file = artifact.with_name(f"{artifact.stem}.signature.json")
+            if sig_file.is_file():
+                shutil.copyfile(sig_file, folder / sig_file.name)
+            for f in folder.iterdir():
+                f.chmod(0o444)  # stored artifacts are read-only
+            try:
+                relpath = stored.relative_to(self._lh.paths.root).as_posix()
+            except ValueError:
+                relpath = str(stored)
+            r = receipt.to_dict()
+            row = {
+                "version": version,
+                "name": self.name,
+                "created_at": datetime.now(UTC),
+                "author": self._lh.user,
+                "artifact_path": relpath,
+                "artifact_sha256": sha256,
+                "signature": _dumps(signature),
+                "params": _dumps(receipt.params),
+                "metrics": _dumps(metrics),
+                "receipt": _dumps(r),
+                "git_commit": receipt.git_commit,
+                "git_dirty": bool(receipt.git_dirty),
+                "data_md5": receipt.data_md5,
+                "dvc_lock_sha256": receipt.dvc_lock_sha256,
+                "uv_lock_sha256": receipt.uv_lock_sha256,
+                "tables_read": _dumps(receipt.tables_read),
+                "notes": notes,
+                "spec": _dumps(spec) if spec is not None else None,
+            }
+            self._append(
+                VERSIONS, row, inputs=receipt.tables_read, note=f"register {self.name} v{version}"
+            )
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return version
+
+    def _append(self, table: str, row: dict, *, inputs: dict[str, int], note: str) -> None:
+        contract = self._lh.catalog.get(table)
+        df = pl.DataFrame([row], schema=contract.schema)
+        bad = check_frame(df, contract)
+        if bad.height:
+            raise HortusError(f"{table}: refused row: {'; '.join(bad['message'].to_list())}")
+        self._lh.write(table, df, mode="append", inputs=inputs, note=note)
+
+    # ------------------------------------------------------------ artifacts
+    def artifact_path(self, ref: str | int) -> Path:
+        """Return the absolute path of a version's stored artifact."""
+        return self._stored(self.get(ref).artifact_path)
+
+    def verify(self, ref: str | int) -> Path:
+        """Return the stored artifact's path if its SHA-256 matches the registry, else raise."""
+        mv = self.get(ref)
+        path = self._stored(mv.artifact_path)
+        if not path.is_file():
+            raise ArtifactError(
+                f"artifact of model {self.name} v{mv.version} is missing: {path} not found"
+            )
+        actual = sha256_file(path)
+        if actual != mv.artifact_sha256:
+            raise ArtifactError(
+                f"artifact {path} of model {self.name} v{mv.version} has been altered: "
+                f"expected sha256 {mv.artifact_sha256}, actual {actual}; refusing to load it"
+            )
+        return path
+
+    def load(self, ref: str | int) -> tuple[Any, Any]:
+        """Verify then load a version's artifact; return `hortus.models.load_model`'s result.
+
+        That is `(pipeline, signature)`.  The hash is checked here before any
+        bytes are deserialised, and passed on so the loader checks it too.
+        """
+        path = self.verify(ref)
+        from hortus.models.modeling import load_model
+
+        return load_model(path, expected_sha256=self.get(ref).artifact_sha256)
