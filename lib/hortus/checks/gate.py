@@ -56,7 +56,7 @@ from hortus.errors import HortusError
 from hortus.lakehouse.contracts import Contract, check_frame
 from hortus.models.modeling import primary_metric  # re-exported: the gate's comparison metric
 
-GATE_SECTIONS = ("drift", "pii", "skew", "model_checks")
+GATE_SECTIONS = ("drift", "pii", "skew", "model_checks", "champion")
 __all__ = [
     "GATE_SECTIONS",
     "GateConfig",
@@ -100,6 +100,10 @@ class GateConfig:
     skew_tolerance: float = 1e-9
     #: the model checks (see `hortus.checks.model_checks.ModelCheckConfig`)
     model: ModelCheckConfig = field(default_factory=ModelCheckConfig)
+    #: comparison with the champion (`champion_comparison`: margin, n_boot, confidence,
+    #: min_segment_size, seed) and the absolute `floors` of a first version
+    champion: dict = field(default_factory=dict)
+    floors: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any] | None, where: str = "gate") -> GateConfig:
@@ -127,7 +131,17 @@ class GateConfig:
             raise HortusError(
                 f"{where}.skew: unknown key(s) {sorted(skew)}; expected sample, seed, tolerance"
             )
+        champion = dict(doc.get("champion") or {})
+        floors = dict(champion.pop("floors", None) or {})
+        known = {"margin", "n_boot", "confidence", "min_segment_size", "seed"}
+        if set(champion) - known:
+            raise HortusError(
+                f"{where}.champion: unknown key(s) {sorted(set(champion) - known)}; expected "
+                f"{sorted(known | {'floors'})}"
+            )
         return cls(
+            champion=champion,
+            floors={str(k): float(v) for k, v in floors.items()},
             max_drifted_share=max_share,
             critical=critical,
             reference_days=None if reference_days is None else float(reference_days),
@@ -333,7 +347,28 @@ class GateResult:
                 f"| {c.name} | {'pass' if c.passed else '**FAIL**'} | {_fmt(c.value)} | "
                 f"{_fmt(c.threshold)} | {detail} |"
             )
+        lines += _comparison_markdown(self.checks)
         return "\n".join(lines) + "\n"
+
+
+def _comparison_markdown(checks: Sequence[CheckResult]) -> list[str]:
+    """Return the champion comparison (or the floors) as a Markdown section, if present."""
+    out: list[str] = []
+    for c in checks:
+        if c.name not in ("champion", "floors") or c.table is None or not c.table.height:
+            continue
+        title = (
+            f"Compared with champion v{c.stats.get('champion_version')} "
+            f"({c.stats.get('metric')}, paired bootstrap; difference > 0: candidate better)"
+            if c.name == "champion"
+            else "Absolute floors (no champion yet)"
+        )
+        cols = c.table.columns
+        out += ["", f"## {title}", "", "| " + " | ".join(cols) + " |",
+                "|" + "---|" * len(cols)]  # fmt: skip
+        for row in c.table.iter_rows():
+            out.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+    return out
 
 
 # ------------------------------------------------------------------------ run

@@ -34,28 +34,13 @@ from hortus.models._spec import PREDICTION, PROBA_PREFIX, SCORE, ModelSpec
 from hortus.models._split import _check_columns
 
 
-def ranking_metrics(
+def ranking_per_group(
     frame: pl.DataFrame, group: str, target: str, score: str, k: int
-) -> dict[str, Any]:
-    """Return mean precision@k, recall@k and NDCG@k over the groups with a positive.
+) -> pl.DataFrame:
+    """Return one row per ranked list: its size, positives, hits@k, DCG@k and ideal DCG@k.
 
-    Vectorised with polars: rows are sorted by group, score descending, label
-    ascending (pessimistic ties) and row order, ranked within their group, then
-    aggregated per group.  See the `hortus.models.modeling`
-    docstring for the definitions.
-
-    Returns
-    -------
-    dict
-        precision_at_k, recall_at_k, ndcg_at_k (None when no group holds a
-        positive), groups (all groups) and groups_with_positives (those averaged).
-
-    Examples
-    --------
-    >>> f = pl.DataFrame({"g": [1, 1, 1], "y": [0, 1, 1], "s": [0.9, 0.8, 0.1]})
-    >>> m = ranking_metrics(f, "g", "y", "s", k=2)
-    >>> m["precision_at_k"], m["recall_at_k"], round(m["ndcg_at_k"], 4)
-    (0.5, 0.5, 0.3869)
+    The lists come sorted by group value (`_g`); NDCG@k of a
+    list is dcg / idcg, defined for lists with a positive (`ranking_metrics`).
     """
     if not isinstance(k, int) or k < 1:
         raise HortusError(f"k must be a positive integer, got {k!r}")
@@ -89,6 +74,33 @@ def ranking_metrics(
         )
         .collect()
     )
+    return per_group
+
+
+def ranking_metrics(
+    frame: pl.DataFrame, group: str, target: str, score: str, k: int
+) -> dict[str, Any]:
+    """Return mean precision@k, recall@k and NDCG@k over the groups with a positive.
+
+    Vectorised with polars: rows are sorted by group, score descending, label
+    ascending (pessimistic ties) and row order, ranked within their group, then
+    aggregated per group.  See the `hortus.models.modeling`
+    docstring for the definitions.
+
+    Returns
+    -------
+    dict
+        precision_at_k, recall_at_k, ndcg_at_k (None when no group holds a
+        positive), groups (all groups) and groups_with_positives (those averaged).
+
+    Examples
+    --------
+    >>> f = pl.DataFrame({"g": [1, 1, 1], "y": [0, 1, 1], "s": [0.9, 0.8, 0.1]})
+    >>> m = ranking_metrics(f, "g", "y", "s", k=2)
+    >>> m["precision_at_k"], m["recall_at_k"], round(m["ndcg_at_k"], 4)
+    (0.5, 0.5, 0.3869)
+    """
+    per_group = ranking_per_group(frame, group, target, score, k)
     scored = per_group.filter(pl.col("n_pos") > 0).select(
         precision=pl.col("hits") / pl.min_horizontal("n_items", k),
         recall=pl.col("hits") / pl.col("n_pos"),

@@ -159,6 +159,7 @@ from hortus.models._metrics import (  # noqa: F401
     _scored,
     evaluate,
     ranking_metrics,
+    ranking_per_group,
     segment_metrics,
 )
 from hortus.models._signature import (  # noqa: F401
@@ -220,6 +221,7 @@ __all__ = [
     "predict_scores",
     "primary_metric",
     "ranking_metrics",
+    "ranking_per_group",
     "save_model",
     "score_frame",
     "segment_metrics",

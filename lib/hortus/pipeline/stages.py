@@ -384,6 +384,7 @@ def _gate_one(paths: Paths, params: dict, project: Project, name: str, version) 
 
     from hortus.checks import gate as g
     from hortus.checks import pii_scan
+    from hortus.checks._champion import champion_comparison, floors_check
     from hortus.checks.model_checks import efficiency
     from hortus.features import store as fsm
     from hortus.models import modeling
@@ -446,6 +447,18 @@ def _gate_one(paths: Paths, params: dict, project: Project, name: str, version) 
             champ_pipeline, _ = registry.load(champion)
             champ_spec = _spec(registry.get(champion).spec, f"champion v{champion}")
             baseline = efficiency(champ_pipeline, test_df, champ_spec, **config.model.efficiency)
+            # the champion scored on the candidate's hold-out, paired bootstrap
+            data_checks.append(
+                champion_comparison(
+                    pipeline,
+                    spec,
+                    champ_pipeline,
+                    champ_spec,
+                    test_df,
+                    champion_version=champion,
+                    **config.champion,
+                )  # fmt: skip
+            )
         result = g.run_gate(
             model_name=name,
             version=mv.version,
@@ -459,6 +472,10 @@ def _gate_one(paths: Paths, params: dict, project: Project, name: str, version) 
             baseline=baseline,
             baseline_version=champion if baseline is not None else None,
         )
+    if baseline is None and (champion is None or champion == mv.version):
+        # a first version is judged against absolute floors, latency included
+        stats = next((c.stats for c in result.checks if c.name == "efficiency"), {})
+        result.checks.append(floors_check(mv.metrics, stats, config.floors))
     report = g.record(
         registry,
         result,
