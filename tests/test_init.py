@@ -223,12 +223,12 @@ def test_init_refuses_a_folder_that_is_not_empty(csv, tmp_path):
 
 
 def test_a_failure_while_writing_leaves_nothing(csv, tmp_path, monkeypatch):
-    from hortus.project import scaffold
+    from hortus.project import _write  # init_project looks up _run there
 
     def boom(*a, **k):
         raise InitError("dvc add data failed: simulated")
 
-    monkeypatch.setattr(scaffold, "_run", boom)
+    monkeypatch.setattr(_write, "_run", boom)
     with pytest.raises(InitError, match="simulated"):
         init_project(tmp_path / "proj", infer(csv, target="bought"))
     assert nothing_left(tmp_path)
