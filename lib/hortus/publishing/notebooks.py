@@ -19,15 +19,19 @@ HTML by `static_output_html`:
   `<marimo-mime-renderer>` is replaced by the static rendering of the output it wraps;
 - image/png and image/jpeg become inline `data:` images, image/svg+xml is inlined;
 - Vega-Lite charts (altair outputs, whether as a Vega-Lite mime bundle, inside a marimo
-  element or inside altair's own HTML embed) become inline SVG when `vl_convert` is
-  importable, otherwise a table of the chart's data under the chart title, labelled
-  "chart data (static)";
+  element or inside altair's own HTML embed) become inline SVG, rendered by vl-convert
+  (Vega bundled in a Rust wheel: no browser, no network; external data URLs are
+  refused), once per chart: an output that carries the same chart in several
+  representations shows one.  Each chart is a `<figure class='hortus-chart'
+  data-chart=ID>` (ID = `chart_id(spec)`).  Only when rendering fails is the chart shown
+  as a table of its data under its title, labelled "chart data (static)" with the reason;
 - text/markdown is rendered with mistune, text/plain, streams and errors go in `<pre>`.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import html
 import importlib.util
 import json
@@ -242,6 +246,7 @@ EXTERNAL = re.compile(r"^\s*(https?:)?//", re.IGNORECASE)
 DROP_WITH_CONTENT = {"script", "iframe", "object", "noscript", "template"}
 DROP_TAG = {"link", "embed", "base", "meta"}
 VOID = {"area", "br", "col", "hr", "img", "input", "source", "track", "wbr"}
+SVG_LOADS = {"image", "use", "feimage"}  # SVG elements whose href is fetched
 TABLE_ROWS = 200
 OFFLINE_PROBES = (
     re.compile(r"<script\b", re.IGNORECASE),
@@ -327,19 +332,49 @@ def _chart_title(spec: dict) -> str:
     return ""
 
 
-def chart_html(spec: dict) -> str:
-    """Render a Vega-Lite spec statically: inline SVG with vl_convert, else its data as tables."""
-    title = _chart_title(spec) or "untitled chart"
-    if importlib.util.find_spec("vl_convert") is not None:
-        import vl_convert as vlc
+def chart_id(spec: dict) -> str:
+    """Return a short, stable identity of a Vega-Lite spec (the figure's `data-chart`)."""
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
-        svg = vlc.vegalite_to_svg(spec)
-        return f"<figure class='hortus-chart'>{_sanitize(svg)}</figure>"
+
+def _vl_version(spec: dict, known: list[str]) -> str | None:
+    """Return the bundled Vega-Lite version matching the spec's $schema (None: the newest)."""
+    found = re.search(r"/v(\d+)\.(\d+)(?:\.\d+)?\.json", str(spec.get("$schema", "")))
+    if not found:
+        return None
+    major, minor = int(found[1]), int(found[2])
+    same = [v for v in known if v.split(".")[0] == str(major)]
+    exact = [v for v in same if v == f"{major}.{minor}"]
+    older = [v for v in same if int(v.split(".")[1]) <= minor]
+    pick = exact or older or same
+    return max(pick, key=lambda v: tuple(map(int, v.split(".")))) if pick else None
+
+
+def chart_svg(spec: dict) -> str:
+    """Render a Vega-Lite spec to SVG with vl-convert, offline; raise ValueError if it fails.
+
+    External data URLs are refused (`allowed_base_urls=[]`): a chart's data must be inline.
+    """
+    if importlib.util.find_spec("vl_convert") is None:
+        raise ValueError("vl-convert-python is not installed (run `uv sync`)")
+    import vl_convert as vlc
+
+    version = _vl_version(spec, list(vlc.get_vegalite_versions()))
+    try:
+        return vlc.vegalite_to_svg(spec, vl_version=version, allowed_base_urls=[])
+    except Exception as exc:  # vl-convert raises ValueError; a spec can break it otherwise
+        lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+        reason = next((x for x in lines[1:] if not x.startswith("at ")), lines[0] if lines else "")
+        raise ValueError(reason or type(exc).__name__) from None
+
+
+def _chart_data_html(spec: dict) -> str:
     datasets = dict(spec.get("datasets") or {})
     inline = (spec.get("data") or {}).get("values")
     if isinstance(inline, list):
         datasets["values"] = inline
-    tables = (
+    return (
         "".join(
             rows_table_html(rows, caption=f"dataset {name}" if len(datasets) > 1 else "")
             for name, rows in datasets.items()
@@ -347,11 +382,22 @@ def chart_html(spec: dict) -> str:
         )
         or "<p class='hortus-note'>the chart has no inline data</p>"
     )
-    return (
-        f"<figure class='hortus-chart'><figcaption><strong>{_esc(title)}</strong> "
-        f"<span class='hortus-note'>(chart data (static): the interactive chart needs "
-        f"JavaScript, which this offline page does not load)</span></figcaption>{tables}</figure>"
-    )
+
+
+def chart_html(spec: dict) -> str:
+    """Render a Vega-Lite spec statically: inline SVG, or its data as tables if that fails."""
+    ident = chart_id(spec)
+    try:
+        svg = chart_svg(spec)
+    except ValueError as exc:
+        title = _chart_title(spec) or "untitled chart"
+        return (
+            f"<figure class='hortus-chart hortus-chart-data' data-chart='{ident}'><figcaption>"
+            f"<strong>{_esc(title)}</strong> <span class='hortus-note'>(chart data (static): "
+            f"the chart could not be rendered as SVG ({_esc(exc)}), so its data is shown)"
+            f"</span></figcaption>{_chart_data_html(spec)}</figure>"
+        )
+    return f"<figure class='hortus-chart' data-chart='{ident}'>{_sanitize(svg)}</figure>"
 
 
 def _altair_embed_spec(script: str) -> dict | None:
@@ -403,6 +449,13 @@ class _Static(HTMLParser):
             )
             self.skip.append(tag)
             return
+        if tag == "marimo-vega":  # mo.ui.altair_chart: the spec is an attribute
+            spec = _json_attr(found.get("data-spec"))
+            spec = _json_attr(spec) if isinstance(spec, str) else spec
+            if isinstance(spec, dict):
+                self.out.append(chart_html(spec))
+            self.skip.append(tag)
+            return
         if tag.startswith("marimo-"):
             inner = _json_attr(found.get("data-html"))  # callouts keep their body here
             if isinstance(inner, str) and inner:
@@ -418,18 +471,24 @@ class _Static(HTMLParser):
             if label and value is not None:
                 self.out.append(f"<code>{_esc(value)}</code> ")
             return
+        loads = ("src", "srcset", "href", "xlink:href") if tag in SVG_LOADS else ("src", "srcset")
         kept = [
             (k, v)
             for k, v in attrs
-            if not k.startswith("on") and not (k in ("src", "srcset") and EXTERNAL.match(v or ""))
+            if not k.startswith("on") and not (k in loads and EXTERNAL.match(v or ""))
         ]
         text = "".join(f" {k}" if v is None else f' {k}="{_esc(v)}"' for k, v in kept)
         self.out.append(f"<{tag}{text}>")
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        before = len(self.out)
         self.handle_starttag(tag, attrs)
         if self.skip and self.skip[-1] == tag and tag not in DROP_WITH_CONTENT:
             self.skip.pop()
+        elif len(self.out) == before + 1 and self.out[-1].startswith(f"<{tag}"):
+            # keep `<rect .../>` self-closing: inside SVG an unclosed element swallows the
+            # elements after it (a chart's axes and marks would vanish)
+            self.out[-1] = self.out[-1][:-1] + ("/>" if tag not in VOID else ">")
 
     def handle_endtag(self, tag: str) -> None:
         if self.skip:
@@ -528,6 +587,21 @@ def check_offline(page: str, *, source: Path) -> None:
             raise HortusError(f"{source}: HTML is not offline-safe ({probe.pattern!r}) near {at!r}")
 
 
+def _charts_note(body: str) -> str:
+    """Say how the page's charts were rendered (counted from their figures)."""
+    charts = len(re.findall(r"""<figure class=["']hortus-chart[ "']""", body))
+    as_data = len(re.findall(r"""<figure class=["']hortus-chart hortus-chart-data["']""", body))
+    if not charts:
+        return "no charts"
+    said = "1 chart, shown once" if charts == 1 else f"{charts} charts, each shown once"
+    if not as_data:
+        return f"{said}, as inline SVG"
+    return (
+        f"{said}: {charts - as_data} as inline SVG, {as_data} as a table of the chart's data "
+        "(it could not be rendered; the reason is under its title)"
+    )
+
+
 PAGE_CSS = """
 body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; }
 header.hortus-run { border-bottom: 1px solid #ccc; margin-bottom: 1rem; color: #444; }
@@ -576,9 +650,9 @@ def render_html(
     given = ", ".join(f"{k}={v!r}" for k, v in (parameters or {}).items()) or "defaults"
     header = (
         f"<header class='hortus-run'><h1>{_esc(executed.stem)}</h1>"
-        f"<p>Executed notebook <code>{_esc(executed.name)}</code>; parameters: "
-        f"<code>{_esc(given)}</code>.  Static offline rendering: no scripts are loaded; "
-        "charts are shown as inline SVG or as their data.</p></header>"
+        f"<p>The executed notebook <code>{_esc(executed.name)}</code> (the papermill record, "
+        f"beside this page) rendered as static HTML; parameters: <code>{_esc(given)}</code>.  "
+        f"Offline: no scripts are loaded; {_charts_note(body)}.</p></header>"
     )
     css = HtmlFormatter().get_style_defs(".highlight") + PAGE_CSS
     page = (
