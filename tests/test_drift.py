@@ -244,7 +244,7 @@ def test_per_window_results_find_the_drifting_days():
 
 # -------------------------------------------------------------------- profiles
 def test_stored_profile_gives_the_same_result_as_the_raw_reference(tmp_path):
-    """Check that a profile saved to JSON and loaded compares exactly like the raw reference."""
+    """Check that a saved profile compares like the raw reference profiled the same way."""
     ref = _frame(1, 30_000).with_columns(
         pl.when(pl.int_range(pl.len()) % 7 == 0)
         .then(None)
@@ -252,12 +252,16 @@ def test_stored_profile_gives_the_same_result_as_the_raw_reference(tmp_path):
         .alias("price")
     )
     cur = _frame(2, 4000, shift=0.5, regions=("north", "south", "east"))
-    cfg = DriftConfig(profile_points=2000)
+    cfg = DriftConfig(profile_points=2000, exact_max_rows=0)  # the raw reference sketched too
     raw = compare(ref, cur, config=cfg, segment="region")
     path = Profile.from_frame(ref, config=cfg, segment="region").save(tmp_path / "p.json")
     stored = compare(Profile.load(path), cur, config=cfg, segment="region")
     assert stored.to_dict() == raw.to_dict()
     assert not Profile.load(path).columns["price"].exact
+    assert stored.to_dict()["exact"] is False
+    exact_path = Profile.from_frame(ref, config=DriftConfig(profile_points=None), segment="region")
+    exact = compare(Profile.from_dict(exact_path.to_dict()), cur, segment="region")
+    assert exact.to_dict()["columns"] == compare(ref, cur, segment="region").to_dict()["columns"]
     with pytest.raises(DriftError, match="built per segment 'region'"):
         compare(Profile.load(path), cur, segment="qty")
 
@@ -268,7 +272,7 @@ def test_quantile_sketch_stays_within_its_stated_error():
     ref = pl.DataFrame({"x": rng.lognormal(0, 1, 50_000)})
     cur = pl.DataFrame({"x": rng.lognormal(0.05, 1, 20_000)})
     exact = _result(compare(ref, cur, config=DriftConfig(profile_points=None)), "x")
-    sketch_cfg = DriftConfig(profile_points=500)
+    sketch_cfg = DriftConfig(profile_points=500, exact_max_rows=0)
     prof = Profile.from_frame(ref, config=sketch_cfg).columns["x"]
     sketch = _result(compare(ref, cur, config=sketch_cfg), "x")
     assert prof.values.size <= 500
@@ -276,6 +280,8 @@ def test_quantile_sketch_stays_within_its_stated_error():
     w_gap = abs(sketch.stats["wasserstein"] - exact.stats["wasserstein"])
     assert w_gap <= prof.sketch_wasserstein_error + 1e-12
     assert sketch.stats["psi"] == exact.stats["psi"]  # bins come from the full reference
+    assert exact.exact and exact.ks_error_bound is None
+    assert not sketch.exact and sketch.ks_error_bound == prof.sketch_ks_error
 
 
 def test_profile_refuses_a_file_that_is_not_a_profile(tmp_path):

@@ -24,6 +24,7 @@ from hortus.monitoring._drift_config import (
     P_VALUE_TESTS,
     DriftConfig,
     DriftError,
+    default_skip_reason,
 )
 from hortus.monitoring._drift_profile import (
     ColumnProfile,
@@ -167,6 +168,12 @@ class ColumnDrift:
     missing_categories: tuple[str, ...] = ()
     histogram: dict[str, list] | None = None
     skipped: str | None = None
+    #: False when the reference is a quantile sketch (stored profile or a huge reference)
+    exact: bool = True
+    #: the sketch's bound on |KS - exact KS| (None when exact)
+    ks_error_bound: float | None = None
+    #: the sketch's bound on |normalised Wasserstein - exact| (None when exact)
+    wasserstein_error_bound: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as JSON-able values (non-finite numbers become null)."""
@@ -191,6 +198,9 @@ class ColumnDrift:
             "missing_categories": list(self.missing_categories),
             "histogram": self.histogram,
             "skipped": self.skipped,
+            "exact": self.exact,
+            "ks_error_bound": _finite(self.ks_error_bound),
+            "wasserstein_error_bound": _finite(self.wasserstein_error_bound),
         }
 
 
@@ -224,6 +234,19 @@ class DriftReport:
     segment: str | None = None
     time: str | None = None
     window: str | None = None
+    #: columns left out by default (ID-like names, ingestion metadata) -> why
+    excluded: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        """Return whether every statistic is exact (no sketched reference column)."""
+        return all(r.exact for r in self.results)
+
+    def skipped_columns(self) -> dict[str, str]:
+        """Return every column not compared overall -> why (left out by default or skipped)."""
+        out = dict(self.excluded)
+        out.update({r.column: r.skipped for r in self.overall() if r.skipped and not r.statistic})
+        return out
 
     @property
     def drifted(self) -> bool:
@@ -264,6 +287,8 @@ class DriftReport:
             row["new_categories"] = list(r.new_categories)
             row["missing_categories"] = list(r.missing_categories)
             row["skipped"] = r.skipped
+            row["exact"] = r.exact
+            row["ks_error_bound"] = r.ks_error_bound
             rows.append(row)
         schema: dict[str, Any] = {
             "column": pl.String,
@@ -284,6 +309,8 @@ class DriftReport:
             "new_categories": pl.List(pl.String),
             "missing_categories": pl.List(pl.String),
             "skipped": pl.String,
+            "exact": pl.Boolean,
+            "ks_error_bound": pl.Float64,
         }
         return (
             pl.DataFrame(rows, schema_overrides=schema, strict=False)
@@ -303,6 +330,8 @@ class DriftReport:
             "window": self.window,
             "drifted": self.drifted,
             "drifted_columns": self.drifted_columns,
+            "exact": self.exact,
+            "skipped_columns": self.skipped_columns(),
             "config": self.config.to_dict(),
             "columns": [r.to_dict() for r in self.results],
         }
@@ -320,14 +349,27 @@ def compare(
     window: str | None = None,
     reference_name: str | None = None,
     current_name: str = "current",
+    ids: Sequence[str] = (),
 ) -> DriftReport:
     """Compare a current table with a reference (a frame or a stored `Profile`).
 
     Results come overall, then per `segment` value (the reference is split the same
     way), then per time `window` of the current (`time` column truncated to e.g.
     "1d"/"7d", each window against the whole reference), and per window x segment
-    when both are given.  `columns` defaults to every reference column except the
-    segment and time columns.
+    when both are given.  The first window starts at the current's first timestamp
+    (floored to the window's smallest unit: a "7d" window to the day), not at a
+    boundary counted from 1970, so it is not a partial window.
+
+    `columns` defaults to every reference column except the segment and time columns,
+    ID-like columns (`ids`, e.g. a contract's primary key or a model's ids; names such
+    as ``*_id``; values unique per row) and ingestion metadata (names starting with
+    ``_``); the report lists them with the reason (`DriftReport.skipped_columns`).
+    A named column is always compared.
+
+    A reference frame is profiled exactly (up to ``config.exact_max_rows`` values per
+    column), so KS, Wasserstein and PSI equal their textbook two-sample values; a
+    stored `Profile` may hold a sketch, and those results carry ``exact=False`` and
+    the sketch's error bounds.
 
     Examples
     --------
@@ -371,12 +413,18 @@ def compare(
             segment=segment,
             exclude=[time] if time else [],
             source=reference_name,
+            exact=True,
+            ids=ids,
         )
-    cols = (
-        list(dict.fromkeys(columns))
-        if columns is not None
-        else [c for c in profile.columns if c not in (segment, time)]
-    )
+    excluded: dict[str, str] = {}
+    if columns is None:
+        excluded = {c: r for c, r in profile.excluded.items() if c not in (segment, time)}
+        cols = [c for c in profile.columns if c not in (segment, time)]
+        if config.skip_identifiers:
+            excluded.update({c: r for c in cols if (r := default_skip_reason(c, ids)) is not None})
+            cols = [c for c in cols if c not in excluded]
+    else:
+        cols = list(dict.fromkeys(columns))
 
     cur_label = "current" if current_name == "current" else f"current {current_name}"
     schema = _schema(current, cur_label)
@@ -399,10 +447,10 @@ def compare(
     results: list[ColumnDrift] = []
     for batch in batches:
         lf = current.lazy().select(*(exprs[c] for c in batch), *keep)
-        if time is not None:
-            lf = lf.with_columns(pl.col(time).dt.truncate(window).alias("__hortus_window"))
         try:
             df = lf.collect()
+            if time is not None:
+                df = df.with_columns(_window_starts(df[time], window).alias("__hortus_window"))
         except pl.exceptions.PolarsError as exc:
             raise DriftError(f"cannot read the {cur_label}: {exc}") from None
         if df.height == 0:
@@ -437,7 +485,32 @@ def compare(
         segment=segment,
         time=time,
         window=window,
+        excluded=excluded,
     )
+
+
+def _window_starts(t: pl.Series, window: str) -> pl.Series:
+    """Return the start of each timestamp's window; the first starts where the data starts.
+
+    Windows are `window` long from the first timestamp floored to the window's smallest
+    unit ("7d" and "1mo" to the day, "6h" to the hour), not at multiples of `window` since
+    1970 as ``dt.truncate`` would count them (which makes the first window partial).
+    Nulls stay null.
+    """
+    valid = t.drop_nulls()
+    if valid.is_empty():
+        return pl.Series(t.name, [None] * t.len(), dtype=t.dtype)
+    unit = _WINDOW_RE.match(window).group(2)  # the last, smallest unit
+    floor = "1d" if unit in ("w", "mo", "q", "y") else f"1{unit}"
+    floored = valid.dt.truncate(floor).unique().sort()
+    starts = (
+        floored.to_frame("t")
+        .group_by_dynamic("t", every=window, start_by="datapoint")
+        .agg(pl.len())
+        .get_column("t")
+    )
+    idx = starts.search_sorted(t, side="right").cast(pl.Int64) - 1
+    return starts.gather(idx.clip(lower_bound=0)).set(t.is_null(), None).rename(t.name)
 
 
 def _segment_groups(
@@ -505,6 +578,13 @@ def _compare_column(
         return replace(base, skipped="no non-null values in the current")
     if ref.kind == "numeric":
         out = _numeric_compare(ref, values, config)
+        if not ref.exact:
+            base = replace(
+                base,
+                exact=False,
+                ks_error_bound=ref.sketch_ks_error,
+                wasserstein_error_bound=ref.sketch_wasserstein_error,
+            )
     else:
         out = _categorical_compare(ref, _value_counts(series), config)
     stat = config.stattest.get(col, "auto")

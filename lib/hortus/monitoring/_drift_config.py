@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -22,6 +22,32 @@ SCAN_BATCH_COLUMNS = 4  # columns read per pass from a plain Parquet scan
 MERGE_BLOCK = 1 << 19  # current points per block in `_merge_stats` (4 MB temporaries)
 MAX_LISTED_CATEGORIES = 100  # new/missing categories listed (most frequent first)
 _WINDOW_RE = re.compile(r"^(\d+(ns|us|ms|s|m|h|d|w|mo|q|y))+$")
+ID_MIN_ROWS = 100  # fewer non-null values than this are never called ID-like by their values
+_ID_NAME_RE = re.compile(r"(^|_)(id|uuid|guid)$|[a-z0-9](Id|ID|Uuid|UUID)$")
+
+
+def default_skip_reason(name: str, ids: Sequence[str] = ()) -> str | None:
+    """Return why a column is left out of a default comparison, or None to compare it.
+
+    Ingestion metadata (a name starting with ``_``: ``_source_file``, ``_line``,
+    ``_ingested_at``...), declared identifiers or primary-key columns (`ids`) and
+    identifier-like names (``id``, ``*_id``, ``uuid``, ``*_uuid``, ``guid``, ``userId``)
+    are not distributions worth comparing.  A column named explicitly is always compared.
+
+    Examples
+    --------
+    >>> default_skip_reason("_source_file"), default_skip_reason("price")
+    ('ingestion metadata (name starts with "_")', None)
+    >>> default_skip_reason("user_id")
+    'identifier by its name (id, *_id, uuid, ...)'
+    """
+    if name.startswith("_"):
+        return 'ingestion metadata (name starts with "_")'
+    if name in ids:
+        return "declared identifier or primary-key column"
+    if _ID_NAME_RE.search(name) or _ID_NAME_RE.search(name.lower()):
+        return "identifier by its name (id, *_id, uuid, ...)"
+    return None
 
 
 class DriftError(HortusError):
@@ -61,8 +87,15 @@ class DriftConfig:
     categorical_max_unique_numeric: int = 5
     #: categorical columns with more distinct reference values are skipped (identifiers)
     max_categories: int = 10_000
-    #: numeric reference kept as at most this many weighted quantile points (None: exact)
+    #: a reference frame given to `compare` keeps each numeric column exactly (exact KS,
+    #: Wasserstein and PSI) up to this many non-null values; above it, and in a stored
+    #: `Profile`, a sketch of `profile_points` points (None: always exact)
+    exact_max_rows: int | None = 5_000_000
+    #: points of the quantile sketch of a stored profile or a reference above
+    #: `exact_max_rows` (None: stored profiles are exact too)
     profile_points: int | None = 10_000
+    #: leave ID-like columns and ingestion metadata out unless named in `columns`
+    skip_identifiers: bool = True
     #: per-column gating statistic ("ks", "wasserstein", "psi", "jensen_shannon", "chi2")
     stattest: Mapping[str, str] = field(default_factory=dict)
     #: per-column threshold (alpha for p-value tests, a distance otherwise)
@@ -82,6 +115,11 @@ class DriftConfig:
             raise DriftError(
                 "drift config: profile_points must be at least 100 (or null for an exact "
                 f"profile), got {self.profile_points!r}"
+            )
+        if self.exact_max_rows is not None and self.exact_max_rows < 0:
+            raise DriftError(
+                "drift config: exact_max_rows must be at least 0 (or null: always exact), "
+                f"got {self.exact_max_rows!r}"
             )
         allowed = sorted(set(NUMERIC_STATISTICS) | set(CATEGORICAL_STATISTICS))
         for column, stat in self.stattest.items():

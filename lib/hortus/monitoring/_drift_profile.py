@@ -18,12 +18,14 @@ import numpy as np
 import polars as pl
 
 from hortus.monitoring._drift_config import (
+    ID_MIN_ROWS,
     NULL_SEGMENT,
     PARALLEL_MIN_ROWS,
     PROFILE_FORMAT,
     SCAN_BATCH_COLUMNS,
     DriftConfig,
     DriftError,
+    default_skip_reason,
 )
 from hortus.monitoring._drift_stats import _bin_counts, _scale
 
@@ -106,6 +108,8 @@ class Profile:
     segment: str | None = None
     segments: dict[str, Profile] = field(default_factory=dict)
     source: str | None = None
+    #: columns left out by default (ID-like names, metadata), with the reason
+    excluded: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_frame(
@@ -117,8 +121,18 @@ class Profile:
         segment: str | None = None,
         exclude: Sequence[str] = (),
         source: str | None = None,
+        exact: bool = False,
+        ids: Sequence[str] = (),
     ) -> Profile:
-        """Profile a reference frame (all columns but `segment`/`exclude` by default)."""
+        """Profile a reference frame (all columns but `segment`/`exclude` by default).
+
+        Numeric columns are kept exactly when `exact` and they have at most
+        ``config.exact_max_rows`` values (what `compare` does with a frame), else as a
+        sketch of ``config.profile_points`` points (a stored profile).  Unless `columns`
+        names them, ID-like columns (`ids`, names such as ``*_id``, values unique per
+        row) and ingestion metadata (names starting with ``_``) are left out, with the
+        reason in `excluded` or in the column's `skipped`.
+        """
         config = config or DriftConfig()
         name = f"reference {source}" if source else "reference"
         schema = _schema(frame, name)
@@ -127,18 +141,24 @@ class Profile:
         if segment is not None and columns is not None and segment in columns:
             raise DriftError(f"the segment column {segment!r} cannot also be a profiled column")
         cols = _pick_columns(schema, columns, name, drop=[segment, *exclude])
-        kinds: dict[str, str] = {}
+        excluded: dict[str, str] = {}
+        detect_ids = columns is None and config.skip_identifiers
+        if detect_ids:
+            excluded = {c: r for c in cols if (r := default_skip_reason(c, ids)) is not None}
+            cols = [c for c in cols if c not in excluded]
+        mode = (exact, detect_ids)
+        kinds: dict[str, tuple[str, str | None]] = {}
         overall: dict[str, ColumnProfile] = {}
         for batch in [cols] if segment is not None else _column_batches(frame, cols):
             df = _collect(frame, [*batch, *([segment] if segment else [])], name)
             if df.height == 0:
                 raise DriftError(f"the {name} has no rows; nothing to profile")
-            overall.update(_profile_columns(df, batch, config, kinds))
+            overall.update(_profile_columns(df, batch, config, kinds, mode))
         segments: dict[str, Profile] = {}
         if segment is not None:
             for key, part in _partition(df, segment).items():
                 segments[key] = cls(
-                    columns=_profile_columns(part, cols, config, kinds),
+                    columns=_profile_columns(part, cols, config, kinds, mode),
                     rows=part.height,
                     settings=_settings(config),
                     source=f"{source or 'reference'} [{segment}={key}]",
@@ -150,6 +170,7 @@ class Profile:
             segment=segment,
             segments=segments,
             source=source,
+            excluded=excluded,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,6 +183,7 @@ class Profile:
             "segment": self.segment,
             "columns": {k: c.to_dict() for k, c in self.columns.items()},
             "segments": {k: p.to_dict() for k, p in self.segments.items()},
+            "excluded": dict(self.excluded),
         }
 
     @classmethod
@@ -179,6 +201,7 @@ class Profile:
             segment=data.get("segment"),
             segments={k: cls.from_dict(p, source=source) for k, p in data["segments"].items()},
             source=data.get("source"),
+            excluded=dict(data.get("excluded") or {}),
         )
 
     def save(self, path: str | Path) -> Path:
@@ -328,38 +351,70 @@ def _parallel_map(fn: Callable[..., Any], items: Sequence[Any], rows: int) -> li
 
 
 def _profile_columns(
-    df: pl.DataFrame, cols: list[str], config: DriftConfig, kinds: dict[str, str]
+    df: pl.DataFrame,
+    cols: list[str],
+    config: DriftConfig,
+    kinds: dict[str, tuple[str, str | None]],
+    mode: tuple[bool, bool] = (False, False),
 ) -> dict[str, ColumnProfile]:
-    """Profile columns; `kinds` fixes each column's kind on the first (overall) call."""
+    """Profile columns; `kinds` fixes each column's kind (and skip reason) on the first call.
+
+    `mode` is (exact, detect_ids): keep numeric columns exactly up to
+    ``config.exact_max_rows``; skip columns whose values are unique per row.
+    """
     done = _parallel_map(
-        _profile_column, [(df, col, config, kinds.get(col)) for col in cols], df.height
+        _profile_column, [(df, col, config, kinds.get(col), *mode) for col in cols], df.height
     )
     for col, prof in zip(cols, done, strict=True):
-        kinds.setdefault(col, prof.kind)
+        kinds.setdefault(col, (prof.kind, prof.skipped if prof.kind == "skipped" else None))
     return dict(zip(cols, done, strict=True))
 
 
 def _profile_column(
-    df: pl.DataFrame, col: str, config: DriftConfig, fixed_kind: str | None
+    df: pl.DataFrame,
+    col: str,
+    config: DriftConfig,
+    fixed: tuple[str, str | None] | None,
+    exact: bool = False,
+    detect_ids: bool = False,
 ) -> ColumnProfile:
-    """Profile one column; `fixed_kind` is the kind decided on the overall reference."""
+    """Profile one column; `fixed` is the (kind, skip reason) decided on the overall reference."""
     dtype = df.schema[col]
-    kind = fixed_kind or _kind_of(dtype) or "skipped"
+    kind = fixed[0] if fixed else _kind_of(dtype) or "skipped"
     if kind == "skipped":
         nulls = df[col].null_count()
-        return ColumnProfile(
-            col, "skipped", str(dtype), df.height - nulls, nulls, _skip_reason(dtype)
-        )
+        reason = (fixed[1] if fixed else None) or _skip_reason(dtype)
+        return ColumnProfile(col, "skipped", str(dtype), df.height - nulls, nulls, reason)
     integer_categories = kind == "categorical" and dtype.is_integer()
     if kind == "numeric":
         s = _sorted_finite(df[col])
         distinct = 1 + int(np.count_nonzero(s[1:] != s[:-1])) if s.size else 0
+        if fixed is None and detect_ids and dtype.is_integer() and _dense_unique(s, distinct):
+            return _id_like(col, dtype, s.size, df.height - s.size, "integers")
         as_categories = 0 < distinct <= config.categorical_max_unique_numeric
-        if fixed_kind is not None or not dtype.is_integer() or not as_categories:
-            return _numeric_profile(col, str(dtype), s, df.height - s.size, config)
+        if fixed is not None or not dtype.is_integer() or not as_categories:
+            return _numeric_profile(col, str(dtype), s, df.height - s.size, config, exact)
         integer_categories = True
     series = df.select(_category_expr(col, dtype, integer_categories)).to_series()
-    return _categorical_profile(col, dtype, series, config, integer_categories)
+    prof = _categorical_profile(col, dtype, series, config, integer_categories)
+    unique = prof.counts is not None and prof.counts.size == prof.count >= ID_MIN_ROWS
+    if fixed is None and detect_ids and unique:
+        return _id_like(col, dtype, prof.count, prof.nulls, "values")
+    return prof
+
+
+def _dense_unique(s: np.ndarray, distinct: int) -> bool:
+    """Whether sorted integers look like a row counter: unique and dense (range < 2 n)."""
+    return s.size >= ID_MIN_ROWS and distinct == s.size and s[-1] - s[0] + 1 <= 2 * s.size
+
+
+def _id_like(col: str, dtype: pl.DataType, count: int, nulls: int, what: str) -> ColumnProfile:
+    reason = (
+        f"ID-like: all {count:,} non-null {what} are distinct"
+        + (" and dense, like a row counter" if what == "integers" else "")
+        + "; name it in columns to compare it"
+    )
+    return ColumnProfile(col, "skipped", str(dtype), count, nulls, reason)
 
 
 def _sorted_quantiles(s: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -382,7 +437,7 @@ def _distinct(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _numeric_profile(
-    name: str, dtype: str, s: np.ndarray, nulls: int, config: DriftConfig
+    name: str, dtype: str, s: np.ndarray, nulls: int, config: DriftConfig, exact: bool = False
 ) -> ColumnProfile:
     if s.size == 0:
         return ColumnProfile(
@@ -393,7 +448,8 @@ def _numeric_profile(
     bin_counts = _bin_counts(s, edges)
     points = config.profile_points
     ks_err = w_err = 0.0
-    if points is None or n <= points:
+    limit = config.exact_max_rows
+    if points is None or n <= points or (exact and (limit is None or n <= limit)):
         values, weights = _distinct(s)
         exact = True
     else:

@@ -65,9 +65,19 @@ def render_html(report: DriftReport, *, title: str | None = None) -> str:
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p>",
         verdict,
         f'<p class="muted">{_e(settings)}</p>',
+        _exactness(report),
         "<h2>Overall</h2>",
         _table(report.overall(), show_group=False),
     ]
+    left_out = report.excluded
+    if left_out:
+        parts.append("<h2>Columns not compared</h2>")
+        parts.append(
+            '<p class="muted">left out by default; name them in the columns to compare '
+            "them</p><table><thead><tr><th>column</th><th>reason</th></tr></thead><tbody>"
+            + "".join(f"<tr><td>{_e(c)}</td><td>{_e(r)}</td></tr>" for c, r in left_out.items())
+            + "</tbody></table>"
+        )
     detail = [r for r in report.results if r.segment is not None or r.window_start is not None]
     if detail:
         by = " and ".join(
@@ -120,6 +130,26 @@ def write_html(report: DriftReport, path: str | Path, *, title: str | None = Non
     return path
 
 
+def _exactness(report: DriftReport) -> str:
+    """Say whether the statistics are exact, or which come from a sketch and how far off."""
+    sketched = [r for r in report.overall() if not r.exact]
+    if not sketched:
+        return (
+            '<p class="muted">Statistics are exact (the whole reference against the whole '
+            "current).</p>"
+        )
+    bounds = ", ".join(
+        f"{r.column} (KS within ±{r.ks_error_bound:.2g}, normalised Wasserstein within "
+        f"±{r.wasserstein_error_bound or 0.0:.2g})"
+        for r in sketched
+    )
+    return (
+        '<p class="verdict bad">Some statistics are approximate: the reference of '
+        f"{len(sketched)} column(s) is a quantile sketch (stored profile or over "
+        f"exact_max_rows): {_e(bounds)}.</p>"
+    )
+
+
 # ---------------------------------------------------------------------- tables
 def _table(rows: Sequence[ColumnDrift], *, show_group: bool) -> str:
     head = ["column"]
@@ -145,7 +175,8 @@ def _table(rows: Sequence[ColumnDrift], *, show_group: bool) -> str:
             flags,
             nulls,
             _e(", ".join(r.new_categories[:10]) + (" ..." if len(r.new_categories) > 10 else "")),
-            _e(r.skipped or ""),
+            _e(r.skipped or "")
+            + ("" if r.exact else f"approximate (KS ±{r.ks_error_bound or 0.0:.2g})"),
         ]
         out.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     out.append("</tbody></table>")
