@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from scipy import stats
 
+from hortus.cli.core import main
 from hortus.monitoring.drift import DriftConfig, Profile, compare
 from hortus.monitoring.drift_report import render_html
 
@@ -133,3 +134,26 @@ def test_first_window_starts_at_the_first_timestamp():
     hourly = compare(cur, late, ["price"], time="ts", window="1h")
     first = min(r.window_start for r in hourly.results if r.window_start is not None)
     assert first == datetime(2025, 3, 3, 9)  # the first timestamp floored to the hour
+
+
+def test_cli_reports_exactness_and_the_columns_left_out(tmp_path, capsys):
+    """Check `hortus drift`: exact JSON from files, approximate from a saved profile, skips."""
+    ref, cur = _with_ids(3000, 1), _with_ids(3000, 2)
+    ref.write_parquet(tmp_path / "ref.parquet")
+    cur.write_parquet(tmp_path / "cur.parquet")
+    out, prof = tmp_path / "out.json", tmp_path / "prof.json"
+    args = ["drift", str(tmp_path / "ref.parquet"), str(tmp_path / "cur.parquet")]
+    assert main([*args, "--json", str(out), "--save-profile", str(prof)]) == 0
+    printed = capsys.readouterr().out
+    assert "_source_file  not compared: ingestion metadata" in printed
+    data = json.loads(out.read_text())
+    assert data["exact"] is True and "order_id" in data["skipped_columns"]
+    assert all(c["exact"] and c["ks_error_bound"] is None for c in data["columns"])
+    assert main(["drift", str(prof), str(tmp_path / "cur.parquet"), "--json", str(out)]) == 0
+    assert "approximate" not in capsys.readouterr().out  # 3,000 rows fit the 10,000-point sketch
+    big = DriftConfig(profile_points=500)
+    Profile.from_frame(ref, config=big).save(prof)
+    assert main(["drift", str(prof), str(tmp_path / "cur.parquet"), "--json", str(out)]) == 0
+    assert "approximate: the reference of" in capsys.readouterr().out
+    price = next(c for c in json.loads(out.read_text())["columns"] if c["column"] == "price")
+    assert price["exact"] is False and price["ks_error_bound"] > 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from hortus.errors import TableNotFound
+from hortus.errors import HortusError, TableNotFound
 from hortus.monitoring.drift import (
     CORRECTIONS,
     DriftConfig,
@@ -132,6 +132,15 @@ def summary_lines(report: DriftReport, *, show_all: bool = False) -> list[str]:
                 verdict += f"; new: {', '.join(r.new_categories[:5])}"
             line += f"  {r.statistic:<14} {r.value:>10.4g} {p:>10} {r.threshold:>9.3g}  {verdict}"
         lines.append(line)
+    for column, why in report.excluded.items():
+        lines.append(f"{column:<{width}}  not compared: {why}")
+    sketched = [r for r in report.overall() if not r.exact]
+    if sketched:
+        lines.append(
+            "approximate: the reference of "
+            + ", ".join(f"{r.column} (KS within ±{r.ks_error_bound:.2g})" for r in sketched)
+            + " is a quantile sketch (stored profile or above exact_max_rows)"
+        )
     hidden = len(report.results) - len(rows)
     if hidden:
         lines.append(f"({hidden} segment/window rows without drift not shown; --all shows them)")
@@ -145,8 +154,8 @@ def summary_lines(report: DriftReport, *, show_all: bool = False) -> list[str]:
     return lines
 
 
-def model_inputs(name: str, root: Path | None) -> tuple[list[str], str | None]:
-    """Return (features, time column) of a model of the project definition (hortus.yaml).
+def model_inputs(name: str, root: Path | None) -> tuple[list[str], str | None, list[str]]:
+    """Return (features, time column, ids) of a model of the project definition (hortus.yaml).
 
     The features are those the model reads (`hortus.project.definition.resolve_features`); an
     unknown model is refused naming the project's models.
@@ -157,7 +166,19 @@ def model_inputs(name: str, root: Path | None) -> tuple[list[str], str | None]:
     project = Project.load(root)
     model = project.model(name)
     features, _, _ = resolve_features(model, Catalog.load(root=project.root), project.feature_set())
-    return list(features), model.time
+    return list(features), model.time, list(model.ids)
+
+
+def table_keys(spec: str, root: Path | None) -> list[str]:
+    """Return the primary key of a catalog table named like `silver.orders` (else none)."""
+    if Path(spec).exists() or not TABLE_NAME.match(spec):
+        return []
+    try:
+        from hortus.lakehouse.catalog import Catalog
+
+        return list(Catalog.load(root=root).get(spec).primary_key)
+    except (HortusError, OSError):  # no project or no such contract: no declared keys
+        return []
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
@@ -169,23 +190,25 @@ def cmd_drift(args: argparse.Namespace) -> int:
     if isinstance(current, Profile):
         raise DriftError(f"current {args.current} is a drift profile; the current must be data")
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    ids = [*table_keys(args.reference, root), *table_keys(args.current, root)]
     if getattr(args, "model", None):
-        model_columns, model_time = model_inputs(args.model, root)
+        model_columns, model_time, model_ids = model_inputs(args.model, root)
+        ids += model_ids
         columns = columns or model_columns
         if args.time is None and args.window and model_time:
             args.time = model_time
-    if args.save_profile:
+    if args.save_profile:  # a sketch for later runs; this run still compares exactly
         if isinstance(reference, Profile):
             raise DriftError("--save-profile needs a reference table, not a profile")
-        reference = Profile.from_frame(
+        Profile.from_frame(
             reference,
             columns,
             config,
             segment=args.segment,
             exclude=[args.time] if args.time else [],
             source=args.reference,
-        )
-        reference.save(args.save_profile)
+            ids=ids,
+        ).save(args.save_profile)
         print(f"reference profile written to {args.save_profile}")
     report = compare(
         reference,
@@ -197,6 +220,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         window=args.window,
         reference_name=args.reference,
         current_name=args.current,
+        ids=ids,
     )
     print("\n".join(summary_lines(report, show_all=args.all)))
     if args.json_out:
@@ -218,13 +242,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="compare a current table with a reference, column by column",
         description="Compare CURRENT with REFERENCE per column (numeric: KS, normalised "
         "Wasserstein, PSI, Jensen-Shannon; categorical: chi-square, PSI, Jensen-Shannon), "
-        "overall, per segment and per time window.  Each side is a Delta table folder, a "
+        "overall, per segment and per time window.  Statistics are exact unless the reference "
+        "is a saved profile (then marked approximate with its error bound); ID-like columns "
+        "and ingestion metadata are left out unless named.  Each side is a Delta table folder, a "
         "Parquet/CSV/NDJSON file or a catalog table such as silver.orders; the reference may "
         "also be a profile saved with --save-profile.  Exit 0: no drift, 1: drift, 2: bad input.",
     )
     d.add_argument("reference", help="reference table, file or saved profile (.json)")
     d.add_argument("current", help="current table or file")
-    d.add_argument("--columns", help="comma list of columns (default: every reference column)")
+    d.add_argument(
+        "--columns",
+        help="comma list of columns (default: every reference column but ID-like ones, a "
+        "catalog table's primary key and ingestion metadata such as _source_file)",
+    )
     d.add_argument(
         "--model",
         metavar="NAME",
