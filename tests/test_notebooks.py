@@ -118,18 +118,23 @@ def test_run_injects_parameters_into_executed_notebook(runs):
 
 
 def test_run_publishes_offline_html_with_chart(runs):
-    """Check that the HTML shows the chart (SVG or static data table) and loads nothing external."""
+    """Check that the HTML shows the chart once as inline SVG and loads nothing external."""
     page = (runs["given"] / "demo.html").read_text(encoding="utf-8")
+    check_offline(page, source=runs["given"] / "demo.html")
     assert "squares for zz" in page
-    assert "<svg" in page or "chart data (static)" in page
-    # the 5 rows of the parameterised frame are in the chart (x = 4, y = 16 is the last)
-    assert "<td>4</td><td>16</td>" in page or "<svg" in page
+    assert page.count("<svg") == 1 and "chart data (static)" not in page
+    assert "1 chart, shown once, as inline SVG" in page
+    # the 5 points of the parameterised frame are plotted: the y axis runs to 16
+    svg = page[page.index("<svg") : page.index("</svg>")]
+    assert re.search(r">16(\.0)?</text>", svg), svg[-2000:]
     assert "<strong>zz</strong>" in page
     assert "<script" not in page.lower()
     assert 'src="http' not in page and "src='http" not in page
     assert "cdn" not in page.lower()
     default_page = (runs["default"] / "demo.html").read_text(encoding="utf-8")
-    assert "squares for a" in default_page and "<td>4</td><td>16</td>" not in default_page
+    assert "squares for a" in default_page and default_page.count("<svg") == 1
+    default_svg = default_page[default_page.index("<svg") : default_page.index("</svg>")]
+    assert not re.search(r">16(\.0)?</text>", default_svg)  # n = 3: y runs to 4
 
 
 def test_run_refuses_unknown_parameter(project, capsys):
