@@ -11,12 +11,29 @@ import yaml
 from hortus.errors import HortusError
 
 
-def load_section(path: Path, section: str) -> dict[str, Any]:
-    """Return one section of params.yaml, or raise a clear error naming file and section."""
+def read_params(path: Path) -> dict[str, Any]:
+    """Return a whole params file as a mapping, or raise a clear error naming the file."""
     path = Path(path)
     if not path.exists():
         raise HortusError(f"{path}: parameters file not found")
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise HortusError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise HortusError(f"{path}: expected a mapping of sections, got {type(doc).__name__}")
+    return doc
+
+
+def load_section(path: Path, section: str) -> dict[str, Any]:
+    """Return one section of params.yaml, or raise a clear error naming file and section.
+
+    Stage commands check the section against its schema too (`hortus.params_schema`,
+    called by the CLI's `_params`, which this module must not import: the schemas
+    use the library's own config parsers, and those use `refuse_unknown_keys` here).
+    """
+    path = Path(path)
+    doc = read_params(path)
     if section not in doc:
         raise HortusError(f"{path}: no section {section!r} (sections: {', '.join(doc)})")
     return doc[section] or {}

@@ -15,9 +15,18 @@ def _paths(args: argparse.Namespace) -> Paths:
 
 
 def _params(args: argparse.Namespace, paths: Paths, section: str) -> dict:
-    from hortus.params import load_section
+    """Return a params section, checked against its schema before the stage does any work.
 
-    return load_section(Path(args.params) if args.params else paths.root / "params.yaml", section)
+    An unknown key or a value of the wrong type or range is refused
+    (hortus.params_schema), naming file, key, expected type and the valid names: exit 2.
+    """
+    from hortus.params import load_section
+    from hortus.params_schema import check_section
+
+    path = Path(args.params) if args.params else paths.root / "params.yaml"
+    body = load_section(path, section)
+    check_section(section, body, source=path.name, root=paths.root)
+    return body
 
 
 def _project(paths: Paths):

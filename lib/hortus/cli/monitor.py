@@ -162,12 +162,13 @@ def _alert_dict(event) -> dict:
 
 def cmd_monitor_stage(args: argparse.Namespace) -> int:
     """Run the DVC `monitor` stage and print its summary."""
-    from hortus.params import load_section
+    from hortus.cli._common import _params
     from hortus.pipeline import stages
 
     paths = Paths.at(Path(args.root)) if getattr(args, "root", None) else Paths.discover()
-    params = load_section(Path(args.params) if args.params else paths.root / "params.yaml",
-                          "monitor")  # fmt: skip
+    params = _params(args, paths, "monitor")  # checked against its schema, as every stage's
+    if _has_alerts(paths, args.params):
+        _params(args, paths, "alerts")  # the alert rules too, before any monitor runs
     params = _with_model(params, paths, args.model)
     from hortus.monitoring.runlog import record_run
 

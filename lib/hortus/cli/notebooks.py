@@ -35,6 +35,12 @@ def cmd_notebooks_run(args: argparse.Namespace) -> int:
 
     paths = Paths.at(Path(args.root)) if getattr(args, "root", None) else Paths.discover()
     parameters = parse_parameters(args.param or [])
+    if args.name == "train":  # params.yaml's train section and the -p values, at once
+        from hortus.cli._common import _params
+        from hortus.params_schema import check_values
+
+        _params(argparse.Namespace(params=None), paths, "train")
+        check_values("train", parameters, source="hortus notebooks run train -p")
     out = Path(args.out).resolve() if args.out else None
     executed, page = publish_notebook(
         paths.root, args.name, parameters, out_dir=out, timeout=args.timeout
