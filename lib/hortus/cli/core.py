@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -293,6 +294,19 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return 0 if summary["passed"] or args.stage else 1
 
 
+def cmd_params_check(args: argparse.Namespace) -> int:
+    """List every problem of the params file (hortus.params_schema); exit 2 if any."""
+    from hortus.params_schema import file_problems
+
+    path = Path(args.params) if args.params else _paths(args).root / "params.yaml"
+    problems = file_problems(path)
+    for line in problems:
+        print(line)
+    if not problems:
+        print(f"{path}: every section matches its schema")
+    return 2 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the `hortus` command."""
     p = argparse.ArgumentParser(prog="hortus", description=__doc__.splitlines()[0])
@@ -440,6 +454,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_reproduce)
 
+    pc = sub.add_parser(
+        "params",
+        help="check params.yaml against the schema of each section",
+        description="check: list every unknown section or key and every value of the wrong "
+        "type or range in params.yaml (hortus.params_schema), with the valid names. Exit 0 "
+        "when the file is valid, 2 otherwise.  Every stage checks its own section too.",
+    )
+    pc.add_argument("action", choices=["check"])
+    pc.add_argument("--params", help="params file (default: params.yaml at the root)")
+    pc.set_defaults(func=cmd_params_check)
+
     from hortus.cli.features import add_parsers as _features
 
     _features(sub)
@@ -465,8 +490,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: environment the stages need, set by the entry point unless the user set it: `dvc repro`
+#: runs `hortus <stage>` without the Makefile's exports, and the train notebook's kernel
+#: (papermill) inherits this process's environment
+STAGE_ENV = {
+    # OpenMP threads (scikit-learn's gradient boosting) sleep instead of spinning while
+    # they wait: the same results, but no collapse when other processes share the cores
+    # (the train stage took 365-579 s spinning against 72-105 s passive on 2 shared cores)
+    "OMP_WAIT_POLICY": "PASSIVE",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    # before any command imports numpy or scikit-learn (OpenMP reads it once, at load)
+    for name, value in STAGE_ENV.items():
+        os.environ.setdefault(name, value)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
