@@ -82,6 +82,8 @@ def _stage(name: str):
             _project(paths).model(args.model)  # an unknown model: a clear error, exit 2
             if "model" in inspect.signature(stages.STAGES[name]).parameters:
                 extra = {"model": args.model}
+        if getattr(args, "rebuild", False):
+            extra["rebuild"] = True
         # every stage run, ok or failed, lands in ops.pipeline_runs (pipeline health)
         with record_run(paths, name):
             summary = stages.STAGES[name](paths, params, **extra)

@@ -372,6 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--params", help="params file (default: params.yaml at the root)")
         if name in ("train", "register", "score"):
             add_model_option(s, every="every model of hortus.yaml")
+        if name in ("ingest", "silver"):
+            s.add_argument(
+                "--rebuild",
+                action="store_true",
+                help="drop the stage's layers first and build them again (the DVC stage)",
+            )
         s.set_defaults(func=_stage(name))
 
     c = sub.add_parser(

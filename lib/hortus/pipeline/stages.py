@@ -29,17 +29,56 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
 
 
-def ingest(paths: Paths, params: dict) -> dict:
-    """Land every new file of data/ in bronze; refused files are reported, not fatal."""
+def pin_tables(paths: Paths, stage: str, lh: Lakehouse, tables: list[str]) -> dict:
+    """Write reports/tables/<stage>.json: rows and content hash of every table the stage wrote.
+
+    The lakehouse is not a DVC output (Delta file names and commit times differ on
+    every build, and the lakehouse may live on object storage where DVC outs cannot
+    point), so each stage pins what it wrote here: an order-independent content hash
+    without ingestion-time columns (`Lakehouse.content_hash`).  Same inputs, same
+    file: `dvc.lock` stays valid on a rebuild, and downstream stages depend on it.
+    """
+    pinned = {}
+    for name in sorted(tables):
+        if lh.exists(name):
+            digest = lh.content_hash(name)
+            rows = int(digest.split(";")[0].removeprefix("rows="))
+            pinned[name] = {"rows": rows, "content": digest}
+    _write_json(paths.reports / "tables" / f"{stage}.json", pinned)
+    return pinned
+
+
+def _drop(paths: Paths, *layers: str) -> None:
+    """Remove the folders of whole layers: what DVC did when they were its outputs."""
+    import shutil
+
+    for layer in layers:
+        if paths.layer(layer).exists():
+            shutil.rmtree(paths.layer(layer))
+
+
+def ingest(paths: Paths, params: dict, rebuild: bool = False) -> dict:
+    """Land every new file of data/ in bronze; refused files are reported, not fatal.
+
+    With `rebuild` (the DVC stage) bronze is dropped first and landed again from data/.
+    """
+    if rebuild:
+        _drop(paths, "bronze")
     lh = Lakehouse.open(paths.root, stage="ingest")
     report = ingest_files(paths.data, lh, flush_rows=int(params.get("flush_rows", 2_000_000)))
     summary = report.to_dict()
     _write_json(paths.reports / "ingest.json", summary)
+    pin_tables(paths, "ingest", lh, lh.catalog.names("bronze"))
     return summary
 
 
-def silver(paths: Paths, params: dict) -> dict:
-    """Validate, deduplicate and tokenise bronze into silver; quarantine the rest."""
+def silver(paths: Paths, params: dict, rebuild: bool = False) -> dict:
+    """Validate, deduplicate and tokenise bronze into silver; quarantine the rest.
+
+    With `rebuild` (the DVC stage) silver and quarantine are dropped first.
+    """
+    if rebuild:
+        _drop(paths, "silver", "quarantine")
     lh = Lakehouse.open(paths.root, stage="silver")
     options = silver_mod.SilverOptions(
         key=load_key(paths.secrets),
@@ -55,6 +94,7 @@ def silver(paths: Paths, params: dict) -> dict:
         "totals": {k: sum(c[k] for c in checks) for k in ("landed", "accepted", "quarantined")},
     }
     _write_json(paths.reports / "silver.json", summary)
+    pin_tables(paths, "silver", lh, lh.catalog.names("silver") + lh.catalog.names("quarantine"))
     return summary
 
 
@@ -68,6 +108,7 @@ def kpis(paths: Paths, params: dict) -> dict:
     lh = Lakehouse.open(paths.root, stage="kpis")
     table = project.hook(project.kpis.build, "kpis.build")(lh)
     lh.write(project.kpis.table, table, mode="overwrite")
+    pin_tables(paths, "kpis", lh, [project.kpis.table])
     summarise = project.hook(project.kpis.summary, "kpis.summary")
     summary = summarise(table) if summarise else {"rows": table.height}
     _write_json(paths.reports / "kpis.json", summary)
@@ -169,6 +210,8 @@ def features(paths: Paths, params: dict) -> dict:
         "skew": skew.to_dict(),
     }
     _write_json(paths.reports / "features.json", summary)
+    written = [g.table for g in fs.groups] + ([project.examples.table] if project.examples else [])
+    pin_tables(paths, "features", lh, written)
     if not skew.ok:
         raise HortusError(
             f"training/serving skew in {summary['skew']['mismatched_features']}: "
@@ -202,7 +245,9 @@ def train(paths: Paths, params: dict, model: str | None = None) -> dict:
         executed = run_notebook(
             notebook_path(paths.root, "train"),
             folder / "train.ipynb",
-            dict(params) | {"model": name, "output_dir": str(folder)},
+            # relative to the root (the kernel's working directory): run.json and the
+            # executed notebook then name the same paths in every clone
+            dict(params) | {"model": name, "output_dir": str(folder.relative_to(paths.root))},
             cwd=paths.root,
         )
         run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
@@ -306,6 +351,7 @@ def score(paths: Paths, params: dict, model: str | None = None) -> dict:
     default = project.default_model if project.default_model in results else next(iter(results))
     out = results[default] | {"models": results}
     _write_json(paths.reports / "score.json", out)
+    pin_tables(paths, "score", lh, [project.model(n).scoring.table for n in results])
     return out
 
 

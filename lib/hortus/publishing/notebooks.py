@@ -188,7 +188,30 @@ def _execute(
             f"notebook {notebook.name} failed in cell {exc.exec_count}: {exc.ename}: "
             f"{exc.evalue} (executed notebook kept at {output})"
         ) from None
+    strip_volatile(output)
     return output
+
+
+def strip_volatile(path: Path) -> None:
+    """Remove what differs between two runs of the same notebook on the same inputs.
+
+    papermill stamps each cell and the notebook with start and end times, durations and
+    the temporary input path, and the kernel adds execution timestamps; without them
+    an executed notebook is the same bytes on a rebuild, so `dvc.lock` stays valid.
+    """
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    meta = nb.get("metadata", {}).get("papermill")
+    if isinstance(meta, dict):
+        for key in ("start_time", "end_time", "duration", "input_path", "output_path"):
+            meta.pop(key, None)
+    for cell in nb.get("cells", []):
+        cmeta = cell.get("metadata", {})
+        cmeta.pop("execution", None)
+        pm_meta = cmeta.get("papermill")
+        if isinstance(pm_meta, dict):
+            for key in ("start_time", "end_time", "duration"):
+                pm_meta.pop(key, None)
+    path.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n", "utf-8")
 
 
 def run_notebook(
