@@ -26,6 +26,17 @@ the CLI and the `dvc repro` stages alike:
   Without an audit key nothing is read or written (fail closed).
 
 `exists` and `version` answer from table metadata only and are not enforced.
+
+Every write of a table outside the `ops` layer also records a ``table_committed``
+event in `ops.events` (table, version, mode, rows, stage, user): one small Delta
+append (about 10 ms), whatever the size of the write, and no alert configuration
+is read here.  The events of this process wait in `pending_commits` until the
+stage that made them (`hortus.monitoring.runlog.record_run`) dispatches them to the
+rules and actions subscribed to ``table_committed``; the monitor run sees them all.
+`ops.*` writes (the run log, alerts, the registry, the events themselves) record
+none: they are bookkeeping of other events, and recording them would recurse.
+The event row is written under the grant of the table write that caused it (the
+user wrote that table; the event says only that it happened) and audited as such.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ from __future__ import annotations
 import json
 import sys
 import weakref
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -57,6 +69,25 @@ LINEAGE_PREFIX = "hortus."
 # appends of at least this many rows go through hortus.lakehouse.delta_append (polars writes the
 # Parquet file, deltalake commits it): 2x faster than deltalake's writer on 1M rows
 FAST_APPEND_ROWS = 100_000
+EVENTS_TABLE = "ops.events"
+COMMIT_EVENT = "table_committed"
+UNEVENTED_LAYERS = ("ops",)  # bookkeeping tables: no table_committed (see module docstring)
+# table_committed events recorded by this process and not yet dispatched (bounded: a
+# notebook that never runs a stage must not grow it without end)
+_PENDING: deque[dict] = deque(maxlen=10_000)
+
+
+def pending_commits(*, drain: bool = True) -> list[dict]:
+    """Return the table_committed rows this process recorded since the last drain.
+
+    `hortus.monitoring.runlog.record_run` drains them at the end of a stage run and
+    dispatches them to the subscribed rules and actions.
+    """
+    out = list(_PENDING)
+    if drain:
+        for _ in out:
+            _PENDING.popleft()
+    return out
 
 
 def read_contract(catalog: Catalog, name: str) -> Contract:
@@ -362,7 +393,7 @@ class Lakehouse:
         """
         if mode not in ("append", "overwrite"):
             raise ValueError(f"mode must be append or overwrite, got {mode!r}")
-        self.catalog.get(name)  # unknown tables are refused before anything is written
+        contract = self.catalog.get(name)  # unknown tables: refused before anything is written
         decision = self._require("write", name)
         path = self.path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -396,8 +427,45 @@ class Lakehouse:
             )
         version = DeltaTable(str(path)).version()
         self._record("write", name, f"v{version} mode={mode} rows={df.height}", decision)
+        if contract.layer not in UNEVENTED_LAYERS and EVENTS_TABLE in self.catalog.names("ops"):
+            self._commit_event(name, version, mode, df.height, decision, sha)
         self._audit.flush()
         return version
+
+    def _commit_event(
+        self, name: str, version: int, mode: str, rows: int, decision: Decision, sha: str
+    ) -> None:
+        """Append the table_committed event of a write to ops.events (one small commit)."""
+        at = datetime.now(UTC)
+        row = {
+            "at": at,
+            "type": COMMIT_EVENT,
+            "subject": name,
+            "detail": json.dumps(
+                {"version": version, "mode": mode, "rows": rows, "stage": self.stage},
+                sort_keys=True,
+            ),
+            "actor": self.user,
+        }
+        path = self.path(EVENTS_TABLE)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            LINEAGE_PREFIX + "stage": self.stage,
+            LINEAGE_PREFIX + "inputs": json.dumps({name: version}),
+            LINEAGE_PREFIX + "git_commit": sha,
+            LINEAGE_PREFIX + "user": self.user,
+            LINEAGE_PREFIX + "rows": "1",
+            LINEAGE_PREFIX + "written_at": at.isoformat(timespec="seconds"),
+            LINEAGE_PREFIX + "note": f"{COMMIT_EVENT} {name} v{version}",
+        }
+        pl.DataFrame([row], schema=self.catalog.get(EVENTS_TABLE).schema).write_delta(
+            str(path),
+            mode="append",
+            delta_write_options={"commit_properties": CommitProperties(custom_metadata=meta)},
+        )
+        detail = f"{COMMIT_EVENT} {name} v{version} (recorded under the grant of that write)"
+        self._record("write", EVENTS_TABLE, detail, decision)
+        _PENDING.append(row)
 
     def delete_rows(
         self,

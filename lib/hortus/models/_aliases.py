@@ -156,6 +156,7 @@ class _AliasesMixin:
         was = f"v{current}" if current else "unset"
         self._lh.authorize("promote", self.name, detail=f"rollback {alias} {was} -> v{target}")
         self._move(alias, target, action="rollback", reason=reason)
+        self._announce("model_rolled_back", alias, target, current, reason)  # _PromotionMixin
         return self.get(target)
 
     def clear(self, alias: str, *, reason: str = "") -> None:

@@ -6,6 +6,12 @@ grant, that version's latest gate run passed (else `GateRequired`) and an
 approval by an approver who is not its author (else `ApprovalRequired`).
 `_PromotionMixin` holds these methods of `hortus.models.registry.Registry`; it
 relies on the registry's aliases and approvals methods.
+
+Every move of an alias by `promote` or `rollback` is an operations event,
+``model_promoted`` or ``model_rolled_back`` (subject ``name:vN``; detail: model,
+alias, version, previous version, reason, actor's approvers and gate run), emitted
+after the move is recorded: alert rules and actions (e.g. ``rescore`` of a new
+champion, `hortus.monitoring.actions`) act on it.
 """
 
 from __future__ import annotations
@@ -149,7 +155,43 @@ class _PromotionMixin:
             approved_by=approved_by,
             gate_run_id=gate_run_id,
         )
+        self._announce(
+            "model_promoted",
+            alias,
+            mv.version,
+            current,
+            reason,
+            approved_by=approved_by,
+            gate_run_id=gate_run_id,
+        )
         return self.get(mv.version)
+
+    def _announce(
+        self,
+        event_type: str,
+        alias: str,
+        version: int,
+        previous: int | None,
+        reason: str,
+        **extra: object,
+    ) -> None:
+        """Emit the event of an alias move (already recorded); its rules and actions run now.
+
+        A failing action is recorded as ``action_failed`` and does not fail the move; an
+        event that cannot be emitted at all (e.g. a malformed `alerts` section) raises,
+        saying that the move itself stands.
+        """
+        from hortus.monitoring.events import emit
+
+        detail = {"model": self.name, "alias": alias, "version": version,
+                  "previous_version": previous, "reason": reason} | extra  # fmt: skip
+        try:
+            emit(self._lh, event_type, f"{self.name}:v{version}", detail)
+        except HortusError as exc:
+            raise HortusError(
+                f"{alias} of model {self.name} now points to v{version} (recorded), but its "
+                f"{event_type} event failed: {exc}"
+            ) from exc
 
     # ----------------------------------------------------------------- gates
     def record_gate(self, version: int, row: dict) -> None:

@@ -4,6 +4,14 @@ Wrap a stage's work in `record_run`; the row is written when the block ends, wit
 status ``ok`` or ``failed`` (the error re-raised after it is recorded), the
 duration, the rows in and out, the peak memory and the git commit.
 
+Each run is also an operations event (`hortus.monitoring.events`): ``stage_failed`` when
+the block raises, ``stage_succeeded`` when it ends (which resolves a ``stage_failed``
+alert of that stage), dispatched at once to the rules and actions of the project's
+`alerts` section; at the end of the block the ``table_committed`` events of the tables
+written meanwhile in this process are dispatched too.  Events never hide a stage's
+error: if emitting fails after a failed stage, the stage's exception is raised with a
+note saying why no event was recorded.
+
 Peak memory is ``resource.getrusage(...).ru_maxrss`` of the process and of its
 waited-for children, whichever is larger, in MiB: a high-water mark since the
 process started, so a stage run in its own process (as `dvc repro` does) reports
@@ -32,7 +40,7 @@ import polars as pl
 
 from hortus.config import Paths
 from hortus.lakehouse.catalog import Catalog
-from hortus.lakehouse.tables import Lakehouse
+from hortus.lakehouse.tables import Lakehouse, pending_commits
 from hortus.provenance import git_state
 
 RUNS_TABLE = "ops.pipeline_runs"
@@ -130,13 +138,28 @@ def record_run(
         git_commit=git_commit or git_state(lh.paths.root)[0],
         rows_in=rows_in,
     )
+    from hortus.monitoring import events  # events -> alerts -> ...: keep this module light
+
     try:
         yield run
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}"
         lh.write(RUNS_TABLE, run.row("failed", message), mode="append", inputs={})
+        detail = {"run_id": run.run_id, "error": message, "git_commit": run.git_commit}
+        try:
+            events.dispatch_pending(lh, pending_commits())
+            events.emit(lh, "stage_failed", stage, detail)
+        except Exception as emit_exc:  # the stage's own error must surface, not this one
+            note = (
+                f"hortus: the stage_failed event of {stage} was not emitted: "
+                f"{type(emit_exc).__name__}: {emit_exc}"
+            )
+            print(note, file=sys.stderr)
+            exc.add_note(note)
         raise
     lh.write(RUNS_TABLE, run.row("ok", None), mode="append", inputs={})
+    events.dispatch_pending(lh, pending_commits())
+    events.emit(lh, "stage_succeeded", stage, {"run_id": run.run_id, "rows_out": run.rows_out})
 
 
 def read_runs(lh: Lakehouse) -> pl.DataFrame:
