@@ -87,9 +87,16 @@ def _publish_one(args: argparse.Namespace, paths: Paths, model: str) -> int:
     with Lakehouse.open(paths.root, stage="publish") as lh:
         registry = Registry(lh, model)
         if args.fallback_gated and args.version == "champion" and not _has_champion(registry):
-            version = newest_gated(registry)
-            print(f"no champion of {model} yet: publishing v{version}, the newest "
-                  "version whose gate passed", file=sys.stderr)  # fmt: skip
+            version = registry.newest_gated()
+            if version is not None:
+                print(f"no champion of {model} yet: publishing v{version}, the newest "
+                      "version whose gate passed", file=sys.stderr)  # fmt: skip
+            else:
+                # no version passed its gate: its report says why (the failed checks)
+                version = max(v.version for v in registry.versions())
+                print(f"no version of {model} passed its gate: publishing v{version}, the "
+                      "newest registered version, whose report shows the failed checks",
+                      file=sys.stderr)  # fmt: skip
         else:
             version = registry.get(args.version).version  # unknown: exit 2
     base = Path(args.out).resolve() if args.out else paths.reports / "models"
@@ -205,7 +212,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--fallback-gated",
         action="store_true",
         help="with VERSION champion and no champion yet, publish the newest version whose "
-        "gate passed (as the score stage does; used by the DVC `report` stage)",
+        "gate passed, else the newest registered one (used by the DVC `report` stage)",
     )
     p.add_argument("--out", help="parent folder of <model>/<N>/ (default: reports/models/)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default 1800)")

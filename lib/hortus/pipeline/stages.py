@@ -11,6 +11,7 @@ a domain's tables, columns or models.
 from __future__ import annotations
 
 import json
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -234,10 +235,11 @@ def train_dir(paths: Paths, model: str) -> Path:
 def train(paths: Paths, params: dict, model: str | None = None) -> dict:
     """Run notebooks/train.py headless with papermill, once per model of the project.
 
-    The executed notebook is the record: reports/train/<model>/train.ipynb beside the
-    model artifact, its signature, metrics and run.json.
+    The executed notebook is the record: reports/train/<model>/train.ipynb (and
+    train.html, the same as a static page) beside the model artifact, its signature,
+    metrics and run.json.
     """
-    from hortus.publishing.notebooks import notebook_path, run_notebook
+    from hortus.publishing.notebooks import notebook_path, render_html, run_notebook
 
     out: dict[str, Any] = {}
     for name in _models(paths, model):
@@ -250,6 +252,8 @@ def train(paths: Paths, params: dict, model: str | None = None) -> dict:
             dict(params) | {"model": name, "output_dir": str(folder.relative_to(paths.root))},
             cwd=paths.root,
         )
+        # the executed notebook as a static offline page (charts as inline SVG)
+        render_html(executed, folder / "train.html", parameters={"model": name})
         run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
         out[name] = {"notebook": str(executed.relative_to(paths.root)), "sha256": run["sha256"],
                      "metrics": run["metrics"]}  # fmt: skip
@@ -333,6 +337,12 @@ def score(paths: Paths, params: dict, model: str | None = None) -> dict:
         mdef = project.model(name)
         registry = Registry(lh, name)
         version, note = _scoring_version(registry, params, registered.get(name, {}).get("version"))
+        if version is None:
+            # nothing may score: the pipeline goes on (monitor, report and docs show why)
+            print(f"warning: {note}", file=sys.stderr)
+            results[name] = {"model_version": None, "as_of": at.isoformat(), "note": note,
+                             "table": mdef.scoring.table, "rows": 0, "skipped": True}  # fmt: skip
+            continue
         pipeline, signature = registry.load(version)
         spec = _spec(registry.get(version).spec, f"model {name} v{version}")
         hook = project.hook(mdef.scoring.build, f"models.{name}.scoring.build")
@@ -355,8 +365,12 @@ def score(paths: Paths, params: dict, model: str | None = None) -> dict:
     return out
 
 
-def _scoring_version(registry, params: dict, registered: int | None) -> tuple[int, str]:
-    """Return (version, note) of the version `score.model` picks for one model."""
+def _scoring_version(registry, params: dict, registered: int | None) -> tuple[int | None, str]:
+    """Return (version, note) of the version `score.model` picks for one model.
+
+    With `score.model: champion`, no champion and no version whose gate passed, the
+    version is None: nothing is scored, and the note says why and what to do.
+    """
     ref = params.get("model", "registered")
     note = ""
     if ref == "champion" and "champion" not in registry.aliases():
@@ -364,9 +378,9 @@ def _scoring_version(registry, params: dict, registered: int | None) -> tuple[in
         # latest gate passed, flagged as such; never with an ungated or failed one
         gated = registry.newest_gated()
         if not params.get("fallback_to_gated", True) or gated is None:
-            raise HortusError(
-                f"no champion to score with, and no version of {registry.name} passed its gate "
-                "(see reports/gate.json and reports/gate/); fix the failed checks, then "
+            return None, (
+                f"nothing scored: no champion of {registry.name}, and no version passed its "
+                "gate (see reports/gate.json and reports/gate/); fix the failed checks, then "
                 "approve and promote a gated version (`hortus models approve/promote`)"
             )
         ref = gated
@@ -528,19 +542,16 @@ def _gate_one(paths: Paths, params: dict, project: Project, name: str, version) 
         paths.reports / "gate" / name,
         git_commit=git_state.__wrapped__(paths.root)[0],
     )
-    # event-driven monitoring: a failed gate is an event its subscribed rules act on at once
+    # event-driven monitoring: a failed gate is an event its subscribed rules act on at once;
+    # a passed one resolves the model's gate_failed alert
     from hortus.monitoring import events
 
-    if not result.passed:
-        rules, sinks = alert_setup(paths)
-        events.emit(
-            lh,
-            "gate_failed",
-            f"{name}:v{mv.version}",
-            {"run_id": result.run_id, "failed": [c.name for c in result.failed]},
-            rules=rules,
-            sinks=sinks,
-        )
+    events.emit(
+        lh,
+        "gate_passed" if result.passed else "gate_failed",
+        f"{name}:v{mv.version}",
+        {"run_id": result.run_id, "failed": [c.name for c in result.failed]},
+    )
     promoted, promotion = False, ""
     if result.passed and champion is None and params.get("champion_if_none", True):
         # four-eyes: the pipeline promotes only if the policy allows it (an approval by
@@ -572,16 +583,10 @@ def _serving_sample(lh: Lakehouse, project: Project, mdef, n: int):
 
 def alert_setup(paths: Paths, params_file: Path | None = None) -> tuple[list, dict]:
     """Return the alert rules and sinks of the `alerts` section (default: params.yaml)."""
-    from hortus.monitoring import alerts
-    from hortus.params import load_section
+    from hortus.monitoring.events import load_config
 
-    section = load_section(params_file or paths.root / "params.yaml", "alerts")
-    sinks_cfg = {
-        name: dict(spec) | ({"path": str(paths.root / spec["path"])} if "path" in spec else {})
-        for name, spec in (section.get("sinks") or {}).items()
-    }
-    sinks = alerts.build_sinks(sinks_cfg)
-    return alerts.load_rules(section.get("rules") or [], sinks=sinks), sinks
+    config = load_config(paths.root, params_file)  # also parses alerts.actions
+    return list(config.rules), dict(config.sinks)
 
 
 def monitor(paths: Paths, params: dict) -> dict:
