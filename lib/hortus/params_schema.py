@@ -194,9 +194,13 @@ def _monitor(body: Mapping[str, Any], where: str, root: Path | None) -> list[str
 
 
 def _alerts(body: Mapping[str, Any], where: str, root: Path | None) -> list[str]:
-    from hortus.monitoring import alerts
+    from hortus.monitoring import actions, alerts
 
-    out = _flat(body, {"sinks": MAPPING, "rules": Rule("a list of rules", _list)}, where)
+    out = _flat(
+        body, {"sinks": MAPPING, "rules": Rule("a list of rules", _list), "actions": MAPPING}, where
+    )
+    acts = body.get("actions")
+    out += _delegate(f"{where}.actions", lambda: actions.load_actions(acts, source=where))
     sinks = body.get("sinks") or {}
     if not isinstance(sinks, Mapping):
         return out
