@@ -112,6 +112,23 @@ def test_event_that_cannot_be_emitted_never_hides_the_stage_error(
     assert lakehouse.read("ops.pipeline_runs")["status"].to_list() == ["failed"]
 
 
+def test_stage_stays_successful_when_its_events_cannot_be_dispatched(
+    project: Paths, lakehouse: Lakehouse, hook: Hook, capsys, monkeypatch
+):
+    """Check that an unset webhook token warns on stderr but neither fails nor loses the event."""
+    monkeypatch.delenv("HOOK_TOKEN", raising=False)
+    write_alerts(project.root, hook)
+    params = project.root / "params.yaml"
+    doc = yaml.safe_load(params.read_text())
+    doc["alerts"]["sinks"]["hook"]["headers_from_env"] = {"Authorization": "HOOK_TOKEN"}
+    params.write_text(yaml.safe_dump(doc))
+    with record_run(lakehouse, "kpis"):
+        pass
+    assert "stage kpis succeeded, but its events were not dispatched" in capsys.readouterr().err
+    assert read_events(lakehouse, "stage_succeeded")["subject"].to_list() == ["kpis"]
+    assert lakehouse.read("ops.pipeline_runs")["status"].to_list() == ["ok"]
+
+
 def test_lakehouse_write_emits_table_committed_for_silver_and_gold_only(
     project: Paths, lakehouse: Lakehouse
 ):
