@@ -220,3 +220,37 @@ def test_demo_notebook_runs_as_script(project):
         capture_output=True, text=True, cwd=project,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def test_strip_volatile_removes_times_random_ids_and_keeps_outputs(tmp_path):
+    """Check that two executions differing only in times and random ids become equal bytes."""
+    import json
+
+    from hortus.publishing.notebooks import strip_volatile
+
+    def executed(stamp: str, uuid: str, cell_id: str) -> dict:
+        cell = {
+            "cell_type": "code", "id": cell_id, "execution_count": 1, "source": "x",
+            "metadata": {"tags": ["injected-parameters"], "execution": {"t": stamp},
+                         "papermill": {"start_time": stamp, "duration": 1.5, "status": "ok"}},
+            "outputs": [{"output_type": "display_data", "metadata": {},
+                         "data": {"text/html": f"<marimo-ui-element object-id='{uuid}' "
+                                               f"random-id='{uuid}'>5</marimo-ui-element>"}}],
+        }  # fmt: skip
+        meta = {"papermill": {"start_time": stamp, "input_path": f"/tmp/{stamp}/x.ipynb",
+                              "parameters": {"k": 5}}}  # fmt: skip
+        return {"cells": [cell], "metadata": meta, "nbformat": 4, "nbformat_minor": 5}
+
+    paths = []
+    for i, (stamp, uuid, cid) in enumerate(
+        [("2026-01-01T00:00:00", "28f39d39-54ee-a54d-a716-1df17882c4d7", "d9154e09"),
+         ("2026-02-02T11:11:11", "64d73ef1-8a4b-b368-ea28-f8017e6b34fb", "c792974b")]
+    ):  # fmt: skip
+        path = tmp_path / f"run{i}.ipynb"
+        path.write_text(json.dumps(executed(stamp, uuid, cid)))
+        strip_volatile(path)
+        paths.append(path)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    nb = json.loads(paths[0].read_text())
+    assert nb["metadata"]["papermill"] == {"parameters": {"k": 5}}
+    assert "5</marimo-ui-element>" in nb["cells"][0]["outputs"][0]["data"]["text/html"]

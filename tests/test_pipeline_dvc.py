@@ -273,3 +273,26 @@ def test_reproduce_says_identical_then_different_after_tampering(repo, tmp_path)
         cached.write_bytes(original)
     assert diff.returncode == 1, diff.stdout + diff.stderr
     assert "DIFFERENT" in diff.stdout and "pinned data was changed" in diff.stdout
+
+
+def test_rebuild_from_scratch_keeps_dvc_lock_and_registers_a_clean_version(repo):
+    """Check that a rebuild leaves the committed dvc.lock valid, so the new version is clean.
+
+    The lakehouse is pinned by content (reports/tables/<stage>.json), not by Delta file
+    names, and the executed notebook carries no timestamps or random ids: removing
+    every build output and running the stages up to `register` again changes nothing
+    that git tracks, and the registered version's receipt says git_dirty false.
+    """
+    sh(repo, "git", "checkout", "--", "params.yaml", "dvc.lock")
+    assert sh(repo, "git", "status", "--porcelain", "--untracked-files=no").stdout == ""
+    for folder in ("lakehouse/restricted", "lakehouse/silver", "lakehouse/gold", "reports"):
+        shutil.rmtree(repo / folder, ignore_errors=True)
+    sh(repo, "dvc", "repro", "register")
+    changed = sh(repo, "git", "status", "--porcelain", "--untracked-files=no").stdout
+    assert changed == "", sh(repo, "git", "diff").stdout[-3000:]
+    lh = Lakehouse(paths=Paths.at(repo), catalog=Catalog.load(), stage="test")
+    newest = lh.read("ops.model_versions").sort("version")[-1]
+    receipt = yaml.safe_load(newest["receipt"][0])
+    assert receipt["git_dirty"] is False
+    pinned = json.loads((repo / "reports" / "tables" / "silver.json").read_text())
+    assert pinned["silver.events"]["content"].startswith("rows=")

@@ -192,20 +192,31 @@ def _execute(
     return output
 
 
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+
+
 def strip_volatile(path: Path) -> None:
     """Remove what differs between two runs of the same notebook on the same inputs.
 
     papermill stamps each cell and the notebook with start and end times, durations and
-    the temporary input path, and the kernel adds execution timestamps; without them
-    an executed notebook is the same bytes on a rebuild, so `dvc.lock` stays valid.
+    the temporary input path and gives its injected cell a random id, the kernel adds
+    execution timestamps and marimo random UUIDs of UI elements; without them an
+    executed notebook is the same bytes on a rebuild, so `dvc.lock` stays valid.
     """
-    nb = json.loads(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
+    # marimo gives every UI element a random UUID: number them in order of appearance
+    seen: dict[str, str] = {}
+    text = _UUID.sub(lambda m: seen.setdefault(m[0], f"00000000-0000-0000-0000-{len(seen):012d}"),
+                     text)  # fmt: skip
+    nb = json.loads(text)
     meta = nb.get("metadata", {}).get("papermill")
     if isinstance(meta, dict):
         for key in ("start_time", "end_time", "duration", "input_path", "output_path"):
             meta.pop(key, None)
     for cell in nb.get("cells", []):
         cmeta = cell.get("metadata", {})
+        if "injected-parameters" in cmeta.get("tags", []):
+            cell["id"] = "injected-parameters"  # papermill draws a random id
         cmeta.pop("execution", None)
         pm_meta = cmeta.get("papermill")
         if isinstance(pm_meta, dict):

@@ -267,6 +267,9 @@ def fairness_table(
     ]
     table = pl.concat(parts, how="diagonal_relaxed")
     table = table.select("attribute", *[c for c in table.columns if c != "attribute"])
+    # shown rounded: polars' parallel group sums may differ in the last bit between runs,
+    # and the executed notebook must be the same bytes on a rebuild (dvc.lock)
+    table = table.with_columns(pl.col(pl.Float64, pl.Float32).round(12))
     measure = "selection_rate" if "selection_rate" in table.columns else "mae"
     return table, measure, rule
 
