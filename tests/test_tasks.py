@@ -509,3 +509,20 @@ def test_binary_threshold_metrics_follow_the_spec_threshold(one_thread):
             roc_auc_score(holdout["y"], predict_scores(result.pipeline, holdout, spec))
         )
     )
+
+
+def test_fairness_compares_a_many_valued_numeric_attribute_in_quartile_bands():
+    """Check that age in years is judged in four bands instead of dozens of tiny groups."""
+    import numpy as np
+
+    from hortus.checks.model_checks import task_fairness
+    from hortus.models.modeling import ModelSpec
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    df = pl.DataFrame({"age": rng.integers(18, 90, n), "y": rng.integers(0, 2, n)})
+    spec = ModelSpec(target="y", features=("age",), task="binary")
+    result = task_fairness(rng.uniform(size=n), df, spec, "age", min_group_size=300)
+    assert "age compared in quartile bands" in result.detail
+    assert result.table["group"].n_unique() == 4
+    assert result.table["judged"].all()  # every band is large enough to judge

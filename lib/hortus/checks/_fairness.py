@@ -495,6 +495,7 @@ def task_fairness(
     """
     options = dict(options)
     dropped: list[str] = []
+    df, banded = band_numeric(df, sensitive_col)
 
     def drop(*keys: str) -> None:
         for key in keys:
@@ -527,4 +528,48 @@ def task_fairness(
             f"; setting(s) {dropped} do not apply to a {spec.task} model and were ignored ({rule})"
         )
         result.stats["ignored_settings"] = dropped
+    if banded:
+        result.detail += f"; {sensitive_col} compared in {banded}"
     return result
+
+
+#: a numeric sensitive attribute with more distinct values than this is compared in bands
+MAX_NUMERIC_GROUPS = 20
+BANDS = 4
+
+
+def band_numeric(df: pl.DataFrame, column: str) -> tuple[pl.DataFrame, str]:
+    """Return `df` with a many-valued numeric `column` replaced by its quartile bands.
+
+    Fairness compares groups; an attribute such as age in years has dozens of values,
+    each too small to judge, so nothing would be compared.  Such a column (numeric,
+    more than MAX_NUMERIC_GROUPS distinct values) is cut at its quartiles into bands
+    labelled by their range, e.g. "(34, 48]"; other columns are returned unchanged.
+    Returns the frame and a note saying how it was banded ("" when it was not).
+
+    Examples
+    --------
+    >>> f = pl.DataFrame({"age": list(range(18, 98))})
+    >>> out, note = band_numeric(f, "age")
+    >>> out["age"].n_unique(), note
+    (4, 'quartile bands (more than 20 distinct values)')
+    """
+    s = df[column] if column in df.columns else None
+    if s is None or not s.dtype.is_numeric() or s.n_unique() <= MAX_NUMERIC_GROUPS:
+        return df, ""
+    values = s.cast(pl.Float64)
+    qs = [values.quantile(i / BANDS, interpolation="lower") for i in range(1, BANDS)]
+    breaks = np.unique(np.asarray([q for q in qs if q is not None], dtype=float))
+    edges = [-np.inf, *breaks, np.inf]
+    names = np.asarray(
+        [f"[{_num(lo)}, {_num(hi)})" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    )
+    codes = np.searchsorted(breaks, values.fill_null(np.nan).to_numpy(), side="right")
+    labels = pl.Series(column, names[np.minimum(codes, len(names) - 1)])
+    labels = labels.set(values.is_null() | values.is_nan().fill_null(False), None)
+    note = f"quartile bands (more than {MAX_NUMERIC_GROUPS} distinct values)"
+    return df.with_columns(labels), note
+
+
+def _num(x: float) -> str:
+    return "-inf" if x == -np.inf else "inf" if x == np.inf else f"{x:g}"
