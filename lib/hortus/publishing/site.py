@@ -14,6 +14,8 @@
 - models.html: every registered model's versions with aliases, latest gate run,
   approvals, metrics and the link to the published report (reports/models/<model>/<N>/);
 - gate/<model>/v<N>.html: each gate report reports/gate/<model>/v<N>.md rendered;
+- plots.html: every plot `dvc plots show --json` returns, drawn as inline SVG (DVC's own
+  page loads Vega from a CDN and is blank offline); says why when there are none;
 - reports/index.html: one page linking every generated report that exists.
 
 Every page is one HTML file with inline CSS and inline SVG: no scripts, stylesheets,
@@ -21,7 +23,7 @@ fonts or images are loaded (`hortus.publishing.notebooks.check_offline` is asser
 Nothing depends on the time of generation, so the same system gives the same bytes.
 
 The code lives in private modules by idea (`_html`, `_params_doc`, `_dag`,
-`_architecture`, `_models_page`, `_index`); this module re-exports every name it had
+`_architecture`, `_models_page`, `_plots_page`, `_index`); this module re-exports every name it had
 and holds `build_site`.
 """
 
@@ -90,6 +92,12 @@ from hortus.publishing._params_doc import (  # noqa: F401
     split_comment,
     undocumented,
 )
+from hortus.publishing._plots_page import (  # noqa: F401
+    PLOTS_PAGE,
+    DvcPlots,
+    dvc_plots,
+    plots_page,
+)
 from hortus.publishing.docs import data_dictionary
 
 
@@ -97,7 +105,8 @@ def build_site(paths: Paths, lh: Lakehouse) -> dict:
     """Write the data dictionary, the docs pages and reports/index.html; return a summary.
 
     Reads the catalog and the registry through `lh` (as its user), dvc.yaml, params.yaml,
-    `dvc dag` (when the project has a dvc.yaml) and the reports other stages wrote.
+    `dvc dag` and `dvc plots show` (when the project has a dvc.yaml) and the reports
+    other stages wrote.
     """
     reports = paths.reports
     docs_dir = reports / DOCS_DIR
@@ -132,6 +141,7 @@ def build_site(paths: Paths, lh: Lakehouse) -> dict:
     )
     written.append(_write(docs_dir / "parameters.html", parameters_page(params)))
     written.append(_write(docs_dir / "models.html", models_page(lh, reports, docs_dir)))
+    written.append(_write(docs_dir / PLOTS_PAGE, plots_page(paths.root)))
     written.append(_write(reports / "index.html", index_page(reports, stages)))
     return {
         "data_dictionary": "reports/data_dictionary.md",
