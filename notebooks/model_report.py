@@ -363,6 +363,7 @@ def _(card):
     else:
         _latest = card.gate_runs.row(-1, named=True)
         _checks = report_views.checks_frame(card.gate_checks)
+        _compared, _title = report_views.comparison_frame(card.gate_checks)
         _out = mo.vstack(
             [
                 mo.md(
@@ -372,6 +373,7 @@ def _(card):
                     f"({_latest['failed']} of {_latest['checks']} checks failed)."
                 ),
                 show_table(_checks),
+                *([mo.md(f"### {_title}"), show_table(_compared)] if _compared is not None else []),
                 show_table(card.gate_runs.drop("results")),
             ]
         )

@@ -287,6 +287,38 @@ def test_card_without_training_data_falls_back_to_the_gate_record(project: Paths
     assert "gate_passed" in failed and "fairness[region]" in failed["gate_passed"]
 
 
+def test_card_shows_the_gate_comparison_with_the_champion(project: Paths):
+    """Check that a gate's paired comparison with the champion reaches the model card."""
+    from hortus.checks._champion import champion_comparison
+    from hortus.publishing.report_views import comparison_frame
+
+    catalog = Catalog.load(project.root / "contracts.yaml")
+    lh = Lakehouse.open(project.root)
+    risk = Registry(lh, "risk")
+    compared = _acting(project, catalog, "pipeline", "compared")
+    for ref in (1, 2):
+        mv = risk.get(ref)
+        compared.register(
+            project.root / mv.artifact_path, sha256=mv.artifact_sha256, signature=mv.signature,
+            metrics=mv.metrics, spec=mv.spec, receipt=Receipt.from_dict(mv.receipt),
+        )  # fmt: skip
+    (cand, _), (champ, _) = compared.load(2), compared.load(1)
+    spec = modeling.ModelSpec(**{k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in compared.get(2).spec.items()})  # fmt: skip
+    holdout = modeling.time_split(lh.read(TABLE), spec)[1]
+    check = champion_comparison(cand, spec, champ, spec, holdout, champion_version=1,
+                                min_segment_size=50)  # fmt: skip
+    now = datetime.now(UTC)
+    record(compared, GateResult("compared", 2, [check], now, now, baseline_version=1),
+           project.root / "gate" / "compared", git_commit="c0ffee")  # fmt: skip
+    card = build_card(lh, "compared", 2)
+    frame, title = comparison_frame(card.gate_checks)
+    assert title.startswith("Compared with champion v1 on roc_auc")
+    overall = frame.filter(pl.col("segment") == "overall").row(0, named=True)
+    assert overall["candidate"] == pytest.approx(check.stats["candidate"])
+    assert overall["ci_low"] <= overall["difference"] <= overall["ci_high"]
+
+
 def test_model_report_notebook_passes_marimo_check():
     """Check that `marimo check` finds nothing wrong with notebooks/model_report.py."""
     assert_marimo_check(NOTEBOOK)

@@ -57,6 +57,8 @@ from hortus.lakehouse.contracts import Contract, check_frame
 from hortus.models.modeling import primary_metric  # re-exported: the gate's comparison metric
 
 GATE_SECTIONS = ("drift", "pii", "skew", "model_checks", "champion")
+#: checks whose table the registry keeps with the gate run (the model card shows them)
+COMPARISON_CHECKS = ("champion", "floors")
 __all__ = [
     "GATE_SECTIONS",
     "GateConfig",
@@ -423,7 +425,12 @@ def record(registry: Any, result: GateResult, report_dir: Path, *, git_commit: s
     json_path.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
     md_path = report_dir / f"v{result.version}.md"
     md_path.write_text(result.to_markdown(), encoding="utf-8")
-    light = [{k: v for k, v in r.items() if k != "table"} for r in doc["results"]]
+    # the supporting tables stay in the JSON report; the registry keeps only those of the
+    # comparison with the champion and the floors (small, and shown in the model card)
+    light = [
+        {k: v for k, v in r.items() if k != "table" or r["name"] in COMPARISON_CHECKS}
+        for r in doc["results"]
+    ]
     registry.record_gate(
         result.version,
         {

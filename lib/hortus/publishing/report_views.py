@@ -192,3 +192,31 @@ def train_dir(reports: Path, model: str) -> Path:
     """
     own = Path(reports) / "train" / model
     return own if (own / "run.json").is_file() else Path(reports) / "train"
+
+
+def comparison_frame(checks: Iterable[Mapping[str, Any]]) -> tuple[pl.DataFrame | None, str]:
+    """Return the gate's comparison with the champion (or its floors) as a table and a title.
+
+    The gate keeps the table of its `champion` check (the candidate and the champion on
+    the same hold-out, overall and per segment, paired bootstrap interval of the
+    difference) or, for a first version, of its `floors` check; (None, "") without one.
+
+    Examples
+    --------
+    >>> rows = [{"segment": "overall", "candidate": 0.8, "champion": 0.78}]
+    >>> frame, title = comparison_frame([{"name": "champion", "table": rows,
+    ...                                   "stats": {"champion_version": 2, "metric": "roc_auc"}}])
+    >>> frame.height, title
+    (1, 'Compared with champion v2 on roc_auc (paired bootstrap; difference > 0: better)')
+    """
+    for c in checks:
+        if c.get("name") in ("champion", "floors") and c.get("table"):
+            stats = c.get("stats") or {}
+            title = (
+                f"Compared with champion v{stats.get('champion_version')} on "
+                f"{stats.get('metric')} (paired bootstrap; difference > 0: better)"
+                if c["name"] == "champion"
+                else "No champion yet: absolute floors"
+            )
+            return pl.DataFrame(c["table"], strict=False), title
+    return None, ""
