@@ -76,6 +76,9 @@ bench: setup ## run the benchmarks (prints figures; see benchmarks/README.md)
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_drift.py
 	$(BIN)/python benchmarks/bench_gate.py
+	$(BIN)/python benchmarks/bench_bootstrap.py
+	$(BIN)/python benchmarks/bench_contracts.py
+	$(BIN)/python benchmarks/bench_drift_floor.py
 
 # The drift benchmark's peers live in their own environments, never in the project's:
 # .bench-peers/ (Evidently + hortus itself, editable) and .bench-peers-deepchecks/
