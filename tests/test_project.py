@@ -137,3 +137,13 @@ def test_scoring_select_picks_unlabelled_or_latest_rows(tmp_path):
     for select, expected in (("all", 3), ("unlabelled", 1), ("latest", 2)):
         root = _project(tmp_path, scoring={"select": select})
         assert select_rows(frame, Project.load(root).model()).height == expected
+
+
+def test_opening_the_lakehouse_refuses_a_definition_naming_an_unknown_column(tmp_path):
+    """Check that loading the catalog (every Lakehouse.open) validates the definition."""
+    from hortus.lakehouse.tables import Lakehouse
+
+    root = _project(tmp_path, segments=["regoin"])
+    (root / "access_policy.yaml").write_text((ROOT / "access_policy.yaml").read_text())
+    with pytest.raises(ProjectError, match=r"models\.approval\.segments: no column 'regoin'"):
+        Lakehouse.open(root)

@@ -130,7 +130,10 @@ class Catalog:
                     source = contracts.get(m.scoring.source)
                     if source is not None:
                         contracts[m.scoring.table] = predictions_contract(m, source)
-        return cls(contracts)
+        catalog = cls(contracts)
+        if project is not None:  # a definition naming an unknown table or column: refused now
+            project.validate(catalog)
+        return catalog
 
     def get(self, name: str) -> Contract:
         """Return one contract, or raise TableNotFound listing the known tables."""
