@@ -6,7 +6,7 @@ only the module that defines X.  Patch a name in its defining module, not here.
 
 from __future__ import annotations
 
-import importlib
+from hortus._lazy import lazy_exports
 
 _EXPORTS = {
     "ModelSpec": "hortus.models.modeling",
@@ -20,14 +20,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -126,15 +126,7 @@ def _score_metrics(frame: pl.DataFrame, spec: ModelSpec, score: str = SCORE) -> 
         return _regression_metrics(frame, spec)
     y = _labels(frame, spec)
     s = frame[score].to_numpy().astype(np.float64)
-    n, pos = len(y), int(y.sum())
-    out: dict[str, Any] = {
-        "n": n,
-        "positives": pos,
-        "base_rate": pos / n if n else None,
-        "roc_auc": float(roc_auc_score(y, s)) if 0 < pos < n else None,
-        "log_loss": float(log_loss(y, s, labels=[0, 1])) if n else None,
-        "average_precision": float(average_precision_score(y, s)) if pos else None,
-    }
+    out = _probability_metrics(y, s)
     group = spec.group
     if group is None:
         group = "_one_list"
@@ -148,6 +140,19 @@ def _ratio(num: float, den: float) -> float | None:
     return num / den if den else None
 
 
+def _probability_metrics(y: np.ndarray, s: np.ndarray) -> dict[str, Any]:
+    """Return the metrics of 0/1 labels `y` and positive-class probabilities `s`."""
+    n, pos = len(y), int(y.sum())
+    return {
+        "n": n,
+        "positives": pos,
+        "base_rate": pos / n if n else None,
+        "roc_auc": float(roc_auc_score(y, s)) if 0 < pos < n else None,
+        "log_loss": float(log_loss(y, s, labels=[0, 1])) if n else None,
+        "average_precision": float(average_precision_score(y, s)) if pos else None,
+    }
+
+
 def _binary_metrics(frame: pl.DataFrame, spec: ModelSpec, score: str) -> dict[str, Any]:
     """Return the metrics of a binary classifier (threshold metrics at spec.threshold)."""
     y = _labels(frame, spec)
@@ -157,13 +162,7 @@ def _binary_metrics(frame: pl.DataFrame, spec: ModelSpec, score: str) -> dict[st
     tp = int((picked & (y == 1)).sum())
     fp = int((picked & (y == 0)).sum())
     fn = pos - tp
-    return {
-        "n": n,
-        "positives": pos,
-        "base_rate": pos / n if n else None,
-        "roc_auc": float(roc_auc_score(y, s)) if 0 < pos < n else None,
-        "log_loss": float(log_loss(y, s, labels=[0, 1])) if n else None,
-        "average_precision": float(average_precision_score(y, s)) if pos else None,
+    return _probability_metrics(y, s) | {
         "threshold": float(spec.threshold),
         "precision": _ratio(tp, tp + fp),
         "recall": _ratio(tp, pos),
