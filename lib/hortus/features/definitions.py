@@ -299,3 +299,61 @@ def window_feature_at(log: pl.DataFrame, entity: dict, column: str, t: datetime)
         sel = sel.filter(pl.col(k) == v)
     sel = sel.filter(pl.col("ts") < t)
     return float(sel[column][-1]) if sel.height else 0.0
+
+
+# ------------------------------------------------------------------ lineage
+ROWS = "*"  # lineage pseudo-column: which rows a source holds, and when (volume, timing)
+
+
+def _expr_columns(expr: pl.Expr) -> set[str]:
+    """Return the source columns an expression reads (its root names; `_helpers` left out)."""
+    return {c for c in expr.meta.root_names() if not c.startswith("_")}
+
+
+def feature_lineage(features: FeatureSet) -> dict[str, frozenset[str]]:
+    """Return, per feature, the source columns it reads as ``"<table>.<column>"``.
+
+    Derived from the definitions, not written by hand: a latest value reads its
+    column; a window aggregate or recency reads the root columns of its value
+    expression (`polars.Expr.meta.root_names`), its group's entity columns and
+    ``"<table>.*"`` (which rows exist and when: a count changes with the volume of
+    rows even when no column's values do); a group keyed by another group's
+    feature (`FeatureSet.keys`) reads that feature's lineage too; a derived feature
+    reads the union of its inputs.  Columns a `prepare` hook joins from other tables
+    (beyond such keys) are not seen.
+
+    Examples
+    --------
+    >>> g = FeatureGroup("p", ("plant_id",), "silver.plants", "updated_at", latest=("price",))
+    >>> sorted(feature_lineage(FeatureSet(groups=(g,)))["p__price"])
+    ['silver.plants.price']
+    """
+    out: dict[str, frozenset[str]] = {}
+    for g in features.groups:
+        extra: set[str] = set()
+        for key in features.key_columns(g):
+            extra |= out.get(key, frozenset())
+        for c in g.latest:
+            out[f"{g.name}__{c}"] = frozenset({f"{g.source}.{c}", *extra})
+        for a in g.aggs:
+            cols = _expr_columns(a.value) | set(g.entity) | {ROWS}
+            reads = frozenset({f"{g.source}.{c}" for c in cols} | extra)
+            for name in a.feature_names(g.name):
+                out[name] = reads
+    for d in features.derived:
+        inputs = (d.num, d.den) if isinstance(d, Ratio) else (d.column,)
+        out[d.name] = frozenset().union(*(out.get(i, frozenset()) for i in inputs))
+    return out
+
+
+def features_reading(
+    features: FeatureSet, changed: Sequence[str], among: Sequence[str] | None = None
+) -> list[str]:
+    """Return the features (in `among`, default all) whose lineage reads a `changed` column.
+
+    `changed` holds ``"<table>.<column>"`` names (``"<table>.*"``: the table's rows).
+    """
+    lineage = feature_lineage(features)
+    hit = set(changed)
+    names = list(among) if among is not None else features.feature_names
+    return [f for f in names if lineage.get(f, frozenset()) & hit]

@@ -35,21 +35,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-__all__ = ["DRIFTS", "FAULTS", "SimConfig", "simulate", "simulate_more"]
+from hortus.domains.plantshop.drift_changes import DRIFT_CHANGES, changed_columns
 
-FAULTS: tuple[str, ...] = (
-    "malformed",
-    "duplicates",
-    "late",
-    "wrong_type",
-    "future",
-    "missing_field",
-    "changed_column",
-    "non_utf8",
-    "empty_file",
-    "truncated_gzip",
-)
-DRIFTS: tuple[str, ...] = ("new_region", "price_change", "seasonal")
+__all__ = ["DRIFTS", "DRIFT_CHANGES", "FAULTS", "SimConfig", "simulate", "simulate_more"]
+
+FAULTS: tuple[str, ...] = ("malformed", "duplicates", "late", "wrong_type", "future",
+                           "missing_field", "changed_column", "non_utf8", "empty_file",
+                           "truncated_gzip")  # fmt: skip
+# the manifest of a drifted export lists the source columns each scenario changes
+DRIFTS: tuple[str, ...] = tuple(DRIFT_CHANGES)  # new_region, price_change, seasonal
 
 SHOP_OPENED = date(2025, 1, 1)
 MANIFEST = "_manifest.json"
@@ -1494,7 +1488,7 @@ def _generate(cfg: SimConfig, exp: _Export) -> tuple[dict, dict[str, list[str]],
     exp.active = cfg.first_day == 0
     exp.write(f"plants/plants-{start}.csv", _csv(cat.frame), cat.frame.height)
     exp.active = True
-    drift_info: dict = {"kinds": sorted(drifts), "start": None}
+    drift_info: dict = {"kinds": sorted(drifts), "start": None, **changed_columns(drifts)}
     new_price = cat.price
     if drift_day is not None:
         drift_info["start"] = (start + timedelta(days=drift_day)).isoformat()
