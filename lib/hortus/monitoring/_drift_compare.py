@@ -566,7 +566,8 @@ def _compare_column(
         return replace(base, skipped=f"segment {seg!r} is not in the reference")
     rows_ref = ref.count + ref.nulls
     null_ref = ref.nulls / rows_ref if rows_ref else math.nan
-    null_drifted = bool(abs(null_cur - null_ref) > config.null_share_threshold)  # nan -> False
+    null_limit = config.null_thresholds.get(col, config.null_share_threshold)
+    null_drifted = bool(abs(null_cur - null_ref) > null_limit)  # nan -> False
     base = replace(
         base, n_reference=ref.count, null_share_reference=null_ref, null_drifted=null_drifted
     )
@@ -588,6 +589,8 @@ def _compare_column(
     else:
         out = _categorical_compare(ref, _value_counts(series), config)
     stat = config.stattest.get(col, "auto")
+    if stat == "distance":
+        stat = "wasserstein" if ref.kind == "numeric" else "jensen_shannon"
     if stat == "auto":
         small = min(ref.count, n_cur) <= config.small_sample_rows
         if ref.kind == "numeric":

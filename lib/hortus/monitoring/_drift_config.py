@@ -96,10 +96,13 @@ class DriftConfig:
     profile_points: int | None = 10_000
     #: leave ID-like columns and ingestion metadata out unless named in `columns`
     skip_identifiers: bool = True
-    #: per-column gating statistic ("ks", "wasserstein", "psi", "jensen_shannon", "chi2")
+    #: per-column gating statistic ("ks", "wasserstein", "psi", "jensen_shannon", "chi2";
+    #: "distance": wasserstein for numbers, jensen_shannon for categories, at any size)
     stattest: Mapping[str, str] = field(default_factory=dict)
     #: per-column threshold (alpha for p-value tests, a distance otherwise)
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    #: per-column null-share change threshold (default `null_share_threshold`)
+    null_thresholds: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.correction not in CORRECTIONS:
@@ -123,10 +126,10 @@ class DriftConfig:
             )
         allowed = sorted(set(NUMERIC_STATISTICS) | set(CATEGORICAL_STATISTICS))
         for column, stat in self.stattest.items():
-            if stat not in allowed and stat != "auto":
+            if stat not in allowed and stat not in ("auto", "distance"):
                 raise DriftError(
                     f"drift config: stattest for column {column!r} is {stat!r}; "
-                    f"expected auto or one of {', '.join(allowed)}"
+                    f"expected auto, distance or one of {', '.join(allowed)}"
                 )
 
     @classmethod
@@ -136,7 +139,7 @@ class DriftConfig:
         """Build a config from a mapping (e.g. a params.yaml section); refuse unknown keys."""
         data = dict(data or {})
         refuse_unknown_keys(data, (f.name for f in fields(cls)), source=source, error=DriftError)
-        for key in ("stattest", "thresholds"):
+        for key in ("stattest", "thresholds", "null_thresholds"):
             if key in data and not isinstance(data[key], Mapping):
                 raise DriftError(f"{source}: {key} must be a mapping column -> value")
         try:
@@ -149,6 +152,7 @@ class DriftConfig:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["stattest"] = dict(self.stattest)
         out["thresholds"] = dict(self.thresholds)
+        out["null_thresholds"] = dict(self.null_thresholds)
         return out
 
     def threshold_for(self, column: str, statistic: str) -> float:

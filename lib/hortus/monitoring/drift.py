@@ -76,6 +76,15 @@ threshold), because with large samples p-value tests flag chance differences.
 ``DriftConfig.stattest`` overrides the choice per column, ``DriftConfig.thresholds``
 the threshold.
 
+Calibrated thresholds
+---------------------
+``calibrated_compare(history, current, columns, time=...)`` compares the current with
+the history's last stretch of the same length, each column against a threshold
+derived from the history's own variation between like windows (same length, same
+lag); features that move by construction (windows still filling up, all-time
+totals) get the room their normal movement needs, stationary ones stay tight.  See
+`hortus.monitoring._drift_calibration`.  The gate, the monitors and the dashboard use it.
+
 Multiple testing: the p-values of every p-value-gated result of one `compare` call
 (all columns x segments x windows) form one family and are adjusted by
 Benjamini-Hochberg (``correction="bh"``, controls the false discovery rate at
@@ -97,6 +106,12 @@ True
 
 from __future__ import annotations
 
+from hortus.monitoring._drift_calibration import (  # noqa: F401
+    Calibration,
+    CalibrationConfig,
+    calibrate,
+    calibrated_compare,
+)
 from hortus.monitoring._drift_compare import (  # noqa: F401
     FRAME_STATS,
     ColumnDrift,
@@ -170,6 +185,8 @@ from hortus.monitoring._drift_stats import (  # noqa: F401
 
 __all__ = [
     "CATEGORICAL_STATISTICS",
+    "Calibration",
+    "CalibrationConfig",
     "CORRECTIONS",
     "ColumnDrift",
     "ColumnProfile",
@@ -188,6 +205,8 @@ __all__ = [
     "Profile",
     "SCAN_BATCH_COLUMNS",
     "adjust_p_values",
+    "calibrate",
+    "calibrated_compare",
     "compare",
     "default_skip_reason",
 ]
