@@ -160,7 +160,7 @@ def _project_models(root: Path | None) -> list[str] | None:
 
 def _gate(body: Mapping[str, Any], where: str, root: Path | None) -> list[str]:
     from hortus.checks.gate import GATE_SECTIONS, GateConfig
-    from hortus.monitoring.drift import DriftConfig
+    from hortus.monitoring.drift import CalibrationConfig, DriftConfig
 
     rules = {"champion_if_none": BOOL, "serving_users": INT_GE1}
     out = _flat(body, rules | dict.fromkeys(GATE_SECTIONS, MAPPING), where)
@@ -179,6 +179,11 @@ def _gate(body: Mapping[str, Any], where: str, root: Path | None) -> list[str]:
             out += _delegate(
                 where, lambda d=drift: DriftConfig.from_dict(d, source=f"{where}.drift")
             )
+            cal = holder["config"].calibration
+            if cal is not None:
+                out += _delegate(
+                    f"{where}.drift.calibration", lambda c=cal: CalibrationConfig.from_dict(c)
+                )
     return out
 
 

@@ -92,6 +92,9 @@ class GateConfig:
     reference_days: float | None = None
     #: `hortus.monitoring.drift.DriftConfig` fields (thresholds, statistic per column)
     drift: dict = field(default_factory=dict)
+    #: thresholds from the training rows' own variation (`hortus.monitoring.drift.
+    #: CalibrationConfig` fields); None: the fixed thresholds of `drift`
+    calibration: dict | None = None
     #: PII scan: rows with a match before a finding counts
     pii_min_rows: int = 1
     #: PII scan: rows sampled per table (None = every row)
@@ -118,6 +121,7 @@ class GateConfig:
         max_share = float(drift.pop("max_drifted_share", cls.max_drifted_share))
         critical = tuple(drift.pop("critical", ()) or ())
         reference_days = drift.pop("reference_days", None)
+        calibration = drift.pop("calibration", None)
         if not 0 <= max_share <= 1:
             raise HortusError(f"{where}.drift.max_drifted_share must be in [0, 1]")
         pii = dict(doc.get("pii") or {})
@@ -148,6 +152,7 @@ class GateConfig:
             critical=critical,
             reference_days=None if reference_days is None else float(reference_days),
             drift=drift,
+            calibration=None if calibration is None else dict(calibration),
             pii_min_rows=min_rows,
             pii_sample_rows=None if sample_rows is None else int(sample_rows),
             skew_sample=int(skew_fields.get("sample", cls.skew_sample)),
@@ -213,17 +218,42 @@ def drift_check(
     max_drifted_share: float = 0.5,
     critical: Sequence[str] = (),
     config: Mapping[str, Any] | None = None,
+    time: str | None = None,
+    calibration: Mapping[str, Any] | None = None,
 ) -> CheckResult:
     """Compare `columns` of the training snapshot with newer data (hortus.monitoring.drift).
 
     Fails when more than `max_drifted_share` of the compared (not skipped)
-    columns drifted, or when any `critical` column drifted.
+    columns drifted, or when any `critical` column drifted.  With `calibration`
+    (and a `time` column) `reference` is the whole history: the current is compared
+    with the history's last stretch of the same length, each column against a
+    threshold from the history's own variation between like windows
+    (`hortus.monitoring.drift.calibrated_compare`).
     """
-    from hortus.monitoring.drift import DriftConfig, compare
+    from hortus.monitoring.drift import (
+        CalibrationConfig,
+        DriftConfig,
+        calibrated_compare,
+        compare,
+    )
 
-    report = compare(reference, current, list(columns), DriftConfig.from_dict(dict(config or {})))
+    drift_config = DriftConfig.from_dict(dict(config or {}))
+    cal = CalibrationConfig.from_dict(calibration) if calibration is not None else None
+    note = ""
+    if cal is not None and cal.enabled and time is not None:
+        report, got = calibrated_compare(
+            reference.lazy().collect(),
+            current.lazy().collect(),
+            list(columns),
+            time=time,
+            config=drift_config,
+            calibration=cal,
+        )
+        note = f"; {got.describe()}"
+    else:
+        report = compare(reference, current, list(columns), drift_config)
     judged = [r for r in report.overall() if r.skipped is None]
-    drifted = [r.column for r in judged if r.drifted]
+    drifted = [r.column for r in judged if r.drifted or r.null_drifted]
     share = len(drifted) / len(judged) if judged else 0.0
     crit = [c for c in critical if c in drifted]
     reasons = []
@@ -245,9 +275,9 @@ def drift_check(
         passed=not reasons,
         value=1.0 if crit and share <= max_drifted_share else share,
         threshold=max_drifted_share,
-        detail="; ".join(reasons)
+        detail="; ".join(reasons) + note
         if reasons
-        else f"{len(drifted)} of {len(judged)} columns drifted (share {share:.3f})",
+        else f"{len(drifted)} of {len(judged)} columns drifted (share {share:.3f}){note}",
         table=frame.select(keep),
         stats={"drifted": drifted, "compared": len(judged), "critical_drifted": crit},
     )

@@ -18,7 +18,13 @@ from hortus.monitoring._monitor_base import (
     _utc,
     empty_metrics,
 )
-from hortus.monitoring.drift import P_VALUE_TESTS, DriftConfig, compare
+from hortus.monitoring.drift import (
+    P_VALUE_TESTS,
+    CalibrationConfig,
+    DriftConfig,
+    calibrated_compare,
+    compare,
+)
 
 
 def training_table(
@@ -88,13 +94,18 @@ def staleness_inputs(
     features: Sequence[str],
     time: str,
     drift: DriftConfig | None = None,
+    calibration: CalibrationConfig | None = None,
 ) -> dict[str, Any]:
     """Return drift_share, newer_rows and newer_data of a model trained on `training`.
 
     The rows of `latest` whose `time` is after the newest training time are the
-    newer data; the share of `features` that drifted (`hortus.monitoring.drift.compare`,
-    distribution or null share) is measured between the training rows and them
-    (0 when there are none).
+    newer data; the share of `features` that drifted (distribution or null share)
+    is measured between the training rows and them (0 when there are none) by
+    `hortus.monitoring.drift.calibrated_compare`: the newer rows against the training
+    rows' last stretch of the same length, thresholds from the training rows' own
+    variation between like windows (the gate's and the dashboard's decision too);
+    ``calibration=CalibrationConfig(enabled=False)`` compares with every training row
+    at the fixed thresholds.
     """
     for name, frame in (("training", training), ("latest", latest)):
         missing = [c for c in (*features, time) if c not in frame.columns]
@@ -107,7 +118,14 @@ def staleness_inputs(
     drifted: list[str] = []
     per_feature = None
     if newer.height and training.height:
-        report = compare(training.select(features), newer.select(features), config=drift)
+        report, _ = calibrated_compare(
+            training.select(*features, time),
+            newer.select(*features, time),
+            list(features),
+            time=time,
+            config=drift,
+            calibration=calibration,
+        )
         drifted = report.drifted_columns
         per_feature = report.to_frame().filter(
             pl.col("segment").is_null() & pl.col("window_start").is_null()
@@ -204,6 +222,7 @@ def model_staleness(
     max_age_days: float = 30.0,
     weights: Sequence[float] = (0.3, 0.5, 0.2),
     drift: DriftConfig | None = None,
+    calibration: CalibrationConfig | None = None,
 ) -> pl.DataFrame:
     """Measure how stale each champion is: age, drift since its training data, newer data.
 
@@ -222,7 +241,15 @@ def model_staleness(
         return empty_metrics()
     names = [model] if model is not None else model_names(lh) if _can_read(lh, VERSIONS) else []
     frames = [  # a loop over models
-        _champion_staleness(lh, at, name, max_age_days=max_age_days, weights=weights, drift=drift)
+        _champion_staleness(
+            lh,
+            at,
+            name,
+            max_age_days=max_age_days,
+            weights=weights,
+            drift=drift,
+            calibration=calibration,
+        )
         for name in names
     ]
     return pl.concat([empty_metrics(), *frames])
@@ -236,6 +263,7 @@ def _champion_staleness(
     max_age_days: float,
     weights: Sequence[float],
     drift: DriftConfig | None,
+    calibration: CalibrationConfig | None = None,
 ) -> pl.DataFrame:
     """Return the staleness and feature drift rows of one model's champion (see above)."""
     from hortus.models.registry import Registry
@@ -268,7 +296,9 @@ def _champion_staleness(
     training, snapshot = _training_rows(lh, table, mv.receipt, int(version_read), latest, time)
     if time is not None:
         training = training.select(*features, time)
-        got = staleness_inputs(training, latest, features=features, time=time, drift=drift)
+        got = staleness_inputs(
+            training, latest, features=features, time=time, drift=drift, calibration=calibration
+        )
     else:
         training = None if training is None else training.select(*features)
         got = _untimed_inputs(training, latest, features=features, drift=drift)

@@ -480,12 +480,14 @@ def _gate_one(paths: Paths, params: dict, project: Project, name: str, version) 
         g.contract_check(examples, contract),
         g.pii_check(scan),
         g.drift_check(
-            reference,
+            train_df if config.calibration is not None else reference,
             test_df,
             [*spec.features, spec.target],
             max_drifted_share=config.max_drifted_share,
             critical=config.critical,
             config=config.drift,
+            time=spec.time,
+            calibration=config.calibration,
         ),
     ]
     if project.features is not None and paths.online_store.exists():

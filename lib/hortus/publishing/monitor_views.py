@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
 from hortus.errors import HortusError
 from hortus.governance.access import AccessDenied
-from hortus.monitoring.drift import compare
+from hortus.monitoring.drift import CalibrationConfig, _window_starts, calibrated_compare
 
 #: the value of a segment dropdown that keeps every row
 ALL = "ALL"
@@ -275,36 +275,73 @@ def feature_columns(
 
 
 def drift_by_window(
-    rows: pl.DataFrame, features: list[str], *, time: str, reference_share: float, window: str
+    rows: pl.DataFrame,
+    features: list[str],
+    *,
+    time: str,
+    reference_share: float,
+    window: str,
+    calibration: CalibrationConfig | None = None,
 ) -> tuple[pl.DataFrame, datetime]:
-    """Compare each `window` of the newest rows with the oldest `reference_share` of them.
+    """Compare each `window` of the newest rows with the training part, as the monitors do.
 
-    The reference is the rows before the `reference_share` quantile of `time` (the
-    model's training part); every later window is compared with it by
-    `hortus.monitoring.drift.compare`.  Returns one row per feature and window with the
-    statistic, its threshold, ``score = value / threshold`` (>= 1: drifted) and the
-    cutoff between reference and current.  Raises HortusError when the rows span too
-    short a time to split.
+    The history is the rows before the `reference_share` quantile of `time` (the
+    model's training part).  Each later window is compared by
+    `hortus.monitoring.drift.calibrated_compare`, the decision the staleness monitor and
+    the gate use: against the history's last window of the same length, each feature
+    against a threshold from the history's own variation between windows of that
+    length at that lag (so features that grow by construction are not flagged for
+    growing).  Returns one row per feature and window with the statistic, its
+    threshold, ``score = value / threshold`` (>= 1: drifted), ``drifted``
+    (distribution or null share) and the cutoff between history and current.
+    Raises HortusError when the rows span too short a time to split.
     """
     cutoff = rows.select(pl.col(time).quantile(reference_share, interpolation="lower")).item()
-    reference = rows.filter(pl.col(time) < cutoff)
+    history = rows.filter(pl.col(time) < cutoff)
     current = rows.filter(pl.col(time) >= cutoff)
-    if reference.height == 0 or current.height == 0:
+    if history.height == 0 or current.height == 0:
         raise HortusError(
             f"drift: {rows.height} row(s) over too short a time range to split at the "
             f"{reference_share:.0%} quantile of {time!r}"
         )
-    report = compare(
-        reference.select(features),
-        current.select(*features, time),
-        features,
-        time=time,
-        window=window,
-    )
+    starts = _window_starts(current[time], window)
+    current = current.with_columns(starts.alias("__window"))
+    length = _window_length(window)
+    frames = []
+    for (start,), part in current.partition_by(
+        "__window", as_dict=True, maintain_order=True
+    ).items():
+        report, _ = calibrated_compare(
+            history.select(*features, time),
+            part.select(*features, time),
+            features,
+            time=time,
+            calibration=calibration,
+            span=length,
+        )
+        frames.append(
+            report.to_frame()
+            .filter(pl.col("skipped").is_null())
+            .with_columns(
+                pl.lit(start).alias("window_start"),
+                (pl.col("drifted") | pl.col("null_drifted").fill_null(False)).alias("drifted"),
+            )
+        )
     found = (
-        report.to_frame()
-        .filter(pl.col("window_start").is_not_null() & pl.col("skipped").is_null())
+        pl.concat(frames)
+        .sort("window_start", maintain_order=True)
         .select("column", "window_start", "statistic", "value", "threshold", "drifted", "n_current")
         .with_columns((pl.col("value") / pl.col("threshold")).alias("score"))
     )
     return found, cutoff
+
+
+def _window_length(window: str) -> timedelta:
+    """Return the length of a window such as "1d", "12h" or "1w" (at least an hour)."""
+    import re
+
+    units = {"h": 1 / 24, "d": 1.0, "w": 7.0}
+    days = sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([hdw])", window))
+    if not days:
+        raise HortusError(f"drift: window {window!r} must be in hours, days or weeks (1d, 7d)")
+    return timedelta(days=days)
