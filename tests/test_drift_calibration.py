@@ -20,8 +20,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from conftest import TEST_KEY, with_policy
 
+from conftest import TEST_KEY, with_policy
 from hortus.checks.gate import GateConfig, drift_check
 from hortus.config import Paths
 from hortus.domains.plantshop.features import FEATURES
@@ -140,7 +140,7 @@ def test_clean_snapshot_flags_nothing(clean):
     assert got["check"].passed and "calibrated" in got["check"].detail
     assert got["monitor"] == set()
     # the dashboard's daily windows (a day's sample is small): documented tolerance of
-    # one feature on a day (measured: 2 feature-days of 51 x 6; fixed thresholds: 70-80%
+    # one feature on a day (measured: 1 feature-day of 51 x 6; fixed thresholds: 70-80%
     # of the features on every day)
     assert all(len(c) <= 1 for c in got["per_day"].values()), got["per_day"]
 

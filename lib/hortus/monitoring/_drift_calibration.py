@@ -66,13 +66,16 @@ class CalibrationConfig:
     #: week: weekly windows full and every weekday seen)
     warm_up_days: float = 7.0
     #: days between the ends of successive pairs
-    step_days: float = 1.0
+    step_days: float = 0.5
+    #: pairs wanted: when fewer of the full span fit, shorter windows are used (their
+    #: distances scaled up by the lag ratio, which widens the noise part too)
+    min_pairs: int = 1
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> CalibrationConfig:
         """Build from a mapping; refuse unknown keys."""
         data = dict(data or {})
-        known = {"enabled", "margin", "floor_share", "warm_up_days", "step_days"}
+        known = {"enabled", "margin", "floor_share", "warm_up_days", "step_days", "min_pairs"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise DriftError(
@@ -83,9 +86,16 @@ class CalibrationConfig:
             margin=float(data.get("margin", DEFAULT_MARGIN)),
             floor_share=float(data.get("floor_share", DEFAULT_FLOOR_SHARE)),
             warm_up_days=float(data.get("warm_up_days", 7.0)),
-            step_days=float(data.get("step_days", 1.0)),
+            step_days=float(data.get("step_days", 0.5)),
+            min_pairs=int(data.get("min_pairs", 1)),
         )
-        if out.margin <= 0 or out.floor_share < 0 or out.step_days <= 0 or out.warm_up_days < 0:
+        if (
+            out.margin <= 0
+            or out.floor_share < 0
+            or out.step_days <= 0
+            or out.warm_up_days < 0
+            or out.min_pairs < 1
+        ):
             raise DriftError(f"drift calibration: bad settings {data}")
         return out
 
@@ -175,11 +185,11 @@ def calibrate(
     # then pairs of a shorter span at the same lag/span ratio, their distances scaled
     # up by lag / shorter lag (a steady trend grows linearly with the lag)
     ratio = lag / span
-    room = (end - begin) / (1 + ratio)
+    step = timedelta(days=cal.step_days)
+    room = (end - begin - (cal.min_pairs - 1) * step) / (1 + ratio)  # min_pairs fit
     short_span = min(span, max(day, timedelta(days=math.floor(room / day))))
     short_lag = short_span * ratio
     scale = lag / short_lag
-    step = timedelta(days=cal.step_days)
     ends = []
     for lowest in (begin, first):  # without a pair after the warm-up: pairs from the start
         e = end
