@@ -299,6 +299,8 @@ def test_every_attempt_is_audited_and_the_chain_verifies(root, capsys):
         ("alex", "read", "bronze.users", "denied"),
         ("dana", "read", "silver.users", "allowed"),
         ("dana", "write", "silver.users", "allowed"),
+        # the commit's table_committed event, written under the same grant and audited
+        ("dana", "write", "ops.events", "allowed"),
     }
     assert new["ts"].null_count() == 0 and set(new["policy_version"]) == {POLICY_VERSION}
     read = new.filter((pl.col("user") == "alex") & (pl.col("outcome") == "allowed")).row(

@@ -324,9 +324,9 @@ def feature_lineage(features: FeatureSet) -> dict[str, frozenset[str]]:
 
     Examples
     --------
-    >>> g = FeatureGroup("p", ("plant_id",), "silver.plants", "updated_at", latest=("price",))
+    >>> g = FeatureGroup("p", ("product_id",), "silver.products", "updated_at", latest=("price",))
     >>> sorted(feature_lineage(FeatureSet(groups=(g,)))["p__price"])
-    ['silver.plants.price']
+    ['silver.products.price']
     """
     out: dict[str, frozenset[str]] = {}
     for g in features.groups:

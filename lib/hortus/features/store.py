@@ -226,7 +226,7 @@ class OnlineStore:
     Examples
     --------
     >>> store = OnlineStore(Path("lakehouse/online/features.sqlite"), FEATURES)  # doctest: +SKIP
-    >>> store.get_vector({"user_id": "u000001", "plant_id": "p0007"})            # doctest: +SKIP
+    >>> store.get_vector({"customer_id": "c000001", "product_id": "p0007"})     # doctest: +SKIP
     {'user_activity__sessions_7d': 2.0, ...}
     """
 
@@ -319,10 +319,10 @@ class OnlineStore:
         return dict(zip(names, row, strict=True))
 
     def get_vector(self, entity: dict[str, Any]) -> dict[str, Any]:
-        """Return the full feature vector for one request, e.g. {user_id, plant_id}.
+        """Return the full feature vector for one request, e.g. {customer_id, product_id}.
 
         Groups are looked up in order, so a group keyed by an earlier feature (the
-        plant's category) finds it; derived features are evaluated in Python.
+        item's category) finds it; derived features are evaluated in Python.
         """
         row: dict[str, Any] = dict(entity)
         out: dict[str, Any] = {}
@@ -411,7 +411,7 @@ def skew_check(
 ) -> SkewReport:
     """Compare the offline as-of join with the online store for sampled entity rows.
 
-    `entities` holds the request keys (e.g. user_id, plant_id); the offline
+    `entities` holds the request keys (e.g. customer_id, product_id); the offline
     values are computed as of the store's materialisation time.
     """
     from hortus.features.definitions import point_in_time

@@ -93,6 +93,11 @@ def _drift(
         else "the training rows"
     )
     columns = [c for c in (*spec.features, spec.target) if c in current.columns]
+    calibrated = config.calibration is not None and spec.time is not None
+    if calibrated:
+        # the gate's decision: the whole training history calibrates the thresholds
+        reference = train
+        ref_what = "the training rows (thresholds calibrated on their own variation)"
     result = drift_check(
         reference,
         current,
@@ -100,6 +105,8 @@ def _drift(
         max_drifted_share=config.max_drifted_share,
         critical=config.critical,
         config=config.drift,
+        time=spec.time if calibrated else None,
+        calibration=config.calibration if calibrated else None,
     )
     summary = {k: v for k, v in result.to_dict().items() if k != "table"}
     summary |= {"reference": ref_what, "current": what, "reference_rows": reference.height,
