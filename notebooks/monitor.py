@@ -138,8 +138,15 @@ def _(context, segment_column, training):
 
 
 @app.cell
-def _(segment, segment_column_choice, training):
-    _options = mv.segment_values(training, segment_column_choice.value)
+def _(kpis, segment, segment_column_choice, training):
+    # the values of the model's segment column, and those of the KPI table's own segment
+    # column (a value applies wherever it occurs; masked values do not show)
+    _kpi_by = mv.kpi_layout(kpis)[1] if kpis is not None else None
+    _options = sorted(
+        set(mv.segment_values(training, segment_column_choice.value))
+        | set(mv.segment_values(kpis, _kpi_by)),
+        key=lambda v: (v != mv.ALL, v),
+    )
     segment_choice = mo.ui.dropdown(
         options=_options, value=segment if segment in _options else mv.ALL, label="Segment"
     )

@@ -33,6 +33,7 @@ import test_monitor_notebook as monitor_notebook
 from hortus.cli.app import APP_USERS, TOKEN_ENV, app_token, app_url, app_user, marimo_command
 from hortus.config import Paths
 from hortus.errors import HortusError
+from hortus.project.definition import Project
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -297,14 +298,15 @@ def test_monitor_app_needs_the_token_renders_charts_and_follows_the_segment(
             kpi_chart = cell(page, "Business KPIs").locator(CHART)
             kpi_chart.wait_for(state="visible", timeout=RENDER_MS)
             wait_for_app(page, app, "Access denials")
-            expect(page.get_by_text(re.compile(r"Viewing as mia;.*segment ALL"))).to_be_visible()
+            viewing = r"Viewing recommender as mia;.*segment {}"  # the default model
+            expect(page.get_by_text(re.compile(viewing.format("ALL")))).to_be_visible()
             before = kpi_chart.evaluate("c => c.toDataURL ? c.toDataURL() : c.outerHTML")
             screenshot(page, "monitor-initial")
 
             segment = page.locator("select").filter(has=page.locator("option", has_text="DACH"))
             segment.select_option("DACH")
 
-            expect(page.get_by_text(re.compile(r"Viewing as mia;.*segment DACH"))).to_be_visible(
+            expect(page.get_by_text(re.compile(viewing.format("DACH")))).to_be_visible(
                 timeout=RENDER_MS
             )
             wait_changed(kpi_chart, before)  # redrawn with DACH's rows and title
@@ -334,15 +336,18 @@ def test_explore_app_needs_the_token_and_follows_the_table_and_region(
             viewing = re.compile(r"Viewing as sam: \d+ of \d+ table")
             expect(page.get_by_text(viewing)).to_be_visible()
             expect(page.get_by_text(kpi_text("ALL"))).to_be_visible()
-            # the preselected silver.events was never written in this project: no profile
+            # preselected: the table of the project's default model (hortus.yaml)
+            preselected = Project.load(REPO).model().table
             profile = cell(page, re.compile(r"^Column profile of "))
-            expect(profile.locator(CHART)).to_have_count(0)
+            expect(profile.get_by_role("heading", level=2)).to_have_text(
+                f"Column profile of {preselected}"
+            )
             before = kpi_chart.evaluate("c => c.toDataURL ? c.toDataURL() : c.outerHTML")
             screenshot(page, "explore-initial")
 
             # the table selector (a searchable dropdown): pick gold.kpi_daily
             contract = cell(page, re.compile(r"^Contract and lineage of "))
-            contract.get_by_role("button").filter(has_text="silver.events").click()
+            contract.get_by_role("button").filter(has_text=preselected).click()
             page.get_by_role("option", name="gold.kpi_daily", exact=True).click()
             expect(profile.get_by_role("heading", level=2)).to_have_text(
                 "Column profile of gold.kpi_daily", timeout=RENDER_MS
