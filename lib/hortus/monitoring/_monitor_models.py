@@ -115,8 +115,7 @@ def staleness_inputs(
         raise MonitorError("staleness: no features given to measure drift on")
     trained_until = training[time].max()
     newer = latest.filter(pl.col(time) > trained_until) if trained_until is not None else latest
-    drifted: list[str] = []
-    per_feature = None
+    report = None
     if newer.height and training.height:
         report, _ = calibrated_compare(
             training.select(*features, time),
@@ -126,18 +125,7 @@ def staleness_inputs(
             config=drift,
             calibration=calibration,
         )
-        drifted = report.drifted_columns
-        per_feature = report.to_frame().filter(
-            pl.col("segment").is_null() & pl.col("window_start").is_null()
-        )
-    return {
-        "per_feature": per_feature,
-        "drift_share": len(drifted) / len(features),
-        "drifted_features": drifted,
-        "newer_rows": newer.height,
-        "newer_data": newer.height > 0,
-        "trained_until": trained_until,
-    }
+    return _inputs(report, features, newer.height, trained_until)
 
 
 def _training_rows(
@@ -196,21 +184,27 @@ def _untimed_inputs(
     Training rows that cannot be found give no drift and no newer data.
     """
     newer_rows = 0 if training is None else max(latest.height - training.height, 0)
-    drifted: list[str] = []
-    per_feature = None
+    report = None
     if newer_rows and training is not None and training.height:
         report = compare(training.select(features), latest.select(features), config=drift)
-        drifted = report.drifted_columns
-        per_feature = report.to_frame().filter(
-            pl.col("segment").is_null() & pl.col("window_start").is_null()
-        )
+    return _inputs(report, features, newer_rows, None)
+
+
+def _inputs(report: Any, features: Sequence[str], newer_rows: int, trained_until: Any) -> dict:
+    """Return the staleness inputs: per-feature drift of `report` (None: not measured)."""
+    drifted = report.drifted_columns if report is not None else []
+    per_feature = (
+        report.to_frame().filter(pl.col("segment").is_null() & pl.col("window_start").is_null())
+        if report is not None
+        else None
+    )
     return {
         "per_feature": per_feature,
         "drift_share": len(drifted) / len(features),
         "drifted_features": drifted,
         "newer_rows": newer_rows,
         "newer_data": newer_rows > 0,
-        "trained_until": None,
+        "trained_until": trained_until,
     }
 
 

@@ -30,7 +30,7 @@ in the registry (`hortus.models.registry`), read as the acting user through the 
 
 When the training snapshot cannot be read (the receipt names no table, the table or
 version is gone, or the user may not read it), the card falls back to what the gate
-recorded for the version and, when `reports/train/run.json` belongs to the same
+recorded for the version and, when `reports/train/<model>/run.json` belongs to the same
 artifact (same sha256), to the train stage's segment_metrics.csv and importance.csv;
 each fallback is named in `ModelCard.notes`.  Nothing here is specific to a domain.
 
