@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -217,6 +218,7 @@ def built(tmp_path_factory) -> tuple[Paths, dict]:
     reg.promote(1, reason="reviewed")
     (project.root / "dvc.yaml").write_bytes((ROOT / "dvc.yaml").read_bytes())
     (project.root / "hortus.yaml").write_bytes((ROOT / "hortus.yaml").read_bytes())
+    shutil.copytree(ROOT / "docs", project.root / "docs")  # the user guide
     params = (ROOT / "params.yaml").read_text(encoding="utf-8") + "\nextra:\n  knob: 3\n"
     (project.root / "params.yaml").write_text(params, encoding="utf-8")
     _dvc(project.root, "init", "--no-scm", "-q")
@@ -254,7 +256,10 @@ def test_hortus_docs_writes_every_page_with_resolving_links(built):
         reports / "index.html",
         *(docs / name for name in PAGES),
         docs / "gate" / "recommender" / "v1.html",
+        *sorted((docs / "guide").glob("*.html")),
     ]
+    guide = {p.stem for p in (ROOT / "docs").glob("*.md")}
+    assert guide and {p.stem for p in pages if p.parent.name == "guide"} == guide | {"index"}
     for page in pages:
         text = page.read_text(encoding="utf-8")
         check_offline(text, source=page)
@@ -277,6 +282,7 @@ def test_hortus_docs_writes_every_page_with_resolving_links(built):
         "models/recommender/1/model_report.html",
         "docs/gate/recommender/v1.html",
         "gate/recommender/v1.md",
+        "docs/guide/index.html",
     }
     assert expected <= set(links)
     for page in pages:  # every relative link of every page resolves to a file

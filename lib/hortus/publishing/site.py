@@ -16,6 +16,7 @@
 - gate/<model>/v<N>.html: each gate report reports/gate/<model>/v<N>.md rendered;
 - plots.html: every plot `dvc plots show --json` returns, drawn as inline SVG (DVC's own
   page loads Vega from a CDN and is blank offline); says why when there are none;
+- guide/<name>.html: the user guide, docs/*.md of the project rendered, with an index;
 - reports/index.html: one page linking every generated report that exists.
 
 Every page is one HTML file with inline CSS and inline SVG: no scripts, stylesheets,
@@ -54,6 +55,7 @@ from hortus.publishing._dag import (  # noqa: F401
     layered_layout,
     parse_dot,
 )
+from hortus.publishing._guide import GUIDE_DIR, guide_pages, guide_sources  # noqa: F401
 from hortus.publishing._html import (  # noqa: F401
     CSS,
     DOCS_DIR,
@@ -142,6 +144,7 @@ def build_site(paths: Paths, lh: Lakehouse) -> dict:
     written.append(_write(docs_dir / "parameters.html", parameters_page(params)))
     written.append(_write(docs_dir / "models.html", models_page(lh, reports, docs_dir)))
     written.append(_write(docs_dir / PLOTS_PAGE, plots_page(paths.root)))
+    written.extend(guide_pages(paths.root, reports))
     written.append(_write(reports / "index.html", index_page(reports, stages)))
     return {
         "data_dictionary": "reports/data_dictionary.md",
