@@ -16,7 +16,7 @@ Objects and actions
   in the clear; ``reidentify`` on a column: turn its keyed tokens back into raw
   values;
 - ``train``, ``register``, ``promote``, ``approve`` on a model name
-  (``churn``).
+  (``churn``); ``predict``: call the model through `hortus serve`.
 
 Grant patterns are `fnmatch` globs (case-sensitive); ``*`` also matches dots.
 
@@ -117,12 +117,13 @@ ACTIONS: dict[str, str] = {
     "register": "model",
     "promote": "model",
     "approve": "model",
+    "predict": "model",  # call it through the online service (hortus.serving.service)
 }
 # YAML section of a group -> the actions it may grant
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "tables": ("read", "write"),
     "columns": ("unmask", "reidentify"),
-    "models": ("train", "register", "promote", "approve"),
+    "models": ("train", "register", "promote", "approve", "predict"),
 }
 _TOP_KEYS = {"version", "restricted_zone", "users", "groups"}
 _GROUP_KEYS = {"description", "row_filters", *_SECTIONS}
