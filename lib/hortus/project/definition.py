@@ -61,7 +61,7 @@ _KPI_KEYS = {"table", "build", "summary"}
 _MODEL_KEYS = {"task", "table", "target", "features", "categorical", "time", "group",
                "segments", "sensitive", "ids", "exclude", "scoring", "description",
                "threshold"}  # fmt: skip
-_SCORING_KEYS = {"table", "source", "select", "build", "serving", "summary"}
+_SCORING_KEYS = {"table", "source", "select", "build", "serving", "summary", "candidates"}
 _SELECT = ("all", "unlabelled", "latest")
 
 
@@ -117,6 +117,8 @@ class ScoringDef:
     `build` ("module:function") replaces the generic scorer (the plant shop ranks
     candidate pairs per user); without it the rows of `source` chosen by `select`
     (all, unlabelled = target is null, latest = the latest time stamp) are scored.
+    `candidates` ("module:function", ranking models): fn(lh, at) -> the item keys the
+    online service (`hortus serve`, /recommend) may rank at time `at`.
     """
 
     table: str
@@ -125,6 +127,7 @@ class ScoringDef:
     build: str | None = None
     serving: str | None = None
     summary: str | None = None
+    candidates: str | None = None
 
 
 @dataclass(frozen=True)
@@ -379,6 +382,7 @@ def _model(name: str, doc: Any, where: str) -> ModelDef:
         build=scoring_doc.get("build"),
         serving=scoring_doc.get("serving"),
         summary=scoring_doc.get("summary"),
+        candidates=scoring_doc.get("candidates"),
     )
 
     def cols(key: str, default: Any = ()) -> Any:
