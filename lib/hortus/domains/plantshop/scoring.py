@@ -24,10 +24,8 @@ RECOMMENDATIONS = "gold.recommendations"
 PREDICTION_LOG = "ops.prediction_log"
 
 
-def candidates(lh: Lakehouse, at: datetime) -> pl.DataFrame:
-    """Return every (user, plant) pair: users signed up before `at`, plants in stock at `at`."""
-    users = lh.scan("silver.users").filter(pl.col("signup_at") < at).select("user_id").unique()
-    plants = (
+def _in_stock(lh: Lakehouse, at: datetime) -> pl.LazyFrame:
+    return (
         lh.scan("silver.plants")
         .filter(pl.col("updated_at") < at)
         .sort("updated_at")
@@ -36,6 +34,17 @@ def candidates(lh: Lakehouse, at: datetime) -> pl.DataFrame:
         .filter(pl.col("stock") > 0)
         .select("plant_id")
     )
+
+
+def candidate_items(lh: Lakehouse, at: datetime) -> pl.DataFrame:
+    """Return the plants in stock at `at`: what the online service ranks for a buyer."""
+    return _in_stock(lh, at).sort("plant_id").collect()
+
+
+def candidates(lh: Lakehouse, at: datetime) -> pl.DataFrame:
+    """Return every (user, plant) pair: users signed up before `at`, plants in stock at `at`."""
+    users = lh.scan("silver.users").filter(pl.col("signup_at") < at).select("user_id").unique()
+    plants = _in_stock(lh, at)
     pairs = users.join(plants, how="cross").sort("user_id", "plant_id").collect()
     return pairs.with_columns(pl.lit(at).cast(pl.Datetime("us", "UTC")).alias("as_of"))
 
