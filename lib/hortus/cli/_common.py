@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 from pathlib import Path
@@ -84,8 +85,10 @@ def _stage(name: str):
                 extra = {"model": args.model}
         if getattr(args, "rebuild", False):
             extra["rebuild"] = True
-        # every stage run, ok or failed, lands in ops.pipeline_runs (pipeline health)
-        with record_run(paths, name):
+        # every stage run, ok or failed, lands in ops.pipeline_runs (pipeline health);
+        # a spinner on a terminal (train shows papermill's own progress bar instead)
+        spinner = status(f"hortus {name}") if name != "train" else contextlib.nullcontext()
+        with record_run(paths, name), spinner:
             summary = stages.STAGES[name](paths, params, **extra)
         _report_stage(name, summary, paths)
         return 0
@@ -153,3 +156,89 @@ def _print_quarantine_examples(paths: Paths, limit: int = 8) -> None:
             f"  quarantined {r['source_file']}:{r['line']} column {r['column'] or '-'} "
             f"rule {r['rule']}: {r['message'][:160]}"
         )
+
+
+# ------------------------------------------------------------ terminal output
+def console(*, stderr: bool = False):
+    """Return a rich Console for stdout (or stderr), created per call so tests capture it.
+
+    On a terminal rich uses its width; in a pipe or a file it uses $COLUMNS, else 120
+    columns, so piped tables are not squeezed to 80.
+    """
+    import os
+    import sys
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 120
+    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+
+
+def emit(*renderables, out=None) -> None:
+    """Print rich renderables to stdout without the trailing blanks rich pads lines with."""
+    out = out or console()
+    with out.capture() as captured:
+        out.print(*renderables)
+    text = "\n".join(line.rstrip() for line in captured.get().splitlines())
+    print(text)
+
+
+def shorten(text: str, width: int) -> str:
+    """Cut `text` to at most `width` characters at a word boundary, ending in an ellipsis.
+
+    >>> shorten("Daily KPIs per region and channel", 20)
+    'Daily KPIs per…'
+    >>> shorten("short", 20)
+    'short'
+    """
+    text = " ".join(str(text).split())
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    if " " in cut and not text[width - 1].isspace():
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:.-") + "…"
+
+
+def progress_wanted() -> bool:
+    """Return whether progress output is wanted: only when stderr is a terminal.
+
+    Logs, pipes, CI and tests stay clean; HORTUS_PROGRESS=0 switches it off on a
+    terminal too.
+    """
+    import os
+    import sys
+
+    if os.environ.get("HORTUS_PROGRESS", "") == "0":
+        return False
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def status(message: str):
+    """Return a context manager showing a spinner with elapsed time on stderr (TTY only).
+
+    A no-op context manager when stderr is not a terminal.
+    """
+    if not progress_wanted():
+        return contextlib.nullcontext()
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    @contextlib.contextmanager
+    def _spin():
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console(stderr=True),
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        ) as bar:
+            bar.add_task(message, total=None)
+            yield bar
+
+    return _spin()

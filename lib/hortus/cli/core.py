@@ -21,6 +21,9 @@ from hortus.cli._common import (
     _simulator,
     _stage,
     add_model_option,
+    console,
+    emit,
+    shorten,
 )
 from hortus.config import Paths
 from hortus.errors import HortusError
@@ -115,6 +118,8 @@ def _simulate_more(args: argparse.Namespace, paths, sim) -> int:
 
 # ------------------------------------------------------------------- catalog
 def cmd_catalog_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
     from hortus.lakehouse.tables import Lakehouse
 
     lh = Lakehouse.open(_paths(args).root, stage="cli")
@@ -133,16 +138,32 @@ def cmd_catalog_list(args: argparse.Namespace) -> int:
     if args.json:
         _print(rows, True)
         return 0
-    print(f"{'table':<24} {'version':>7}  {'owner':<16} description")
+    out = console()
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("table", no_wrap=True)
+    table.add_column("version", justify="right", no_wrap=True)
+    table.add_column("owner", no_wrap=True)
+    table.add_column("description", overflow="ellipsis" if not args.wrap else "fold")
+    used = sum(max([len(k)] + [len(str(r[k] if r[k] is not None else "-")) for r in rows]) + 2
+               for k in ("table", "version", "owner"))  # fmt: skip
+    width = max(30, (out.width or 120) - used - 1)
     for r in rows:
         v = "-" if r["version"] is None else str(r["version"])
-        print(f"{r['table']:<24} {v:>7}  {r['owner']:<16} {r['description'][:70]}")
+        desc = r["description"] if args.wrap else shorten(r["description"], width)
+        table.add_row(r["table"], v, r["owner"], desc)
+    emit(table, out=out)
     return 0
 
 
 def cmd_catalog_show(args: argparse.Namespace) -> int:
+    import polars as pl
+    from rich.markup import escape
+    from rich.table import Table
+
+    from hortus.config import RESTRICTED_LAYERS
+    from hortus.lakehouse.silver import stored_contract
     from hortus.lakehouse.tables import Lakehouse
-    from hortus.publishing.docs import table_markdown
+    from hortus.publishing.docs import _pii, _rules
 
     lh = Lakehouse.open(_paths(args).root, stage="cli")
     contract = lh.catalog.get(args.table)
@@ -152,16 +173,87 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
             out["history"] = lh.history(args.table).to_dicts()
         _print(out, True)
         return 0
-    print(table_markdown(contract, lh))
-    if lh.exists(args.table):
-        print("Lineage (one row per Delta version):")
-        for h in lh.history(args.table).iter_rows(named=True):
-            print(
-                f"  v{h['version']:<4} {h['timestamp']:%Y-%m-%d %H:%M:%S} {h['operation']:<8} "
-                f"rows+{h['rows_added'] or 0:<9} stage={h['stage']} inputs={h['inputs']} "
-                f"git={str(h['git_commit'])[:10]} user={h['user']}"
+    out = console()
+    shown = stored_contract(contract) if contract.layer == "silver" else contract
+    out.print(f"[bold]{contract.full_name}[/]  {escape(contract.description or '')}")
+    meta = Table.grid(padding=(0, 2))
+    meta.add_column(style="bold", no_wrap=True)
+    meta.add_column()
+    zone = "restricted" if contract.layer in RESTRICTED_LAYERS else "governed"
+    meta.add_row("zone", zone)
+    meta.add_row("owner", contract.owner)
+    meta.add_row("primary key", ", ".join(contract.primary_key) or "-")
+    sla = contract.freshness_sla_hours
+    meta.add_row("freshness SLA", f"{sla} h" if sla else "-")
+    if contract.landing:
+        meta.add_row("landing", f"data/{contract.landing.glob} ({contract.landing.format})")
+    history = lh.history(args.table) if lh.exists(args.table) else None
+    if history is not None and history.height:
+        rows = lh.scan(args.table).select(pl.len()).collect().item()
+        last = history.row(-1, named=True)
+        inputs = ", ".join(json.loads(last["inputs"] or "{}")) or "-"
+        meta.add_row("rows", f"{rows:,}")
+        meta.add_row("versions", str(history.height))
+        meta.add_row("written by", f"stage {last['stage']} from {inputs}")
+    else:
+        meta.add_row("rows", "not built yet")
+    emit(meta, out=out)
+    cols = Table(title="columns", title_justify="left", header_style="bold", show_lines=False)
+    for name in ("column", "type", "rules", "PII", "description"):
+        cols.add_column(name, overflow="fold", no_wrap=name in ("column", "type"))
+    for c in shown.columns:
+        sens = " (sensitive attribute)" if c.sensitive else ""
+        cols.add_row(
+            c.name,
+            c.type,
+            escape(_rules(c).replace("\\|", "|").replace("`", "")),
+            _pii(c, contract.layer),
+            escape(c.description + sens),
+        )
+    emit(cols, out=out)
+    if history is not None and history.height:
+        lin = Table(title="lineage (one row per Delta version)", title_justify="left",
+                    header_style="bold")  # fmt: skip
+        for name in ("version", "time (UTC)", "operation", "rows added", "stage", "inputs",
+                     "git", "user"):  # fmt: skip
+            lin.add_column(
+                name, overflow="fold", justify="right" if name == "rows added" else "left"
             )
+        tail = history.tail(args.limit) if args.limit else history
+        if tail.height < history.height:
+            out.print(f"(the last {tail.height} of {history.height} versions; --limit 0 for all)")
+        for h in tail.iter_rows(named=True):
+            lin.add_row(
+                f"v{h['version']}",
+                f"{h['timestamp']:%Y-%m-%d %H:%M:%S}",
+                str(h["operation"]),
+                f"{h['rows_added'] or 0:,}",
+                str(h["stage"]),
+                escape(str(h["inputs"])),
+                str(h["git_commit"])[:10],
+                str(h["user"]),
+            )
+        emit(lin, out=out)
     return 0
+
+
+#: the rules silver validation records in quarantine.rows (its contract lists them)
+QUARANTINE_RULES = (
+    "json", "required", "type", "min", "max", "future", "allowed", "pattern", "encoding",
+    "duplicate", "missing_column",
+)  # fmt: skip
+
+
+def _check_choice(what: str, value: str, valid: list[str], option: str) -> None:
+    """Refuse a value that is not one of `valid`, listing the valid ones (exit 2)."""
+    if value not in valid:
+        import difflib
+
+        close = difflib.get_close_matches(value, valid, n=1)
+        guess = f"did you mean {close[0]!r}? " if close else ""
+        raise HortusError(
+            f"quarantine {option} {value!r}: unknown {what}; {guess}valid: {', '.join(valid)}"
+        )
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
@@ -171,17 +263,35 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     from hortus.lakehouse.tables import Lakehouse
 
     lh = Lakehouse.open(_paths(args).root, stage="cli")
+    silver = sorted(c.full_name for c in lh.catalog if c.layer == "silver")
+    if args.table:
+        _check_choice("table", args.table, silver, "--table")
+    if args.column:
+        tables = [args.table] if args.table else silver
+        columns = sorted({c.name for t in tables for c in lh.catalog.get(t).columns})
+        _check_choice("column" + (f" of {args.table}" if args.table else ""), args.column,
+                      columns, "--column")  # fmt: skip
     lf = lh.scan(QUARANTINE)
+    if args.rule:
+        present = lf.select(pl.col("rule").unique()).collect()["rule"].to_list()
+        _check_choice("rule", args.rule, sorted(set(QUARANTINE_RULES) | set(present)), "--rule")
     if args.table:
         lf = lf.filter(pl.col("table") == args.table)
     if args.rule:
         lf = lf.filter(pl.col("rule") == args.rule)
+    if args.column:
+        lf = lf.filter(pl.col("column") == args.column)
     rows = lf.sort("source_file", "line").head(args.limit).collect()
     for r in rows.iter_rows(named=True):
         print(
             f"{r['source_file']}:{r['line']}: table {r['table']} column {r['column'] or '-'} "
             f"rule {r['rule']}: {r['message']}"
         )
+    if not rows.height:
+        given = [f"{k} {v}" for k, v in (("table", args.table), ("rule", args.rule),
+                                          ("column", args.column)) if v]  # fmt: skip
+        print(f"no quarantined rows{' for ' + ', '.join(given) if given else ''}",
+              file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -311,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the `hortus` command."""
     p = argparse.ArgumentParser(prog="hortus", description=__doc__.splitlines()[0])
     p.add_argument("--root", help="project root (default: found from the working directory)")
+    p.add_argument("--version", action="version", version=f"hortus {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from hortus.cli.models import add_parsers as _models
 
@@ -388,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     csub = c.add_subparsers(dest="action", required=True, metavar="ACTION")
     cl = csub.add_parser("list", help="list every table", description="List every table.")
     cl.add_argument("--json", action="store_true")
+    cl.add_argument("--wrap", action="store_true", help="wrap descriptions instead of shortening")
     cl.set_defaults(func=cmd_catalog_list)
     cs = csub.add_parser(
         "show",
@@ -396,6 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cs.add_argument("table", help="table name, e.g. silver.orders")
     cs.add_argument("--json", action="store_true")
+    cs.add_argument(
+        "--limit", type=int, default=20, help="lineage: the last N versions (0: all; default 20)"
+    )
     cs.set_defaults(func=cmd_catalog_show)
 
     q = sub.add_parser(
@@ -404,7 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="List rows rejected by silver validation.",
     )
     q.add_argument("--table", help="only this silver table, e.g. silver.orders")
-    q.add_argument("--rule", help="only this rule, e.g. json, type, duplicate")
+    q.add_argument("--rule", help="only this rule: " + ", ".join(QUARANTINE_RULES))
+    q.add_argument("--column", help="only rows whose first violation is in this column")
     q.add_argument("--limit", type=int, default=50)
     q.set_defaults(func=cmd_quarantine)
 
@@ -507,16 +623,50 @@ STAGE_ENV = {
 }
 
 
+def _version() -> str:
+    """Return the installed version of the hortus package (its package metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hortus")
+    except PackageNotFoundError:
+        return "unknown (not installed as a package)"
+
+
+def _quiet_broken_pipe() -> int:
+    """Stop writing after the reader of stdout went away (`hortus ... | head`): exit 0.
+
+    stdout is pointed at /dev/null so the interpreter's last flush cannot fail again.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    from hortus.governance.access import AccessDenied
+
     # before any command imports numpy or scikit-learn (OpenMP reads it once, at load)
     for name, value in STAGE_ENV.items():
         os.environ.setdefault(name, value)
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = None
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except HortusError as exc:
         print(f"hortus: error: {exc}", file=sys.stderr)
+        if isinstance(exc, AccessDenied):
+            from hortus.cli._errors import denial_hint
+
+            for line in denial_hint(exc, args, argv):
+                print(line, file=sys.stderr)
         return exc.exit_code
 
 
