@@ -27,3 +27,17 @@ class SignatureError(HortusError):
 
 class ArtifactError(HortusError):
     """A model artifact cannot be trusted or loaded (hash mismatch, untrusted types...)."""
+
+
+class UnknownEntity(HortusError, KeyError):
+    """A lookup named an entity the online store does not hold (not a vector of defaults).
+
+    `entity` is the entity key that was not found, e.g. ``{"user_id": "u999999"}``.
+    """
+
+    def __init__(self, message: str, entity: dict | None = None):
+        super().__init__(message)
+        self.entity = dict(entity or {})
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
