@@ -10,6 +10,7 @@ import pytest
 
 from hortus.domains.plantshop.features import FEATURES
 from hortus.domains.plantshop.training import labelled_impressions
+from hortus.errors import UnknownEntity
 from hortus.features import store as fsm
 from hortus.features.definitions import point_in_time
 
@@ -131,7 +132,7 @@ def test_labels_follow_orders_within_the_horizon():
 def test_online_store_serves_the_offline_values_and_skew_finds_a_difference(
     shop, spine, logs, tmp_path
 ):
-    """Check SQLite lookups, defaults for unknown entities, and skew naming a changed feature."""
+    """Check SQLite lookups (batched = one by one), unknown entities, and skew naming a change."""
     store = fsm.OnlineStore(tmp_path / "online.sqlite", FEATURES)
     end = shop.scan("silver.events").select(pl.col("ts").max()).collect().item()
     contracts = {c.full_name: c for c in shop.catalog}
@@ -144,8 +145,12 @@ def test_online_store_serves_the_offline_values_and_skew_finds_a_difference(
     assert clean.ok and clean.by_feature.height == len(FEATURES.feature_names) == 50
     vec = store.get_vector(dict(zip(entities.columns, entities.row(0), strict=True)))
     assert list(vec) == FEATURES.feature_names
-    unknown = store.get_vector({"user_id": "u999999", "plant_id": "p9999"})
-    assert unknown["user_activity__views_7d"] == 0.0 and unknown["plant_catalog__price"] is None
+    with pytest.raises(UnknownEntity) as err:  # an unknown user is an error, not defaults
+        store.get_vector({"user_id": "u999999", "plant_id": entities["plant_id"][0]})
+    assert err.value.entity == {"user_id": "u999999"} and isinstance(err.value, KeyError)
+    assert "u999999" in str(err.value) and "hortus features keys user_profile" in str(err.value)
+    batch = [dict(zip(entities.columns, r, strict=True)) for r in entities.rows()]
+    assert store.get_vectors(batch) == [store.get_vector(e) for e in batch]
     # inject a serving difference: one plant's price changed in the online store only
     plant = entities["plant_id"][0]
     store.close()
@@ -176,3 +181,35 @@ def test_feature_log_contracts_are_in_the_catalog(shop):
     }
     assert cols["plant_catalog__category"].allowed and cols["user_profile__region"].sensitive
     assert cols["price_band"].type == "int" and len(cols) == 50
+
+
+def test_get_vectors_runs_one_query_per_group_for_many_entities(shop, logs, tmp_path):
+    """Check batching: 1 user x 40 plants costs one SELECT per group, not one per entity.
+
+    Also: a plant nobody interacted with is known (defaults for its event groups), an
+    unknown plant among known ones raises UnknownEntity naming it.
+    """
+    store = fsm.OnlineStore(tmp_path / "online.sqlite", FEATURES)
+    end = shop.scan("silver.events").select(pl.col("ts").max()).collect().item()
+    store.materialize(logs, end + timedelta(microseconds=1), {c.full_name: c for c in shop.catalog})
+    plants = [k["plant_id"] for k in store.entity_keys("plant_catalog", limit=40)]
+    user = store.entity_keys("user_profile", limit=1)[0]["user_id"]
+    batch = [{"user_id": user, "plant_id": p} for p in plants]
+    store.get_vector(batch[0])  # open
+    selects: list[str] = []
+    store._con.set_trace_callback(lambda sql: selects.append(sql) if "SELECT" in sql else None)
+    vectors = store.get_vectors(batch)
+    assert len(selects) == len(FEATURES.groups) == 7 and len(vectors) == 40
+    assert vectors == [store.get_vector(e) for e in batch]
+    with pytest.raises(UnknownEntity) as err:
+        store.get_vectors([*batch, {"user_id": user, "plant_id": "p9999"}])
+    assert err.value.entity == {"plant_id": "p9999"} and "plant_id='p9999'" in str(err.value)
+    # a known user with no row in user_plant for a plant: that group's defaults, not an error
+    with sqlite3.connect(tmp_path / "online.sqlite") as con:
+        pair = con.execute("SELECT user_id FROM user_plant LIMIT 1").fetchone()
+        seen = {
+            r[0] for r in con.execute("SELECT plant_id FROM user_plant WHERE user_id = ?", pair)
+        }
+    fresh = next(p for p in plants if p not in seen)
+    vec = store.get_vector({"user_id": pair[0], "plant_id": fresh})
+    assert vec["user_plant__views_30d"] == 0.0 and vec["plant_catalog__price"] is not None

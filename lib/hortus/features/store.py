@@ -20,20 +20,24 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from hortus.errors import HortusError, UnknownEntity
 from hortus.features.definitions import Band, FeatureGroup, FeatureSet, parse_window
 from hortus.lakehouse.contracts import Column, Contract
 from hortus.lakehouse.tables import Lakehouse
 
 _US_PER_DAY = 86_400_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CONTRACT_TYPES = {
     pl.String: "string",
     pl.Int64: "int",
@@ -217,27 +221,171 @@ def _defaults(group: FeatureGroup) -> dict[str, Any]:
     return out
 
 
+def root_groups(fs: FeatureSet, contracts: dict[str, Contract]) -> list[str]:
+    """Return the groups whose rows *are* their entities: a missing row is an unknown entity.
+
+    A group is a root of its entity when it is keyed by request columns (not by an
+    earlier group's feature) and its source table's primary key starts with the
+    entity columns: every row of the source is one entity, or one version of it
+    (the plant shop's ``silver.users`` keyed by user_id, ``silver.plants`` by
+    (plant_id, updated_at)).  An entity without a row there is not known to the
+    store, and a lookup raises `UnknownEntity`.  Every other group (events,
+    reviews, user x plant pairs) legitimately has no row for a known entity with
+    no history yet (a plant nobody viewed, a user's first visit) and serves the
+    defaults (zero sums, unknown latest values and recency), exactly what the
+    offline as-of join gives for no prior rows.
+    """
+    out = []
+    for g in fs.groups:
+        source = contracts.get(g.source)
+        if source is None or fs.key_columns(g) != g.entity:
+            continue
+        if tuple(source.primary_key[: len(g.entity)]) == tuple(g.entity):
+            out.append(g.name)
+    return out
+
+
+def lookup_waves(fs: FeatureSet) -> list[list[FeatureGroup]]:
+    """Return the groups in waves: a group's keys are all known after the waves before it.
+
+    A group keyed by request columns is in the first wave; one keyed by another
+    group's feature (an item's category) follows that group.  A backend may fetch
+    all groups of a wave in one round trip.
+    """
+    produced = {f: i for i, g in enumerate(fs.groups) for f in g.feature_names}
+    wave_of: dict[str, int] = {}
+    for g in fs.groups:
+        deps = [wave_of[fs.groups[produced[k]].name] for k in fs.key_columns(g) if k in produced]
+        wave_of[g.name] = 1 + max(deps) if deps else 0
+    waves: list[list[FeatureGroup]] = [[] for _ in range(max(wave_of.values(), default=-1) + 1)]
+    for g in fs.groups:
+        waves[wave_of[g.name]].append(g)
+    return waves
+
+
+def snapshots(
+    fs: FeatureSet, logs: dict[str, pl.DataFrame], at: datetime
+) -> dict[str, pl.DataFrame]:
+    """Return every group's online rows as of `at` (entity keys, features, ``_as_of``)."""
+    stamp = pl.lit(at).cast(pl.Datetime("us", "UTC")).dt.epoch("us").alias(AS_OF)
+    return {g.name: snapshot_at(g, logs[g.name], at).with_columns(stamp) for g in fs.groups}
+
+
+def store_meta(
+    fs: FeatureSet,
+    at: datetime,
+    contracts: dict[str, Contract],
+    rows: dict[str, int],
+    *,
+    versions: dict[str, int] | None = None,
+    batches: dict[str, list[str]] | None = None,
+) -> dict[str, str]:
+    """Return the metadata a store keeps with its rows (all values are strings)."""
+    types = {c.name: c.type for c in feature_columns(fs, contracts)}
+    meta = {
+        "materialized_at": at.isoformat(),
+        "refreshed_at": at.isoformat(),
+        "features": json.dumps(fs.feature_names),
+        "source_versions": json.dumps(versions or {}, sort_keys=True),
+        "rows": json.dumps(rows, sort_keys=True),
+        "types": json.dumps(types, sort_keys=True),
+        "roots": json.dumps(root_groups(fs, contracts)),
+    }
+    if batches is not None:
+        meta["batches"] = json.dumps({t: sorted(b) for t, b in batches.items()}, sort_keys=True)
+    return meta
+
+
+def source_batches(lh: Lakehouse, fs: FeatureSet) -> dict[str, list[str]]:
+    """Return the silver batch ids (`_batch_id`) each group source holds now.
+
+    Kept in the store's metadata at materialisation, so an incremental refresh
+    (`hortus.features.online_refresh`) knows which rows it has not seen yet.
+    """
+    out = {}
+    for table in sorted({g.source for g in fs.groups}):
+        if "_batch_id" not in lh.catalog.get(table).column_names and not lh.exists(table):
+            continue
+        lf = lh.scan(table)
+        if "_batch_id" in lf.collect_schema().names():
+            ids = lf.select(pl.col("_batch_id").unique()).collect().to_series()
+            out[table] = sorted(i for i in ids.to_list() if i is not None)
+    return out
+
+
+AS_OF = "_as_of"  # per-row column: the time (us since the epoch, UTC) the row's values are as of
 _SQL_TYPES = {"string": "TEXT", "int": "INTEGER", "float": "REAL", "bool": "INTEGER"}
+_MAX_VARS = 900  # bound variables per SQLite statement (the old default limit is 999)
+_MAX_COMPOUND = 256  # key lookups per compound SELECT (SQLite's default limit is 500)
 
 
-class OnlineStore:
-    """Feature vectors by entity in a SQLite file, as of one materialisation time.
+def _key(v: Any) -> str | None:
+    """Return an entity key value as stored (text; None stays None)."""
+    return v if v is None or isinstance(v, str) else str(v)
 
-    Examples
-    --------
-    >>> store = OnlineStore(Path("lakehouse/online/features.sqlite"), FEATURES)  # doctest: +SKIP
-    >>> store.get_vector({"customer_id": "c000001", "product_id": "p0007"})     # doctest: +SKIP
-    {'user_activity__sessions_7d': 2.0, ...}
+
+def _fmt_key(cols: Sequence[str], key: tuple) -> str:
+    return ", ".join(f"{c}={v!r}" for c, v in zip(cols, key, strict=True))
+
+
+class BaseOnlineStore:
+    """What every online store backend shares: batched lookups, unknown entities, derived features.
+
+    A backend implements `_load` (column names per group and the metadata),
+    `_fetch` (rows of some groups for some keys, batched), `_write` (a whole new
+    snapshot, switched atomically) and `_upsert` (some entities' rows, atomically).
     """
 
-    def __init__(self, path: Path, fs: FeatureSet):
-        self.path = Path(path)
-        self.fs = fs
-        self._con: sqlite3.Connection | None = None
-        self._sql: dict[str, tuple[str, list[str]]] = {}
-        self._bools: set[str] = set()
+    backend = "?"
+    where = "?"
 
-    # ---------------------------------------------------------- materialise
+    def __init__(self, fs: FeatureSet):
+        self.fs = fs
+        self._names: dict[str, list[str]] = {}
+        self._bools: set[str] = set()
+        self._roots: set[str] = set()
+        self._waves = lookup_waves(fs)
+        self._keys = {g.name: tuple(fs.key_columns(g)) for g in fs.groups}
+        self._dflt = {g.name: _defaults(g) for g in fs.groups}
+        self._order = fs.feature_names
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------ backend
+    def _load(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _fetch(self, wanted: list[tuple[str, list[tuple]]]) -> list[dict[tuple, tuple]]:
+        """Return, per (group, keys), {key: (*values, as_of_us)} for the keys found."""
+        raise NotImplementedError  # pragma: no cover
+
+    def _write(self, snaps: dict[str, pl.DataFrame], types: dict[str, str],
+               meta: dict[str, str]) -> None:  # fmt: skip
+        raise NotImplementedError  # pragma: no cover
+
+    def _upsert(self, snaps: dict[str, pl.DataFrame], meta: dict[str, str]) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    def meta(self) -> dict[str, str]:
+        """Return the store's metadata (materialisation time, features, source versions...)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def entity_keys(self, group: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Return up to `limit` entity keys a group holds (sorted where the backend can)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def exists(self) -> bool:
+        """Return whether the store has been materialised."""
+        raise NotImplementedError  # pragma: no cover
+
+    def close(self) -> None:
+        """Release connections (reopened on the next lookup)."""
+
+    def _configure(self, meta: dict[str, str]) -> None:
+        types = json.loads(meta["types"])
+        self._bools = {n for n, t in types.items() if t == "bool"}
+        self._roots = set(json.loads(meta.get("roots", "[]")))
+
+    # -------------------------------------------------------- materialise
     def materialize(
         self,
         logs: dict[str, pl.DataFrame],
@@ -245,22 +393,191 @@ class OnlineStore:
         contracts: dict[str, Contract],
         *,
         versions: dict[str, int] | None = None,
+        batches: dict[str, list[str]] | None = None,
     ) -> dict[str, int]:
-        """Write every group's snapshot as of `at` into a new SQLite file (atomic replace)."""
+        """Write every group's snapshot as of `at`, replacing the served one atomically.
+
+        `batches` (`source_batches`) records which source rows the snapshot holds,
+        for incremental refreshes.  Returns the rows per group.
+        """
+        snaps = snapshots(self.fs, logs, at)
+        rows = {name: s.height for name, s in snaps.items()}
+        meta = store_meta(self.fs, at, contracts, rows, versions=versions, batches=batches)
+        types = {c.name: c.type for c in feature_columns(self.fs, contracts)}
+        with self._lock:
+            self._write(snaps, types, meta)
+            self.close()
+        return rows
+
+    def upsert(self, snaps: dict[str, pl.DataFrame], meta: dict[str, str]) -> dict[str, int]:
+        """Replace some entities' rows (group -> rows with ``_as_of``) and metadata atomically."""
+        with self._lock:
+            self._upsert(snaps, meta)
+        return {name: s.height for name, s in snaps.items()}
+
+    @property
+    def materialized_at(self) -> datetime:
+        """Return the time the store was materialised as of (see also ``refreshed_at``)."""
+        return datetime.fromisoformat(self.meta()["materialized_at"])
+
+    @property
+    def refreshed_at(self) -> datetime:
+        """Return the time of the last incremental refresh (the materialisation if none)."""
+        meta = self.meta()
+        return datetime.fromisoformat(meta.get("refreshed_at") or meta["materialized_at"])
+
+    # -------------------------------------------------------------- lookups
+    def get_vectors(self, entities: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Return the feature vector of each request, e.g. [{user_id, plant_id}, ...], in order.
+
+        Batched: one fetch per group (per wave of groups for a networked backend)
+        for all the entities, never one per entity.  A root entity that the store
+        does not hold (`root_groups`) raises `UnknownEntity` naming it; a known
+        entity with no row in another group gets that group's defaults.
+        """
+        return self._lookup(entities)[0]
+
+    def get_vector(self, entity: dict[str, Any]) -> dict[str, Any]:
+        """Return the full feature vector for one request (see `get_vectors`)."""
+        return self._lookup([entity])[0][0]
+
+    def get_group(self, group: str, key: tuple) -> dict[str, Any]:
+        """Return one group's features for one key (defaults if a non-root group has none)."""
+        g = self.fs.group(group)
+        key = tuple(None if v is None else str(v) for v in key)
+        with self._lock:
+            self._ensure()
+            vals = self._fetch([(group, [key])])[0].get(key)
+        if vals is None:
+            if group in self._roots:
+                raise self._unknown(g, key)
+            return dict(self._dflt[group])
+        out = dict(zip(self._names[group], vals, strict=False))
+        for name in self._bools.intersection(out):
+            if out[name] is not None:
+                out[name] = bool(out[name])
+        return out
+
+    def _ensure(self) -> None:
+        if not self._names:
+            self._load()
+
+    def _unknown(self, g: FeatureGroup, key: tuple) -> UnknownEntity:
+        what = _fmt_key(g.entity, key)
+        return UnknownEntity(
+            f"unknown entity {what}: not in the online store ({self.backend} {self.where}, "
+            f"group {g.name}); list known ones with `hortus features keys {g.name}`",
+            dict(zip(g.entity, key, strict=True)),
+        )
+
+    def _lookup(
+        self, entities: Sequence[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, int | None]]]:
+        """Return the vectors and, per entity, the as-of time (us) of each group's row."""
+        rows = [dict(e) for e in entities]
+        as_of: list[dict[str, int | None]] = [{} for _ in rows]
+        if not rows:
+            return [], []
+        with self._lock:
+            self._ensure()
+            for wave in self._waves:
+                wanted = []
+                for g in wave:
+                    cols = self._keys[g.name]
+                    try:
+                        if len(cols) == 1:
+                            c0 = cols[0]
+                            keys = [(r[c0],) for r in rows]
+                        else:
+                            keys = [tuple(r[c] for c in cols) for r in rows]
+                    except KeyError as exc:
+                        raise HortusError(
+                            f"online lookup: a request misses the entity column {exc.args[0]!r} "
+                            f"(group {g.name} is keyed by {', '.join(cols)})"
+                        ) from None
+                    if not all(type(v) is str for k in keys for v in k):
+                        keys = [tuple(_key(v) for v in k) for k in keys]
+                    wanted.append((g, keys))
+                found = self._fetch(
+                    [(g.name, list({k for k in keys if None not in k})) for g, keys in wanted]
+                )
+                for (g, keys), got in zip(wanted, found, strict=True):
+                    names = self._names[g.name]
+                    root = g.name in self._roots
+                    dflt = self._dflt[g.name]
+                    for i, key in enumerate(keys):
+                        vals = got.get(key)
+                        if vals is None:
+                            if root:
+                                raise self._unknown(g, key)
+                            rows[i].update(dflt)
+                            as_of[i][g.name] = None
+                        else:
+                            rows[i].update(zip(names, vals, strict=False))
+                            as_of[i][g.name] = vals[-1] if len(vals) > len(names) else None
+        bools = self._bools
+        out = []
+        for row in rows:
+            for name in bools:  # SQLite stores booleans as 0/1
+                v = row.get(name)
+                if v is not None:
+                    row[name] = bool(v)
+            for d in self.fs.derived:
+                row[d.name] = d.python(row)
+            out.append({n: row[n] for n in self._order})
+        return out, as_of
+
+
+class OnlineStore(BaseOnlineStore):
+    """Feature vectors by entity in a SQLite file (the embedded default backend).
+
+    One table per group (entity keys, features, ``_as_of``), one row per entity,
+    primary-key lookups batched with ``IN (...)`` (a ``UNION ALL`` of key lookups for
+    composite keys: SQLite scans the table for ``(a, b) IN (VALUES ...)``),
+    padded to powers of two so SQLite's statement cache serves every batch size.
+    A materialisation writes a new file and renames it over the old one (readers
+    notice the new file at their next lookup); an incremental refresh updates rows
+    in one transaction, and each lookup reads all its groups in one read
+    transaction, so a vector never mixes two refreshes.
+
+    Examples
+    --------
+    >>> store = OnlineStore(Path("lakehouse/online/features.sqlite"), FEATURES)  # doctest: +SKIP
+    >>> store.get_vectors([{"user_id": "u000001", "plant_id": "p0007"}])        # doctest: +SKIP
+    [{'user_activity__sessions_7d': 2.0, ...}]
+    """
+
+    backend = "sqlite"
+
+    def __init__(self, path: Path, fs: FeatureSet):
+        super().__init__(fs)
+        self.path = Path(path)
+        self.where = str(self.path)
+        self._con: sqlite3.Connection | None = None
+        self._sql: dict[tuple[str, int], str] = {}
+        self._ident: tuple[int, int] | None = None
+
+    def exists(self) -> bool:
+        """Return whether the SQLite file exists."""
+        return self.path.exists()
+
+    # ---------------------------------------------------------- materialise
+    def _write(self, snaps: dict[str, pl.DataFrame], types: dict[str, str],
+               meta: dict[str, str]) -> None:  # fmt: skip
+        """Write a new SQLite file and rename it over the served one (atomic)."""
         self.close()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.unlink(missing_ok=True)
-        types = {c.name: c.type for c in feature_columns(self.fs, contracts)}
         con = sqlite3.connect(tmp)
-        rows_by_group = {}
         with con:
             con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             for g in self.fs.groups:
-                snap = snapshot_at(g, logs[g.name], at)
-                names = [c for c in snap.columns if c not in g.entity]
+                snap = snaps[g.name]
+                names = [c for c in snap.columns if c not in g.entity and c != AS_OF]
                 cols = [f'"{e}" TEXT NOT NULL' for e in g.entity]
                 cols += [f'"{c}" {_SQL_TYPES.get(types[c], "TEXT")}' for c in names]
+                cols.append(f'"{AS_OF}" INTEGER')
                 keys = ", ".join(f'"{e}"' for e in g.entity)
                 con.execute(
                     f'CREATE TABLE "{g.name}" ({", ".join(cols)}, PRIMARY KEY ({keys})) '
@@ -268,81 +585,131 @@ class OnlineStore:
                 )
                 marks = ", ".join("?" * len(snap.columns))
                 con.executemany(f'INSERT INTO "{g.name}" VALUES ({marks})', snap.iter_rows())
-                rows_by_group[g.name] = snap.height
-            meta = {
-                "materialized_at": at.isoformat(),
-                "features": json.dumps(self.fs.feature_names),
-                "source_versions": json.dumps(versions or {}, sort_keys=True),
-                "rows": json.dumps(rows_by_group, sort_keys=True),
-                "types": json.dumps(types, sort_keys=True),
-            }
             con.executemany("INSERT INTO meta VALUES (?, ?)", sorted(meta.items()))
         con.close()
         tmp.replace(self.path)
-        return rows_by_group
+
+    def _upsert(self, snaps: dict[str, pl.DataFrame], meta: dict[str, str]) -> None:
+        """Replace the given rows and metadata in one write transaction."""
+        self.close()
+        con = sqlite3.connect(self.path, timeout=30.0)
+        try:
+            with con:
+                for name, snap in snaps.items():
+                    if snap.height == 0:
+                        continue
+                    cur = con.execute(f'SELECT * FROM "{name}" LIMIT 0')
+                    cols = [d[0] for d in cur.description]
+                    snap = snap.select(cols)
+                    marks = ", ".join("?" * len(cols))
+                    con.executemany(
+                        f'INSERT OR REPLACE INTO "{name}" VALUES ({marks})', snap.iter_rows()
+                    )
+                con.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", sorted(meta.items()))
+        finally:
+            con.close()
 
     # -------------------------------------------------------------- lookups
-    def _connect(self) -> sqlite3.Connection:
-        if self._con is None:
-            if not self.path.exists():
-                raise FileNotFoundError(
-                    f"online store {self.path} does not exist: run `hortus features online`"
-                )
-            self._con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-            for g in self.fs.groups:
-                cur = self._con.execute(f'SELECT * FROM "{g.name}" LIMIT 0')
-                names = [d[0] for d in cur.description][len(g.entity) :]
-                where = " AND ".join(f'"{e}" = ?' for e in g.entity)
-                select = ", ".join(f'"{n}"' for n in names)
-                self._sql[g.name] = (f'SELECT {select} FROM "{g.name}" WHERE {where}', names)
-            types = json.loads(self.meta()["types"])
-            self._bools = {n for n, t in types.items() if t == "bool"}
-        return self._con
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_dev)
+
+    def _ensure(self) -> None:
+        # a materialisation renames a new file over the old one: reopen when it did
+        if self._con is None or self._stat() != self._ident:
+            self.close()
+            self._load()
+
+    def _load(self) -> None:
+        ident = self._stat()
+        if ident is None:
+            raise FileNotFoundError(
+                f"online store {self.path} does not exist: run `dvc repro features`"
+            )
+        con = sqlite3.connect(
+            f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
+            isolation_level=None, timeout=30.0, cached_statements=512,
+        )  # fmt: skip
+        names = {}
+        for g in self.fs.groups:
+            cur = con.execute(f'SELECT * FROM "{g.name}" LIMIT 0')
+            cols = [d[0] for d in cur.description][len(g.entity) :]
+            names[g.name] = [c for c in cols if c != AS_OF]
+            has_as_of = AS_OF in cols
+            sel = ", ".join(f'"{c}"' for c in (*g.entity, *names[g.name]))
+            sel += f', "{AS_OF}"' if has_as_of else ""
+            self._sql[(g.name, -1)] = f'SELECT {sel} FROM "{g.name}"'
+        meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+        self._con, self._ident, self._names = con, ident, names
+        self._configure(meta)
+
+    def _select(self, group: str, n: int) -> str:
+        sql = self._sql.get((group, n))
+        if sql is None:
+            ent = self.fs.group(group).entity
+            cols = ", ".join(f'"{e}"' for e in ent)
+            if len(ent) == 1:
+                where = f"{cols} IN ({', '.join('?' * n)})"
+            else:  # row values `IN (VALUES ...)` scan the table: a compound of key lookups
+                one = " AND ".join(f'"{e}" = ?' for e in ent)
+                base = self._sql[(group, -1)]
+                self._sql[(group, n)] = " UNION ALL ".join([f"{base} WHERE {one}"] * n)
+                return self._sql[(group, n)]
+            sql = self._sql[(group, n)] = f"{self._sql[(group, -1)]} WHERE {where}"
+        return sql
+
+    def _fetch(self, wanted: list[tuple[str, list[tuple]]]) -> list[dict[tuple, tuple]]:
+        con = self._con
+        assert con is not None
+        out = []
+        con.execute("BEGIN")  # one read transaction for every group of the lookup
+        try:
+            for group, keys in wanted:
+                width = len(self.fs.group(group).entity)
+                got: dict[tuple, tuple] = {}
+                step = max(1, _MAX_VARS // width) if width == 1 else _MAX_COMPOUND
+                for s in range(0, len(keys), step):
+                    chunk = keys[s : s + step]
+                    n = 1 << (len(chunk) - 1).bit_length()  # pad: few distinct statements
+                    chunk = chunk + [chunk[0]] * (min(n, step) - len(chunk))
+                    params = [v for k in chunk for v in k]
+                    for r in con.execute(self._select(group, len(chunk)), params):
+                        got[r[:width]] = r[width:]
+                out.append(got)
+        finally:
+            con.execute("COMMIT")
+        return out
 
     def meta(self) -> dict[str, str]:
         """Return the store's metadata (materialisation time, features, source versions)."""
-        con = self._con if self._con is not None else self._connect()
-        return dict(con.execute("SELECT key, value FROM meta").fetchall())
+        with self._lock:
+            self._ensure()
+            assert self._con is not None
+            return dict(self._con.execute("SELECT key, value FROM meta").fetchall())
 
-    @property
-    def materialized_at(self) -> datetime:
-        """Return the time the served values are as of."""
-        return datetime.fromisoformat(self.meta()["materialized_at"])
-
-    def get_group(self, group: str, key: tuple) -> dict[str, Any]:
-        """Return one group's features for one entity key (defaults if the entity is unknown)."""
-        con = self._connect()
-        sql, names = self._sql[group]
-        row = con.execute(sql, key).fetchone()
-        if row is None:
-            return _defaults(self.fs.group(group))
-        return dict(zip(names, row, strict=True))
-
-    def get_vector(self, entity: dict[str, Any]) -> dict[str, Any]:
-        """Return the full feature vector for one request, e.g. {customer_id, product_id}.
-
-        Groups are looked up in order, so a group keyed by an earlier feature (the
-        item's category) finds it; derived features are evaluated in Python.
-        """
-        row: dict[str, Any] = dict(entity)
-        out: dict[str, Any] = {}
-        for g in self.fs.groups:
-            key = tuple(row[k] for k in self.fs.key_columns(g))
-            values = self.get_group(g.name, key)
-            row.update(values)
-            out.update(values)
-        for name in self._bools:  # SQLite stores booleans as 0/1
-            if out.get(name) is not None:
-                out[name] = row[name] = bool(out[name])
-        for d in self.fs.derived:
-            out[d.name] = row[d.name] = d.python(row)
-        return out
+    def entity_keys(self, group: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Return up to `limit` entity keys of a group, sorted."""
+        ent = self.fs.group(group).entity
+        cols = ", ".join(f'"{e}"' for e in ent)
+        with self._lock:
+            self._ensure()
+            assert self._con is not None
+            cur = self._con.execute(
+                f'SELECT {cols} FROM "{group}" ORDER BY {cols} LIMIT ?', (limit,)
+            )
+            return [dict(zip(ent, r, strict=True)) for r in cur.fetchall()]
 
     def close(self) -> None:
         """Close the connection (reopened on the next lookup)."""
-        if self._con is not None:
-            self._con.close()
-            self._con = None
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+                self._ident = None
+                self._sql.clear()
 
 
 # --------------------------------------------------------------------- skew
@@ -402,26 +769,65 @@ def _same(a: Any, b: Any, tol: float) -> bool:
     return a == b
 
 
+def _offline_at(
+    fs: FeatureSet, logs: dict[str, pl.DataFrame], entities: pl.DataFrame,
+    times: dict[str, list[datetime]],
+) -> pl.DataFrame:  # fmt: skip
+    """Return the offline as-of join of every feature, each group at its own time per row.
+
+    `point_in_time` with one spine time per group: an online row refreshed after
+    the store's materialisation is compared at the time it is as of.
+    """
+    out = entities
+    for g in fs.groups:
+        keys = fs.key_columns(g)
+        renamed = out.rename(dict(zip(keys, g.entity, strict=True))) if keys != g.entity else out
+        spine = renamed.select(list(g.entity)).with_columns(
+            pl.Series("_t", times[g.name], dtype=pl.Datetime("us", "UTC"))
+        )
+        out = pl.concat([out, g.as_of(logs[g.name], spine, "_t")], how="horizontal")
+    for d in fs.derived:
+        out = out.with_columns(d.polars())
+    return out
+
+
 def skew_check(
-    store: OnlineStore,
+    store: BaseOnlineStore,
     logs: dict[str, pl.DataFrame],
     entities: pl.DataFrame,
     *,
     tolerance: float = 1e-9,
 ) -> SkewReport:
-    """Compare the offline as-of join with the online store for sampled entity rows.
+    """Compare the offline as-of join with the online store (any backend) for sampled entities.
 
-    `entities` holds the request keys (e.g. customer_id, product_id); the offline
-    values are computed as of the store's materialisation time.
+    `entities` holds the request keys (e.g. customer_id, product_id).  Each
+    online row is compared with the offline values as of the time it is as of:
+    the materialisation, or the incremental refresh that last rewrote it (so
+    after refreshes, pass logs rebuilt from the current sources).  An entity the
+    store does not know counts as a vector of nulls, so its features differ.
     """
-    from hortus.features.definitions import point_in_time
-
     at = store.materialized_at
-    spine = entities.with_columns(pl.lit(at).cast(pl.Datetime("us", "UTC")).alias("_t"))
-    offline = point_in_time(store.fs, logs, spine, "_t")
-    names = store.fs.feature_names
     keys = entities.columns
-    online = [store.get_vector(dict(zip(keys, k, strict=True))) for k in entities.iter_rows()]
+    requests = [dict(zip(keys, k, strict=True)) for k in entities.iter_rows()]
+    try:
+        online, stamps = store._lookup(requests)
+    except UnknownEntity:  # compare entity by entity; the unknown ones differ
+        online, stamps = [], []
+        for r in requests:
+            try:
+                v, s = store._lookup([r])
+                online.append(v[0])
+                stamps.append(s[0])
+            except UnknownEntity:
+                online.append(dict.fromkeys(store.fs.feature_names))
+                stamps.append({})
+    base = int((at - _EPOCH).total_seconds() * 1e6) if at.tzinfo else None
+    times = {}
+    for g in store.fs.groups:
+        us = [s.get(g.name) or base for s in stamps]
+        times[g.name] = [at if u is None else _EPOCH + timedelta(microseconds=u) for u in us]
+    offline = _offline_at(store.fs, logs, entities, times)
+    names = store.fs.feature_names
     rows = []
     for name in names:
         off = offline[name].to_list()
