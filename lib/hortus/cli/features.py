@@ -113,29 +113,69 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:
-    from hortus.features import store as fsm
+    from hortus.features.online import open_online, open_store
+    from hortus.governance.access import current_user
 
     paths = _paths(args)
     project, fs = _feature_set(paths)
     entity = parse_keys(args.key, request_keys(fs))
     only = _model_features(args, paths, project, fs)
-    store = fsm.OnlineStore(paths.online_store, fs)
-    if not paths.online_store.exists():
-        raise HortusError(f"online store {paths.online_store} missing: run `dvc repro features`")
-    try:
-        vec = store.get_vector(entity)
-    except FileNotFoundError as exc:
-        raise HortusError(str(exc)) from None
+    store = _store(paths, fs, open_store)
+    # through the policy: read grants on gold.fs_*, masking, one audit record per lookup
+    with open_online(paths.root, fs, user=current_user(), store=store, purpose="cli") as online:
+        vec = online.get_vector(entity)  # UnknownEntity: exit 2 naming it
     if only is not None:
         vec = {k: v for k, v in vec.items() if k in only}
-    out = {"materialized_at": store.materialized_at.isoformat(), "features": vec}
+    out = {
+        "materialized_at": store.materialized_at.isoformat(),
+        "refreshed_at": store.refreshed_at.isoformat(),
+        "masked": [f for f in online.masked if f in vec],
+        "features": vec,
+    }
     if args.json:
         print(json.dumps(out, indent=2, default=str))
     else:
         which = " x ".join(f"{k}={v}" for k, v in entity.items())
-        print(f"features of {which} as of {out['materialized_at']}")
+        print(f"features of {which} as of {out['refreshed_at']} ({store.backend} online store)")
         for k, v in vec.items():
-            print(f"  {k:<45} {v}")
+            print(f"  {k:<45} {v}" + ("  (masked)" if k in out["masked"] else ""))
+    return 0
+
+
+def _store(paths: Paths, fs, open_store):
+    """Return the project's online store (params.yaml features.online), or refuse if missing."""
+    store = open_store(paths.root, fs)
+    try:
+        present = store.exists()
+    except HortusError:
+        raise
+    except Exception as exc:  # a Redis server that does not answer
+        raise HortusError(f"online store {store.where}: {exc}") from None
+    if not present:
+        raise HortusError(
+            f"online store {store.where} ({store.backend}) missing: run `dvc repro features`"
+        )
+    return store
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from hortus.features.online import open_online, open_store
+    from hortus.governance.access import current_user
+
+    paths = _paths(args)
+    _, fs = _feature_set(paths)
+    names = [g.name for g in fs.groups]
+    if args.group not in names:
+        raise HortusError(f"unknown feature group {args.group!r}; groups: {', '.join(names)}")
+    store = _store(paths, fs, open_store)
+    with open_online(paths.root, fs, user=current_user(), store=store, purpose="cli") as online:
+        keys = online.entity_keys(args.group, args.limit)
+    if args.json:
+        print(json.dumps(keys, indent=2))
+    else:
+        for k in keys:
+            print("  ".join(f"{c}={v}" for c, v in k.items()))
+        print(f"{len(keys)} keys of {args.group} (--limit {args.limit})")
     return 0
 
 
@@ -147,9 +187,9 @@ def cmd_skew(args: argparse.Namespace) -> int:
     paths = _paths(args)
     project, fs = _feature_set(paths)
     lh = Lakehouse.open(paths.root, stage="skew")
-    store = fsm.OnlineStore(paths.online_store, fs)
-    if not paths.online_store.exists():
-        raise HortusError(f"online store {paths.online_store} missing: run `dvc repro features`")
+    from hortus.features.online import open_store
+
+    store = _store(paths, fs, open_store)
     report = fsm.skew_check(
         store, fsm.read_logs(lh, fs), _skew_sample(lh, project, args.sample, args.seed)
     )
@@ -175,7 +215,7 @@ def add_parsers(sub) -> None:
         "features",
         help="feature store: build, list, look up a vector, check skew",
         description="The project's feature store (hortus.yaml `features`): offline logs in "
-        "gold, the SQLite online store.",
+        "gold, the online store (SQLite, or Redis per params.yaml features.online).",
     )
     fsub = f.add_subparsers(dest="action", required=True, metavar="ACTION")
     b = fsub.add_parser(
@@ -195,10 +235,13 @@ def add_parsers(sub) -> None:
     ls.set_defaults(func=cmd_list)
     lk = fsub.add_parser(
         "lookup",
-        help="print one online feature vector",
+        help="print one online feature vector (as your grants allow; audited)",
         description="Look up the online feature vector of one request, given by the "
         "feature set's entity columns: --key COLUMN=VALUE once per column (an unknown or "
-        "missing column is refused, naming the expected ones).",
+        "missing column is refused, naming the expected ones).  The lookup goes through the "
+        "access policy like a table read: it needs the read grant on every gold.fs_<group> "
+        "table, features from columns you may not unmask are masked, and it is audited.  An "
+        "entity the store does not hold is an error (exit 2) naming it.",
     )
     lk.add_argument(
         "--key",
@@ -209,6 +252,17 @@ def add_parsers(sub) -> None:
     lk.add_argument("--model", metavar="NAME", help=only)
     lk.add_argument("--json", action="store_true")
     lk.set_defaults(func=cmd_lookup)
+    ky = fsub.add_parser(
+        "keys",
+        help="list entity keys the online store holds for a group",
+        description="List entity keys of one feature group in the online store (sorted, "
+        "--limit of them), e.g. to find a known user for `features lookup`.  Needs the read "
+        "grant on the group's table gold.fs_<group>; audited.",
+    )
+    ky.add_argument("group", help="a feature group, e.g. user_profile")
+    ky.add_argument("--limit", type=int, default=20)
+    ky.add_argument("--json", action="store_true")
+    ky.set_defaults(func=cmd_keys)
     sk = fsub.add_parser(
         "skew",
         help="compare offline and online values for sampled entities",
