@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import event, write_jsonl
+from conftest import event, with_policy, write_jsonl
 from hortus.cli.core import build_parser, main
 
 
@@ -148,6 +148,7 @@ def online(shop, tmp_path):
     from hortus.domains.plantshop.features import FEATURES
     from hortus.features import store as fsm
 
+    with_policy(tmp_path)  # lookups go through the access policy (features/online.py)
     paths = Paths.at(tmp_path)
     end = shop.scan("silver.events").select(pl.col("ts").max()).collect().item()
     store = fsm.OnlineStore(paths.online_store, FEATURES)
