@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,8 @@ from hortus.errors import ArtifactError, SignatureError
 from hortus.models._estimators import predict, predict_scores
 from hortus.models._signature import Signature
 from hortus.models._spec import SCORE, ModelSpec
+from hortus.models._trust import check_archive
 
-# Types a loaded artifact may contain beyond what skops trusts by default.
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.")
-# HistGradientBoostingClassifier's internal preprocessor holds
-# functools.partial(sklearn.utils.validation.check_array, ...); the wrapped
-# function is audited as a type of its own, so the partial adds no reach.
-_TRUSTED_EXTRA = frozenset({"functools.partial"})
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -84,21 +80,13 @@ def _normalise_skops(data: bytes) -> bytes:
     return buf.getvalue()
 
 
-def _trusted_types(data: bytes, where: str) -> list[str]:
-    """Return the non-default types of a skops archive, or raise if one is not allowed."""
-    try:
-        untrusted = sio.get_untrusted_types(data=data)
-    except Exception as exc:  # a broken archive: report it as such, never load it
-        raise ArtifactError(f"{where}: not a readable skops archive ({exc})") from exc
-    refused = sorted(
-        t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES) and t not in _TRUSTED_EXTRA
-    )
-    if refused:
-        raise ArtifactError(
-            f"{where}: refusing to load untrusted type(s) {refused}; only sklearn.* and "
-            f"numpy.* types (and {sorted(_TRUSTED_EXTRA)}) are accepted"
-        )
-    return list(untrusted)
+def _trusted_types(data: bytes, where: str, extra: Iterable[str] = ()) -> list[str]:
+    """Return the `trusted` list for `skops.io.loads`, or raise naming the refused types.
+
+    Every node of the archive is judged against `hortus.models._trust`'s reviewed
+    lists plus `extra` (the project's `trusted_model_types`) before anything is built.
+    """
+    return check_archive(data, where, extra)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -117,14 +105,21 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def save_model(
-    pipeline: Pipeline, signature: Signature, path: Path, *, metadata: dict | None = None
+    pipeline: Pipeline,
+    signature: Signature,
+    path: Path,
+    *,
+    metadata: dict | None = None,
+    trusted: Iterable[str] = (),
 ) -> str:
     """Write a fitted pipeline as a byte-deterministic skops file and its signature beside it.
 
     The model goes to `path` (a .skops file), the signature, `metadata`, the
     model file name and its sha256 to `path.with_suffix(".signature.json")`;
     both are written atomically (temporary file + rename).  The normalised
-    archive is loaded back with `skops.io.loads` before anything is written.
+    archive is loaded back with `skops.io.loads` before anything is written, and
+    refused (ArtifactError) when it holds a type `load_model` would refuse
+    (`trusted` extends the reviewed list as in `load_model`).
 
     Returns
     -------
@@ -134,9 +129,9 @@ def save_model(
     path = Path(path)
     data = _normalise_skops(sio.dumps(pipeline))
     where = str(path)
-    trusted = _trusted_types(data, where)
+    untrusted = _trusted_types(data, where, trusted)
     try:
-        sio.loads(data, trusted=trusted)
+        sio.loads(data, trusted=untrusted)
     except Exception as exc:
         raise ArtifactError(f"{where}: the normalised archive does not load ({exc})") from exc
     digest = _sha256(data)
@@ -151,13 +146,17 @@ def save_model(
     return digest
 
 
-def load_model(path: Path, expected_sha256: str | None = None) -> tuple[Pipeline, Signature]:
+def load_model(
+    path: Path, expected_sha256: str | None = None, *, trusted: Iterable[str] = ()
+) -> tuple[Pipeline, Signature]:
     """Load a model saved by `save_model`, checking its hash and types first.
 
     The sha256 of the file is compared with `expected_sha256` (when given) and
     with the one recorded in the signature file before anything is
-    deserialised; then only sklearn.*, numpy.* (and skops' default) types are
-    trusted.  Any mismatch raises ArtifactError.
+    deserialised; then every type, function and partial of the archive must be
+    on the reviewed list of `hortus.models._trust` or in `trusted` (a project's
+    `trusted_model_types`, see `hortus.models._trust.project_trust`).  Any
+    mismatch raises ArtifactError naming what was refused; nothing is built.
     """
     path = Path(path)
     try:
@@ -181,9 +180,9 @@ def load_model(path: Path, expected_sha256: str | None = None) -> tuple[Pipeline
             f"{path}: sha256 mismatch, expected {recorded} (recorded in {side.name}), "
             f"actual {actual}; refusing to load it"
         )
-    trusted = _trusted_types(data, str(path))
+    untrusted = _trusted_types(data, str(path), trusted)
     try:
-        pipeline = sio.loads(data, trusted=trusted)
+        pipeline = sio.loads(data, trusted=untrusted)
     except Exception as exc:
         raise ArtifactError(f"{path}: cannot load the model ({exc})") from exc
     if not isinstance(pipeline, Pipeline):
