@@ -7,6 +7,7 @@ Its alias, approval and promotion methods live in the mixins of `_aliases`,
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from hortus.models._registry_base import (
     _dumps,
     sha256_file,
 )
+from hortus.models._trust import check_archive, project_trust
 
 
 class Registry(_AliasesMixin, _ApprovalsMixin, _PromotionMixin):
@@ -140,7 +142,10 @@ class Registry(_AliasesMixin, _ApprovalsMixin, _PromotionMixin):
 
         The artifact (and its `<stem>.signature.json` sibling, if present) is
         copied to `lakehouse/ops/models/<name>/v<N>/` and the copy's SHA-256
-        must equal `sha256`, else ArtifactError and nothing is written.
+        must equal `sha256`, else ArtifactError and nothing is written; an
+        artifact holding a type, function or partial outside the reviewed list
+        (`hortus.models._trust`, extended by hortus.yaml `trusted_model_types`) is
+        refused the same way, naming them.
         Registering the same bytes from the same build (git commit, data md5,
         params) again returns the existing version and writes nothing.  With
         `alias`, the alias is pointed at the version (action `register`); that
@@ -162,12 +167,16 @@ class Registry(_AliasesMixin, _ApprovalsMixin, _PromotionMixin):
         artifact = Path(artifact)
         if not artifact.is_file():
             raise ArtifactError(f"model artifact {artifact} not found")
-        have = sha256_file(artifact)
+        data = artifact.read_bytes()
+        have = hashlib.sha256(data).hexdigest()
         if have != sha256:
             raise ArtifactError(
                 f"model artifact {artifact} has sha256 {have}, expected {sha256}; "
                 "nothing registered"
             )
+        # refuse types no loader would trust, naming them, before anything is written (the
+        # bytes checked are the bytes hashed; the stored copy is checked against that hash)
+        check_archive(data, str(artifact), project_trust(self._lh.paths.root))
         params_json = _dumps(receipt.params)
         self._lh.authorize(
             "register", self.name, detail=f"artifact sha256={sha256[:12]} alias={alias or '-'}"
@@ -292,4 +301,5 @@ class Registry(_AliasesMixin, _ApprovalsMixin, _PromotionMixin):
         path = self.verify(ref)
         from hortus.models.modeling import load_model
 
-        return load_model(path, expected_sha256=self.get(ref).artifact_sha256)
+        trusted = project_trust(self._lh.paths.root)
+        return load_model(path, expected_sha256=self.get(ref).artifact_sha256, trusted=trusted)

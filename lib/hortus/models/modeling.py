@@ -92,6 +92,8 @@ Design
   files renamed in the same order, entries sorted, stored uncompressed (no zlib
   version dependence) with a fixed 1980-01-01 timestamp and fixed attributes;
   the result is checked to load with `skops.io.loads` before it is written.
+  Loading (and registering) refuses an archive holding any type, function or
+  partial outside `hortus.models._trust`'s reviewed list, before building it.
   The same fitted model therefore gives the same bytes and sha256.
 
 Layout
@@ -107,6 +109,8 @@ only those before it:
 * `_metrics`: `ranking_metrics`, `evaluate`, `segment_metrics`;
 * `_signature`: `Signature`;
 * `_train`: `train`, `TrainResult` (learning curve, permutation importance);
+* `_trust`: the types, functions and partials an artifact may hold (a reviewed
+  list extended by hortus.yaml `trusted_model_types`);
 * `_artifacts`: `save_model`, `load_model`, `score_frame`, `signature_path`.
 
 Every name is re-exported here, private helpers included; patch a name in the
@@ -118,8 +122,6 @@ from __future__ import annotations
 # Every name the module had before the split, private helpers included (F401: the
 # private ones are re-exported for importers, not listed in __all__).
 from hortus.models._artifacts import (  # noqa: F401
-    _TRUSTED_EXTRA,
-    _TRUSTED_PREFIXES,
     _ZIP_DATE,
     _normalise_skops,
     _sha256,
