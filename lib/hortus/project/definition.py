@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 PROJECT_FILE = "hortus.yaml"
 TASKS = ("binary", "multiclass", "regression", "ranking")
 _TOP_KEYS = {"version", "name", "description", "contracts", "simulator", "features",
-             "examples", "kpis", "models", "default_model"}  # fmt: skip
+             "examples", "kpis", "models", "default_model", "trusted_model_types"}  # fmt: skip
 _FEATURE_KEYS = {"set", "entities", "as_of"}
 _EXAMPLE_KEYS = {"table", "build", "time"}
 _KPI_KEYS = {"table", "build", "summary"}
@@ -198,6 +198,8 @@ class Project:
     kpis: KpisDef | None = None
     simulator: str | None = None
     source: str = PROJECT_FILE
+    # extra types a model artifact may hold (hortus.models._trust, which reads it)
+    trusted_model_types: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -235,6 +237,12 @@ class Project:
         if not isinstance(models_doc, Mapping):
             raise ProjectError(f"{source}: `models` must map model names to definitions")
         models = {str(n): _model(str(n), m, f"{source}: models.{n}") for n, m in models_doc.items()}
+        trust = doc.get("trusted_model_types") or []
+        if not isinstance(trust, list) or not all(isinstance(t, str) and t.strip() for t in trust):
+            raise ProjectError(
+                f"{source}: trusted_model_types must be a list of names (module.Class, "
+                f"module.function or functools.partial(module.function)), got {trust!r}"
+            )
         default = str(doc.get("default_model") or next(iter(models)))
         if default not in models:
             raise ProjectError(
@@ -255,6 +263,7 @@ class Project:
             kpis=_section(doc, "kpis", _KPI_KEYS, KpisDef, ("table", "build"), source),
             simulator=doc.get("simulator"),
             source=source,
+            trusted_model_types=tuple(t.strip() for t in trust),
         )
 
     # ------------------------------------------------------------------ access
