@@ -29,6 +29,7 @@ from hortus.models.registry import (
     Receipt,
     Registry,
 )
+from test_registry import dummy_model_bytes
 
 SIGNATURE = {"inputs": [{"name": "x", "type": "float"}], "output": "score"}
 
@@ -54,7 +55,7 @@ def register(reg: Registry, i: int, **kw):
     folder = reg._lh.paths.root / "build"
     folder.mkdir(exist_ok=True)
     path = folder / f"model{i}.skops"
-    path.write_bytes(f"dummy model {i}\n".encode())
+    path.write_bytes(dummy_model_bytes(i))
     receipt = Receipt(
         git_commit="c0ffee" + "0" * 34, git_dirty=False, dvc_lock_sha256=None, data_md5=None,
         uv_lock_sha256=None, params={"C": float(i)}, tables_read={},

@@ -19,11 +19,25 @@ from hortus.models.registry import ALIASES, VERSIONS, ArtifactError, Receipt, Re
 SIGNATURE = {"inputs": [{"name": "x", "type": "float"}], "output": "score"}
 
 
+def dummy_model_bytes(i: int) -> bytes:
+    """Return a small skops archive of trusted types, different for each `i` (deterministic).
+
+    `register` refuses anything else (hortus.models._trust), so even dummies are archives.
+    """
+    import skops.io as sio
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import Pipeline
+
+    from hortus.models.modeling import _normalise_skops
+
+    return _normalise_skops(sio.dumps(Pipeline([("model", Ridge(alpha=float(i)))])))
+
+
 def _artifact(folder: Path, i: int) -> tuple[Path, str]:
     """Write a small dummy artifact (and its signature sibling); return path and sha256."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"model{i}.skops"
-    data = f"dummy model {i}\n".encode()
+    data = dummy_model_bytes(i)
     path.write_bytes(data)
     (folder / f"model{i}.signature.json").write_text(json.dumps(SIGNATURE))
     return path, hashlib.sha256(data).hexdigest()
@@ -107,7 +121,7 @@ def test_register_three_versions_round_trip(three, lakehouse, tmp_path):
     assert v2.receipt["tables_read"] == {"gold.training_set": 2}
     stored = three.artifact_path("v2")
     assert stored == lakehouse.paths.root / v2.artifact_path
-    assert stored.read_bytes() == b"dummy model 2\n"
+    assert stored.read_bytes() == dummy_model_bytes(2)
     assert (stored.parent / "model2.signature.json").exists()
     assert not stored.stat().st_mode & 0o222  # read-only
     assert json.loads(json.dumps(v2.to_dict()))["version"] == 2
