@@ -54,7 +54,8 @@ from hortus.monitoring._drift_stats import (
 def _numeric_compare(p: ColumnProfile, c: np.ndarray, config: DriftConfig) -> dict[str, Any]:
     """Compare a numeric reference profile with a sorted current sample."""
     xc, cc = _support(c)
-    ks, w1 = _merge_stats(p.values, np.concatenate(([0], np.cumsum(p.weights))), xc, cc)
+    cr = None if p.weights is None else np.concatenate(([0], np.cumsum(p.weights)))
+    ks, w1 = _merge_stats(p.values, cr, xc, cc)
     pr = p.bin_counts / p.count
     pc = _bin_counts(c, p.bin_edges) / c.size
     outside = np.searchsorted(c, p.min, side="left") + c.size - np.searchsorted(c, p.max, "right")

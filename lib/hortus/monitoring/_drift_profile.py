@@ -38,7 +38,8 @@ class ColumnProfile:
     Numeric: the sorted distinct support points `values` with integer `weights` (exact
     when `exact`, else a quantile sketch: the sorted sample cut into
     `profile_points` equal-count chunks, each kept as its median with the chunk size as
-    weight), the quantile bin edges and counts, and moments.  Categorical: category
+    weight; `weights` None: every value occurs once, as in continuous data kept
+    exactly), the quantile bin edges and counts, and moments.  Categorical: category
     labels (as strings) and counts.
     """
 
@@ -425,13 +426,13 @@ def _sorted_quantiles(s: np.ndarray, q: np.ndarray) -> np.ndarray:
     return s[lo] + (pos - lo) * (s[hi] - s[lo])
 
 
-def _distinct(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return the distinct values of a sorted array and their counts."""
+def _distinct(s: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return the distinct values of a sorted array and their counts (None: all once)."""
     if s.size == 0:
         return s, np.zeros(0, dtype=np.int64)
     change = s[1:] != s[:-1]
     if change.all():
-        return s, np.ones(s.size, dtype=np.int64)
+        return s, None
     starts = np.flatnonzero(np.concatenate(([True], change)))
     return s[starts], np.diff(np.append(starts, s.size))
 
@@ -479,7 +480,7 @@ def _numeric_profile(
         min=float(s[0]),
         max=float(s[-1]),
         values=values,
-        weights=weights.astype(np.int64),
+        weights=None if weights is None else weights.astype(np.int64),
         exact=exact,
         bin_edges=edges,
         bin_counts=bin_counts,
