@@ -1,0 +1,212 @@
+"""A served model: one registry version loaded whole, its input checks and its scoring.
+
+`load_served` resolves a reference (alias or version) to a version number and loads
+that version through `Registry.load`, which checks the artifact's SHA-256 against the
+registry before deserialising anything; the result is an immutable `ServedModel` the
+service swaps in with one reference assignment (see `hortus.serving._swap`).
+
+`check_rows` judges JSON rows against the model's signature and lists every problem
+(missing column, wrong type, null in a non-nullable column, unseen category) by row
+and column, so the service answers 422 with all of them at once.
+
+Ranking (`/recommend`): the request keys of the feature set are the entity key
+columns that are not features themselves (for the plant shop: user_id, plant_id).
+A request names some of them (the entity, e.g. a user_id); the others are the item
+keys, and the candidates are the items the model definition's `scoring.candidates`
+hook returns (computed once per online-store materialisation, not per request), else
+every item of the online store.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from hortus.errors import HortusError
+
+_DTYPES: dict[str, pl.DataType] = {
+    "string": pl.String,
+    "int": pl.Int64,
+    "float": pl.Float64,
+    "bool": pl.Boolean,
+    "date": pl.Date,
+    "datetime": pl.Datetime("us", "UTC"),
+}
+
+
+class UnknownModel(HortusError):
+    """The service does not serve a model of that name (HTTP 404)."""
+
+
+class ModelUnavailable(HortusError):
+    """The model is known but no version could be loaded (HTTP 503)."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One fully loaded model version (never mutated: a swap replaces the whole object)."""
+
+    name: str
+    version: int
+    alias: str
+    sha256: str
+    pipeline: Any
+    signature: Any
+    spec: Any
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def task(self) -> str:
+        return self.spec.task
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.signature.names)
+
+    def frame(self, rows: Sequence[dict]) -> pl.DataFrame:
+        """Return the model input of checked rows, typed as the signature says."""
+        cols = {}
+        for c in self.signature.columns:
+            dtype = _DTYPES.get(c["type"], pl.String)
+            values = [r.get(c["name"]) for r in rows]
+            if c["type"] in ("date", "datetime"):
+                values = [_parse_time(v, c["type"]) for v in values]
+            cols[c["name"]] = pl.Series(c["name"], values, dtype=dtype, strict=False)
+        return pl.DataFrame(cols)
+
+    def score(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Return the model's output columns for a checked frame (score, prediction...)."""
+        from hortus.models._estimators import predict, predict_scores
+
+        if self.task == "ranking":
+            return pl.DataFrame({"score": predict_scores(self.pipeline, frame, self.spec)})
+        return predict(self.pipeline, frame, self.spec)
+
+
+def _parse_time(value: Any, kind: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if kind == "date":
+        return parsed.date()
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _spec_of(doc: dict | None, where: str):
+    from hortus.models.modeling import ModelSpec
+
+    if not doc:
+        raise ModelUnavailable(f"{where} has no training spec recorded; re-register it")
+    return ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in doc.items()})
+
+
+def resolve_version(lh, name: str, ref: str | int) -> int:
+    """Return the version number `ref` (alias or number) of model `name` names now."""
+    from hortus.models.registry import Registry
+
+    return Registry(lh, name).get(ref).version
+
+
+def load_served(lh, name: str, ref: str | int, *, alias: str = "") -> ServedModel:
+    """Load one version completely (hash-checked artifact, signature, spec) and return it."""
+    from hortus.models.registry import Registry
+
+    registry = Registry(lh, name)
+    mv = registry.get(ref)
+    pipeline, signature = registry.load(mv.version)  # ArtifactError on a hash mismatch
+    spec = _spec_of(mv.spec, f"model {name} v{mv.version}")
+    served = ServedModel(name, mv.version, alias or str(ref), mv.artifact_sha256, pipeline,
+                         signature, spec)  # fmt: skip
+    if served.names != list(spec.features):
+        raise ModelUnavailable(
+            f"model {name} v{mv.version}: signature {served.names} does not match its spec"
+        )
+    return served
+
+
+# ------------------------------------------------------------------ input checks
+def _type_problem(value: Any, expected: str) -> str | None:
+    if expected == "string":
+        ok = isinstance(value, str)
+    elif expected == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected == "float":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and isinstance(value, float) and math.isinf(value):
+            return "is infinite"
+    elif expected == "bool":
+        ok = isinstance(value, bool)
+    elif expected in ("date", "datetime"):
+        if not isinstance(value, str):
+            ok = False
+        else:
+            try:
+                _parse_time(value, expected)
+                ok = True
+            except ValueError:
+                return f"is not an ISO 8601 {expected}"
+    else:
+        ok = True
+    if ok:
+        return None
+    got = "null" if value is None else type(value).__name__
+    return f"has type {got}, expected {expected}"
+
+
+def check_rows(rows: Any, signature) -> list[dict]:
+    """Return every problem of JSON `rows` as model input: [{row, column, problem}, ...]."""
+    if not isinstance(rows, list) or not rows:
+        return [{"row": None, "column": None, "problem": "`rows` must be a non-empty list"}]
+    problems: list[dict] = []
+    columns = signature.columns  # keys that are not inputs are ignored, as in batch scoring
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            problems.append({"row": i, "column": None, "problem": "row is not a JSON object"})
+            continue
+        for c in columns:
+            name = c["name"]
+            if name not in row:
+                problems.append({"row": i, "column": name, "problem": "missing column"})
+                continue
+            value = row[name]
+            if value is None:
+                if not c["nullable"]:
+                    problems.append({"row": i, "column": name, "problem": "null but not nullable"})
+                continue
+            bad = _type_problem(value, c["type"])
+            if bad:
+                problems.append({"row": i, "column": name, "problem": bad})
+                continue
+            cats = c.get("categories")
+            if cats is not None and str(value) not in {str(v) for v in cats}:
+                problems.append({"row": i, "column": name, "problem": f"unseen category {value!r}"})
+    return problems
+
+
+# ----------------------------------------------------------------------- ranking
+def request_keys(fs) -> list[str]:
+    """Return the request key columns of a feature set (entity keys that are not features)."""
+    features = set(fs.feature_names)
+    keys: list[str] = []
+    for g in fs.groups:
+        for k in fs.key_columns(g):
+            if k not in features and k not in keys:
+                keys.append(k)
+    return keys
+
+
+def json_value(value: Any) -> Any:
+    """Return a JSON-friendly scalar (numpy numbers, NaN as null, times as ISO text)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
