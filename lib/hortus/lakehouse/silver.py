@@ -155,10 +155,14 @@ def process(
     assert contract.landing is not None
     names = contract.column_names
     is_json = contract.landing.format == "jsonl"
+    # malformed CSV rows land with their text in `_raw` (hortus.lakehouse.landing)
+    csv_bad = not is_json and "_raw" in bronze.columns
     df = (
         _decode_json(bronze, contract)
         if is_json
-        else bronze.with_columns(pl.lit(False).alias("_malformed"))
+        else bronze.with_columns(
+            (pl.col("_raw").is_not_null() if csv_bad else pl.lit(False)).alias("_malformed")
+        )
     )
     # empty strings carry no value: treat them as missing
     df = df.with_columns(
@@ -200,12 +204,22 @@ def process(
         )
 
     raw = pl.col("_raw") if is_json else pl.struct(names).struct.json_encode()
+    if csv_bad:
+        raw = pl.coalesce(pl.col("_raw"), raw)
+    bad_csv = (
+        pl.concat_str(pl.lit("malformed CSV row ("), pl.col("_csv_error"), pl.lit("): "),
+                      pl.col("_raw").str.slice(0, 80))
+        if csv_bad
+        else pl.lit("")
+    )  # fmt: skip
     quarantined = rejected.select(
         pl.lit(contract.full_name).alias("table"),
         pl.col("_source_file").alias("source_file"),
         pl.col("_line").alias("line"),
         pl.col("_batch_id").alias("batch_id"),
-        by_reason(pl.lit("json"), pl.lit("duplicate"), first_broken(checks, "rule")).alias("rule"),
+        by_reason(
+            pl.lit("json" if is_json else "csv"), pl.lit("duplicate"), first_broken(checks, "rule")
+        ).alias("rule"),
         by_reason(
             pl.lit(None, pl.String),
             pl.lit(",".join(contract.primary_key)),
@@ -214,7 +228,7 @@ def process(
         by_reason(
             pl.concat_str(pl.lit("malformed JSON line: "), pl.col("_raw").str.slice(0, 80))
             if is_json
-            else pl.lit(""),
+            else bad_csv,
             pl.concat_str(
                 pl.lit("duplicate key "),
                 pl.concat_str([pl.col(k) for k in key_t] or [pl.lit("")], separator="|"),
