@@ -80,7 +80,7 @@ TRAIN: dict[str, Rule] = {
 
 #: flat sections, key by key (an empty mapping: the section takes no keys)
 FLAT: dict[str, dict[str, Rule]] = {
-    "ingest": {"flush_rows": INT_GE1},
+    "ingest": {"flush_rows": INT_GE1, "max_file_mb": NUM_GT0, "max_line_kb": NUM_GT0},
     "silver": {"future_tolerance_minutes": NUM_GE0, "chunk_rows": INT_GE1},
     "kpis": {},
     "features": {
@@ -312,6 +312,25 @@ def check_section(
     problems = section_problems(section, body, source=source, root=root)
     if problems:
         raise ParamsError("\n".join(problems))
+
+
+def checked_section(path: Path, section: str, *, root: Path | None = None) -> dict[str, Any]:
+    """Return one section of a params file checked against its schema ({} when absent).
+
+    For commands that read an optional section (`hortus monitor run` / `watch`); a
+    stage whose section must exist uses `load_section` then `check_section`.
+
+    Examples
+    --------
+    >>> checked_section(Path("params.yaml"), "ingest")  # doctest: +SKIP
+    ParamsError: params.yaml: ingest.flush_rows: expected int >= 1, got 'lots'
+    """
+    from hortus.params import read_params
+
+    path = Path(path)
+    body = read_params(path).get(section)
+    check_section(section, body, source=path.name, root=root)
+    return dict(body or {})
 
 
 def check_values(section: str, values: Mapping[str, Any], *, source: str) -> None:
