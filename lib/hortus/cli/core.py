@@ -609,6 +609,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hortus.cli.init import add_parser as _init
 
     _init(sub)
+    from hortus.cli.serve import add_parsers as _serve
+
+    _serve(sub)
     return p
 
 
@@ -656,8 +659,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = None
     try:
-        args = build_parser().parse_args(argv)
-        return args.func(args)
+        try:
+            args = build_parser().parse_args(argv)
+            return args.func(args)
+        finally:  # inside the try: a reader gone before the last flush is handled too
+            sys.stdout.flush()
     except BrokenPipeError:
         return _quiet_broken_pipe()
     except HortusError as exc:
