@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,11 +20,10 @@ from pathlib import Path
 import polars as pl
 
 from hortus.lakehouse.landing import (
+    IngestLimits,
     LandedFile,
-    LoadedFile,
     file_date,
-    file_sha256,
-    load_file,
+    file_sha256_of,
     read_landing_file,
 )
 from hortus.lakehouse.tables import Lakehouse
@@ -39,6 +38,8 @@ class IngestReport:
     batch_id: str
     files: list[LandedFile] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    #: files a stopped run committed to bronze but not to the file log, recorded now
+    recorded_late: list[LandedFile] = field(default_factory=list)
 
     @property
     def refused(self) -> list[LandedFile]:
@@ -62,7 +63,9 @@ class IngestReport:
             "files_refused": len(self.refused),
             "rows_landed": self.rows_by_table(),
             "refused": [{"file": f.source_file, "reason": f.reason} for f in self.refused],
-            "warnings": [w for f in self.files for w in f.warnings],
+            "blank_lines_skipped": sum(f.blank_lines for f in self.files),
+            "files_recorded_late": [f.source_file for f in self.recorded_late],
+            "warnings": [w for f in self.recorded_late + self.files for w in f.warnings],
         }
 
 
@@ -94,6 +97,10 @@ def already_ingested(lh: Lakehouse) -> set[tuple[str, str]]:
     Bronze rows are trusted as well as the file log, so a crash between writing
     the rows and writing the log does not land the same file twice.
     """
+    return _in_bronze(lh) | _logged(lh)
+
+
+def _in_bronze(lh: Lakehouse) -> set[tuple[str, str]]:
     seen: set[tuple[str, str]] = set()
     keys = ["_source_file", "_file_sha256"]
     for contract in lh.catalog.landed():
@@ -101,24 +108,114 @@ def already_ingested(lh: Lakehouse) -> set[tuple[str, str]]:
         if lh.exists(name):
             done = lh.scan(name).select(keys).unique().collect()
             seen |= set(done.iter_rows())
-    if lh.exists(FILES_TABLE):
-        logged = lh.scan(FILES_TABLE).select("source_file", "file_sha256").collect()
-        seen |= set(logged.iter_rows())
     return seen
 
 
+def _logged(lh: Lakehouse) -> set[tuple[str, str]]:
+    if not lh.exists(FILES_TABLE):
+        return set()
+    return set(lh.scan(FILES_TABLE).select("source_file", "file_sha256").collect().iter_rows())
+
+
+def record_unlogged(
+    lh: Lakehouse,
+    landing: Path,
+    *,
+    now: datetime,
+    sizes: dict[tuple[str, str], int] | None = None,
+    missing: set[tuple[str, str]] | None = None,
+) -> list[LandedFile]:
+    """Record in the file log the files whose rows are in bronze but that it lacks; return them.
+
+    An ingest killed between its bronze commit and its file-log commit leaves such
+    files; their rows carry `_source_file`, `_file_sha256`, `_batch_id` and
+    `_ingested_at`, so the next run records them as accepted, with that batch and time.
+    """
+    missing = _in_bronze(lh) - _logged(lh) if missing is None else missing
+    if not missing:
+        return []
+    sizes = sizes or {}
+    wanted = pl.DataFrame(sorted(missing), schema=["_source_file", "_file_sha256"], orient="row")
+    found: list[LandedFile] = []
+    rows = []
+    for contract in lh.catalog.landed():
+        name = "bronze." + contract.name
+        if not lh.exists(name):
+            continue
+        per_file = (
+            lh.scan(name)
+            .join(wanted.lazy(), on=["_source_file", "_file_sha256"], how="semi")
+            .group_by("_source_file", "_file_sha256")
+            .agg(pl.len().alias("rows"), pl.first("_batch_id"), pl.min("_ingested_at"))
+            .sort("_source_file")
+            .collect()
+        )
+        for r in per_file.iter_rows(named=True):
+            key = (r["_source_file"], r["_file_sha256"])
+            info = LandedFile(key[0], key[1], sizes.get(key, _size_if_same(landing, *key)),
+                              contract.full_name, rows=r["rows"])  # fmt: skip
+            info.warnings.append(
+                f"{key[0]}: recorded by a later run (its rows were committed to {name} by "
+                f"batch {r['_batch_id']}, the file log was not)"
+            )
+            found.append(info)
+            rows.append((r["_batch_id"], r["_ingested_at"] or now))
+    if found:
+        frame = _files_frame(found, "", now).with_columns(
+            pl.Series("batch_id", [b for b, _ in rows], dtype=pl.String),
+            pl.Series("ingested_at", [at for _, at in rows]).cast(pl.Datetime("us", "UTC")),
+        )
+        lh.write(FILES_TABLE, frame, mode="append", note="files landed by a run that stopped")
+    return found
+
+
+def _size_if_same(landing: Path, rel: str, sha: str) -> int:
+    """Return the size of landing/rel if it still holds those bytes, else 0 (unknown)."""
+    path = Path(landing) / rel
+    try:
+        return path.stat().st_size if file_sha256_of(path) == sha else 0
+    except OSError:
+        return 0
+
+
+def _outside(path: Path, allowed: list[Path]) -> Path | None:
+    """Return where `path` really points when that is outside every allowed folder."""
+    real = path.resolve()
+    return None if any(real.is_relative_to(a) for a in allowed) else real
+
+
 def ingest(
-    landing: Path, lh: Lakehouse, *, now: datetime | None = None, flush_rows: int = 2_000_000
+    landing: Path,
+    lh: Lakehouse,
+    *,
+    now: datetime | None = None,
+    flush_rows: int = 2_000_000,
+    limits: IngestLimits | None = None,
+    within: Path | None = None,
 ) -> IngestReport:
     """Ingest every new landing file into bronze; return the report.
 
-    Files are read one at a time; rows are appended to bronze in commits of about
-    `flush_rows` rows, so memory stays bounded for large landings.
+    Files are read one at a time as streams, each stopped at the caps of `limits`
+    (params.yaml `ingest`); rows are appended to bronze in commits of about
+    `flush_rows` rows, so memory stays bounded for large landings.  A file (or a
+    link) that resolves outside `within` (default: the landing folder; the
+    project's DVC cache is allowed too) is refused unread (`outside_landing`).
+    Files a crashed run committed to bronze but not to the file log are recorded
+    first (`record_unlogged`).
     """
     now = now or datetime.now(UTC)
-    candidates = discover(Path(landing), lh)
-    seen = already_ingested(lh)
-    hashes = {rel: file_sha256(p.read_bytes()) for p, rel, _ in candidates}
+    limits = limits or IngestLimits()
+    landing = Path(landing)
+    allowed = [Path(within or landing).resolve(), (lh.paths.root / ".dvc" / "cache").resolve()]
+    candidates = discover(landing, lh)
+    escaped = {rel: real for p, rel, _ in candidates if (real := _outside(p, allowed))}
+    hashes = {
+        rel: _link_sha(p) if rel in escaped else file_sha256_of(p) for p, rel, _ in candidates
+    }
+    in_bronze, logged = _in_bronze(lh), _logged(lh)
+    seen = in_bronze | logged
+    sizes = {(rel, hashes[rel]): p.stat().st_size for p, rel, _ in candidates if rel not in escaped}
+    late = record_unlogged(lh, landing, now=now, sizes=sizes, missing=in_bronze - logged)
     new = [(p, rel, t) for p, rel, t in candidates if (rel, hashes[rel]) not in seen]
     batch_id = (
         "b"
@@ -127,7 +224,9 @@ def ingest(
         ).hexdigest()[:12]
     )
     report = IngestReport(
-        batch_id=batch_id, skipped=[rel for _, rel, _ in candidates if (rel, hashes[rel]) in seen]
+        batch_id=batch_id,
+        skipped=[rel for _, rel, _ in candidates if (rel, hashes[rel]) in seen],
+        recorded_late=late,
     )
     buffers: dict[str, list[pl.DataFrame]] = {}
 
@@ -135,19 +234,22 @@ def ingest(
         if buffers.get(table):
             lh.write(table, pl.concat(buffers.pop(table), how="diagonal_relaxed"), mode="append")
 
-    for (path, rel, table), loaded in zip(new, _read_ahead(new), strict=True):
-        if table is None:
-            info = LandedFile(rel, hashes[rel], len(loaded.raw), None)
-            report.files.append(
-                info.refuse("no_contract", f"{rel} matches no table's landing pattern")
+    def read(path: Path, rel: str, table: str | None) -> tuple[pl.DataFrame | None, LandedFile]:
+        if rel in escaped:
+            info = LandedFile(rel, hashes[rel], 0, table)
+            return None, info.refuse(
+                "outside_landing", f"{rel} is a link to {escaped[rel]}, outside {allowed[0]}"
             )
-            continue
-        contract = lh.catalog.get(table)
-        df, info = read_landing_file(path, rel, contract, loaded)
+        if table is None:
+            info = LandedFile(rel, hashes[rel], path.stat().st_size, None)
+            return None, info.refuse("no_contract", f"{rel} matches no table's landing pattern")
+        return read_landing_file(path, rel, lh.catalog.get(table), limits, hashes[rel])
+
+    for (_path, rel, table), (df, info) in zip(new, _read_ahead(new, read), strict=True):
         report.files.append(info)
-        if df is None:
+        if df is None or table is None:
             continue
-        target = "bronze." + contract.name
+        target = "bronze." + lh.catalog.get(table).name
         buffers.setdefault(target, []).append(
             df.with_columns(
                 pl.lit(rel).alias("_source_file"),
@@ -161,41 +263,53 @@ def ingest(
             flush(target)
     for target in list(buffers):
         flush(target)
-    # Rows first, then the file log (see already_ingested).
+    # Rows first, then the file log (see already_ingested and record_unlogged).
     if report.files:
-        lh.write(FILES_TABLE, _files_frame(report, now), mode="append")
+        lh.write(FILES_TABLE, _files_frame(report.files, report.batch_id, now), mode="append")
     return report
 
 
-def _read_ahead(files: list[tuple[Path, str, str | None]], depth: int = 2) -> Iterator[LoadedFile]:
-    """Yield each file read and decompressed, `depth` files ahead in threads.
+def _link_sha(path: Path) -> str:
+    """Identify a link by where it points (its target is not read)."""
+    return hashlib.sha256(f"link:{path.resolve()}".encode()).hexdigest()
 
-    zlib releases the GIL, so the next files are decompressed while the current
-    one is split and checked; at most depth + 1 files are in memory.
+
+_Read = tuple[pl.DataFrame | None, LandedFile]
+
+
+def _read_ahead(
+    files: list[tuple[Path, str, str | None]],
+    read: Callable[[Path, str, str | None], _Read],
+    depth: int = 2,
+) -> Iterator[_Read]:
+    """Yield `read(path, rel, table)` of each file in order, `depth` files ahead in threads.
+
+    zlib and polars release the GIL, so the next files are read and parsed while the
+    current one is appended; at most depth + 1 files are in memory.
     """
     with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="hortus-read") as pool:
-        pending: deque[Future[LoadedFile]] = deque()
-        for path, rel, _ in files:
-            pending.append(pool.submit(load_file, path, rel))
+        pending: deque[Future[_Read]] = deque()
+        for path, rel, table in files:
+            pending.append(pool.submit(read, path, rel, table))
             if len(pending) > depth:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
 
 
-def _files_frame(report: IngestReport, now: datetime) -> pl.DataFrame:
+def _files_frame(files: list[LandedFile], batch_id: str, now: datetime) -> pl.DataFrame:
     return pl.DataFrame(
         {
-            "source_file": [f.source_file for f in report.files],
-            "file_sha256": [f.file_sha256 for f in report.files],
-            "table": [f.table for f in report.files],
-            "status": [f.status for f in report.files],
-            "reason": [f.reason for f in report.files],
-            "warnings": ["; ".join(f.warnings) or None for f in report.files],
-            "rows": [f.rows for f in report.files],
-            "size_bytes": [f.size_bytes for f in report.files],
-            "batch_id": [report.batch_id] * len(report.files),
-            "ingested_at": [now] * len(report.files),
+            "source_file": [f.source_file for f in files],
+            "file_sha256": [f.file_sha256 for f in files],
+            "table": [f.table for f in files],
+            "status": [f.status for f in files],
+            "reason": [f.reason for f in files],
+            "warnings": ["; ".join(f.warnings) or None for f in files],
+            "rows": [f.rows for f in files],
+            "size_bytes": [f.size_bytes for f in files],
+            "batch_id": [batch_id] * len(files),
+            "ingested_at": [now] * len(files),
         },
         schema={
             "source_file": pl.String,

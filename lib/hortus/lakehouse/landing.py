@@ -1,17 +1,28 @@
 """Read landing files into bronze frames, refusing whole files that cannot be trusted.
 
+Files are read as a stream (decompressed chunk by chunk), so a small hostile file
+cannot fill memory: reading stops at the first cap passed.
+
 File-level decisions (the file is refused, recorded with its reason, and the
 other files go on):
 - empty file (0 bytes, or no data row)                   -> rule `empty_file`
 - truncated or corrupt gzip stream                        -> rule `truncated_compressed`
+- decompresses past `ingest.max_file_mb` (a gzip bomb)     -> rule `too_large`
+- a line longer than `ingest.max_line_kb`                 -> rule `line_too_long`
+- a CSV whose header cannot be read, or none of whose
+  rows can                                                -> rule `unparseable`
 - changed schema: a required column missing from the CSV
   header, or absent from every sampled JSON line, or a
   known column absent while a look-alike appears
   (a rename upstream, e.g. price -> unit_price)        -> rule `changed_schema`
 - unexpected extra columns when the contract says refuse  -> rule `extra_column`
-Row-level problems (malformed JSON, wrong types, bad bytes, out-of-range or
-duplicate values) are not decided here: the rows land in bronze as they are and
-silver quarantines them, so no row is lost.
+- any other error while reading the file                  -> rule `read_error`
+  (ingest adds `no_contract` and `outside_landing`, a link to a file outside data/)
+Blank lines are skipped and counted (a warning of the file, and the ingest report).
+Row-level problems (malformed JSON lines and CSV rows, wrong types, bad bytes,
+out-of-range or duplicate values) are not decided here: the rows land in bronze as
+they are (a malformed CSV row as its text in `_raw`, why in `_csv_error`) and silver
+quarantines them, so no row is lost.
 """
 
 from __future__ import annotations
@@ -22,14 +33,17 @@ import hashlib
 import json
 import re
 import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from hortus.lakehouse._landing_csv import CsvUnparseable, parse_csv
 from hortus.lakehouse.contracts import Contract
 
 _DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -48,6 +62,7 @@ class LandedFile:
     reason: str | None = None
     warnings: list[str] = field(default_factory=list)
     rows: int = 0
+    blank_lines: int = 0
 
     def refuse(self, rule: str, detail: str) -> LandedFile:
         """Mark the file refused with a rule name and a detail naming the problem."""
@@ -66,56 +81,108 @@ def file_date(name: str) -> date | None:
     return date.fromisoformat(m.group(1)) if m else None
 
 
-def _decompress(data: bytes, name: str) -> bytes:
-    if not name.endswith(".gz"):
-        return data
-    return gzip.decompress(data)
+MiB = 1 << 20
+#: bytes read (after decompression) at a time: the line frames grow chunk by chunk
+CHUNK_BYTES = 8 * MiB
 
 
 @dataclass(frozen=True)
-class LoadedFile:
-    """A landing file's bytes, with its decompressed payload or why there is none."""
+class IngestLimits:
+    """Caps that stop a hostile landing file before it fills memory (params.yaml `ingest`).
 
-    raw: bytes
-    payload: bytes | None
-    error: str | None = None
+    `max_file_mb`: largest decompressed size of one file, in MiB; `max_line_kb`: longest
+    line (a CSV record's physical line), in KiB.  A file over either is refused
+    (`too_large`, `line_too_long`) as soon as the cap is passed, without reading on.
+    The defaults are far above any real export of the project (a day of events is
+    a few MB; a line a few hundred bytes).
+    """
+
+    max_file_bytes: int = 1024 * MiB
+    max_line_bytes: int = 1 * MiB
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None) -> IngestLimits:
+        """Build the caps from the params.yaml `ingest` section (checked by its schema)."""
+        params = params or {}
+        return cls(
+            max_file_bytes=int(float(params.get("max_file_mb", 1024)) * MiB),
+            max_line_bytes=int(float(params.get("max_line_kb", 1024)) * 1024),
+        )
 
 
-def load_file(path: Path, rel: str) -> LoadedFile:
-    """Read a landing file and decompress it (ingest runs this ahead, in a thread)."""
-    raw = path.read_bytes()
+class Refused(Exception):
+    """A landing file is refused: `rule` and a detail naming the file and the problem."""
+
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(f"{rule}: {detail}")
+        self.rule, self.detail = rule, detail
+
+
+def file_sha256_of(path: Path) -> str:
+    """Return the hex SHA-256 of a file, read in chunks (never whole in memory)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def stream_file(path: Path, rel: str, limits: IngestLimits) -> Iterator[bytes]:
+    """Yield a landing file's bytes, decompressed (`.gz`), in chunks; refuse past the cap."""
+    total = 0
     try:
-        return LoadedFile(raw, _decompress(raw, rel))
-    except (EOFError, OSError, zlib.error) as exc:
-        return LoadedFile(raw, None, str(exc))
+        with gzip.open(path, "rb") if rel.endswith(".gz") else open(path, "rb") as f:
+            while chunk := f.read(CHUNK_BYTES):
+                total += len(chunk)
+                if total > limits.max_file_bytes:
+                    raise Refused(
+                        "too_large",
+                        f"{rel} decompresses to more than {_size(limits.max_file_bytes)} "
+                        f"(ingest.max_file_mb); read no further",
+                    )
+                yield chunk
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise Refused(
+            "truncated_compressed", f"{rel} is not a complete gzip stream ({exc})"
+        ) from None
+
+
+def _size(n: int) -> str:
+    return f"{n / MiB:g} MiB" if n >= MiB else f"{n / 1024:g} KiB"
 
 
 def read_landing_file(
-    path: Path, rel: str, contract: Contract, loaded: LoadedFile | None = None
+    path: Path,
+    rel: str,
+    contract: Contract,
+    limits: IngestLimits | None = None,
+    sha256: str | None = None,
 ) -> tuple[pl.DataFrame | None, LandedFile]:
     """Read one landing file into a bronze frame (raw strings, 1-based `_line`).
 
-    Returns (frame or None when refused, the file record).
+    Returns (frame or None when refused, the file record).  Whatever goes wrong
+    while reading this file refuses this file, with the error, never the run.
     """
-    loaded = loaded or load_file(path, rel)
-    data = loaded.raw
-    info = LandedFile(rel, file_sha256(data), len(data), contract.full_name)
-    if not data:
-        return None, info.refuse("empty_file", f"{rel} is empty (0 bytes)")
-    payload = loaded.payload
-    if payload is None:
-        return None, info.refuse(
-            "truncated_compressed", f"{rel} is not a complete gzip stream ({loaded.error})"
-        )
-    assert contract.landing is not None
-    if contract.landing.format == "csv":
-        df = _read_csv(payload, rel, contract, info)
-    else:
-        df = _read_jsonl(payload, rel, contract, info)
+    limits = limits or IngestLimits()
+    info = LandedFile(rel, "", 0, contract.full_name)
+    try:
+        info.size_bytes = path.stat().st_size
+        info.file_sha256 = sha256 or file_sha256_of(path)
+        if info.size_bytes == 0:
+            return None, info.refuse("empty_file", f"{rel} is empty (0 bytes)")
+        assert contract.landing is not None
+        if contract.landing.format == "csv":
+            df = _read_csv(path, rel, contract, info, limits)
+        else:
+            df = _read_jsonl(path, rel, contract, info, limits)
+    except Refused as r:
+        return None, info.refuse(r.rule, r.detail)
+    except Exception as exc:  # one file's surprise refuses that file, never the run
+        return None, info.refuse("read_error", f"{rel}: {type(exc).__name__}: {exc}")
+    if info.blank_lines:
+        info.warnings.append(f"{rel}: {info.blank_lines} blank line(s) skipped")
     if df is None:
         return None, info
     if df.height == 0:
-        return None, info.refuse("empty_file", f"{rel} has no data rows")
+        blank = f" ({info.blank_lines} blank line(s) skipped)" if info.blank_lines else ""
+        return None, info.refuse("empty_file", f"{rel} has no data rows{blank}")
     info.rows = df.height
     return df, info
 
@@ -169,20 +236,52 @@ def _likely_renames(missing: list[str], extra: list[str]) -> list[tuple[str, str
 
 
 def _read_csv(
-    payload: bytes, rel: str, contract: Contract, info: LandedFile
+    path: Path, rel: str, contract: Contract, info: LandedFile, limits: IngestLimits
 ) -> pl.DataFrame | None:
-    df = pl.read_csv(payload, infer_schema=False, encoding="utf8-lossy")
-    if not _check_columns(set(df.columns), rel, contract, info, "the header"):
+    payload = b"".join(stream_file(path, rel, limits))
+    nl = np.flatnonzero(np.frombuffer(payload, dtype=np.uint8) == 10)
+    bounds = np.concatenate(([-1], nl, [len(payload)]))
+    longest = int(np.diff(bounds).max()) - 1 if len(payload) else 0
+    if longest > limits.max_line_bytes:
+        line = int(np.diff(bounds).argmax()) + 1
+        raise Refused("line_too_long", _too_long(rel, line, longest, limits))
+    try:
+        parsed = parse_csv(payload, max_record_bytes=limits.max_line_bytes)
+    except CsvUnparseable as exc:
+        raise Refused("unparseable", f"{rel}: {exc}") from None
+    del payload
+    info.blank_lines = parsed.blank
+    if not _check_columns(set(parsed.header), rel, contract, info, "the header"):
         return None
+    good, bad = parsed.good, parsed.bad
+    if bad.height and not good.height:
+        first = bad.row(0, named=True)
+        raise Refused(
+            "unparseable",
+            f"{rel}: no row can be read ({bad.height} malformed; line {first['_line']}: "
+            f"{first['_csv_error']})",
+        )
     cols = [
-        pl.col(c) if c in df.columns else pl.lit(None, pl.String).alias(c)
+        pl.col(c) if c in good.columns else pl.lit(None, pl.String).alias(c)
         for c in contract.column_names
     ]
-    extra = [c for c in df.columns if c not in contract.column_names]
-    return df.select(
-        *cols,
-        *[pl.col(c) for c in extra],
-        pl.int_range(2, pl.len() + 2, dtype=pl.Int64).alias("_line"),
+    extra = [c for c in good.columns if c not in contract.column_names and c != "_line"]
+    good = good.select(*cols, *[pl.col(c) for c in extra], pl.col("_line"))
+    if not bad.height:
+        return good
+    # malformed rows land too, their text in `_raw` and why in `_csv_error`: silver
+    # quarantines them (rule `csv`), so landed = accepted + quarantined still holds
+    info.warnings.append(
+        f"{rel}: {bad.height} malformed CSV row(s) (quarantined by silver), first at line "
+        f"{bad['_line'][0]}: {bad['_csv_error'][0]}"
+    )
+    return pl.concat([good, bad], how="diagonal_relaxed").sort("_line")
+
+
+def _too_long(rel: str, line: int, length: int, limits: IngestLimits) -> str:
+    return (
+        f"{rel}: line {line} is {length:,} bytes, over the {_size(limits.max_line_bytes)} "
+        f"line cap (ingest.max_line_kb)"
     )
 
 
@@ -193,10 +292,18 @@ def split_lines(payload: bytes) -> pl.Series:
     per newline (no Python string per line); bytes that are not UTF-8 are decoded
     with U+FFFD in their place, which silver's encoding rule quarantines.
     """
+    return _split(payload)[0]
+
+
+def _split(payload: bytes) -> tuple[pl.Series, int, int]:
+    """Return (lines, bytes of the longest line, its index) of a payload."""
     data = np.frombuffer(payload, dtype=np.uint8)
     offsets = np.concatenate(([0], np.flatnonzero(data == 10) + 1)).astype(np.int64)
     if offsets[-1] != len(payload):
         offsets = np.append(offsets, len(payload))  # a last line without a newline
+    widths = np.diff(offsets)
+    longest = int(widths.argmax()) if len(widths) else 0
+    width = int(widths[longest]) if len(widths) else 0
     arr = pa.LargeStringArray.from_buffers(
         len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(payload)
     )
@@ -205,26 +312,74 @@ def split_lines(payload: bytes) -> pl.Series:
     except pa.ArrowInvalid:
         text = payload.decode("utf-8", errors="replace")
         lines = pl.Series("_raw", [text]).str.split("\n").explode()
-        return lines.head(lines.len() - 1) if text.endswith("\n") else lines
-    return pl.Series("_raw", arr).str.strip_suffix("\n")
+        return (lines.head(lines.len() - 1) if text.endswith("\n") else lines), width, longest
+    return pl.Series("_raw", arr).str.strip_suffix("\n"), width, longest
 
 
 def _read_jsonl(
-    payload: bytes, rel: str, contract: Contract, info: LandedFile
+    path: Path, rel: str, contract: Contract, info: LandedFile, limits: IngestLimits
 ) -> pl.DataFrame | None:
-    lines = split_lines(payload).to_frame("_raw")
-    lines = lines.with_row_index("_line", offset=1).with_columns(pl.col("_line").cast(pl.Int64))
-    sample = lines.head(SAMPLE_LINES).filter(pl.col("_raw").str.json_path_match("$").is_not_null())[
-        "_raw"
-    ]
+    """Stream the lines of a JSON-lines file: blank lines skipped, every cap checked as read.
+
+    Each chunk is cut at its last newline; the rest of the line waits for the next
+    chunk, so a line longer than the cap is refused without reading it whole.
+    """
+    parts: list[pl.DataFrame] = []
+    done = 0  # lines before the current chunk
+    kept = 0
+    checked = False
+    carry = b""
+
+    def add(body: bytes) -> None:
+        nonlocal done, kept
+        lines, width, at = _split(body)
+        if width > limits.max_line_bytes + 1:  # + its newline
+            raise Refused("line_too_long", _too_long(rel, done + at + 1, width - 1, limits))
+        frame = lines.to_frame().with_columns(
+            pl.int_range(done + 1, done + 1 + lines.len(), dtype=pl.Int64).alias("_line")
+        )
+        done += lines.len()
+        frame = frame.filter(pl.col("_raw").str.contains(r"\S"))
+        info.blank_lines += lines.len() - frame.height
+        kept += frame.height
+        if frame.height:
+            parts.append(frame)
+
+    for chunk in stream_file(path, rel, limits):
+        buf = carry + chunk if carry else chunk
+        cut = buf.rfind(b"\n") + 1
+        carry = buf[cut:]
+        if cut:
+            add(buf[:cut])
+        if len(carry) > limits.max_line_bytes:
+            raise Refused("line_too_long", _too_long(rel, done + 1, len(carry), limits))
+        if not checked and kept >= SAMPLE_LINES:
+            checked = True
+            if not _check_jsonl_sample(parts, rel, contract, info):
+                return None  # refused early: the rest of the file is not read
+    if carry:
+        add(carry)
+    if not checked and not _check_jsonl_sample(parts, rel, contract, info):
+        return None
+    if not parts:
+        return pl.DataFrame(schema={"_raw": pl.String, "_line": pl.Int64})
+    return pl.concat(parts)
+
+
+def _check_jsonl_sample(
+    parts: list[pl.DataFrame], rel: str, contract: Contract, info: LandedFile
+) -> bool:
+    """Check the keys of the first SAMPLE_LINES valid JSON lines against the contract."""
+    if not parts:
+        return True  # no line: refused as empty by the caller
+    head = pl.concat(parts).head(SAMPLE_LINES)
+    sample = head.filter(pl.col("_raw").str.json_path_match("$").is_not_null())["_raw"]
     keys: set[str] = set()
     if sample.len():
         decoded = sample.str.json_decode(infer_schema_length=None)
         if isinstance(decoded.dtype, pl.Struct):
             keys = {f.name for f in decoded.dtype.fields}
-    if sample.len() and not _check_columns(keys, rel, contract, info, "every sampled line"):
-        return None
-    return lines.select("_raw", "_line")
+    return not sample.len() or _check_columns(keys, rel, contract, info, "every sampled line")
 
 
 def csv_row_as_json(columns: list[str]) -> pl.Expr:

@@ -1,0 +1,195 @@
+"""Parse a CSV landing file row by row: good rows, malformed rows and blank lines apart.
+
+A malformed row (a record whose field count is not the header's, a quote never
+closed, a quote in the middle of a field) is kept aside with its line and why, so
+ingest lands it in bronze for silver to quarantine, while the other rows land; a
+file whose header cannot be read at all raises `CsvUnparseable`.  Each row carries
+the 1-based line where its record starts, so `_line` stays right after a quoted
+newline.  Blank lines are skipped and counted.
+
+Two paths give the same answer:
+- fast (vectorised): record ends are the newlines with an even number of quotes
+  before them, fields are counted by the commas outside quotes, and polars reads the
+  good records;
+- exact (Python `csv`, strict), only for a file the fast path cannot settle (an odd
+  number of quotes, a record over several lines with the wrong field count, a quote
+  polars refuses): a bad record is set aside one line at a time and reading resumes
+  on the next line, so one unclosed quote costs one row, not the rest of the file.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+_NL, _QUOTE, _COMMA = 10, 34, 44
+
+
+class CsvUnparseable(ValueError):
+    """The file has no readable header row."""
+
+
+@dataclass
+class CsvRows:
+    """A parsed CSV file: header names, good rows, malformed rows and blank lines."""
+
+    header: list[str]
+    good: pl.DataFrame  # one String column per header name, plus `_line`
+    bad: pl.DataFrame  # `_line`, `_raw` (the record's text), `_csv_error` (why)
+    blank: int
+
+
+def parse_csv(payload: bytes, *, max_record_bytes: int) -> CsvRows:
+    """Return the rows of a CSV payload (header first); see the module docstring."""
+    try:
+        fast = _parse_fast(payload)
+    except pl.exceptions.PolarsError:
+        fast = None
+    return fast if fast is not None else _parse_exact(payload, max_record_bytes)
+
+
+def _bad_frame(lines: list[int], raws: list[str], errors: list[str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"_line": lines, "_raw": raws, "_csv_error": errors},
+        schema={"_line": pl.Int64, "_raw": pl.String, "_csv_error": pl.String},
+    )
+
+
+def _header(text: str) -> list[str]:
+    try:
+        names = next(csv.reader([text], strict=True))
+    except (csv.Error, StopIteration) as exc:
+        raise CsvUnparseable(f"the header row cannot be read ({exc})") from None
+    names = [n.strip() for n in names]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes or not any(names):
+        what = f"repeats column(s) {dupes}" if dupes else "names no column"
+        raise CsvUnparseable(f"the header row {what}")
+    return names
+
+
+def _parse_fast(payload: bytes) -> CsvRows | None:
+    """Vectorised parse, or None when the exact path must decide."""
+    data = np.frombuffer(payload, dtype=np.uint8)
+    n = len(payload)
+    nl = np.flatnonzero(data == _NL)
+    ends = nl if (n == 0 or payload[-1] == _NL) else np.append(nl, n)  # line ends (exclusive)
+    starts = np.concatenate(([0], nl + 1))[: len(ends)]
+    quotes = np.flatnonzero(data == _QUOTE)
+    if len(quotes) % 2:
+        return None  # a quote never closed
+    closes = np.searchsorted(quotes, ends) % 2 == 0  # outside quotes at the line's end
+    last_lines = np.flatnonzero(closes)
+    first_lines = np.concatenate(([0], last_lines[:-1] + 1)).astype(np.int64)
+    rec_start, rec_stop = starts[first_lines], ends[last_lines]
+    commas = np.flatnonzero(data == _COMMA)
+    if len(quotes):
+        commas = commas[np.searchsorted(quotes, commas) % 2 == 0]
+    fields = np.searchsorted(commas, rec_stop) - np.searchsorted(commas, rec_start) + 1
+    # the records as Arrow strings over the payload (each with its own newline)
+    offsets = np.append(rec_start, n)
+    arr = pa.LargeStringArray.from_buffers(
+        len(rec_start), pa.py_buffer(offsets.astype(np.int64)), pa.py_buffer(payload)
+    )
+    try:
+        arr.validate(full=True)
+    except pa.ArrowInvalid:
+        return None  # bytes that are not UTF-8: the exact path decodes them lossily
+    records = pl.Series("_raw", arr).str.strip_suffix("\n").str.strip_suffix("\r")
+    blank = ~records.str.contains(r"\S").to_numpy()
+    filled = np.flatnonzero(~blank)
+    if not len(filled):
+        raise CsvUnparseable("the file has no header row (only blank lines)")
+    head = int(filled[0])
+    header = _header(records[head])
+    data_idx = filled[1:]
+    ok = fields[data_idx] == len(header)
+    multi = last_lines[data_idx] > first_lines[data_idx]
+    if (~ok & multi).any():
+        return None  # a record over several lines with the wrong count: an unclosed quote?
+    good_idx, bad_idx = data_idx[ok], data_idx[~ok]
+    if len(bad_idx) or blank.any():
+        text = pl.concat([records[head : head + 1], records.gather(good_idx)]).str.join("\n")
+        source = (text[0] + "\n").encode()
+    else:
+        source = payload
+    good = pl.read_csv(
+        source, has_header=True, infer_schema=False, encoding="utf8-lossy", quote_char='"'
+    )
+    if good.height != len(good_idx) or good.width != len(header):
+        return None
+    good = good.rename(dict(zip(good.columns, header, strict=True))).with_columns(
+        pl.Series("_line", first_lines[good_idx] + 1, dtype=pl.Int64)
+    )
+    bad = _bad_frame(
+        (first_lines[bad_idx] + 1).tolist(),
+        records.gather(bad_idx).to_list(),
+        [f"{f} fields, expected {len(header)}" for f in fields[bad_idx].tolist()],
+    )
+    return CsvRows(header, good, bad, int(blank.sum()))
+
+
+def _parse_exact(payload: bytes, max_record_bytes: int) -> CsvRows:
+    """Python `csv` (strict), one record at a time, resuming after a bad line."""
+    text = payload.decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline ending the last line adds no line
+    csv.field_size_limit(max(max_record_bytes, 1024))
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    good_lines: list[int] = []
+    bad: tuple[list[int], list[str], list[str]] = ([], [], [])
+    blank = 0
+    i = 0
+    while i < len(lines):
+        if not lines[i].strip():
+            blank += 1
+            i += 1
+            continue
+        record, used, error = _one_record(lines, i)
+        if header is None:
+            if error is not None or used != 1:
+                raise CsvUnparseable(f"the header row cannot be read ({error or 'a quote'})")
+            header = _header(lines[i])
+            i += 1
+            continue
+        if error is None and len(record) != len(header):
+            error = f"{len(record)} fields, expected {len(header)}"
+        if error is not None and used > 1:
+            error = f"unclosed quote: a quote opened on this line runs over {used} lines ({error})"
+        if error is not None:
+            bad[0].append(i + 1)
+            bad[1].append(lines[i].removesuffix("\r"))
+            bad[2].append(error)
+            i += 1  # resume on the next line
+            continue
+        rows.append(record)
+        good_lines.append(i + 1)
+        i += used
+    if header is None:
+        raise CsvUnparseable("the file has no header row (only blank lines)")
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(header)
+    good = pl.DataFrame(
+        [pl.Series(name, list(col), dtype=pl.String) for name, col in zip(header, columns,
+                                                                          strict=True)]
+        + [pl.Series("_line", good_lines, dtype=pl.Int64)]
+    )  # fmt: skip
+    return CsvRows(header, good, _bad_frame(*bad), blank)
+
+
+def _one_record(lines: list[str], i: int) -> tuple[list[str], int, str | None]:
+    """Read the record starting at line i: (fields, lines used, error or None)."""
+    it = (lines[j] + "\n" for j in range(i, len(lines)))  # lazily: no copy of the rest
+    reader = csv.reader(it, strict=True)
+    try:
+        return next(reader), reader.line_num, None
+    except csv.Error as exc:
+        why = str(exc)
+        if "unexpected end of data" in why:
+            why = "the quote is never closed"
+        return [], reader.line_num, f"bad quoting: {why}"
