@@ -20,6 +20,7 @@ from hortus.config import Paths
 from hortus.errors import HortusError
 from hortus.lakehouse import silver as silver_mod
 from hortus.lakehouse.ingest import ingest as ingest_files
+from hortus.lakehouse.landing import IngestLimits
 from hortus.lakehouse.pii import load_key
 from hortus.lakehouse.tables import Lakehouse
 from hortus.project.definition import Project
@@ -66,7 +67,12 @@ def ingest(paths: Paths, params: dict, rebuild: bool = False) -> dict:
     if rebuild:
         _drop(paths, "bronze")
     lh = Lakehouse.open(paths.root, stage="ingest")
-    report = ingest_files(paths.data, lh, flush_rows=int(params.get("flush_rows", 2_000_000)))
+    report = ingest_files(
+        paths.data,
+        lh,
+        flush_rows=int(params.get("flush_rows", 2_000_000)),
+        limits=IngestLimits.from_params(params),  # caps against hostile files
+    )
     summary = report.to_dict()
     _write_json(paths.reports / "ingest.json", summary)
     pin_tables(paths, "ingest", lh, lh.catalog.names("bronze"))
