@@ -54,6 +54,7 @@ from hortus.config import Paths
 from hortus.errors import HortusError
 from hortus.lakehouse import silver
 from hortus.lakehouse.ingest import ingest
+from hortus.lakehouse.landing import IngestLimits
 from hortus.lakehouse.pii import load_key
 from hortus.lakehouse.tables import Lakehouse
 from hortus.monitoring import monitors
@@ -175,6 +176,7 @@ def run_batch(
     sinks: Mapping | None = None,
     flush_rows: int = 2_000_000,
     chunk_rows: int = 2_000_000,
+    ingest_limits: IngestLimits | None = None,
 ) -> BatchResult:
     """Ingest the named landing files, build silver, run monitors and alerts; return the result.
 
@@ -188,7 +190,10 @@ def run_batch(
     with record_run(lh, STAGE) as run:
         with tempfile.TemporaryDirectory(prefix="hortus-watch-") as tmp:
             _stage_files(Path(landing), names, Path(tmp))
-            report = ingest(Path(tmp), lh, flush_rows=flush_rows)
+            # files must resolve inside the landing folder (not only inside tmp)
+            report = ingest(
+                Path(tmp), lh, flush_rows=flush_rows, limits=ingest_limits, within=Path(landing)
+            )
         tables = silver.build(lh, silver_options, chunk_rows=chunk_rows)
         checks = silver.reconcile(lh)
         landed = sum(t["landed"] for t in tables)
@@ -234,6 +239,7 @@ def watch(
     sinks: Mapping | None = None,
     flush_rows: int = 2_000_000,
     chunk_rows: int = 2_000_000,
+    ingest_limits: IngestLimits | None = None,
     max_failures: int = 3,
     idle_every: float | None = None,
 ) -> list[BatchResult]:
@@ -286,6 +292,7 @@ def watch(
                     sinks=sinks,
                     flush_rows=flush_rows,
                     chunk_rows=chunk_rows,
+                    ingest_limits=ingest_limits,
                 )
             except Exception as exc:  # recorded in ops.pipeline_runs by record_run
                 failures += 1
