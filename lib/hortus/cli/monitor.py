@@ -30,7 +30,7 @@ SECTION = "monitor"
 
 def _config(paths: Paths, params: str | None) -> tuple[dict, str]:
     """Return the monitor section of the params file (empty if absent) and where it came from."""
-    from hortus.params import load_section
+    from hortus.params_schema import checked_section
 
     path = Path(params) if params else paths.root / "params.yaml"
     if params and not path.exists():
@@ -40,7 +40,9 @@ def _config(paths: Paths, params: str | None) -> tuple[dict, str]:
     doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(doc, dict) or SECTION not in doc:
         return {}, f"defaults (no {SECTION!r} section in {path})"
-    return load_section(path, SECTION), f"{path} section {SECTION!r}"
+    # checked against its schema: a wrong key, type or a section that is no mapping is
+    # refused naming file, key, expected type and value (exit 2), not a traceback
+    return checked_section(path, SECTION, root=paths.root), f"{path} section {SECTION!r}"
 
 
 def _at(value: str | None) -> datetime | None:
@@ -81,8 +83,11 @@ def cmd_monitor_run(args: argparse.Namespace) -> int:
     run = None
     if not args.no_write and not args.no_alerts and _has_alerts(paths, args.params):
         from hortus.monitoring import alerts
+        from hortus.params_schema import checked_section
         from hortus.pipeline.stages import alert_setup
 
+        checked_section(Path(args.params) if args.params else paths.root / "params.yaml",
+                        "alerts", root=paths.root)  # fmt: skip
         rules, sinks = alert_setup(paths, Path(args.params) if args.params else None)
         run = alerts.run_alerts(lh, rules, metrics, sinks, now=_at(args.at))
     lh.close()
@@ -196,13 +201,22 @@ def cmd_monitor_watch(args: argparse.Namespace) -> int:
         section = dict(section, monitors=list(watch.DEFAULT_MONITORS))
     section = _with_model(section, paths, args.model)
     config = monitors.MonitorConfig.from_dict(section, source=source)
+    from hortus.lakehouse.landing import IngestLimits
+    from hortus.params_schema import checked_section
+
     params_file = Path(args.params) if args.params else paths.root / "params.yaml"
     doc = (
         (yaml.safe_load(params_file.read_text(encoding="utf-8")) or {})
         if params_file.exists()
         else {}
     )
-    silver_p, ingest_p = doc.get("silver") or {}, doc.get("ingest") or {}
+    # each section checked against its schema (file, key, expected type and value)
+    silver_p, ingest_p = (
+        checked_section(params_file, s, root=paths.root) if params_file.exists() else {}
+        for s in ("silver", "ingest")
+    )
+    if "alerts" in doc:
+        checked_section(params_file, "alerts", root=paths.root)
     options = silver.SilverOptions(
         key=load_key(paths.secrets),
         future_tolerance=timedelta(minutes=float(silver_p.get("future_tolerance_minutes", 60))),
@@ -240,6 +254,7 @@ def cmd_monitor_watch(args: argparse.Namespace) -> int:
             sinks=sinks,
             flush_rows=int(ingest_p.get("flush_rows", 2_000_000)),
             chunk_rows=int(silver_p.get("chunk_rows", 2_000_000)),
+            ingest_limits=IngestLimits.from_params(ingest_p),
             idle_every=args.idle_every,
         )
     finally:
