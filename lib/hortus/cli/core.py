@@ -659,8 +659,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = None
     try:
-        args = build_parser().parse_args(argv)
-        return args.func(args)
+        try:
+            args = build_parser().parse_args(argv)
+            return args.func(args)
+        finally:  # inside the try: a reader gone before the last flush is handled too
+            sys.stdout.flush()
     except BrokenPipeError:
         return _quiet_broken_pipe()
     except HortusError as exc:

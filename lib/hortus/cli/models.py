@@ -76,7 +76,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    """Show one version with its receipt."""
+    """Show one version: a summary, or everything with --full / --json."""
     reg = _registry(args)
     mv = reg.get(args.version)
     d = mv.to_dict()
@@ -85,15 +85,100 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         _json(d)
         return 0
-    print(f"model {mv.name} v{mv.version}  aliases: {', '.join(mv.aliases) or '-'}")
-    print(f"  {'approved_by':<16} {', '.join(d['approved_by']) or '-'}")
-    for key in ("created_at", "author", "artifact_path", "artifact_sha256", "notes"):
-        print(f"  {key:<16} {d[key]}")
-    for key in ("metrics", "params", "signature", "receipt"):
-        body = json.dumps(d[key], indent=2, sort_keys=True, default=str)
-        print(f"  {key}:")
-        print("\n".join("    " + line for line in body.splitlines()))
+    if args.full:
+        print(f"model {mv.name} v{mv.version}  aliases: {', '.join(mv.aliases) or '-'}")
+        print(f"  {'approved_by':<16} {', '.join(d['approved_by']) or '-'}")
+        for key in ("created_at", "author", "artifact_path", "artifact_sha256", "notes"):
+            print(f"  {key:<16} {d[key]}")
+        for key in ("metrics", "params", "spec", "signature", "receipt"):
+            body = json.dumps(d[key], indent=2, sort_keys=True, default=str)
+            print(f"  {key}:")
+            print("\n".join("    " + line for line in body.splitlines()))
+        return 0
+    _show_summary(reg, mv, d)
     return 0
+
+
+def _signature_summary(signature: dict) -> str:
+    """Return e.g. "50 inputs: 43 float, 7 categorical (12 nullable)"."""
+    cols = signature.get("columns") or []
+    kinds: dict[str, int] = {}
+    for c in cols:
+        kind = "categorical" if c.get("categories") else str(c.get("type"))
+        kinds[kind] = kinds.get(kind, 0) + 1
+    nullable = sum(1 for c in cols if c.get("nullable"))
+    parts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    return f"{len(cols)} inputs: {parts} ({nullable} nullable)" if cols else "-"
+
+
+def _show_summary(reg, mv, d: dict) -> None:
+    """Print the summary of one version (about 30 lines)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from hortus.cli._common import console, emit
+
+    out = console()
+    flag = reg._flag()
+    r = mv.receipt
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row("aliases", ", ".join(mv.aliases) or "-")
+    grid.add_row("created", f"{mv.created_at:%Y-%m-%d %H:%M:%S} UTC by {mv.author}")
+    grid.add_row("approved by", ", ".join(d["approved_by"]) or "-")
+    gates = reg.gates(mv.version)
+    if gates.height:
+        last = gates.row(-1, named=True)
+        verdict = "[green]passed[/]" if last["passed"] else "[bold red]FAILED[/]"
+        failed = f": {escape(last['failed_checks'])}" if last["failed_checks"] else ""
+        grid.add_row(
+            "latest gate",
+            f"{verdict} ({last['checks']} checks, {last['failed']} failed{failed}) "
+            f"{last['finished_at']:%Y-%m-%d %H:%M} run {last['run_id']}",
+        )
+    else:
+        grid.add_row("latest gate", f"none (hortus gate {mv.version}{flag})")
+    spec = mv.spec or {}
+    if spec:
+        grid.add_row(
+            "task",
+            f"{spec.get('task', '-')}: target {spec.get('target', '-')}, estimator "
+            f"{spec.get('estimator', '-')}, {len(spec.get('features') or ())} features",
+        )
+    grid.add_row("signature", _signature_summary(mv.signature or {}))
+    grid.add_row("artifact", f"{escape(mv.artifact_path)} (sha256 {mv.artifact_sha256[:12]})")
+    dirty = " [yellow](dirty tree)[/]" if r.get("git_dirty") else ""
+    grid.add_row(
+        "built from", f"git {str(r.get('git_commit'))[:12]}{dirty}, data {r.get('data_md5')}"
+    )
+    tables = ", ".join(f"{t}@v{v}" for t, v in sorted((r.get("tables_read") or {}).items()))
+    grid.add_row("tables read", tables or "-")
+    if mv.notes:
+        grid.add_row("notes", escape(mv.notes))
+    emit(f"[bold]model {escape(mv.name)} v{mv.version}[/]", grid, out=out)
+
+    items = sorted(mv.metrics.items())
+    per_row = 4
+    metrics = Table.grid(padding=(0, 1))
+    for _ in range(per_row):
+        metrics.add_column(style="bold", no_wrap=True)
+        metrics.add_column(justify="right", no_wrap=True)
+        metrics.add_column(min_width=2)
+    for i in range(0, len(items), per_row):
+        cells: list[str] = []
+        for key, value in items[i : i + per_row]:
+            cells += [key, _metric(value), ""]
+        metrics.add_row(*cells)
+    emit("[bold]metrics (hold-out)[/]", metrics, out=out)
+    from hortus.models.compare import flatten
+
+    params = "  ".join(f"{k}={v}" for k, v in sorted(flatten(mv.params or {}).items()))
+    emit(f"[bold]params[/]  {escape(params) or '-'}", out=out)
+    print(
+        f"everything (signature, receipt, spec): hortus models show {mv.version}{flag} --full "
+        "(or --json)"
+    )
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
@@ -225,11 +310,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "show",
         parents=[common],
         help="show one version with its receipt",
-        description="Show one version: artifact, signature, params, metrics and build "
-        "receipt (git commit, dvc.lock, data.dvc and uv.lock digests, tables read).",
+        description="Show a summary of one version: aliases, approvals, latest gate, "
+        "signature, artifact, what it was built from, metrics and params.  --full or "
+        "--json print everything: the whole signature and build receipt (git commit, "
+        "dvc.lock, data.dvc and uv.lock digests, tables read).",
     )
     s.add_argument("version", help="version number (3 or v3) or alias (champion)")
-    s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--json", action="store_true", help="print JSON (everything)")
+    s.add_argument(
+        "--full",
+        action="store_true",
+        help="print everything: metrics, params, spec, the whole signature and the receipt",
+    )
     s.set_defaults(func=cmd_show)
 
     s = msub.add_parser(
@@ -297,3 +389,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_aliases)
+
+    from hortus.cli.compare import add_parser as _compare
+
+    _compare(msub, common)
