@@ -57,8 +57,9 @@ from hortus.lakehouse.contracts import Contract, check_frame
 from hortus.models.modeling import primary_metric  # re-exported: the gate's comparison metric
 
 GATE_SECTIONS = ("drift", "pii", "skew", "model_checks", "champion")
-#: checks whose table the registry keeps with the gate run (the model card shows them)
-COMPARISON_CHECKS = ("champion", "floors")
+#: checks whose table the registry keeps with the gate run (the model card shows the first
+#: two; `hortus models compare` the per-segment intervals of any version)
+COMPARISON_CHECKS = ("champion", "floors", "segment_metrics_ci")
 __all__ = [
     "GATE_SECTIONS",
     "GateConfig",
@@ -456,7 +457,8 @@ def record(registry: Any, result: GateResult, report_dir: Path, *, git_commit: s
     md_path = report_dir / f"v{result.version}.md"
     md_path.write_text(result.to_markdown(), encoding="utf-8")
     # the supporting tables stay in the JSON report; the registry keeps only those of the
-    # comparison with the champion and the floors (small, and shown in the model card)
+    # comparison with the champion, the floors (small, shown in the model card) and the
+    # per-segment intervals (one row per segment value, for `hortus models compare`)
     light = [
         {k: v for k, v in r.items() if k != "table" or r["name"] in COMPARISON_CHECKS}
         for r in doc["results"]
