@@ -19,10 +19,10 @@ export MARIMO_SKIP_UPDATE_CHECK := 1
 # wait: the same results, and no collapse when other processes share the 2 cores
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help setup key data run test test-slow lint bench clean
+.PHONY: help setup key data run shell test test-slow lint bench clean
 
 help: ## show every target with a one-line description
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -58,6 +58,13 @@ run: setup key data ## run the whole pipeline on the default data (dvc repro), t
 	@echo "  model report       reports/models/recommender/<version>/model_report.html (model card, checklist)"
 	@echo "  monitoring         reports/monitor.json, reports/alerts.jsonl; make app-monitor"
 	@echo "  docs               reports/docs/ (architecture, data dictionary, parameters, models)"
+	@echo
+	@echo "hortus and dvc live in .venv: in a new shell run the line below first (or: make shell)"
+	@echo "source .venv/bin/activate"
+
+shell: setup ## open a shell with .venv activated: hortus and dvc on the PATH (exit leaves)
+	@echo "hortus and dvc are on the PATH in this shell (.venv activated); exit to leave"
+	@VIRTUAL_ENV=$(CURDIR)/$(VENV) $${SHELL:-/bin/bash} -i
 
 # two workers (2 cores) of one OpenMP thread each; whole files per worker, so module
 # fixtures are built once
