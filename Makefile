@@ -68,10 +68,10 @@ shell: setup ## open a shell with .venv activated: hortus and dvc on the PATH (e
 
 # two workers (2 cores) of one OpenMP thread each; whole files per worker, so module
 # fixtures are built once
-test: setup browser ## run the test suite (unit, data and integration with real DVC)
+test: setup browser redis ## run the test suite (unit, data and integration with real DVC)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile
 
-test-slow: setup browser ## run the slow tests too (large data)
+test-slow: setup browser redis ## run the slow tests too (large data)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -m "slow or not slow"
 
 lint: setup ## ruff lint and format check
@@ -115,7 +115,7 @@ clean: ## remove build outputs (not data/, not the operations plane's history)
 # sam, model_report: olivia); it prints the URL with ?access_token= once.
 PORT ?= 2718
 NB ?=
-.PHONY: app-monitor app-explore app-train app-report edit browser
+.PHONY: app-monitor app-explore app-train app-report edit browser redis
 
 app-monitor: setup ## serve notebooks/monitor.py as an app on 127.0.0.1:PORT (2718), token auth
 	@hortus app monitor --port $(PORT)
@@ -142,3 +142,14 @@ browser: ## install Debian's chromium (/usr/bin/chromium) for the browser tests 
 	SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
 	$$SUDO apt-get update && \
 	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+
+# Debian's redis-server for the Redis online store tests (tests/test_online_redis.py start
+# their own on a free 127.0.0.1 port and FAIL, not skip, without it)
+redis: ## install Debian's redis-server (the Redis online store tests need it) if missing
+	@if command -v redis-server >/dev/null; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+	  echo "no apt-get here: install redis-server yourself (the Redis tests fail without it)"; \
+	  exit 1; fi; \
+	SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	$$SUDO apt-get update && \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server
