@@ -24,9 +24,71 @@ TASK_METRICS: dict[str, dict[str, bool]] = {
     "regression": {"rmse": False, "mae": False},
 }
 _RELATIVE_GAP = frozenset({"rmse", "mae"})  # in target units: the gap is a share of overall
-# bootstrap work is done in chunks of replicates of at most this many drawn rows
+# row resampling (the fallback) is done in chunks of replicates of at most this many drawn rows
 _BOOT_CELLS = 4_000_000
+# the bootstrap draws counts per cell: at most this many cells (multinomial draws) per replicate
+_MAX_CELLS = 512
+# ROC AUC with more distinct scores than this is bootstrapped on this many score levels
+# (the variation left out shrinks as 1 / _LEVELS^2: measured on 3,000 rows with 40,000
+# replicates, the bootstrap SD was 2.8% low with 4 levels, 0.4% with 8, within the 0.5%
+# Monte Carlo error from 16 levels on)
+_LEVELS = 128
 _EPS = 1e-15
+
+
+def _auc_from_counts(pos: np.ndarray, neg: np.ndarray, within: np.ndarray | None) -> np.ndarray:
+    """Return ROC AUC per row of (replicates x ascending score levels) label counts.
+
+    AUC = sum_l P_l (N below l + N_l r_l) / (sum P sum N), where r_l is the share
+    of (positive, negative) pairs of level l ordered right (ties one half): 1/2
+    for a level of one distinct score (`within` None), the pairs of the rows
+    themselves for a level that groups several scores.  NaN without both labels.
+    """
+    n_pos, n_neg = pos.sum(axis=-1), neg.sum(axis=-1)
+    below = np.cumsum(neg, axis=-1) - neg
+    same = 0.5 * neg if within is None else neg * within
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (pos * (below + same)).sum(axis=-1) / (n_pos * n_neg)
+    return np.where((n_pos == 0) | (n_neg == 0), np.nan, out)
+
+
+def _ap_from_counts(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """Return average precision per row of (replicates x ascending score levels) counts.
+
+    The sum over levels, descending, of P_l / sum P times the precision at that
+    threshold (sklearn's step definition); NaN without a positive.
+    """
+    pos_d, neg_d = pos[:, ::-1], neg[:, ::-1]
+    tp, fp = np.cumsum(pos_d, axis=1), np.cumsum(neg_d, axis=1)
+    n_pos = pos.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1e-300), 0.0)
+        out = (pos_d * precision).sum(axis=1) / n_pos
+    return np.where(n_pos == 0, np.nan, out)
+
+
+def _f1_from_counts(cm: np.ndarray) -> np.ndarray:
+    """Return macro F1 per confusion matrix (replicates x true x predicted counts)."""
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    denom = cm.sum(axis=1) + cm.sum(axis=2)  # predicted + actual = 2 tp + fp + fn
+    present = denom > 0
+    f1 = np.where(present, 2 * tp / np.maximum(denom, 1), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return f1.sum(axis=1) / present.sum(axis=1)
+
+
+def _per_row(metric: str, y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Return the per-row values whose mean is the metric (the root of it for rmse)."""
+    if metric == "accuracy":  # y, s: class codes
+        return (y == s).astype(np.float64)
+    if metric == "mae":
+        return np.abs(s - y)
+    if metric == "rmse":
+        return (s - y) ** 2
+    if metric == "log_loss":
+        p = np.clip(s, _EPS, 1 - _EPS)
+        return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    return (s - y) ** 2  # brier
 
 
 def _boot_metric(metric: str, y: np.ndarray, s: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -40,55 +102,131 @@ def _boot_metric(metric: str, y: np.ndarray, s: np.ndarray, idx: np.ndarray) -> 
     (sklearn's step definition).
     """
     b, n = idx.shape
-    if metric == "accuracy":  # y, s: class codes
-        return (y == s)[idx].mean(axis=1)
     if metric == "f1_macro":  # y, s: class codes; mean over classes true or predicted
         k = int(max(y.max(), s.max())) + 1 if n else 1
         key = (np.arange(b)[:, None] * k * k + y[idx] * k + s[idx]).ravel()
-        cm = np.bincount(key, minlength=b * k * k).reshape(b, k, k)
-        tp = np.diagonal(cm, axis1=1, axis2=2)
-        denom = cm.sum(axis=1) + cm.sum(axis=2)  # predicted + actual = 2 tp + fp + fn
-        present = denom > 0
-        f1 = np.where(present, 2 * tp / np.maximum(denom, 1), 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return f1.sum(axis=1) / present.sum(axis=1)
-    if metric in ("rmse", "mae"):  # y: target, s: prediction
-        err = s - y
-        if metric == "mae":
-            return np.abs(err)[idx].mean(axis=1)
-        return np.sqrt((err**2)[idx].mean(axis=1))
-    if metric in ("log_loss", "brier"):
-        p = np.clip(s, _EPS, 1 - _EPS)
-        if metric == "log_loss":
-            per_row = -(y * np.log(p) + (1 - y) * np.log(1 - p))
-        else:
-            per_row = (s - y) ** 2
-        return per_row[idx].mean(axis=1)
+        return _f1_from_counts(np.bincount(key, minlength=b * k * k).reshape(b, k, k))
+    if metric in ("accuracy", "rmse", "mae", "log_loss", "brier"):
+        out = _per_row(metric, y, s)[idx].mean(axis=1)
+        return np.sqrt(out) if metric == "rmse" else out
     levels, inverse = np.unique(s, return_inverse=True)
     width = len(levels)
     key = (np.arange(b)[:, None] * width + inverse[idx]).ravel()
     labels = y[idx].ravel().astype(np.float64)
     pos = np.bincount(key, weights=labels, minlength=b * width).reshape(b, width)
     neg = np.bincount(key, weights=1.0 - labels, minlength=b * width).reshape(b, width)
-    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+    if metric == "roc_auc":
+        return _auc_from_counts(pos, neg, None)
+    return _ap_from_counts(pos, neg)
+
+
+def _auc_levels(
+    y: np.ndarray, s: np.ndarray, max_levels: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Return (positives, negatives, within) per ascending score level, at most `max_levels`.
+
+    With more distinct scores than `max_levels`, consecutive distinct scores are
+    grouped into levels of about equal row counts (ties never split) and `within`
+    is each level's share of its (positive, negative) pairs ordered right, ties
+    one half, from the rows themselves: `_auc_from_counts` of these counts is
+    the exact ROC AUC.
+    """
+    levels, inverse = np.unique(s, return_inverse=True)
+    width = len(levels)
+    rows = np.bincount(inverse, minlength=width)
+    pos = np.bincount(inverse, weights=y.astype(np.float64), minlength=width)
+    neg = rows - pos
+    if width <= max_levels:
+        return pos, neg, None
+    before = np.cumsum(rows) - rows  # rows at lower scores
+    group = before * max_levels // len(y)  # non-decreasing, ties in one group
+    group = np.concatenate([[0], np.cumsum(group[1:] != group[:-1])])
+    size = int(group[-1]) + 1
+    pos_g = np.bincount(group, weights=pos, minlength=size)
+    neg_g = np.bincount(group, weights=neg, minlength=size)
+    neg_before_group = (np.cumsum(neg_g) - neg_g)[group]
+    neg_below = np.cumsum(neg) - neg - neg_before_group  # negatives below, same group
+    pairs = np.bincount(group, weights=pos * (neg_below + 0.5 * neg), minlength=size)
     with np.errstate(invalid="ignore", divide="ignore"):
-        if metric == "roc_auc":
-            below = np.cumsum(neg, axis=1) - neg
-            out = (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
-            out[(n_pos == 0) | (n_neg == 0)] = np.nan
-            return out
-        pos_d, neg_d = pos[:, ::-1], neg[:, ::-1]
-        tp, fp = np.cumsum(pos_d, axis=1), np.cumsum(neg_d, axis=1)
-        precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1e-300), 0.0)
-        out = (pos_d * precision).sum(axis=1) / n_pos
-        out[n_pos == 0] = np.nan
-        return out
+        within = np.where(pos_g * neg_g > 0, pairs / (pos_g * neg_g), 0.5)
+    return pos_g, neg_g, within
+
+
+def _drawn_counts(counts: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Return `n_boot` multinomial redraws of `counts` (rows of the same total).
+
+    Resampling n rows with replacement and counting them per cell gives counts
+    Multinomial(n, counts / n): the same distribution, drawn per cell, not per row.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    n = int(round(counts.sum()))
+    return rng.multinomial(n, counts / n, size=n_boot).astype(np.float64)
+
+
+def _cell_bootstrap(
+    metric: str,
+    y: np.ndarray,
+    s: np.ndarray,
+    n_boot: int,
+    rng: np.random.Generator,
+    levels: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None,
+) -> np.ndarray | None:
+    """Return bootstrap replicates drawn as counts per cell, or None where rows must be drawn.
+
+    Each metric here depends on the resampled rows only through their counts per
+    cell (a class pair, a distinct per-row value, a (label, score) pair), so drawing
+    the counts (`_drawn_counts`) is the plain resampling bootstrap in distribution,
+    at the cost of the cells, not the rows.  ROC AUC with more than `_LEVELS`
+    distinct scores draws counts per (label, score level) (`_auc_levels`) and
+    takes each level's within-level pairs at their share in the data: the
+    replicate is the expectation of the plain replicate given those counts
+    (same point estimate and mean; it leaves out only the variation of pairs
+    inside one level, of relative order 1 / `_LEVELS`^2 of the variance, far
+    below the Monte Carlo error of a few hundred replicates;
+    tests/test_bootstrap_agreement.py checks the agreement).  `levels`: the
+    result of `_auc_levels` if already computed.
+    """
+    if metric == "roc_auc":
+        pos, neg, within = _auc_levels(y, s, _LEVELS) if levels is None else levels
+        drawn = _drawn_counts(np.concatenate([pos, neg]), n_boot, rng)
+        return _auc_from_counts(drawn[:, : len(pos)], drawn[:, len(pos) :], within)
+    if metric == "average_precision":
+        levels, inverse = np.unique(s, return_inverse=True)
+        if 2 * len(levels) > _MAX_CELLS:
+            return None
+        width = len(levels)
+        pos = np.bincount(inverse, weights=y.astype(np.float64), minlength=width)
+        drawn = _drawn_counts(np.concatenate([pos, np.bincount(inverse) - pos]), n_boot, rng)
+        return _ap_from_counts(drawn[:, :width], drawn[:, width:])
+    if metric == "f1_macro":
+        k = int(max(y.max(), s.max())) + 1
+        if k * k > _MAX_CELLS:
+            return None
+        drawn = _drawn_counts(np.bincount(y * k + s, minlength=k * k), n_boot, rng)
+        return _f1_from_counts(drawn.reshape(n_boot, k, k))
+    values, inverse = np.unique(_per_row(metric, y, s), return_inverse=True)
+    if len(values) > _MAX_CELLS:
+        return None
+    out = _drawn_counts(np.bincount(inverse), n_boot, rng) @ values / len(y)
+    return np.sqrt(out) if metric == "rmse" else out
 
 
 def _bootstrap(
-    metric: str, y: np.ndarray, s: np.ndarray, n_boot: int, rng: np.random.Generator
+    metric: str,
+    y: np.ndarray,
+    s: np.ndarray,
+    n_boot: int,
+    rng: np.random.Generator,
+    levels: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None,
 ) -> np.ndarray:
-    """Return `n_boot` resampled metric values (index arrays drawn at once, chunked by size)."""
+    """Return `n_boot` resampled metric values.
+
+    Counts per cell where the metric allows it (`_cell_bootstrap`), otherwise
+    rows drawn with replacement (index arrays drawn at once, chunked by size).
+    """
+    drawn = _cell_bootstrap(metric, y, s, n_boot, rng, levels)
+    if drawn is not None:
+        return drawn
     n = len(y)
     per_chunk = max(1, _BOOT_CELLS // max(n, 1))
     parts = []
@@ -98,7 +236,16 @@ def _bootstrap(
     return np.concatenate(parts)
 
 
-def _point(metric: str, y: np.ndarray, s: np.ndarray) -> float:
+def _point(
+    metric: str,
+    y: np.ndarray,
+    s: np.ndarray,
+    levels: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None,
+) -> float:
+    """Return the metric of the rows (ROC AUC from its score levels, `_auc_levels`)."""
+    if metric == "roc_auc":
+        pos, neg, within = _auc_levels(y, s, _LEVELS) if levels is None else levels
+        return float(_auc_from_counts(pos, neg, within))
     value = _boot_metric(metric, y, s, np.arange(len(y))[None, :])[0]
     return float(value)
 
@@ -216,8 +363,11 @@ def segment_metrics_ci(
             .agg(pl.col("_i"))
             .sort("_value", nulls_last=True)
         )
-        for value, index in parts.iter_rows():
-            rows_of = np.asarray(index, dtype=np.int64)
+        flat = parts["_i"].explode().to_numpy().astype(np.int64)  # no Python lists of rows
+        ends = np.cumsum(parts["_i"].list.len().to_numpy().astype(np.int64))
+        starts = np.concatenate([[0], ends[:-1]])
+        for value, start, end in zip(parts["_value"], starts, ends, strict=True):
+            rows_of = flat[start:end]
             ys, ss = y[rows_of], s[rows_of]
             row: dict[str, Any] = {
                 "segment": seg,
@@ -230,11 +380,12 @@ def segment_metrics_ci(
                 "undefined_replicates": None,
                 "status": "insufficient",
             }
-            estimate = _point(metric, ys, ss)
+            levels = _auc_levels(ys, ss, _LEVELS) if metric == "roc_auc" else None
+            estimate = _point(metric, ys, ss, levels)
             if math.isfinite(estimate):
                 row["estimate"] = estimate
             if len(rows_of) >= min_segment_size and math.isfinite(estimate):
-                boot = _bootstrap(metric, ys, ss, n_boot, rng)
+                boot = _bootstrap(metric, ys, ss, n_boot, rng, levels)
                 defined = boot[np.isfinite(boot)]
                 row["undefined_replicates"] = int(n_boot - len(defined))
                 if 2 * len(defined) < n_boot:
