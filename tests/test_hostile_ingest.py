@@ -10,6 +10,7 @@ landed = accepted + quarantined, refused files recorded once with their reason.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 from pathlib import Path
 
@@ -64,6 +65,29 @@ def test_gzip_bomb_is_refused_at_the_cap_and_the_rest_lands(project, lakehouse):
     log = _log(lakehouse)
     assert log.filter(pl.col("status") == "refused")["reason"].to_list() == [reason]
     assert ingest(project.data, lakehouse, limits=SMALL).files == []  # recorded: not again
+
+
+def test_probe_bombs_stop_at_the_compression_ratio_cap(project, lakehouse):
+    """Check the probe's 19 KB gzip of 20 million blank lines and a line bomb: both refused.
+
+    With the default caps they stop at 16 MiB decompressed (100x their size is less),
+    not at max_file_mb, and no row of theirs lands.
+    """
+    (project.data / "events").mkdir()
+    blank = gzip.compress(b"\n" * 20_000_000, compresslevel=9, mtime=0)
+    assert len(blank) < 25 * KB
+    (project.data / "events/events-2025-03-01.jsonl.gz").write_bytes(blank)
+    line = json.dumps(event(1)).encode() + b"\n"  # keys right: not refused as changed_schema
+    lines = gzip.compress(line * (24 * 1024 * KB // len(line)), compresslevel=9, mtime=0)
+    (project.data / "events/events-2025-03-02.jsonl.gz").write_bytes(lines)
+    report = ingest(project.data, lakehouse)
+    reasons = _reasons(report)
+    assert sorted(reasons) == ["events/events-2025-03-01.jsonl.gz",
+                               "events/events-2025-03-02.jsonl.gz"]  # fmt: skip
+    for reason in reasons.values():
+        assert reason.startswith("too_large: ")
+        assert "more than 100x its compressed size (ingest.max_ratio)" in reason
+    assert not lakehouse.exists("bronze.events")
 
 
 def test_ingest_stage_takes_its_caps_from_params(project):

@@ -80,7 +80,12 @@ TRAIN: dict[str, Rule] = {
 
 #: flat sections, key by key (an empty mapping: the section takes no keys)
 FLAT: dict[str, dict[str, Rule]] = {
-    "ingest": {"flush_rows": INT_GE1, "max_file_mb": NUM_GT0, "max_line_kb": NUM_GT0},
+    "ingest": {
+        "flush_rows": INT_GE1,
+        "max_file_mb": NUM_GT0,
+        "max_line_kb": NUM_GT0,
+        "max_ratio": Rule("number >= 1", lambda v: _num(v) and v >= 1),
+    },
     "silver": {"future_tolerance_minutes": NUM_GE0, "chunk_rows": INT_GE1},
     "kpis": {},
     "features": {

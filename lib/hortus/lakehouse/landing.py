@@ -7,7 +7,8 @@ File-level decisions (the file is refused, recorded with its reason, and the
 other files go on):
 - empty file (0 bytes, or no data row)                   -> rule `empty_file`
 - truncated or corrupt gzip stream                        -> rule `truncated_compressed`
-- decompresses past `ingest.max_file_mb` (a gzip bomb)     -> rule `too_large`
+- decompresses past `ingest.max_file_mb`, or a .gz past
+  `ingest.max_ratio` x its size (a gzip bomb)            -> rule `too_large`
 - a line longer than `ingest.max_line_kb`                 -> rule `line_too_long`
 - a CSV whose header cannot be read, or none of whose
   rows can                                                -> rule `unparseable`
@@ -84,6 +85,8 @@ def file_date(name: str) -> date | None:
 MiB = 1 << 20
 #: bytes read (after decompression) at a time: the line frames grow chunk by chunk
 CHUNK_BYTES = 8 * MiB
+#: decompressed bytes below which the compression ratio is not judged (small files)
+RATIO_FLOOR = 16 * MiB
 
 
 @dataclass(frozen=True)
@@ -91,14 +94,17 @@ class IngestLimits:
     """Caps that stop a hostile landing file before it fills memory (params.yaml `ingest`).
 
     `max_file_mb`: largest decompressed size of one file, in MiB; `max_line_kb`: longest
-    line (a CSV record's physical line), in KiB.  A file over either is refused
-    (`too_large`, `line_too_long`) as soon as the cap is passed, without reading on.
-    The defaults are far above any real export of the project (a day of events is
-    a few MB; a line a few hundred bytes).
+    line (a CSV record's physical line), in KiB; `max_ratio`: largest decompressed /
+    compressed size of a `.gz` file, judged once past RATIO_FLOOR (16 MiB) decompressed.
+    A file over any is refused (`too_large`, `line_too_long`) as soon as the cap is
+    passed, without reading on.  The defaults are far above any real export of the
+    project (a day of events is a few MB compressed about 9x; a line a few hundred
+    bytes), while a gzip bomb stops at 100x its size instead of at max_file_mb.
     """
 
     max_file_bytes: int = 1024 * MiB
     max_line_bytes: int = 1 * MiB
+    max_ratio: float = 100.0
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> IngestLimits:
@@ -107,6 +113,7 @@ class IngestLimits:
         return cls(
             max_file_bytes=int(float(params.get("max_file_mb", 1024)) * MiB),
             max_line_bytes=int(float(params.get("max_line_kb", 1024)) * 1024),
+            max_ratio=float(params.get("max_ratio", 100)),
         )
 
 
@@ -127,15 +134,23 @@ def file_sha256_of(path: Path) -> str:
 def stream_file(path: Path, rel: str, limits: IngestLimits) -> Iterator[bytes]:
     """Yield a landing file's bytes, decompressed (`.gz`), in chunks; refuse past the cap."""
     total = 0
+    gz = rel.endswith(".gz")
+    cap = limits.max_file_bytes
+    if gz:  # a bomb: stop at max_ratio x the compressed size (small files not judged)
+        by_ratio = max(RATIO_FLOOR, int(limits.max_ratio * path.stat().st_size))
+        cap = min(cap, by_ratio)
     try:
-        with gzip.open(path, "rb") if rel.endswith(".gz") else open(path, "rb") as f:
+        with gzip.open(path, "rb") if gz else open(path, "rb") as f:
             while chunk := f.read(CHUNK_BYTES):
                 total += len(chunk)
-                if total > limits.max_file_bytes:
+                if total > cap:
+                    why = (
+                        f"{_size(limits.max_file_bytes)} (ingest.max_file_mb)"
+                        if cap == limits.max_file_bytes
+                        else f"{limits.max_ratio:g}x its compressed size (ingest.max_ratio)"
+                    )
                     raise Refused(
-                        "too_large",
-                        f"{rel} decompresses to more than {_size(limits.max_file_bytes)} "
-                        f"(ingest.max_file_mb); read no further",
+                        "too_large", f"{rel} decompresses to more than {why}; read no further"
                     )
                 yield chunk
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
