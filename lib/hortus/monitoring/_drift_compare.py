@@ -43,6 +43,7 @@ from hortus.monitoring._drift_stats import (
     _chi2_sf,
     _js_distance,
     _ks_pvalue,
+    _mean_std,
     _merge_stats,
     _psi,
     _scale,
@@ -59,6 +60,7 @@ def _numeric_compare(p: ColumnProfile, c: np.ndarray, config: DriftConfig) -> di
     pr = p.bin_counts / p.count
     pc = _bin_counts(c, p.bin_edges) / c.size
     outside = np.searchsorted(c, p.min, side="left") + c.size - np.searchsorted(c, p.max, "right")
+    mean_c, std_c = _mean_std(c)
     return {
         "stats": {
             "ks": ks,
@@ -68,9 +70,9 @@ def _numeric_compare(p: ColumnProfile, c: np.ndarray, config: DriftConfig) -> di
             "jensen_shannon": _js_distance(pr, pc),
             "out_of_range_share": float(outside / c.size),
             "mean_reference": p.mean,
-            "mean_current": float(c.mean()),
+            "mean_current": mean_c,
             "std_reference": p.std,
-            "std_current": float(c.std()),
+            "std_current": std_c,
         },
         "histogram": {
             "labels": _bin_labels(p.bin_edges),

@@ -27,7 +27,7 @@ from hortus.monitoring._drift_config import (
     DriftError,
     default_skip_reason,
 )
-from hortus.monitoring._drift_stats import _bin_counts, _scale
+from hortus.monitoring._drift_stats import _bin_counts, _mean_std, _scale
 
 
 # --------------------------------------------------------------------- profile
@@ -389,11 +389,12 @@ def _profile_column(
     integer_categories = kind == "categorical" and dtype.is_integer()
     if kind == "numeric":
         s = _sorted_finite(df[col])
+        if fixed is not None or not dtype.is_integer():  # the kind is settled
+            return _numeric_profile(col, str(dtype), s, df.height - s.size, config, exact)
         distinct = 1 + int(np.count_nonzero(s[1:] != s[:-1])) if s.size else 0
-        if fixed is None and detect_ids and dtype.is_integer() and _dense_unique(s, distinct):
+        if detect_ids and _dense_unique(s, distinct):
             return _id_like(col, dtype, s.size, df.height - s.size, "integers")
-        as_categories = 0 < distinct <= config.categorical_max_unique_numeric
-        if fixed is not None or not dtype.is_integer() or not as_categories:
+        if not 0 < distinct <= config.categorical_max_unique_numeric:
             return _numeric_profile(col, str(dtype), s, df.height - s.size, config, exact)
         integer_categories = True
     series = df.select(_category_expr(col, dtype, integer_categories)).to_series()
@@ -462,7 +463,7 @@ def _numeric_profile(
         weights = np.add.reduceat(chunk, starts)
         exact = False
         ks_err = float(weights.max() / n)
-    mean, std = float(s.mean()), float(s.std())
+    mean, std = _mean_std(s)
     if not exact:  # sum of |value - its chunk's median|, from sums below/above each median
         sums = np.add.reduceat(s, np.column_stack((bounds[:-1], mids)).ravel())
         below = np.where(mids > bounds[:-1], sums[0::2], 0.0)  # reduceat: empty -> s[a]

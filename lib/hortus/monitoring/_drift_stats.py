@@ -14,6 +14,7 @@ from hortus.monitoring._drift_config import CORRECTIONS, DriftError
 
 #: support points per bin in `_merge_stats` (measured at 1M rows: 32-128 within 10%)
 MERGE_BIN_POINTS = 64
+MOMENT_BLOCK = 1 << 16  # values per block in `_mean_std` (a 512 kB buffer)
 
 
 def _bin_counts(s: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -29,6 +30,28 @@ def _scale(std: float, mean: float) -> float:
 
 
 # ----------------------------------------------------------------- statistics
+def _mean_std(s: np.ndarray) -> tuple[float, float]:
+    """Return the mean and population standard deviation of a non-empty array.
+
+    As ``s.mean(), s.std()`` (two passes: deviations from the mean), but the squared
+    deviations are summed in blocks of `MOMENT_BLOCK` through one small buffer instead of
+    a temporary as long as the sample (which costs fresh pages on every call).
+    Agrees with numpy to about 1e-15 relative (different summation order).
+
+    Examples
+    --------
+    >>> _mean_std(np.array([1.0, 2.0, 3.0, 4.0]))
+    (2.5, 1.118033988749895)
+    """
+    mean = float(s.mean())
+    buf = np.empty(min(s.size, MOMENT_BLOCK))
+    total = 0.0
+    for i in range(0, s.size, MOMENT_BLOCK):
+        d = np.subtract(s[i : i + MOMENT_BLOCK], mean, out=buf[: min(MOMENT_BLOCK, s.size - i)])
+        total += float(np.dot(d, d))
+    return mean, math.sqrt(total / s.size)
+
+
 def _psi(pr: np.ndarray, pc: np.ndarray, eps: float) -> float:
     a = np.maximum(pr, eps)
     b = np.maximum(pc, eps)
