@@ -24,6 +24,7 @@ from hortus.cli._common import (
     console,
     emit,
     shorten,
+    status,
 )
 from hortus.config import Paths
 from hortus.errors import HortusError
@@ -344,7 +345,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     paths = _paths(args)
     keep = Path(args.keep) if args.keep else None
-    result = reproduce(paths, args.version, keep=keep, model=_model(args, paths))
+    with status(f"hortus reproduce {args.version}: clone, restore data, dvc repro train"):
+        result = reproduce(paths, args.version, keep=keep, model=_model(args, paths))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:
@@ -387,13 +389,15 @@ def cmd_gate(args: argparse.Namespace) -> int:
     # a VERSION is one model's (default: the project's default model); --stage gates
     # every model this repro registered unless --model names one
     model = args.model or (None if args.stage else _project(paths).default_model)
+    what = f"hortus gate {model or 'every model'}" + (f" v{version}" if version else "")
     if args.stage:
         from hortus.monitoring.runlog import record_run
 
-        with record_run(paths, "gate"):
+        with record_run(paths, "gate"), status(f"{what}: data and model checks"):
             summary = stages.gate(paths, params, version, model=model)
     else:
-        summary = stages.gate(paths, params, version, model=model)
+        with status(f"{what}: data and model checks"):
+            summary = stages.gate(paths, params, version, model=model)
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     else:

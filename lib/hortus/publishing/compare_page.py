@@ -78,7 +78,9 @@ def _interval_chart(rows: list[tuple[str, list[dict | None]]], labels: list[str]
         return ""
     lo, hi = min(points), max(points)
     pad = (hi - lo) * 0.05 or 0.05
-    lo, hi = lo - pad, hi + pad
+    # metrics in [0, 1] stay there: no axis below 0 or above 1
+    lo = max(lo - pad, 0.0) if lo >= 0 else lo - pad
+    hi = min(hi + pad, 1.0) if hi <= 1 else hi + pad
     left, width, step = 230, 520, 12 + 9 * len(labels)
     height = 30 + step * len(rows)
 
@@ -138,8 +140,13 @@ def compare_page(cmp, *, nav: str = "") -> str:
         else "<p>No param differs.</p>",
         "<h2>Metrics (hold-out, overall)</h2>",
     ]
+    from hortus.models.compare import DESCRIPTIVE
+
     unit = [
-        m for m in cmp.metrics if all(isinstance(v, float) and 0 <= v <= 1 for v in m["values"])
+        m
+        for m in cmp.metrics
+        if m["name"] not in DESCRIPTIVE
+        and all(isinstance(v, float) and 0 <= v <= 1 for v in m["values"])
     ]
     body.append(
         _interval_chart([(m["name"], [{"estimate": v} for v in m["values"]]) for m in unit], labels)
