@@ -160,6 +160,18 @@ def check_parameters(parameters: dict[str, Any], known: list[str], *, source: Pa
         )
 
 
+def _progress_wanted() -> bool:
+    """Return whether to draw progress: stderr is a terminal and HORTUS_PROGRESS is not 0."""
+    import sys
+
+    if os.environ.get("HORTUS_PROGRESS", "") == "0":
+        return False
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def _execute(
     source: Path,
     notebook: Path,
@@ -179,7 +191,8 @@ def _execute(
             parameters=parameters,
             kernel_name=KERNEL,
             cwd=str(cwd),
-            progress_bar=False,
+            # the cells' progress bar on a terminal only: logs and tests stay clean
+            progress_bar=_progress_wanted(),
             log_output=False,
             execution_timeout=timeout,
         )
