@@ -32,6 +32,12 @@ in ops.pipeline_runs with its own ``stage_failed``/``stage_succeeded`` event; an
 because a crash or memory blow-up while scoring cannot take the promoting process
 down.  The cost is the start-up of one Python process (about 2 s) on a promotion.
 
+``refresh_online``: on ``stage_succeeded`` of the ``watch`` stage (each micro-batch),
+updates the online store for the entities the batch touched
+(`hortus.features.online_refresh`), in the watching process; bind it with
+``stage_succeeded: [refresh_online]``.  Other stages' successes are not applicable to it
+and leave no record (an action returning `NotApplicable` is not recorded).
+
 Examples
 --------
 >>> register_action("model_promoted", lambda lh, e: f"saw {e.subject}", name="note")
@@ -60,6 +66,8 @@ CHAMPION = "champion"
 RESCORE_TIMEOUT_S = 3600.0
 # stages whose promotions the pipeline's own `score` stage follows (dvc repro): no rescore
 SCORED_NEXT = ("gate",)
+# stages after whose success refresh_online updates the online store incrementally
+REFRESH_STAGES = ("watch",)
 
 ActionFn = Callable[[Any, "Event"], "str | None"]
 
@@ -118,7 +126,36 @@ def rescore(lh: Any, event: Event) -> str:
     return f"`hortus score --model {model}` ok (champion v{event.detail.get('version')})"
 
 
-BUILTIN: dict[str, ActionFn] = {"rescore": rescore}
+class NotApplicable(str):
+    """An action's note saying it had nothing to do with this event: the run is not recorded.
+
+    For actions bound to a frequent event of which they handle a few (``refresh_online``
+    on ``stage_succeeded`` acts on the watch stage only): recording "skipped" after every
+    other stage would fill ops.events with non-events.
+    """
+
+
+def refresh_online(lh: Any, event: Event) -> str:
+    """Update the online store for the entities the last watch batch touched.
+
+    Bound to ``stage_succeeded`` (params.yaml ``alerts.actions``); acts on the stages in
+    `REFRESH_STAGES` (the watcher's micro-batches) and is not applicable to others (not
+    recorded).  Runs in the watching process (`hortus.features.online_refresh.refresh_project`:
+    only the touched entities are recomputed, a few hundred milliseconds for a batch of the
+    demo), so served features are as old as the last batch.  With no online store yet
+    (the features stage never ran) it is not applicable either.
+    """
+    if event.type != "stage_succeeded" or event.subject not in REFRESH_STAGES:
+        return NotApplicable(f"refresh_online acts on {', '.join(REFRESH_STAGES)} batches")
+    from hortus.features.online_refresh import refresh_project
+
+    report = refresh_project(lh)
+    if report.skipped:
+        return NotApplicable(report.note)
+    return report.note
+
+
+BUILTIN: dict[str, ActionFn] = {"rescore": rescore, "refresh_online": refresh_online}
 
 # actions bound in code, by event type (process-wide)
 _REGISTERED: dict[str, list[Action]] = {}
@@ -199,5 +236,7 @@ def run_actions(lh: Any, event: Event, actions: Sequence[Action]) -> list[Action
                 f"hortus: action {action.name!r} on {event.type} {event.subject!r} failed: {note}",
                 file=sys.stderr,
             )
+        if ok and isinstance(note, NotApplicable):
+            continue  # nothing done: no action_succeeded event (see NotApplicable)
         outcomes.append(ActionOutcome(action.name, event.type, event.subject, ok, note))
     return outcomes
