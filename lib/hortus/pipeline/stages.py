@@ -178,12 +178,15 @@ def features(paths: Paths, params: dict) -> dict:
     logs = fsm.read_logs(lh, fs)
     # the online store serves the state after the last event seen
     at = _now(lh, project)
-    store = fsm.OnlineStore(paths.online_store, fs)
+    from hortus.features.online import open_store
+
+    store = open_store(paths.root, fs, params)  # params.yaml features.online: sqlite or redis
     online = store.materialize(
         logs,
         at,
         {c.full_name: c for c in lh.catalog},
         versions={t: v["version"] for t, v in offline.items()},
+        batches=fsm.source_batches(lh, fs),  # what watch batches add later: online_refresh
     )
     skew = fsm.skew_check(
         store,
@@ -209,7 +212,9 @@ def features(paths: Paths, params: dict) -> dict:
     summary |= {
         "offline": offline,
         "online": {
-            "path": str(paths.online_store.relative_to(paths.root)),
+            "path": str(paths.online_store.relative_to(paths.root))
+            if store.backend == "sqlite"
+            else store.where,
             "rows": online,
             "materialized_at": at.isoformat(),
         },  # fmt: skip
