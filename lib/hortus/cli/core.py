@@ -174,9 +174,10 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
             out["history"] = lh.history(args.table).to_dicts()
         _print(out, True)
         return 0
+    # read (access-checked) before printing anything: a denial prints no half page
+    history = lh.history(args.table) if lh.exists(args.table) else None
     out = console()
     shown = stored_contract(contract) if contract.layer == "silver" else contract
-    out.print(f"[bold]{contract.full_name}[/]  {escape(contract.description or '')}")
     meta = Table.grid(padding=(0, 2))
     meta.add_column(style="bold", no_wrap=True)
     meta.add_column()
@@ -188,7 +189,6 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
     meta.add_row("freshness SLA", f"{sla} h" if sla else "-")
     if contract.landing:
         meta.add_row("landing", f"data/{contract.landing.glob} ({contract.landing.format})")
-    history = lh.history(args.table) if lh.exists(args.table) else None
     if history is not None and history.height:
         rows = lh.scan(args.table).select(pl.len()).collect().item()
         last = history.row(-1, named=True)
@@ -198,7 +198,7 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
         meta.add_row("written by", f"stage {last['stage']} from {inputs}")
     else:
         meta.add_row("rows", "not built yet")
-    emit(meta, out=out)
+    emit(f"[bold]{contract.full_name}[/]  {escape(contract.description or '')}", meta, out=out)
     cols = Table(title="columns", title_justify="left", header_style="bold", show_lines=False)
     for name in ("column", "type", "rules", "PII", "description"):
         cols.add_column(name, overflow="fold", no_wrap=name in ("column", "type"))
