@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from hortus.errors import HortusError, TableNotFound
+from hortus.lakehouse.locate import table_at
 from hortus.monitoring.drift import (
     CORRECTIONS,
     DriftConfig,
@@ -26,15 +27,32 @@ TABLE_NAME = re.compile(r"^[A-Za-z_]\w*\.[A-Za-z_]\w*$")
 FILE_SUFFIXES = {".csv", ".tsv", ".parquet", ".pq", ".json", ".ndjson", ".jsonl"}
 
 
+def _scan_table(root: Path | None, name: str, role: str) -> pl.LazyFrame:
+    """Scan a catalog table through the table API (policy, masking, row filter, audit)."""
+    from hortus.lakehouse.tables import Lakehouse
+
+    try:
+        return Lakehouse.open(root, stage="cli").scan(name)
+    except TableNotFound as exc:
+        raise DriftError(f"{role} {name!r} is not a file, and as a table: {exc}") from None
+
+
 def read_input(spec: str, role: str, root: Path | None = None) -> pl.LazyFrame | Profile:
     """Open a table for drift: Delta folder, Parquet/CSV/NDJSON file, profile or catalog name.
 
-    A folder holding `_delta_log` is a Delta table; another folder is read as its
-    Parquet files; a `.json` file is a saved drift profile; a name like `silver.orders`
-    that is not a file is looked up in the project's catalog.
+    A name like `silver.orders` that is not a file is looked up in the project's
+    catalog.  A path inside a Hortus lakehouse is read as its table through the
+    table API, as the catalog name would be (a table's folder), or refused (any
+    other path there, e.g. a layer folder or a table's Parquet file): see
+    `hortus.lakehouse.locate.table_at`.  Elsewhere a folder holding `_delta_log` is
+    a Delta table, another folder is read as its Parquet files, and a `.json` file
+    is a saved drift profile.
     """
     path = Path(spec)
-    if path.is_dir():
+    located = table_at(path, root)  # a path inside a lakehouse: its table, or refused
+    if located is not None:
+        lf = _scan_table(located[0].root, located[1], role)
+    elif path.is_dir():
         if (path / "_delta_log").is_dir():
             lf = pl.scan_delta(str(path))
         elif any(path.rglob("*.parquet")):
@@ -65,12 +83,7 @@ def read_input(spec: str, role: str, root: Path | None = None) -> pl.LazyFrame |
                 "a Delta table folder, .parquet, .csv, .tsv, .ndjson or a drift profile .json"
             )
     elif TABLE_NAME.match(spec) and path.suffix.lower() not in FILE_SUFFIXES:
-        from hortus.lakehouse.tables import Lakehouse
-
-        try:
-            lf = Lakehouse.open(root, stage="cli").scan(spec)
-        except TableNotFound as exc:
-            raise DriftError(f"{role} {spec!r} is not a file, and as a table: {exc}") from None
+        lf = _scan_table(root, spec, role)
     else:
         raise DriftError(f"{role} file {path} not found")
     try:
