@@ -104,6 +104,10 @@ def read_source(path: Path) -> pl.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise InitError(f"{path}: no such file; pass --from FILE.csv or FILE.parquet")
+    from hortus.lakehouse.locate import table_at
+
+    if table_at(path) is not None:  # a file inside a lakehouse is refused there (policy)
+        raise InitError(f"{path}: a lakehouse table is read through the table API, not copied")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         df = _read_csv(path)
