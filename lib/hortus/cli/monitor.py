@@ -78,7 +78,10 @@ def cmd_monitor_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         config = dataclasses.replace(config, monitors=chosen)
-    metrics = monitors.run_all(lh, config, _at(args.at))
+    from hortus.cli._common import status
+
+    with status(f"hortus monitor run: {', '.join(chosen)}"):
+        metrics = monitors.run_all(lh, config, _at(args.at))
     version = None if args.no_write else monitors.write_metrics(lh, metrics)
     run = None
     if not args.no_write and not args.no_alerts and _has_alerts(paths, args.params):
@@ -175,9 +178,10 @@ def cmd_monitor_stage(args: argparse.Namespace) -> int:
     if _has_alerts(paths, args.params):
         _params(args, paths, "alerts")  # the alert rules too, before any monitor runs
     params = _with_model(params, paths, args.model)
+    from hortus.cli._common import status
     from hortus.monitoring.runlog import record_run
 
-    with record_run(paths, "monitor"):
+    with record_run(paths, "monitor"), status("hortus monitor stage"):
         summary = stages.monitor(paths, params)
     print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     return 0
