@@ -83,8 +83,9 @@ def file_date(name: str) -> date | None:
 
 
 MiB = 1 << 20
-#: bytes read (after decompression) at a time: the line frames grow chunk by chunk
-CHUNK_BYTES = 8 * MiB
+#: bytes read (after decompression) at a time: the line frames grow chunk by chunk, and
+#: one chunk's temporaries stay small even when it holds only short lines
+CHUNK_BYTES = 2 * MiB
 #: decompressed bytes below which the compression ratio is not judged (small files)
 RATIO_FLOOR = 16 * MiB
 
@@ -293,9 +294,10 @@ def _read_csv(
     return pl.concat([good, bad], how="diagonal_relaxed").sort("_line")
 
 
-def _too_long(rel: str, line: int, length: int, limits: IngestLimits) -> str:
+def _too_long(rel: str, line: int, length: int, limits: IngestLimits, *, more: bool = False) -> str:
+    size = f"over {length:,} bytes (read no further)" if more else f"{length:,} bytes"
     return (
-        f"{rel}: line {line} is {length:,} bytes, over the {_size(limits.max_line_bytes)} "
+        f"{rel}: line {line} is {size}, over the {_size(limits.max_line_bytes)} "
         f"line cap (ingest.max_line_kb)"
     )
 
@@ -310,25 +312,37 @@ def split_lines(payload: bytes) -> pl.Series:
     return _split(payload)[0]
 
 
-def _split(payload: bytes) -> tuple[pl.Series, int, int]:
-    """Return (lines, bytes of the longest line, its index) of a payload."""
+def _split(payload: bytes, *, drop_empty: bool = False) -> tuple[pl.Series, Any, int, int, int]:
+    """Return (lines, their 0-based numbers or None for all, longest width, its index, count).
+
+    With `drop_empty`, empty lines ("" or a lone carriage return) are dropped before
+    the lines become polars strings, so a flood of them costs a few bytes per line.
+    """
     data = np.frombuffer(payload, dtype=np.uint8)
     offsets = np.concatenate(([0], np.flatnonzero(data == 10) + 1)).astype(np.int64)
     if offsets[-1] != len(payload):
         offsets = np.append(offsets, len(payload))  # a last line without a newline
     widths = np.diff(offsets)
-    longest = int(widths.argmax()) if len(widths) else 0
-    width = int(widths[longest]) if len(widths) else 0
-    arr = pa.LargeStringArray.from_buffers(
-        len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(payload)
-    )
+    n = len(widths)
+    longest = int(widths.argmax()) if n else 0
+    width = int(widths[longest]) if n else 0
+    arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(payload))
     try:
         arr.validate(full=True)  # UTF-8 of every line
     except pa.ArrowInvalid:
         text = payload.decode("utf-8", errors="replace")
         lines = pl.Series("_raw", [text]).str.split("\n").explode()
-        return (lines.head(lines.len() - 1) if text.endswith("\n") else lines), width, longest
-    return pl.Series("_raw", arr).str.strip_suffix("\n"), width, longest
+        lines = lines.head(lines.len() - 1) if text.endswith("\n") else lines
+        return lines, None, width, longest, lines.len()
+    kept = None
+    if drop_empty and n:
+        first = data[offsets[:-1]]
+        second = data[np.minimum(offsets[:-1] + 1, len(data) - 1)]
+        empty = (first == 10) | ((widths == 2) & (first == 13) & (second == 10))
+        if empty.any():
+            kept = np.flatnonzero(~empty)
+            arr = arr.take(pa.array(kept))
+    return pl.Series("_raw", arr).str.strip_suffix("\n"), kept, width, longest, n
 
 
 def _read_jsonl(
@@ -347,15 +361,15 @@ def _read_jsonl(
 
     def add(body: bytes) -> None:
         nonlocal done, kept
-        lines, width, at = _split(body)
+        lines, numbers, width, at, n = _split(body, drop_empty=True)
         if width > limits.max_line_bytes + 1:  # + its newline
             raise Refused("line_too_long", _too_long(rel, done + at + 1, width - 1, limits))
-        frame = lines.to_frame().with_columns(
-            pl.int_range(done + 1, done + 1 + lines.len(), dtype=pl.Int64).alias("_line")
-        )
-        done += lines.len()
-        frame = frame.filter(pl.col("_raw").str.contains(r"\S"))
-        info.blank_lines += lines.len() - frame.height
+        if numbers is None:
+            numbers = np.arange(lines.len())
+        frame = pl.DataFrame([lines, pl.Series("_line", numbers + (done + 1), dtype=pl.Int64)])
+        done += n
+        frame = frame.filter(pl.col("_raw").str.contains(r"\S"))  # white space only: blank
+        info.blank_lines += n - frame.height
         kept += frame.height
         if frame.height:
             parts.append(frame)
@@ -367,7 +381,7 @@ def _read_jsonl(
         if cut:
             add(buf[:cut])
         if len(carry) > limits.max_line_bytes:
-            raise Refused("line_too_long", _too_long(rel, done + 1, len(carry), limits))
+            raise Refused("line_too_long", _too_long(rel, done + 1, len(carry), limits, more=True))
         if not checked and kept >= SAMPLE_LINES:
             checked = True
             if not _check_jsonl_sample(parts, rel, contract, info):
