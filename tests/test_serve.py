@@ -44,30 +44,64 @@ def as_user(paths: Paths, user: str) -> Lakehouse:
     return Lakehouse(paths=paths, catalog=Catalog.load(root=paths.root), stage="test", user=user)
 
 
-def train_version(paths: Paths, folder: Path, *, seed: int, max_iter: int = 20):
-    """Train the project's recommender (small and fast) and register it; return the version."""
-    from hortus.domains.plantshop.training import build_spine
-    from hortus.features import store as fsm
+_EXAMPLES: dict[str, pl.DataFrame] = {}
+
+
+def examples(paths: Paths) -> pl.DataFrame:
+    """Return 2000 seeded (user, plant) vectors of the online store with a synthetic label.
+
+    The serve tests need a real scikit-learn pipeline with the project's signature, not
+    a good model: building the labelled impressions as the features stage does would
+    cost ~15 s, reading vectors from the store costs well under one.
+    """
+    import numpy as np
+
+    from hortus.domains.plantshop.features import FEATURES
+    from hortus.features.store import OnlineStore
+
+    key = str(paths.root)
+    if key not in _EXAMPLES:
+        lh = as_user(paths, "pipeline")
+        users = lh.read("silver.users")["user_id"].sort().to_list()
+        plants = lh.read("silver.plants")["plant_id"].unique().sort().to_list()
+        rng = np.random.default_rng(3)
+        store = OnlineStore(paths.online_store, FEATURES)
+        rows = []
+        for u, p in zip(rng.choice(users, 2000), rng.choice(plants, 2000), strict=True):
+            rows.append({"user_id": str(u), "plant_id": str(p)}
+                        | store.get_vector({"user_id": str(u), "plant_id": str(p)}))  # fmt: skip
+        store.close()
+        frame = pl.DataFrame(rows, infer_schema_length=None)
+        interest = pl.col("plant_popularity__views_30d").fill_null(0) + 5 * pl.col(
+            "user_plant__views_30d"
+        ).fill_null(0)
+        noise = pl.Series(rng.normal(0, 1, frame.height))
+        label = ((interest.rank() / pl.len() * 3 + noise) > 2.2).cast(pl.Int64)
+        _EXAMPLES[key] = frame.with_columns(label.alias("label"))
+    return _EXAMPLES[key]
+
+
+def train_version(paths: Paths, folder: Path, *, seed: int, max_iter: int = 15):
+    """Fit the project's recommender (small and fast) and register it; return the version."""
     from hortus.models import modeling
     from hortus.models.registry import Receipt, Registry
     from hortus.project.definition import Project, spec_for
 
     lh = as_user(paths, "pipeline")
     project = Project.load(paths.root)
-    mdef = project.model(MODEL)
-    spine = build_spine(lh, {"label_horizon_days": 7})
-    examples = fsm.training_set(lh, project.feature_set(), spine, "ts")
-    train = {"estimator": "hgb", "max_iter": max_iter, "seed": seed, "k": 5,
-             "holdout_fraction": 0.25}  # fmt: skip
-    spec = spec_for(project, mdef, lh.catalog, train)
+    data = examples(paths)
+    train = {"estimator": "hgb", "max_iter": max_iter, "seed": seed, "k": 5}
+    spec = spec_for(project, project.model(MODEL), lh.catalog, train)
     with threadpool_limits(limits=1):
-        result = modeling.train(examples, spec, curve_points=1, importance_repeats=1,
-                                importance_rows=300)  # fmt: skip
+        pipeline = modeling.build_pipeline(spec).fit(
+            modeling.to_model_input(data, spec), modeling.target_values(data, spec)
+        )
+    signature = modeling.Signature.from_frame(data, spec)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"model_{seed}.skops"
-    sha = modeling.save_model(result.pipeline, result.signature, path)
+    sha = modeling.save_model(pipeline, signature, path)
     mv = Registry(lh, MODEL).register(
-        path, sha256=sha, signature=result.signature.to_dict(), metrics={},
+        path, sha256=sha, signature=signature.to_dict(), metrics={},
         receipt=Receipt.collect(paths.root, params={"seed": seed}, tables_read={}),
         spec=spec.to_dict(),
     )  # fmt: skip
@@ -98,14 +132,13 @@ def served_project(shop, tmp_path_factory) -> Paths:
     root = tmp_path_factory.mktemp("serve")
     shutil.copytree(shop.paths.root, root, dirs_exist_ok=True)
     paths = Paths.at(root)
-    version = train_version(paths, root / "build", seed=1)
-    make_champion(paths, version)
     lh = as_user(paths, "pipeline")
     at = lh.scan("silver.events").select(pl.col("ts").max()).collect().item()
     at += timedelta(microseconds=1)
     fsm.OnlineStore(paths.online_store, FEATURES).materialize(
         fsm.read_logs(lh, FEATURES), at, {c.full_name: c for c in lh.catalog}
     )
+    make_champion(paths, train_version(paths, root / "build", seed=1))
     far = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
     entries = [{"user": u, "sha256": token_hash(t), "expires": far} for u, t in TOKENS.items()]
@@ -397,3 +430,96 @@ def test_tokens_from_the_environment_are_hashed_and_expire(tmp_path):
     )
     with pytest.raises(HortusError, match="clear-text token"):
         TokenStore.load(tmp_path, {})
+
+
+# --------------------------------------------------------------------- hot swap (last)
+def _expected_scores(running, paths: Paths, user: str, version: int) -> dict[str, float]:
+    """Return each candidate's score under one version, computed offline from its artifact."""
+    from hortus.serving._model import load_served
+
+    m = load_served(as_user(paths, "mia"), MODEL, version)
+    items = running.service.features.candidates["plant_id"].to_list()
+    rows = [_vector(paths, user, p) for p in items]
+    return dict(zip(items, m.score(m.frame(rows))["score"].to_list(), strict=True))
+
+
+def _under_load(running, user: str, move, want: int, clients: int = 2) -> list[list[tuple]]:
+    """Call /recommend from `clients` threads while `move()` moves the alias to `want`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = {"entity": {"user_id": user}, "k": 5}
+    stop = threading.Event()
+
+    def client() -> list[tuple[int, int | None, dict]]:
+        seen = []
+        while not stop.is_set():
+            status, doc = call(running.url, f"/v1/models/{MODEL}/recommend", body)
+            items = {i["plant_id"]: i["score"] for i in doc.get("items", [])}
+            seen.append((status, doc.get("version"), items))
+            time.sleep(0.01)  # steady load that leaves the (shared) GIL to the promotion
+        return seen
+
+    with ThreadPoolExecutor(clients) as pool:
+        futures = [pool.submit(client) for _ in range(clients)]
+        time.sleep(0.3)
+        move()
+        deadline = time.time() + 60
+        while running.service.models[MODEL].version != want:
+            assert time.time() < deadline, running.service.errors
+            time.sleep(0.05)
+        time.sleep(0.3)
+        stop.set()
+        return [f.result() for f in futures]
+
+
+def _check_answers(per_client: list[list[tuple]], expected: dict, old: int, new: int) -> None:
+    """Every answer 200, from old or new, with exactly that version's scores; no flip back."""
+    answers = [a for seen in per_client for a in seen]
+    assert len(answers) > 10
+    assert {status for status, _, _ in answers} == {200}
+    for _, version, scores in answers:
+        assert version in (old, new)
+        for plant, score in scores.items():
+            assert score == pytest.approx(expected[version][plant], abs=1e-12), version
+    for seen in per_client:
+        versions = [v for _, v, _ in seen]
+        assert versions == sorted(versions, key=lambda v: v == new)  # old...old new...new
+        assert versions[-1] == new
+
+
+def test_promotion_under_load_swaps_atomically_and_every_answer_is_one_whole_version(
+    running, served_project
+):
+    """Check hot swap: v2 is promoted while clients call /recommend.
+
+    Every answer must be 200, carry version 1 or 2 and exactly the scores that version
+    gives (computed offline from each version's artifact), so no answer came from a
+    half-loaded model; per client the version never goes back; one swap is counted.
+    """
+    user = some_user(served_project)
+    v2 = train_version(served_project, served_project.root / "build", seed=2, max_iter=25)
+    expected = {v: _expected_scores(running, served_project, user, v) for v in (1, v2)}
+    assert expected[1] != expected[v2]
+    swaps = running.service.metrics.swaps.get(MODEL, 0)
+    seen = _under_load(running, user, lambda: make_champion(served_project, v2), v2)
+    _check_answers(seen, expected, 1, v2)
+    assert running.service.metrics.swaps[MODEL] == swaps + 1
+    status, text = call(running.url, "/metrics")
+    assert f'hortus_serve_model_version{{model="recommender",alias="champion"}} {v2}' in text
+    assert any(e["type"] == "model_promoted" for e in running.service.watcher.events)
+
+
+@pytest.mark.slow
+def test_rollback_under_load_swaps_back(running, served_project):
+    """Check that a rollback of the champion under load swaps back the same way."""
+    from hortus.models.registry import Registry
+
+    reg = Registry(as_user(served_project, "mia"), MODEL)
+    current = reg.get("champion").version
+    if current == 1:  # run alone: promote a second version first
+        current = train_version(served_project, served_project.root / "build", seed=2)
+        make_champion(served_project, current)
+    user = some_user(served_project)
+    expected = {v: _expected_scores(running, served_project, user, v) for v in (1, current)}
+    seen = _under_load(running, user, lambda: reg.rollback(reason="serve test"), 1)
+    _check_answers(seen, expected, current, 1)
