@@ -58,6 +58,7 @@ from typing import Any
 
 import polars as pl
 
+from hortus.errors import HortusError
 from hortus.monitoring import actions as act
 from hortus.monitoring._alert_events import EVENTS_TABLE, rows_to_metrics
 from hortus.monitoring._alert_events import alert_subject as alert_subject  # re-exported
@@ -169,6 +170,8 @@ def load_config(root: Path, params_file: Path | None = None) -> EventConfig:
     key = (str(path.resolve()), os.stat(path).st_mtime_ns)
     if key not in _LOADED:
         section = read_params(path).get("alerts") or {}
+        if not isinstance(section, dict):  # as the params schema says it (no import cycle)
+            raise HortusError(f"{path.name}: alerts: expected a mapping of keys, got {section!r}")
         sinks_cfg = {
             name: dict(spec) | ({"path": str(Path(root) / spec["path"])} if "path" in spec else {})
             for name, spec in (section.get("sinks") or {}).items()
