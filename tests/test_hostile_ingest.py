@@ -361,3 +361,13 @@ def test_monitor_watch_names_file_key_and_expected_type(project, capsys, edit, m
     if section in ("monitor", "alerts"):
         assert main(["--root", str(project.root), "monitor", "run"]) == 2
         assert f"params.yaml: {message}" in capsys.readouterr().err
+
+
+def test_stage_events_name_an_alerts_section_that_is_a_number(tmp_path):
+    """Check that `alerts: 5` is named (file, section, expected type), not an AttributeError."""
+    from hortus.errors import HortusError
+    from hortus.monitoring.events import load_config
+
+    (tmp_path / "params.yaml").write_text("alerts: 5\n")
+    with pytest.raises(HortusError, match=r"params.yaml: alerts: expected a mapping of keys, got 5"):
+        load_config(tmp_path)
