@@ -23,6 +23,7 @@ import math
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -304,7 +305,7 @@ def source_batches(lh: Lakehouse, fs: FeatureSet) -> dict[str, list[str]]:
     """
     out = {}
     for table in sorted({g.source for g in fs.groups}):
-        if "_batch_id" not in lh.catalog.get(table).column_names and not lh.exists(table):
+        if not lh.exists(table):
             continue
         lf = lh.scan(table)
         if "_batch_id" in lf.collect_schema().names():
@@ -316,12 +317,8 @@ def source_batches(lh: Lakehouse, fs: FeatureSet) -> dict[str, list[str]]:
 AS_OF = "_as_of"  # per-row column: the time (us since the epoch, UTC) the row's values are as of
 _SQL_TYPES = {"string": "TEXT", "int": "INTEGER", "float": "REAL", "bool": "INTEGER"}
 _MAX_VARS = 900  # bound variables per SQLite statement (the old default limit is 999)
+CHECK_EVERY_S = 0.5  # how often a reader looks for a re-materialised SQLite file
 _MAX_COMPOUND = 256  # key lookups per compound SELECT (SQLite's default limit is 500)
-
-
-def _key(v: Any) -> str | None:
-    """Return an entity key value as stored (text; None stays None)."""
-    return v if v is None or isinstance(v, str) else str(v)
 
 
 def _fmt_key(cols: Sequence[str], key: tuple) -> str:
@@ -346,6 +343,9 @@ class BaseOnlineStore:
         self._roots: set[str] = set()
         self._waves = lookup_waves(fs)
         self._keys = {g.name: tuple(fs.key_columns(g)) for g in fs.groups}
+        self._width = {g.name: len(g.entity) for g in fs.groups}
+        produced = set(fs.feature_names)
+        self._request = sorted({k for ks in self._keys.values() for k in ks} - produced)
         self._dflt = {g.name: _defaults(g) for g in fs.groups}
         self._order = fs.feature_names
         self._lock = threading.RLock()
@@ -364,6 +364,12 @@ class BaseOnlineStore:
 
     def _upsert(self, snaps: dict[str, pl.DataFrame], meta: dict[str, str]) -> None:
         raise NotImplementedError  # pragma: no cover
+
+    def _begin(self) -> None:
+        """Start a consistent read of several groups (a backend may need nothing)."""
+
+    def _end(self) -> None:
+        """End the read `_begin` started."""
 
     def meta(self) -> dict[str, str]:
         """Return the store's metadata (materialisation time, features, source versions...)."""
@@ -478,43 +484,18 @@ class BaseOnlineStore:
         as_of: list[dict[str, int | None]] = [{} for _ in rows]
         if not rows:
             return [], []
+        for row in rows:  # keys are stored as text
+            for c in self._request:
+                v = row.get(c)
+                if v is not None and type(v) is not str:
+                    row[c] = str(v)
         with self._lock:
             self._ensure()
-            for wave in self._waves:
-                wanted = []
-                for g in wave:
-                    cols = self._keys[g.name]
-                    try:
-                        if len(cols) == 1:
-                            c0 = cols[0]
-                            keys = [(r[c0],) for r in rows]
-                        else:
-                            keys = [tuple(r[c] for c in cols) for r in rows]
-                    except KeyError as exc:
-                        raise HortusError(
-                            f"online lookup: a request misses the entity column {exc.args[0]!r} "
-                            f"(group {g.name} is keyed by {', '.join(cols)})"
-                        ) from None
-                    if not all(type(v) is str for k in keys for v in k):
-                        keys = [tuple(_key(v) for v in k) for k in keys]
-                    wanted.append((g, keys))
-                found = self._fetch(
-                    [(g.name, list({k for k in keys if None not in k})) for g, keys in wanted]
-                )
-                for (g, keys), got in zip(wanted, found, strict=True):
-                    names = self._names[g.name]
-                    root = g.name in self._roots
-                    dflt = self._dflt[g.name]
-                    for i, key in enumerate(keys):
-                        vals = got.get(key)
-                        if vals is None:
-                            if root:
-                                raise self._unknown(g, key)
-                            rows[i].update(dflt)
-                            as_of[i][g.name] = None
-                        else:
-                            rows[i].update(zip(names, vals, strict=False))
-                            as_of[i][g.name] = vals[-1] if len(vals) > len(names) else None
+            self._begin()
+            try:
+                self._lookup_waves(rows, as_of)
+            finally:
+                self._end()
         bools = self._bools
         out = []
         for row in rows:
@@ -527,6 +508,43 @@ class BaseOnlineStore:
             out.append({n: row[n] for n in self._order})
         return out, as_of
 
+    def _lookup_waves(self, rows: list[dict[str, Any]], as_of: list[dict[str, int | None]]) -> None:
+        """Fetch every group for every row, wave by wave, updating `rows` and `as_of` in place."""
+        for wave in self._waves:
+            wanted = []
+            for g in wave:
+                cols = self._keys[g.name]
+                try:
+                    if len(cols) == 1:
+                        c0 = cols[0]
+                        keys = [(r[c0],) for r in rows]
+                    else:
+                        keys = [tuple([r[c] for c in cols]) for r in rows]
+                except KeyError as exc:
+                    raise HortusError(
+                        f"online lookup: a request misses the entity column {exc.args[0]!r} "
+                        f"(group {g.name} is keyed by {', '.join(cols)})"
+                    ) from None
+                wanted.append((g, keys))
+            found = self._fetch(
+                [(g.name, [k for k in dict.fromkeys(keys) if None not in k]) for g, keys in wanted]
+            )
+            for (g, keys), got in zip(wanted, found, strict=True):
+                names = self._names[g.name]
+                root = g.name in self._roots
+                dflt = self._dflt[g.name]
+                stamp = len(names)
+                for i, key in enumerate(keys):
+                    vals = got.get(key)
+                    if vals is None:
+                        if root:
+                            raise self._unknown(g, key)
+                        rows[i].update(dflt)
+                        as_of[i][g.name] = None
+                    else:
+                        rows[i].update(zip(names, vals, strict=False))
+                        as_of[i][g.name] = vals[stamp] if len(vals) > stamp else None
+
 
 class OnlineStore(BaseOnlineStore):
     """Feature vectors by entity in a SQLite file (the embedded default backend).
@@ -536,7 +554,7 @@ class OnlineStore(BaseOnlineStore):
     composite keys: SQLite scans the table for ``(a, b) IN (VALUES ...)``),
     padded to powers of two so SQLite's statement cache serves every batch size.
     A materialisation writes a new file and renames it over the old one (readers
-    notice the new file at their next lookup); an incremental refresh updates rows
+    notice the new file within `CHECK_EVERY_S`); an incremental refresh updates rows
     in one transaction, and each lookup reads all its groups in one read
     transaction, so a vector never mixes two refreshes.
 
@@ -556,6 +574,7 @@ class OnlineStore(BaseOnlineStore):
         self._con: sqlite3.Connection | None = None
         self._sql: dict[tuple[str, int], str] = {}
         self._ident: tuple[int, int] | None = None
+        self._checked = 0.0
 
     def exists(self) -> bool:
         """Return whether the SQLite file exists."""
@@ -618,7 +637,12 @@ class OnlineStore(BaseOnlineStore):
         return (st.st_ino, st.st_dev)
 
     def _ensure(self) -> None:
-        # a materialisation renames a new file over the old one: reopen when it did
+        # a materialisation renames a new file over the old one: reopen when it did (the
+        # file is looked at once per CHECK_EVERY_S at most; refreshes update it in place)
+        now = time.monotonic()
+        if self._con is not None and now < self._checked + CHECK_EVERY_S:
+            return
+        self._checked = now
         if self._con is None or self._stat() != self._ident:
             self.close()
             self._load()
@@ -665,23 +689,34 @@ class OnlineStore(BaseOnlineStore):
         con = self._con
         assert con is not None
         out = []
-        con.execute("BEGIN")  # one read transaction for every group of the lookup
-        try:
-            for group, keys in wanted:
-                width = len(self.fs.group(group).entity)
-                got: dict[tuple, tuple] = {}
-                step = max(1, _MAX_VARS // width) if width == 1 else _MAX_COMPOUND
-                for s in range(0, len(keys), step):
-                    chunk = keys[s : s + step]
-                    n = 1 << (len(chunk) - 1).bit_length()  # pad: few distinct statements
-                    chunk = chunk + [chunk[0]] * (min(n, step) - len(chunk))
-                    params = [v for k in chunk for v in k]
-                    for r in con.execute(self._select(group, len(chunk)), params):
-                        got[r[:width]] = r[width:]
+        for group, keys in wanted:
+            width = self._width[group]
+            got: dict[tuple, tuple] = {}
+            n_keys = len(keys)
+            if n_keys == 1:  # the common single request: no chunking, no padding
+                sql = self._sql.get((group, 1)) or self._select(group, 1)
+                for r in con.execute(sql, keys[0]):
+                    got[r[:width]] = r[width:]
                 out.append(got)
-        finally:
-            con.execute("COMMIT")
+                continue
+            step = _MAX_VARS if width == 1 else _MAX_COMPOUND
+            for s in range(0, n_keys, step):
+                chunk = keys[s : s + step]
+                n = 1 << (len(chunk) - 1).bit_length()  # pad: few distinct statements
+                chunk = chunk + [chunk[0]] * (min(n, step) - len(chunk))
+                params = [v for k in chunk for v in k]
+                for r in con.execute(self._select(group, len(chunk)), params):
+                    got[r[:width]] = r[width:]
+            out.append(got)
         return out
+
+    def _begin(self) -> None:
+        assert self._con is not None
+        self._con.execute("BEGIN")  # one read transaction for every group of the lookup
+
+    def _end(self) -> None:
+        if self._con is not None and self._con.in_transaction:
+            self._con.execute("COMMIT")
 
     def meta(self) -> dict[str, str]:
         """Return the store's metadata (materialisation time, features, source versions)."""
