@@ -398,26 +398,88 @@ def _undo_partial_batches(lh: Lakehouse, contract: Contract) -> set[str]:
     return set(batches)
 
 
-def known_pii_values(lh: Lakehouse) -> list[str]:
-    """Return the raw direct identifiers of customers (restricted zone) for text redaction."""
-    values: list[str] = []
+def _identifier_tables(lh: Lakehouse) -> list[tuple[Contract, list[str]]]:
+    """Return the landed CSV tables with direct identifiers (customers), and those columns."""
+    out = []
     for contract in lh.catalog.landed():
-        bronze = "bronze." + contract.name
         cols = contract.pii_columns("direct")
-        if contract.landing.format == "csv" and cols and lh.exists(bronze):
-            frame = lh.scan(bronze).select(cols).collect()
-            for c in cols:
-                values += frame[c].drop_nulls().unique().to_list()
+        if contract.landing.format == "csv" and cols and lh.exists("bronze." + contract.name):
+            out.append((contract, cols))
+    return out
+
+
+def known_pii_values(lh: Lakehouse, *, unprocessed_only: bool = False) -> list[str]:
+    """Return the raw direct identifiers of customers (restricted zone) for text redaction.
+
+    With `unprocessed_only`, only those of bronze batches silver has not processed
+    yet (customers who arrived since the last run; see `redact_again`).
+    """
+    values: list[str] = []
+    for contract, cols in _identifier_tables(lh):
+        scan = lh.scan("bronze." + contract.name)
+        if unprocessed_only:
+            done = processed_batches(lh, contract) - set(partial_batches(lh, contract)["batch"])
+            scan = scan.filter(~pl.col("_batch_id").is_in(pl.Series(sorted(done)).implode()))
+        frame = scan.select(cols).collect()
+        for c in cols:
+            values += frame[c].drop_nulls().unique().to_list()
     return sorted(set(values))
+
+
+def redact_again(lh: Lakehouse, values: list[str]) -> dict[str, list[str]]:
+    """Send back the silver batches whose free text holds one of `values`; return them per table.
+
+    Redaction replaces the customers' identifiers known when a row is processed
+    (`known_pii_values`).  A review processed before its author's users file
+    arrived keeps the author's raw name; so, before a run processes new customers
+    (`values`: their identifiers), every silver batch of a table with free-text
+    columns whose text still holds one of them is deleted from silver in one
+    audited Delta commit (`Lakehouse.delete_rows`, its note says why).  The run
+    then processes those bronze batches again like new ones, with every
+    identifier known, and commits them (audited): redaction no longer depends on
+    the order in which files arrive.  A crash in between is the crash
+    `_undo_partial_batches` already recovers from (the batch is reprocessed whole),
+    and the new customers stay unprocessed until it is done, so the next run
+    finds the same batches again.
+    """
+    # the values redact_text replaces (it skips those shorter than 4 characters)
+    values = sorted({v for v in values if v and len(v) >= 4})
+    sent: dict[str, list[str]] = {}
+    if not values:
+        return sent
+    for contract in lh.catalog.landed():
+        cols = contract.pii_columns("free_text")
+        if not cols or not lh.exists(contract.full_name):
+            continue
+        holds = pl.any_horizontal(
+            [pl.col(c).str.contains_any(values).fill_null(False) for c in cols]
+        )
+        batches = sorted(
+            lh.scan(contract.full_name).filter(holds).select("_batch_id").unique().collect()
+            .to_series().to_list()
+        )  # fmt: skip
+        if batches:
+            note = (
+                f"redact again: the free text of batch(es) {', '.join(batches)} holds "
+                "identifiers of customers who arrived later; reprocessed with them known"
+            )
+            lh.delete_rows(contract.full_name, "_batch_id", batches, note=note)
+            sent[contract.full_name] = batches
+    return sent
 
 
 def build(lh: Lakehouse, options: SilverOptions, *, chunk_rows: int = 2_000_000) -> list[dict]:
     """Process every unprocessed bronze batch of every landed table; return per-table counts.
 
     Bronze rows are processed in chunks of whole files (about `chunk_rows` rows),
-    duplicates are checked against the keys already accepted.
+    duplicates are checked against the keys already accepted.  Free text is
+    redacted with every customer identifier in bronze, and silver batches whose
+    text holds an identifier of a customer who arrived after them are processed
+    again first (`redact_again`; their batch ids under `redacted_again`, their
+    rows counted again in landed/accepted/quarantined of this run).
     """
     options = replace(options, known_pii=options.known_pii or known_pii_values(lh))
+    again = redact_again(lh, known_pii_values(lh, unprocessed_only=True))
     summary = []
     for contract in lh.catalog.landed():
         bronze_name = "bronze." + contract.name
@@ -452,7 +514,11 @@ def build(lh: Lakehouse, options: SilverOptions, *, chunk_rows: int = 2_000_000)
             counts["quarantined"] += result.quarantined.height
             for rule, n in result.quarantined.group_by("rule").len().iter_rows():
                 rules[rule] = rules.get(rule, 0) + n
-        summary.append(counts | {"rules": dict(sorted(rules.items()))})
+        summary.append(
+            counts
+            | {"rules": dict(sorted(rules.items()))}
+            | ({"redacted_again": again[contract.full_name]} if contract.full_name in again else {})
+        )
     _ensure_tables(lh)
     return summary
 
