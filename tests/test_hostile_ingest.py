@@ -369,5 +369,5 @@ def test_stage_events_name_an_alerts_section_that_is_a_number(tmp_path):
     from hortus.monitoring.events import load_config
 
     (tmp_path / "params.yaml").write_text("alerts: 5\n")
-    with pytest.raises(HortusError, match=r"params.yaml: alerts: expected a mapping of keys, got 5"):
+    with pytest.raises(HortusError, match="params.yaml: alerts: expected a mapping of keys, got 5"):
         load_config(tmp_path)
