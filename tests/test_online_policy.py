@@ -123,3 +123,47 @@ def test_cli_lookup_goes_through_the_policy(online, capsys, monkeypatch):
         main(["--root", str(paths.root), "features", "keys", "user_profile", "--limit", "3"]) == 0
     )
     assert capsys.readouterr().out.count("user_id=") == 3
+
+
+def test_row_filter_of_a_feature_table_hides_the_entities_it_does_not_pass(online):
+    """Check a group whose read of gold.fs_user_profile is filtered by region sees only those users.
+
+    A user of another region is unknown to it (as a filtered table read returns no row);
+    a user of its region is served, the region masked (no unmask grant).
+    """
+    import yaml
+
+    from conftest import POLICY
+    from hortus.governance.access import Policy
+    from hortus.lakehouse.catalog import Catalog
+    from hortus.lakehouse.tables import Lakehouse
+
+    paths, _, plant = online
+    store = fsm.OnlineStore(paths.online_store, FEATURES)
+    users = [k["user_id"] for k in store.entity_keys("user_profile", limit=200)]
+    regions = {u: store.get_group("user_profile", (u,))["user_profile__region"] for u in users}
+    mine = sorted(regions.values())[0]
+    inside = next(u for u, r in regions.items() if r == mine)
+    outside = next(u for u, r in regions.items() if r != mine)
+    doc = yaml.safe_load(POLICY.read_text())
+    doc["users"]["rita"] = ["regional"]
+    doc["groups"]["regional"] = {
+        "description": "regional feature readers",
+        "tables": {"read": ["gold.fs_*"]},
+        "row_filters": [
+            {
+                "tables": ["gold.fs_user_profile"],
+                "column": "latest_region",
+                "op": "in",
+                "values": [mine],
+            }
+        ],  # fmt: skip
+    }
+    policy = Policy.from_bytes(yaml.safe_dump(doc).encode(), source="test policy")
+    lh = Lakehouse(paths=paths, catalog=Catalog.load(root=paths.root), policy=policy, user="rita")
+    with open_online(lh, FEATURES, user="rita", store=store) as rita:
+        vec = rita.get_vector({"user_id": inside, "plant_id": plant})
+        assert vec["user_profile__region"].startswith("tok_")
+        with pytest.raises(UnknownEntity) as err:
+            rita.get_vector({"user_id": outside, "plant_id": plant})
+    assert err.value.entity == {"user_id": outside}
