@@ -1,18 +1,22 @@
 """Benchmark: contract checks on 1M typed rows (~30 rules), against one polars select.
 
-Data (seeded, not timed): `--rows` typed rows (default 1M) of a 12-column contract
+Data (seeded, not timed): `--rows` typed rows (default 1M) of a 13-column contract
 (string ids with patterns, ints and floats with bounds, allowed values, dates and
-datetimes with bounds, required columns), with about 0.5% of the values of each checked
-column broken (out of bounds, not allowed, not matching, missing).
+datetimes with bounds, required columns, a free-text note with a maximum length), with
+about 0.5% of the values of each checked column broken (out of bounds, not allowed, not
+matching, missing, too long).
 
 Measured in the same process, median of `--repeat` runs:
 
 1. hortus: `hortus.lakehouse.contracts.check_frame(df, contract)`: one row per violation
    (row, rule, column, message), then counted per (rule, column);
 2. floor: a single `df.select(...)` of one boolean sum per rule, written by hand from the
-   same contract: the violation counts and nothing else (no messages, no row numbers).
+   same contract: the violation counts and nothing else (no messages, no row numbers);
+3. before: the former `check_frame` (every column cast back to strings, then a list of
+   violation structs per broken row; the reference of tests/test_contracts.py), once.
 
-The counts per (rule, column) must agree exactly; the script exits non-zero otherwise.
+The counts per (rule, column) must agree exactly, and the violations (row, rule, column,
+message) equal the former implementation's; the script exits non-zero otherwise.
 
 Usage: python benchmarks/bench_contracts.py [--rows 1000000] [--repeat 3]
 """
@@ -46,6 +50,7 @@ SPEC = {
                        "max": "2026-12-31"},
         "shipped_at": {"type": "datetime", "min": "2024-01-01T00:00:00Z",
                        "max": "2027-01-31T00:00:00Z"},
+        "note": {"type": "string", "max_length": 40},
     },
 }  # fmt: skip
 BAD = 0.005  # share of broken values per checked column
@@ -84,8 +89,11 @@ def make_frame(rows: int, seed: int) -> pl.DataFrame:
         gift=pl.Series(rng.uniform(size=rows) < 0.1),
         order_date=pl.lit(date(2024, 1, 1)) + pl.duration(days=pl.Series(day)),
         shipped_at=pl.lit(epoch) + pl.duration(microseconds=pl.Series(shipped)),
+        note=pl.lit("a plant in a pot, watered weekly; thank you!" * 2).str.slice(
+            0, pl.Series(np.where(broken(), 45, rng.integers(0, 41, rows)))
+        ),
     ).with_columns(
-        pl.when(pl.Series(broken())).then(None).otherwise(pl.col("quantity")).alias("quantity")
+        pl.when(pl.Series(broken())).then(None).otherwise(pl.col("quantity")).alias("quantity"),
     )
 
 
@@ -114,10 +122,32 @@ def floor_counts(df: pl.DataFrame, contract) -> dict[tuple[str, str], int]:
             exprs.append((col.is_not_null() & ~col.is_in(allowed)).sum().alias(f"allowed|{name}"))
         if c.pattern is not None:
             exprs.append((~col.str.contains(f"^(?:{c.pattern})$")).sum().alias(f"pattern|{name}"))
+        if c.max_length is not None:
+            exprs.append((col.str.len_chars() > c.max_length).sum().alias(f"max_length|{name}"))
         if c.type == "string":
             exprs.append(col.str.contains("\ufffd", literal=True).sum().alias(f"encoding|{name}"))
     row = df.select(exprs).row(0, named=True)
     return {tuple(k.split("|")): int(v) for k, v in row.items() if v}
+
+
+def former_check_frame(df: pl.DataFrame, contract) -> pl.DataFrame:
+    """Return the violations as the former `check_frame` found them (strings for all rows)."""
+    from hortus.lakehouse.contracts import any_broken, contract_checks, violations
+
+    lf = df.lazy().select(
+        [pl.col(c.name).cast(pl.String).alias(c.name) for c in contract.columns]
+        + [pl.col(c.name).alias(c.name + "__t") for c in contract.columns]
+    )
+    checks = contract_checks(contract, typed_suffix="__t")
+    return (
+        lf.with_row_index("row")
+        .filter(any_broken(checks))
+        .select(pl.col("row").cast(pl.Int64), violations(checks).alias("_v"))
+        .explode("_v")
+        .drop_nulls("_v")
+        .unnest("_v")
+        .collect()
+    )
 
 
 def main() -> int:
@@ -153,19 +183,27 @@ def main() -> int:
         floor = floor_counts(df, contract)
         times_f.append(time.perf_counter() - t)
     t_h, t_f = statistics.median(times_h), statistics.median(times_f)
+    t = time.perf_counter()
+    before = former_check_frame(df, contract)
+    t_b = time.perf_counter() - t
     counts = {(r, c): n for r, c, n in ours.iter_rows()}
     print(f"\n{'':<56} {'seconds':>8} {'x floor':>8}")
     print(f"{'hortus check_frame (one row per violation) + counts':<56} {t_h:>8.3f} "
-          f"{t_h / t_f:>7.1f}x")  # fmt: skip
-    print(f"{'floor: one polars select of violation counts':<56} {t_f:>8.3f} {1.0:>7.1f}x")
+          f"{t_h / t_f:>7.2f}x")  # fmt: skip
+    print(f"{'floor: one polars select of violation counts':<56} {t_f:>8.3f} {1.0:>7.2f}x")
+    print(f"{'before: former check_frame (strings for all rows), 1 run':<56} {t_b:>8.3f} "
+          f"{t_b / t_f:>7.2f}x")  # fmt: skip
     print(f"(median of {args.repeat} runs; peak RSS {peak_rss_mb():,.0f} MB)")
     print(
         f"violations: {found.height:,} in {len(counts)} (rule, column) pairs, "
-        f"{found['row'].n_unique():,} rows broken"
+        f"{found['row'].n_unique():,} rows broken; equal to the former: {found.equals(before)}"
     )
     if counts != floor:
         diff = sorted(set(counts.items()) ^ set(floor.items()))
         print(f"FAIL: counts differ from the floor: {diff}", file=sys.stderr)
+        return 1
+    if not found.equals(before):
+        print("FAIL: violations differ from the former check_frame", file=sys.stderr)
         return 1
     return 0
 

@@ -1,16 +1,21 @@
 """Data contracts: one definition per table drives validation, PII handling and docs.
 
 A contract lists the columns of a table with their type, nullability, bounds,
-allowed values, pattern and PII class.  `violations` turns a contract into
-vectorised polars checks over raw (string) columns; the same contract gives the
-polars schema of the typed table, the model input signature and the data
-dictionary.
+allowed values, pattern, maximum length and PII class.  `contract_checks` turns a
+contract into vectorised polars checks over raw (string) columns; `check_frame`
+checks an already typed frame; the same contract gives the polars schema of the
+typed table, the model input signature and the data dictionary.
+
+String columns of a landed table (one with `landing:`) have a maximum length of
+`DEFAULT_MAX_LENGTH` characters unless they declare their own `max_length` (a
+smaller one for ids, or `null` for no limit): a value longer than that is a
+`max_length` violation, so a hostile 20 MB id is quarantined, not loaded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,10 @@ TYPES: dict[str, pl.DataType] = {
     "datetime": pl.Datetime("us", "UTC"),
 }
 PII_CLASSES = ("none", "direct", "quasi", "free_text")
+#: maximum length (characters) of a string column of a landed table that declares none:
+#: far above any real export's value (ids, names, addresses, review texts), far below
+#: the sizes that exhaust memory
+DEFAULT_MAX_LENGTH = 4096
 LAYER_NAMES = ("bronze", "quarantine", "silver", "gold", "ops")
 _COLUMN_KEYS = {
     "type",
@@ -37,6 +46,7 @@ _COLUMN_KEYS = {
     "max",
     "allowed",
     "pattern",
+    "max_length",
     "pii",
     "generalise",
     "sensitive",
@@ -73,6 +83,7 @@ class Column:
     generalise: str | None = None
     sensitive: bool = False
     description: str = ""
+    max_length: int | None = None  # characters, string columns only (rule `max_length`)
 
     @property
     def dtype(self) -> pl.DataType:
@@ -160,7 +171,10 @@ class Contract:
             raise ContractError(f"{where}: layer must be one of {LAYER_NAMES}, got {layer!r}")
         cols = []
         for cname, cspec in (spec.get("columns") or {}).items():
-            cols.append(_column(cname, cspec or {}, f"{where}, column {cname!r}"))
+            col = _column(cname, cspec or {}, f"{where}, column {cname!r}")
+            if spec.get("landing") and col.type == "string" and "max_length" not in (cspec or {}):
+                col = replace(col, max_length=DEFAULT_MAX_LENGTH)
+            cols.append(col)
         if not cols:
             raise ContractError(f"{where}: no columns")
         names = {c.name for c in cols}
@@ -219,6 +233,15 @@ def _column(name: str, spec: dict, where: str) -> Column:
     pii = spec.get("pii", "none")
     if pii not in PII_CLASSES:
         raise ContractError(f"{where}: pii must be one of {PII_CLASSES}, got {pii!r}")
+    max_length = spec.get("max_length")
+    if max_length is not None and (
+        ctype != "string" or isinstance(max_length, bool) or not isinstance(max_length, int)
+        or max_length < 1
+    ):  # fmt: skip
+        raise ContractError(
+            f"{where}: max_length must be a positive integer (characters) on a string "
+            f"column, or null for no limit; got {max_length!r} on a {ctype} column"
+        )
     allowed = spec.get("allowed")
     if allowed is not None and ctype == "string":
         odd = [v for v in allowed if not isinstance(v, str)]
@@ -239,6 +262,7 @@ def _column(name: str, spec: dict, where: str) -> Column:
         generalise=spec.get("generalise"),
         sensitive=bool(spec.get("sensitive", False)),
         description=str(spec.get("description", "")),
+        max_length=max_length,
     )
 
 
@@ -358,85 +382,112 @@ class Check:
 
 
 def contract_checks(
-    contract: Contract, *, typed_suffix: str = "", export_col: str | None = None
+    contract: Contract,
+    *,
+    typed_suffix: str = "",
+    export_col: str | None = None,
+    raw: Mapping[str, pl.Expr] | None = None,
 ) -> list[Check]:
     """Return one check per (column, rule) of a contract.
 
-    Raw values are the string columns named like the contract columns; typed values
-    are the same names plus `typed_suffix`.  Messages show the offending value.
+    Raw values are the string columns named like the contract columns (or the
+    expressions of `raw`, by column name); typed values are the same names plus
+    `typed_suffix`.  Messages show the offending value.
     """
     out = []
     for c in contract.columns:
-        raw = pl.col(c.name)
         typed = pl.col(c.name + typed_suffix)
-        shown = raw.str.slice(0, 60)
-        if not c.nullable:
-            out.append(
-                Check(
-                    "required",
-                    c.name,
-                    raw.is_null(),
-                    pl.lit(f"required value of {c.name} is missing"),
-                )
+        raw_ = pl.col(c.name) if raw is None or c.name not in raw else raw[c.name]
+        out += _column_checks(c, contract, raw_, typed, export_col)
+    return out
+
+
+def _column_checks(
+    c: Column, contract: Contract, raw: pl.Expr, typed: pl.Expr, export_col: str | None
+) -> list[Check]:
+    """Return the checks of one column, in rule order (the first broken one is reported)."""
+    out = []
+    shown = raw.str.slice(0, 60)
+    if not c.nullable:
+        out.append(
+            Check(
+                "required",
+                c.name,
+                raw.is_null(),
+                pl.lit(f"required value of {c.name} is missing"),
             )
-        if c.type != "string":
-            out.append(
-                Check(
-                    "type",
-                    c.name,
-                    raw.is_not_null() & typed.is_null(),
-                    _msg(f"{c.name}: '", shown, f"' is not a valid {c.type}"),
-                )
+        )
+    if c.type != "string":
+        out.append(
+            Check(
+                "type",
+                c.name,
+                raw.is_not_null() & typed.is_null(),
+                _msg(f"{c.name}: '", shown, f"' is not a valid {c.type}"),
             )
-        lo = _bound(c, c.min, contract, export_col)
-        if lo is not None:
-            out.append(
-                Check(
-                    "min",
-                    c.name,
-                    typed < lo,
-                    _msg(f"{c.name}: ", shown, " is below the minimum ", lo.cast(pl.String)),
-                )
+        )
+    if c.max_length is not None and c.type == "string":
+        out.append(
+            Check(
+                "max_length",
+                c.name,
+                raw.str.len_chars() > c.max_length,
+                _msg(
+                    f"{c.name}: value of ",
+                    raw.str.len_chars().cast(pl.String),
+                    f" characters is longer than the maximum length {c.max_length}",
+                ),
             )
-        hi = _bound(c, c.max, contract, export_col)
-        if hi is not None:
-            rule = "future" if c.max == "@export" else "max"
-            out.append(
-                Check(
-                    rule,
-                    c.name,
-                    typed > hi,
-                    _msg(f"{c.name}: ", shown, " is above the maximum ", hi.cast(pl.String)),
-                )
+        )
+    lo = _bound(c, c.min, contract, export_col)
+    if lo is not None:
+        out.append(
+            Check(
+                "min",
+                c.name,
+                typed < lo,
+                _msg(f"{c.name}: ", shown, " is below the minimum ", lo.cast(pl.String)),
             )
-        if c.allowed is not None:
-            allowed = pl.Series(list(c.allowed)).cast(c.dtype)
-            out.append(
-                Check(
-                    "allowed",
-                    c.name,
-                    typed.is_not_null() & ~typed.is_in(allowed.implode()),
-                    _msg(f"{c.name}: '", shown, f"' is not one of {list(c.allowed)}"),
-                )
+        )
+    hi = _bound(c, c.max, contract, export_col)
+    if hi is not None:
+        rule = "future" if c.max == "@export" else "max"
+        out.append(
+            Check(
+                rule,
+                c.name,
+                typed > hi,
+                _msg(f"{c.name}: ", shown, " is above the maximum ", hi.cast(pl.String)),
             )
-        if c.pattern is not None:
-            out.append(
-                Check(
-                    "pattern",
-                    c.name,
-                    typed.is_not_null() & ~raw.str.contains(f"^(?:{c.pattern})$"),
-                    _msg(f"{c.name}: '", shown, f"' does not match /{c.pattern}/"),
-                )
+        )
+    if c.allowed is not None:
+        allowed = pl.Series(list(c.allowed)).cast(c.dtype)
+        out.append(
+            Check(
+                "allowed",
+                c.name,
+                typed.is_not_null() & ~typed.is_in(allowed.implode()),
+                _msg(f"{c.name}: '", shown, f"' is not one of {list(c.allowed)}"),
             )
-        if c.type == "string":
-            out.append(
-                Check(
-                    "encoding",
-                    c.name,
-                    raw.str.contains("\ufffd", literal=True),
-                    pl.lit(f"{c.name}: value holds bytes that are not valid UTF-8"),
-                )
+        )
+    if c.pattern is not None:
+        out.append(
+            Check(
+                "pattern",
+                c.name,
+                typed.is_not_null() & ~raw.str.contains(f"^(?:{c.pattern})$"),
+                _msg(f"{c.name}: '", shown, f"' does not match /{c.pattern}/"),
             )
+        )
+    if c.type == "string":
+        out.append(
+            Check(
+                "encoding",
+                c.name,
+                raw.str.contains("\ufffd", literal=True),
+                pl.lit(f"{c.name}: value holds bytes that are not valid UTF-8"),
+            )
+        )
     return out
 
 
@@ -473,12 +524,18 @@ def check_frame(df: pl.DataFrame | pl.LazyFrame, contract: Contract) -> pl.DataF
     """Check an already typed frame against its contract; return one row per violation.
 
     Used by data tests and monitors on any contract-described table.  Columns of
-    the result: `row` (0-based), `rule`, `column`, `message`.  Missing columns are
-    reported with row = null.
+    the result: `row` (0-based), `rule`, `column`, `message`, by row and, within a
+    row, in the contract's rule order.  Missing columns are reported with row = null.
+
+    The rules run on the typed columns in one select that returns the broken rows
+    of each rule (`arg_true`); messages are built for those rows only, so no
+    column is cast to strings except the values shown in messages (a pattern or
+    encoding rule on a column that is not a string still casts it).  The `type`
+    rule cannot fire on a typed frame (a value casts to a non-null string).
     """
     lf = df.lazy()
-    names = lf.collect_schema().names()
-    missing = [c for c in contract.column_names if c not in names]
+    schema = lf.collect_schema()
+    missing = [c for c in contract.column_names if c not in schema]
     rows = [
         {
             "row": None,
@@ -488,7 +545,7 @@ def check_frame(df: pl.DataFrame | pl.LazyFrame, contract: Contract) -> pl.DataF
         }
         for m in missing
     ]
-    present = [c for c in contract.columns if c.name in names]
+    present = [c for c in contract.columns if c.name in schema]
     sub = Contract(
         name=contract.name,
         layer=contract.layer,
@@ -496,24 +553,44 @@ def check_frame(df: pl.DataFrame | pl.LazyFrame, contract: Contract) -> pl.DataF
         shop_opened=contract.shop_opened,
         source=contract.source,
     )
-    lf = lf.select(
-        [pl.col(c.name).cast(pl.String).alias(c.name) for c in present]
-        + [pl.col(c.name).alias(c.name + "__t") for c in present]
-    )
-    checks = contract_checks(sub, typed_suffix="__t")
-    found = pl.DataFrame(
-        schema={"row": pl.Int64, "rule": pl.String, "column": pl.String, "message": pl.String}
-    )
+    raw = {
+        c.name: pl.col(c.name) if schema[c.name] == pl.String else pl.col(c.name).cast(pl.String)
+        for c in present
+    }
+    checks = [
+        # a value is null exactly where its string is: no cast to find missing values
+        replace(k, broken=pl.col(k.column).is_null()) if k.rule == "required" else k
+        for k in contract_checks(sub, raw=raw)
+        if k.rule != "type"
+    ]
+    out_schema = {"row": pl.Int64, "rule": pl.String, "column": pl.String, "message": pl.String}
+    found = pl.DataFrame(schema=out_schema)
     if checks:
-        found = (
-            lf.with_row_index("row")
-            .filter(any_broken(checks))
-            .select(pl.col("row").cast(pl.Int64), violations(checks).alias("_v"))
-            .explode("_v")
-            .drop_nulls("_v")
-            .unnest("_v")
-            .collect()
+        frame = lf.select([pl.col(c.name) for c in present]).collect()
+        hits = frame.select(
+            [
+                k.broken.fill_null(False).arg_true().implode().alias(str(i))
+                for i, k in enumerate(checks)
+            ]
         )
+        parts = []
+        for i, k in enumerate(checks):
+            idx = hits[str(i)][0]  # the rows breaking check i (a Series, not a list)
+            if not len(idx):
+                continue
+            idx = idx.cast(pl.Int64).rename("row")
+            shown = [pl.col(n).gather(idx) for n in k.message.meta.root_names()]
+            parts.append(
+                frame.select(pl.lit(idx), *shown).select(
+                    "row",
+                    pl.lit(i, pl.Int32).alias("_k"),
+                    pl.lit(k.rule, pl.String).alias("rule"),
+                    pl.lit(k.column, pl.String).alias("column"),
+                    k.message.cast(pl.String).alias("message"),
+                )
+            )
+        if parts:
+            found = pl.concat(parts).sort("row", "_k").drop("_k")
     if rows:
         found = pl.concat([pl.DataFrame(rows, schema=found.schema), found])
     return found
