@@ -58,6 +58,7 @@ def bronze_contract(silver: Contract) -> Contract:
                 allowed=None,
                 pattern=None,
                 generalise=None,
+                max_length=None,  # bronze keeps the value as landed; silver enforces it
             )
             for c in silver.columns
         )

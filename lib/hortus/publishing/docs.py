@@ -26,6 +26,8 @@ def _rules(c: Column) -> str:
         parts.append("in {" + ", ".join(map(str, c.allowed)) + "}")
     if c.pattern:
         parts.append(f"matches `{c.pattern}`")
+    if c.max_length is not None:
+        parts.append(f"at most {c.max_length} characters")
     return "; ".join(parts).replace("|", "\\|")
 
 
