@@ -303,3 +303,12 @@ def test_models_compare_needs_two_distinct_versions(two, capsys):
     assert "same version more than once" in capsys.readouterr().err
     assert main([*root, "models", "compare", "1", "9"]) == 2
     assert "no version 9" in capsys.readouterr().err
+
+
+def test_models_list_shows_the_latest_gate_and_how_to_compare(two, capsys):
+    """Check that `models list` shows each version's latest gate verdict and the compare hint."""
+    assert main(["--root", str(two._lh.paths.root), "models", "list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "gate" in out[0].split()
+    assert "passed" in out[1] and "FAILED (1)" in out[2]
+    assert out[-1] == "side by side: hortus models compare 1 2"

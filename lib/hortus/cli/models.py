@@ -61,8 +61,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"no versions of model {reg.name} registered yet")
         return 0
     metrics = [m for m in KEY_METRICS if any(m in r["metrics"] for r in rows)]
+    gates = reg.gates()
+    latest = {}  # version -> the latest gate run's verdict (gates() is oldest first)
+    for g in gates.iter_rows(named=True):
+        latest[g["version"]] = "passed" if g["passed"] else f"FAILED ({g['failed']})"
     head = f"{'version':>7}  {'created_at (UTC)':<19}  {'author':<12} {'aliases':<20}"
-    head += "".join(f" {m:>10}" for m in metrics) + f"  {'git':<10} dirty"
+    head += "".join(f" {m:>10}" for m in metrics) + f"  {'gate':<11} {'git':<10} dirty"
     print(head)
     for r in rows:
         line = (
@@ -70,8 +74,12 @@ def cmd_list(args: argparse.Namespace) -> int:
             f"{r['author'][:12]:<12} {','.join(r['aliases']) or '-':<20}"
         )
         line += "".join(f" {_metric(r['metrics'].get(m, '-')):>10}" for m in metrics)
-        line += f"  {str(r['git_commit'])[:10]:<10} {'yes' if r['git_dirty'] else 'no'}"
+        line += f"  {latest.get(r['version'], '-'):<11}"
+        line += f" {str(r['git_commit'])[:10]:<10} {'yes' if r['git_dirty'] else 'no'}"
         print(line)
+    if len(rows) > 1:
+        last_two = " ".join(str(r["version"]) for r in rows[-2:])
+        print(f"side by side: hortus models compare {last_two}{reg._flag()}")
     return 0
 
 
