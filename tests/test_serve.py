@@ -156,7 +156,7 @@ class Running:
 
         from hortus.serving.service import ServeConfig, Service, build_app
 
-        self.service = Service(ServeConfig(root=paths.root, user="mia", poll=0.2,
+        self.service = Service(ServeConfig(root=paths.root, poll=0.2,
                                            flush_interval=0.2, **config))  # fmt: skip
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -354,6 +354,10 @@ def test_every_allowed_and_denied_call_is_audited(running, served_project):
     denied = calls.filter(pl.col("detail").str.contains(no["request_id"]))
     assert denied.select("user", "outcome").row(0) == ("alex", "denied")
     assert "predict on recommender" in denied["detail"][0]
+    reads = log.show().filter(
+        (pl.col("object") == "online_store") & (pl.col("user") == "hortus-serve")
+    )
+    assert reads.height and "purpose=serve" in reads["detail"][-1]  # the store's own audit
 
 
 # ------------------------------------------------------------ health, metrics, schema

@@ -1,146 +1,122 @@
-"""Online features for the service: vectors of a request's entity and candidates.
+"""Online features for the service: vectors of a request's entity and of its candidates.
 
-`ServingFeatures` wraps one materialisation of the online store (hortus.features.store):
-its vectors, whether an entity is known (an unknown entity is a 404 naming it, never a
-vector of defaults), and the ranking candidates, computed once per materialisation
-(the model definition's `scoring.candidates` hook as of the store's time, else every
-item of the store).  When the store file is replaced (a new materialisation), the
-watcher builds a new `ServingFeatures` and the service swaps it in like a model.
+`ServingFeatures` reads the project's online store (SQLite by default, Redis per
+params.yaml ``features.online``: `hortus.features.online.open_store`) through the
+policy wrapper `hortus.features.online.open_online`, as the service's own identity
+(`ServeConfig.user`, ``hortus-serve`` by default): the read grant on every feature
+table is checked when it opens, protected features the identity may not unmask are
+masked, and every lookup is audited.  The model needs its inputs in the clear, so a
+model input that would be served masked is refused at start (the service is not
+ready, saying which feature and which grant is missing).  The wrapper's audit
+records go to the service's background writer instead of being flushed on the
+request path.
 
-The SQLite connection is opened lazily by the thread that serves requests (the event
-loop); the watcher thread only reads the metadata through a throw-away instance.
+One lookup per request (`get_vectors`, batched: one query per group for the entity
+and all its candidates); an unknown entity is the store's own `UnknownEntity` (404
+naming it), never a vector of defaults.  The ranking candidates are computed once per
+materialisation or refresh of the store (the model definition's `scoring.candidates`
+hook as of the store's time, else every item of the store's root group of the item
+keys), not per request; the watcher recomputes them when the store's
+``refreshed_at`` moves.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import polars as pl
 
-from hortus.errors import HortusError
+from hortus.errors import HortusError, UnknownEntity
 
-
-class UnknownEntity(HortusError, KeyError):
-    """A request names an entity the online store does not hold (HTTP 404)."""
-
-    def __init__(self, entity: dict):
-        self.entity = dict(entity)
-        super().__init__(f"unknown entity {self.entity}: not in the online store")
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-def _store_error():
-    """Return the store's own UnknownEntity class once helper E's batched lookup exists."""
-    try:
-        from hortus.errors import UnknownEntity as StoreUnknown  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return StoreUnknown
+__all__ = ["ServingFeatures", "UnknownEntity"]
 
 
 class ServingFeatures:
-    """One online-store materialisation, as the service reads it."""
+    """The online store as the service reads it (see the module docstring)."""
 
-    def __init__(self, path: Path, fs, keys: list[str], *, candidates: pl.DataFrame | None):
-        from hortus.features.store import OnlineStore
-
-        self.path = Path(path)
-        self.fs = fs
-        self.keys = keys
-        self.store = OnlineStore(self.path, fs)
-        self.candidates = candidates
-        stat = self.path.stat()
-        self.stamp = (stat.st_mtime_ns, stat.st_ino)
-        probe = OnlineStore(self.path, fs)
-        try:
-            self.materialized_at = probe.materialized_at
-        finally:
-            probe.close()
-        self._batched = hasattr(self.store, "get_vectors")
-        self._unknown = _store_error()
-
-    @classmethod
-    def open(cls, lh, project, fs, model_def) -> ServingFeatures:
-        """Open the store of `lh`'s project and compute the candidates of a ranking model."""
+    def __init__(self, lh, project, fs, model_def, *, audit_sink=None):
+        from hortus.features.online import open_online, open_store
         from hortus.serving._model import request_keys
 
-        path = lh.paths.online_store
-        if not path.exists():
-            raise HortusError(f"online store {path} does not exist: run `hortus features online`")
-        keys = request_keys(fs)
-        feats = cls(path, fs, keys, candidates=None)
+        self.lh = lh
+        self.project = project
+        self.fs = fs
+        self.model_def = model_def
+        self.keys = request_keys(fs)
+        self.store = open_store(lh.paths.root, fs)
+        if not self.store.exists():
+            raise HortusError(
+                f"online store {self.store.where} does not exist: run the features stage "
+                "(`hortus features online`)"
+            )
+        self.online = open_online(lh, fs, user=lh.user, store=self.store, purpose="serve")
+        if audit_sink is not None:  # records go to the background writer, not the request
+            self.online._audit = audit_sink
+        self.stamp = self._stamp()
+        self.materialized_at: datetime = self.store.materialized_at
+        self.candidates: pl.DataFrame | None = None
         if model_def is not None and model_def.task == "ranking":
-            feats.candidates = feats._candidates(lh, project, model_def)
-        return feats
+            self.candidates = self._candidates()
+
+    @property
+    def where(self) -> str:
+        return f"{self.store.backend} {self.store.where}"
+
+    def masked_inputs(self, names: Sequence[str]) -> list[str]:
+        """Return the model inputs this identity would read masked."""
+        return [n for n in names if n in set(self.online.masked)]
+
+    def _stamp(self) -> tuple[str, str]:
+        meta = self.store.meta()
+        return meta.get("materialized_at", ""), meta.get("refreshed_at", "")
 
     def changed(self) -> bool:
-        """Return whether the store file was replaced since this instance was opened."""
+        """Return whether the store was re-materialised or refreshed since the last look."""
         try:
-            stat = os.stat(self.path)
-        except OSError:
+            return self._stamp() != self.stamp
+        except Exception:
             return False
-        return (stat.st_mtime_ns, stat.st_ino) != self.stamp
+
+    def refresh(self) -> None:
+        """Take a new materialisation or refresh into account (candidates, as-of time)."""
+        self.stamp = self._stamp()
+        self.materialized_at = self.store.materialized_at
+        if self.candidates is not None:
+            self.candidates = self._candidates()
 
     # ---------------------------------------------------------------- candidates
     def item_keys(self, given: Sequence[str]) -> list[str]:
         """Return the request keys a request naming `given` leaves to the candidates."""
         return [k for k in self.keys if k not in given]
 
-    def _candidates(self, lh, project, model_def) -> pl.DataFrame:
-        hook = project.hook(model_def.scoring.candidates,
-                            f"models.{model_def.name}.scoring.candidates")  # fmt: skip
+    def _candidates(self) -> pl.DataFrame:
+        m = self.model_def
+        hook = self.project.hook(m.scoring.candidates, f"models.{m.name}.scoring.candidates")
+        at = self.store.refreshed_at
         if hook is not None:
-            return hook(lh, self.materialized_at)
-        # every item of the store: the group keyed by keys that are not the user's
-        import sqlite3
-
-        con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-        try:
-            for g in self.fs.groups:
-                ent = list(self.fs.key_columns(g))
-                if ent == list(g.entity) and len(ent) == 1 and ent[0] != self.keys[0]:
-                    cols = ", ".join(f'"{e}"' for e in ent)
-                    rows = con.execute(f'SELECT DISTINCT {cols} FROM "{g.name}"').fetchall()
-                    return pl.DataFrame(rows, schema=ent, orient="row").sort(ent)
-        finally:
-            con.close()
+            return hook(self.lh, at)
+        for g in self.fs.groups:  # every item: a group keyed by one request key, not the first
+            ent = list(self.fs.key_columns(g))
+            if ent == list(g.entity) and len(ent) == 1 and ent[0] != self.keys[0]:
+                rows = self.store.entity_keys(g.name, 1_000_000)
+                return pl.DataFrame(rows).unique().sort(ent)
         raise HortusError("the online store has no group of candidate items to rank")
 
-    # ------------------------------------------------------------------- lookups
-    def known(self, entity: dict) -> bool:
-        """Return whether some group keyed by exactly these keys holds the entity."""
-        con = self.store._connect()
-        names = list(entity)
-        checked = False
-        for g in self.fs.groups:
-            ent = list(self.fs.key_columns(g))
-            if sorted(ent) != sorted(names) or ent != list(g.entity):
-                continue
-            checked = True
-            where = " AND ".join(f'"{e}" = ?' for e in ent)
-            row = con.execute(f'SELECT 1 FROM "{g.name}" WHERE {where} LIMIT 1',
-                              [entity[e] for e in ent]).fetchone()  # fmt: skip
-            if row is not None:
-                return True
-        return not checked
+    def drop_candidate(self, entity: dict) -> bool:
+        """Leave out a candidate the store does not know (e.g. added after it was built)."""
+        if self.candidates is None or not set(entity) <= set(self.candidates.columns):
+            return False
+        keep = ~pl.all_horizontal(pl.col(k) == v for k, v in entity.items())
+        before = self.candidates.height
+        self.candidates = self.candidates.filter(keep)
+        return self.candidates.height < before
 
-    def vectors(self, entities: Sequence[dict], root: dict) -> list[dict[str, Any]]:
-        """Return the feature vectors of `entities`; UnknownEntity when `root` is unknown."""
-        if self._batched:
-            try:
-                return self.store.get_vectors(entities)
-            except Exception as exc:
-                if self._unknown is not None and isinstance(exc, self._unknown):
-                    raise UnknownEntity(getattr(exc, "entity", root)) from None
-                raise
-        if not self.known(root):
-            raise UnknownEntity(root)
-        return [self.store.get_vector(e) for e in entities]
+    # ------------------------------------------------------------------- lookups
+    def vectors(self, entities: Sequence[dict]) -> list[dict[str, Any]]:
+        """Return the feature vectors of `entities` (one batched, audited lookup)."""
+        return self.online.get_vectors(list(entities), purpose="serve")
 
     def close(self) -> None:
         self.store.close()

@@ -45,6 +45,27 @@ def _json_default(value: object) -> str:
     return str(value)
 
 
+class AuditSink:
+    """Stands in for an `AuditBuffer` of another reader (the online store's policy wrapper).
+
+    `add` queues the record with the writer (never writes on the caller's thread);
+    `flush` is a no-op: the writer's thread flushes.
+    """
+
+    def __init__(self, writer: BackgroundWriter):
+        self._writer = writer
+        self.pending: list[AuditRecord] = []  # always empty: records go to the writer
+
+    def log(self):
+        return self._writer.audit.log() if self._writer.audit is not None else None
+
+    def add(self, record: AuditRecord) -> None:
+        self._writer.audit_record(record)
+
+    def flush(self) -> int:
+        return 0
+
+
 class BackgroundWriter:
     """Buffer prediction rows and audit records; flush them from one daemon thread."""
 
@@ -94,6 +115,10 @@ class BackgroundWriter:
         """Queue one audit record (written at the next flush)."""
         with self._lock:
             self._records.append(record)
+
+    def sink(self) -> AuditSink:
+        """Return an AuditBuffer stand-in whose records this writer flushes (see AuditSink)."""
+        return AuditSink(self)
 
     @property
     def backlog(self) -> int:

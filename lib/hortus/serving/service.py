@@ -73,6 +73,8 @@ from hortus.serving._writer import BackgroundWriter
 
 PREDICTION_LOG = "ops.prediction_log"
 DEFAULT_PORT = 8765
+#: the service's own identity (access_policy.yaml): registry, events, features, log
+SERVICE_USER = "hortus-serve"
 
 
 @dataclass
@@ -82,7 +84,7 @@ class ServeConfig:
     root: Path
     models: tuple[str, ...] = ()  # empty: every model of the project definition
     alias: str = "champion"
-    user: str | None = None  # identity of the service's own reads and writes (HORTUS_USER)
+    user: str = SERVICE_USER  # identity of the service's own reads and writes
     poll: float = 1.0
     max_body: int = 1_000_000
     max_rows: int = 1_000
@@ -194,19 +196,31 @@ class Service:
         return any(self.project.model(n).task == "ranking" for n in self.model_names)
 
     def refresh_features(self, *, force: bool = False) -> None:
-        """Open the online store (again, when its file was replaced)."""
+        """Open the online store, or take a new materialisation or refresh into account."""
         if not self._needs_store():
             return
         current = self.features
-        if not force and current is not None and not current.changed():
-            return
-        fs = self.project.feature_set()
-        ranking = next((self.project.model(n) for n in self.model_names
-                        if self.project.model(n).task == "ranking"), None)  # fmt: skip
         try:
+            if current is not None and not force:
+                if current.changed():
+                    current.refresh()  # new candidates and as-of time; lookups follow by themselves
+                return
+            fs = self.project.feature_set()
             if fs is None:
                 raise HortusError(f"{self.project.source} declares no features: nothing to rank")
-            self.features = ServingFeatures.open(self.watch_lh, self.project, fs, ranking)
+            ranking = next(self.project.model(n) for n in self.model_names
+                           if self.project.model(n).task == "ranking")  # fmt: skip
+            feats = ServingFeatures(self.watch_lh, self.project, fs, ranking,
+                                    audit_sink=self.writer.sink())  # fmt: skip
+            for name, model in self.models.items():
+                masked = feats.masked_inputs(model.names)
+                if masked:
+                    raise HortusError(
+                        f"the service user {self.lh.user} reads model {name}'s input(s) "
+                        f"{', '.join(masked)} masked: grant it `unmask` on their feature "
+                        "tables (gold.fs_*) in access_policy.yaml"
+                    )
+            self.features = feats
             self.errors.pop("_online_store", None)
         except Exception as exc:
             self.errors["_online_store"] = str(exc)
@@ -252,7 +266,7 @@ class Service:
             "not_loaded": {n: self.errors.get(n, "loading") for n in missing},
             "online_store": (
                 {
-                    "path": str(self.features.path),
+                    "store": self.features.where,
                     "materialized_at": self.features.materialized_at.isoformat(),
                 }
                 if self.features is not None
@@ -423,13 +437,21 @@ def _recommend(service: Service, model: ServedModel, payload, user: str, rid: st
     if problems:
         raise _Refused(422, f"{len(problems)} problem(s) with the request", problems=problems)
     items = feats.item_keys(list(entity))
-    cands = feats.candidates
-    if cands is None or not items or not set(items) <= set(cands.columns):
-        raise _Refused(422, f"model {model.name} has no candidates for an entity of "
-                            f"{sorted(entity)}")  # fmt: skip
-    cand_rows = cands.select(items).to_dicts()
-    entities = [dict(entity) | c for c in cand_rows]
-    vectors = feats.vectors(entities, dict(entity))
+    for _ in range(3):  # a candidate the store does not know yet is left out, not a 404
+        cands = feats.candidates
+        if cands is None or not items or not set(items) <= set(cands.columns):
+            raise _Refused(422, f"model {model.name} has no candidates for an entity of "
+                                f"{sorted(entity)}")  # fmt: skip
+        cand_rows = cands.select(items).to_dicts()
+        entities = [dict(entity) | c for c in cand_rows]
+        try:
+            vectors = feats.vectors(entities)
+            break
+        except UnknownEntity as exc:
+            if set(exc.entity) & set(entity) or not feats.drop_candidate(exc.entity):
+                raise
+    else:
+        raise _Refused(503, "the online store does not know several candidates; retry")
     frame = model.frame(vectors)
     scores = model.score(frame)["score"].to_list()
     order = sorted(range(len(scores)), key=lambda i: (-scores[i], tuple(cand_rows[i].values())))
