@@ -35,6 +35,7 @@ Examples
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -82,6 +83,7 @@ class OnlineFeatures:
         self.tables = [g.table for g in self.fs.groups]
         self._audit = AuditBuffer(default_path(lh.paths), lh.paths.secrets, max_pending=max_pending)
         weakref.finalize(self, _flush, self._audit)
+        self._audit_lock = threading.Lock()
         self._decisions: dict[str, Decision] = {}
         self.masked: list[str] = []  # features this user reads masked
         self._filters: dict[str, tuple[pl.Expr, list[str]]] = {}
@@ -92,7 +94,7 @@ class OnlineFeatures:
         policy = self.lh.policy
         assert policy is not None
         self._audit.log()  # no audit key, no access (fail closed, as the table API)
-        key = self.lh._key()
+        key = _pii_key(self.lh)
         masked_cols: dict[str, set[str]] = {}
         for g in self.fs.groups:
             decision = policy.decide(self.user, "read", g.table)
@@ -134,17 +136,19 @@ class OnlineFeatures:
                 for v in vectors:
                     v[f] = None
                 continue
-            seen = self._masked_values[f]
-            new = {v[f] for v in vectors if v[f] is not None and v[f] not in seen}
+            seen = self._masked_values[f]  # replaced, never cleared in place (threads)
+            local = {x: seen.get(x) for x in {v[f] for v in vectors if v[f] is not None}}
+            new = sorted(x for x in local if x not in seen)
             if new:
+                values = pl.DataFrame({f: new}, schema={f: pl.String})
+                out = dict(zip(new, values.select(self._mask_fns[f])[f].to_list(), strict=True))
+                local.update(out)
                 if len(seen) > _MASK_CACHE:
-                    seen.clear()
-                values = pl.DataFrame({f: sorted(new)}, schema={f: pl.String})
-                out = values.select(self._mask_fns[f])[f].to_list()
-                seen.update(zip(values[f].to_list(), out, strict=True))
+                    seen = {}
+                self._masked_values[f] = seen | out
             for v in vectors:
                 if v[f] is not None:
-                    v[f] = seen[v[f]]
+                    v[f] = local[v[f]]
 
     def _deny(self, decision: Decision) -> None:
         self._audit.add(
@@ -229,21 +233,22 @@ class OnlineFeatures:
             + (f" {note}" if note else "")
             + f" grant: {decision.grant}"
         )
-        self._audit.add(
-            AuditRecord(
-                user=self.user,
-                action="read",
-                object=AUDIT_OBJECT,
-                outcome="allowed",
-                detail=detail,
-                policy_version=decision.policy_version,
-                ts=datetime.now(UTC),
-            )
+        record = AuditRecord(
+            user=self.user,
+            action="read",
+            object=AUDIT_OBJECT,
+            outcome="allowed",
+            detail=detail,
+            policy_version=decision.policy_version,
+            ts=datetime.now(UTC),
         )
+        with self._audit_lock:  # server threads share one reader
+            self._audit.add(record)
 
     def flush(self) -> int:
         """Write the buffered audit records now; return how many."""
-        return self._audit.flush()
+        with self._audit_lock:
+            return self._audit.flush()
 
     def close(self) -> None:
         """Flush the audit records (the store's connections stay as they are)."""
@@ -254,6 +259,16 @@ class OnlineFeatures:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _pii_key(lh: Lakehouse) -> bytes | None:
+    """Return the PII key masking tokenises with (None: masked strings become null)."""
+    from hortus.lakehouse.pii import load_key
+
+    try:
+        return load_key(lh.paths.secrets)
+    except HortusError:
+        return None
 
 
 def _feature_columns(lh: Lakehouse, fs: FeatureSet):

@@ -7,11 +7,17 @@
   the row's time, strictly before it (see `hortus.features.definitions.point_in_time`).
 - Online: `OnlineStore` is a SQLite file (one table per group, one row per
   entity, primary-key lookups) materialised from the offline logs as of one
-  time.  The online snapshot is computed by a second, independent code path
-  (group-by of the log rows before T, not the as-of join), so the skew check
-  compares two implementations, plus the SQLite round trip and the Python
-  evaluation of derived features.  The backend interface (`put`, `get`) is small
-  so a Redis backend can be added later.
+  time; `hortus.features._redis.RedisOnlineStore` is the option for several server
+  processes (params.yaml ``features.online``; `hortus.features.online.open_store`).
+  Both share `BaseOnlineStore`: `get_vectors` looks up many requests with one
+  query per group (not per entity), raises `hortus.errors.UnknownEntity` for an
+  entity missing from a root group (`root_groups`) and serves defaults only where
+  a known entity has no history yet.  The online snapshot is computed by a second,
+  independent code path (group-by of the log rows before T, not the as-of join),
+  so the skew check compares two implementations, plus the store round trip and
+  the Python evaluation of derived features.  Lookups under the access policy go
+  through `hortus.features.online.open_online`; watch batches refresh the touched
+  entities (`hortus.features.online_refresh`).
 - Skew: `skew_check` compares offline and online feature values for a sample of
   entities and reports every difference by feature.
 """
