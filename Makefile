@@ -133,6 +133,17 @@ edit: setup ## open a notebook in the marimo editor: make edit NB=monitor (127.0
 	@test -n "$(NB)" || { echo "usage: make edit NB=NAME (monitor, explore, train, model_report)"; exit 2; }
 	@hortus app $(NB) --edit --port $(PORT)
 
+# The online scoring service: `hortus serve` answers /v1/models/NAME/predict and /recommend
+# for the champion of every model of hortus.yaml on 127.0.0.1:SERVE_PORT (after `make run`),
+# with bearer tokens of access_policy.yaml users (hashes in .hortus/secrets/serve_tokens.yaml)
+SERVE_PORT ?= 8765
+.PHONY: serve
+serve: setup ## serve the champion model(s) over HTTP on 127.0.0.1:SERVE_PORT (8765), bearer tokens
+	@echo "hortus serve: http://127.0.0.1:$(SERVE_PORT)  (docs: http://127.0.0.1:$(SERVE_PORT)/docs)"
+	@echo "get a token:  TOKEN=\$$(hortus serve token --user shop-web)   (printed once; hash kept)"
+	@echo "then:         curl -s -H \"Authorization: Bearer \$$TOKEN\" -d '{\"entity\": {\"user_id\": \"u000001\"}, \"k\": 5}' http://127.0.0.1:$(SERVE_PORT)/v1/models/recommender/recommend"
+	@hortus serve --port $(SERVE_PORT)
+
 # Debian's chromium for the browser tests (tests/test_browser.py); never a downloaded build
 browser: ## install Debian's chromium (/usr/bin/chromium) for the browser tests if missing
 	@if [ -x /usr/bin/chromium ]; then exit 0; fi; \
