@@ -12,9 +12,12 @@ Two paths give the same answer:
   before them, fields are counted by the commas outside quotes, and polars reads the
   good records;
 - exact (Python `csv`, strict), only for a file the fast path cannot settle (an odd
-  number of quotes, a record over several lines with the wrong field count, a quote
-  polars refuses): a bad record is set aside one line at a time and reading resumes
-  on the next line, so one unclosed quote costs one row, not the rest of the file.
+  number of quotes, a quote inside a field, a carriage return inside a line, a record
+  over several lines with the wrong field count, a file polars refuses): a bad record
+  is set aside one line at a time and reading resumes on the next line, so one
+  unclosed quote costs one row, not the rest of the file.  Lines are decoded one at a
+  time and rows become frames in batches, so memory stays about the payload's.
+A fuzz test checks that both paths agree wherever the fast one answers.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-_NL, _QUOTE, _COMMA = 10, 34, 44
+_NL, _CR, _QUOTE, _COMMA = 10, 13, 34, 44
 
 
 class CsvUnparseable(ValueError):
@@ -82,6 +85,15 @@ def _parse_fast(payload: bytes) -> CsvRows | None:
     quotes = np.flatnonzero(data == _QUOTE)
     if len(quotes) % 2:
         return None  # a quote never closed
+    if len(quotes):  # a quote inside a field (x"y, "a"b): csv's own rules decide
+        edge = np.array([_COMMA, _NL, _CR, _QUOTE], dtype=np.uint8)
+        before = (quotes == 0) | np.isin(data[np.maximum(quotes - 1, 0)], edge)
+        after = (quotes == n - 1) | np.isin(data[np.minimum(quotes + 1, n - 1)], edge)
+        if not (before | after).all():
+            return None
+    cr = np.flatnonzero(data == _CR)
+    if len(cr) and ((cr < n - 1) & (data[np.minimum(cr + 1, n - 1)] != _NL)).any():
+        return None  # a carriage return not ending a line
     closes = np.searchsorted(quotes, ends) % 2 == 0  # outside quotes at the line's end
     last_lines = np.flatnonzero(closes)
     first_lines = np.concatenate(([0], last_lines[:-1] + 1)).astype(np.int64)
@@ -133,63 +145,95 @@ def _parse_fast(payload: bytes) -> CsvRows | None:
     return CsvRows(header, good, bad, int(blank.sum()))
 
 
+#: rows gathered in Python lists before they become a polars frame (bounds memory)
+_BATCH_ROWS = 50_000
+
+
+class _Lines:
+    """The physical lines of a payload, decoded one at a time (no list of every line)."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        nl = np.flatnonzero(np.frombuffer(payload, dtype=np.uint8) == _NL)
+        self.starts = np.concatenate(([0], nl + 1))
+        self.ends = np.append(nl, len(payload))
+        if len(payload) and self.starts[-1] == len(payload):  # the last newline adds no line
+            self.starts, self.ends = self.starts[:-1], self.ends[:-1]
+        self.n = len(self.starts)
+        self.pos = 0  # the next line a reader gets
+
+    def text(self, j: int) -> str:
+        return self.payload[self.starts[j] : self.ends[j]].decode("utf-8", errors="replace")
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self.pos >= self.n:
+            raise StopIteration
+        self.pos += 1
+        return self.text(self.pos - 1) + "\n"
+
+
 def _parse_exact(payload: bytes, max_record_bytes: int) -> CsvRows:
-    """Python `csv` (strict), one record at a time, resuming after a bad line."""
-    text = payload.decode("utf-8", errors="replace")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the newline ending the last line adds no line
+    """Python `csv` (strict), record by record, resuming on the line after a bad one.
+
+    Memory stays about the payload's: lines are decoded one at a time and rows become
+    polars frames every _BATCH_ROWS rows.
+    """
+    lines = _Lines(payload)
     csv.field_size_limit(max(max_record_bytes, 1024))
     header: list[str] | None = None
+    frames: list[pl.DataFrame] = []
     rows: list[list[str]] = []
     good_lines: list[int] = []
     bad: tuple[list[int], list[str], list[str]] = ([], [], [])
     blank = 0
-    i = 0
-    while i < len(lines):
-        if not lines[i].strip():
-            blank += 1
-            i += 1
+    reader = csv.reader(lines, strict=True)
+    while lines.pos < lines.n:
+        i = lines.pos
+        try:
+            record, error = next(reader), None
+        except csv.Error as exc:
+            why = str(exc)
+            if "unexpected end of data" in why:
+                why = "the quote is never closed"
+            record, error = [], f"bad quoting: {why}"
+        used = lines.pos - i
+        if used == 1 and error is None and not lines.text(i).strip():
+            blank += 1  # an empty or white-space line
             continue
-        record, used, error = _one_record(lines, i)
         if header is None:
             if error is not None or used != 1:
                 raise CsvUnparseable(f"the header row cannot be read ({error or 'a quote'})")
-            header = _header(lines[i])
-            i += 1
+            header = _header(lines.text(i))
             continue
         if error is None and len(record) != len(header):
             error = f"{len(record)} fields, expected {len(header)}"
-        if error is not None and used > 1:
-            error = f"unclosed quote: a quote opened on this line runs over {used} lines ({error})"
         if error is not None:
+            if used > 1:
+                error = f"unclosed quote: a quote on this line runs over {used} lines ({error})"
             bad[0].append(i + 1)
-            bad[1].append(lines[i].removesuffix("\r"))
+            bad[1].append(lines.text(i).removesuffix("\r"))
             bad[2].append(error)
-            i += 1  # resume on the next line
+            lines.pos = i + 1  # resume on the next line, with a fresh reader
+            reader = csv.reader(lines, strict=True)
             continue
         rows.append(record)
         good_lines.append(i + 1)
-        i += used
+        if len(rows) >= _BATCH_ROWS:
+            frames.append(_rows_frame(header, rows, good_lines))
+            rows, good_lines = [], []
     if header is None:
         raise CsvUnparseable("the file has no header row (only blank lines)")
+    frames.append(_rows_frame(header, rows, good_lines))
+    return CsvRows(header, pl.concat(frames), _bad_frame(*bad), blank)
+
+
+def _rows_frame(header: list[str], rows: list[list[str]], lines: list[int]) -> pl.DataFrame:
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(header)
-    good = pl.DataFrame(
+    return pl.DataFrame(
         [pl.Series(name, list(col), dtype=pl.String) for name, col in zip(header, columns,
                                                                           strict=True)]
-        + [pl.Series("_line", good_lines, dtype=pl.Int64)]
+        + [pl.Series("_line", lines, dtype=pl.Int64)]
     )  # fmt: skip
-    return CsvRows(header, good, _bad_frame(*bad), blank)
-
-
-def _one_record(lines: list[str], i: int) -> tuple[list[str], int, str | None]:
-    """Read the record starting at line i: (fields, lines used, error or None)."""
-    it = (lines[j] + "\n" for j in range(i, len(lines)))  # lazily: no copy of the rest
-    reader = csv.reader(it, strict=True)
-    try:
-        return next(reader), reader.line_num, None
-    except csv.Error as exc:
-        why = str(exc)
-        if "unexpected end of data" in why:
-            why = "the quote is never closed"
-        return [], reader.line_num, f"bad quoting: {why}"
