@@ -266,6 +266,27 @@ def test_stored_profile_gives_the_same_result_as_the_raw_reference(tmp_path):
         compare(Profile.load(path), cur, segment="qty")
 
 
+def test_exact_profile_saved_as_npz_compares_like_the_raw_reference(tmp_path):
+    """Check the binary profile: exact, per segment, same results, no pickles read."""
+    ref = _frame(1, 30_000).with_columns(pl.col("price").round(1).alias("rounded"))
+    cur = _frame(2, 4000, shift=0.5, regions=("north", "south", "east"))
+    cur = cur.with_columns(pl.col("price").round(1).alias("rounded"))
+    cfg = DriftConfig(profile_points=None)
+    prof = Profile.from_frame(ref, config=cfg, segment="region")
+    assert prof.columns["price"].weights is None  # continuous: every value once
+    assert prof.columns["rounded"].weights.sum() == 30_000
+    path = prof.save(tmp_path / "ref.npz")
+    assert path.stat().st_size < 0.6 * len(json.dumps(prof.to_dict()))
+    loaded = Profile.load(path)
+    assert loaded.columns["price"].exact and loaded.segments["north"].columns["price"].exact
+    stored = compare(loaded, cur, config=cfg, segment="region")
+    assert stored.to_dict() == compare(ref, cur, config=cfg, segment="region").to_dict()
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, __profile__=np.array([{"format": 1}], dtype=object))
+    with pytest.raises(DriftError, match=r"bad\.npz is not a drift profile \.npz"):
+        Profile.load(bad)
+
+
 def test_quantile_sketch_stays_within_its_stated_error():
     """Check that a sketched profile's KS and Wasserstein are within the recorded bounds."""
     rng = np.random.default_rng(4)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
@@ -64,22 +65,38 @@ class ColumnProfile:
     counts: np.ndarray | None = None
     integer_categories: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return the profile as JSON-able values (floats round-trip exactly)."""
+    def to_dict(self, arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+        """Return the profile as JSON-able values (floats round-trip exactly).
+
+        With `arrays`, each array is put there instead (under a new key, given in the
+        dict as ``{"npz": key}``): the binary form `Profile.save` writes to ``.npz``.
+        """
         out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, np.ndarray):
-                v = v.tolist()
+                if arrays is None:
+                    v = v.tolist()
+                else:
+                    key = f"a{len(arrays)}"
+                    arrays[key] = v
+                    v = {"npz": key}
             elif isinstance(v, tuple):
                 v = list(v)
             out[f.name] = v
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ColumnProfile:
-        """Rebuild a column profile from `to_dict` output."""
+    def from_dict(
+        cls, data: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None
+    ) -> ColumnProfile:
+        """Rebuild a column profile from `to_dict` output (`arrays`: its binary arrays)."""
         d = dict(data)
+        for key, value in d.items():
+            if isinstance(value, Mapping) and set(value) == {"npz"}:
+                if arrays is None or value["npz"] not in arrays:
+                    raise DriftError(f"profile array {value['npz']!r} of {key!r} is missing")
+                d[key] = arrays[value["npz"]]
         for key in ("values", "bin_edges"):
             if d.get(key) is not None:
                 d[key] = np.asarray(d[key], dtype=np.float64)
@@ -174,21 +191,27 @@ class Profile:
             excluded=excluded,
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return the profile as JSON-able values."""
+    def to_dict(self, arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+        """Return the profile as JSON-able values (`arrays`: see `ColumnProfile.to_dict`)."""
         return {
             "format": PROFILE_FORMAT,
             "rows": self.rows,
             "source": self.source,
             "settings": dict(self.settings),
             "segment": self.segment,
-            "columns": {k: c.to_dict() for k, c in self.columns.items()},
-            "segments": {k: p.to_dict() for k, p in self.segments.items()},
+            "columns": {k: c.to_dict(arrays) for k, c in self.columns.items()},
+            "segments": {k: p.to_dict(arrays) for k, p in self.segments.items()},
             "excluded": dict(self.excluded),
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str = "profile") -> Profile:
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        source: str = "profile",
+        arrays: Mapping[str, np.ndarray] | None = None,
+    ) -> Profile:
         """Rebuild a profile from `to_dict` output; refuse other formats."""
         if not isinstance(data, Mapping) or data.get("format") != PROFILE_FORMAT:
             got = data.get("format") if isinstance(data, Mapping) else type(data).__name__
@@ -196,33 +219,61 @@ class Profile:
                 f"{source} is not a drift profile (format {got!r}, expected {PROFILE_FORMAT!r})"
             )
         return cls(
-            columns={k: ColumnProfile.from_dict(c) for k, c in data["columns"].items()},
+            columns={k: ColumnProfile.from_dict(c, arrays) for k, c in data["columns"].items()},
             rows=int(data["rows"]),
             settings=dict(data.get("settings") or {}),
             segment=data.get("segment"),
-            segments={k: cls.from_dict(p, source=source) for k, p in data["segments"].items()},
+            segments={
+                k: cls.from_dict(p, source=source, arrays=arrays)
+                for k, p in data["segments"].items()
+            },
             source=data.get("source"),
             excluded=dict(data.get("excluded") or {}),
         )
 
     def save(self, path: str | Path) -> Path:
-        """Write the profile as JSON to `path`; return the path."""
+        """Write the profile to `path`; return the path.
+
+        JSON, or NumPy's binary ``.npz`` when the name ends in ``.npz`` (for exact
+        profiles of large references: every value is kept, so JSON text would be
+        about 20 bytes a value and slow to parse; an ``.npz`` is 8 bytes a value, read
+        without parsing, and never holds pickled objects).
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() == ".npz":
+            arrays: dict[str, np.ndarray] = {}
+            meta = json.dumps(self.to_dict(arrays), allow_nan=False).encode()
+            with path.open("wb") as fh:
+                np.savez(fh, **{_NPZ_META: np.frombuffer(meta, dtype=np.uint8)}, **arrays)
+            return path
         path.write_text(json.dumps(self.to_dict(), allow_nan=False))
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> Profile:
-        """Read a profile written by `save`."""
+        """Read a profile written by `save` (JSON, or ``.npz`` by its name)."""
         path = Path(path)
         if not path.is_file():
             raise DriftError(f"profile file {path} not found")
+        if path.suffix.lower() == ".npz":
+            try:
+                with np.load(path, allow_pickle=False) as npz:
+                    meta = json.loads(npz[_NPZ_META].tobytes())
+                    arrays = {k: npz[k] for k in npz.files if k != _NPZ_META}
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+                raise DriftError(
+                    f"profile file {path} is not a drift profile .npz: {exc}"
+                ) from None
+            return cls.from_dict(meta, source=f"profile file {path}", arrays=arrays)
         try:
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DriftError(f"profile file {path} is not valid JSON: {exc}") from None
         return cls.from_dict(data, source=f"profile file {path}")
+
+
+_NPZ_META = "__profile__"  # the JSON part of a profile saved as .npz
 
 
 def _settings(config: DriftConfig) -> dict[str, Any]:
