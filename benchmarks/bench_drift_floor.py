@@ -43,7 +43,9 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -139,6 +141,11 @@ def run_size(rows: int, cols: int, seed: int, repeat: int) -> int:
     print(f"stored exact reference profile (load {load_now()})")
     label = "hortus Profile.from_frame, once (not in the ratios)"
     print(f"{label:<58} {t_prof:>8.2f} {c_prof:>7.2f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = profile.save(Path(tmp) / "reference.npz")
+        t_load, c_load, _ = timed(lambda: Profile.load(path), 1)
+        label = f"hortus Profile.load of it (.npz, {path.stat().st_size / 2**20:,.0f} MB)"
+        print(f"{label:<58} {t_load:>8.2f} {c_load:>7.2f}")
     table(
         [
             ("hortus compare(stored profile, frame), exact", (t_s, c_s)),
