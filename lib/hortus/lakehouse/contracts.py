@@ -566,31 +566,58 @@ def check_frame(df: pl.DataFrame | pl.LazyFrame, contract: Contract) -> pl.DataF
     out_schema = {"row": pl.Int64, "rule": pl.String, "column": pl.String, "message": pl.String}
     found = pl.DataFrame(schema=out_schema)
     if checks:
-        frame = lf.select([pl.col(c.name) for c in present]).collect()
+        frame = (
+            df
+            if isinstance(df, pl.DataFrame)
+            else lf.select([pl.col(c.name) for c in present]).collect()
+        )
         hits = frame.select(
             [
                 k.broken.fill_null(False).arg_true().implode().alias(str(i))
                 for i, k in enumerate(checks)
             ]
         )
-        parts = []
-        for i, k in enumerate(checks):
-            idx = hits[str(i)][0]  # the rows breaking check i (a Series, not a list)
-            if not len(idx):
-                continue
-            idx = idx.cast(pl.Int64).rename("row")
-            shown = [pl.col(n).gather(idx) for n in k.message.meta.root_names()]
-            parts.append(
-                frame.select(pl.lit(idx), *shown).select(
-                    "row",
-                    pl.lit(i, pl.Int32).alias("_k"),
-                    pl.lit(k.rule, pl.String).alias("rule"),
-                    pl.lit(k.column, pl.String).alias("column"),
-                    k.message.cast(pl.String).alias("message"),
-                )
-            )
-        if parts:
-            found = pl.concat(parts).sort("row", "_k").drop("_k")
+        broken = {}  # check number -> its broken rows
+        for i in range(len(checks)):
+            idx = hits[str(i)][0]  # a Series, not a list
+            if len(idx):
+                broken[i] = idx.cast(pl.Int64)
+        if broken:
+            found = _violation_rows(frame, sub, checks, broken, raw)
     if rows:
         found = pl.concat([pl.DataFrame(rows, schema=found.schema), found])
     return found
+
+
+def _violation_rows(
+    frame: pl.DataFrame,
+    contract: Contract,
+    checks: list[Check],
+    broken: dict[int, pl.Series],
+    raw: Mapping[str, pl.Expr],
+) -> pl.DataFrame:
+    """Return (row, rule, column, message) of the broken rows of each check, sorted.
+
+    Each message is built from the offending rows only: the check is made again
+    with its column gathered at those rows, and all of them run in one select.
+    """
+    exprs = []
+    for i, idx in broken.items():
+        k = checks[i]
+        c = contract.column(k.column)
+        gathered = pl.col(c.name).gather(idx)
+        raw_at = gathered if raw[c.name].meta.eq(pl.col(c.name)) else gathered.cast(pl.String)
+        (again,) = [
+            m for m in _column_checks(c, contract, raw_at, gathered, None) if m.rule == k.rule
+        ]
+        violation = pl.struct(
+            row=pl.lit(idx),
+            _k=pl.lit(i, pl.Int32),  # literals are repeated to the rows' length
+            rule=pl.lit(k.rule, pl.String),
+            column=pl.lit(k.column, pl.String),
+            message=again.message.cast(pl.String),
+        )
+        exprs.append(violation.implode().alias(str(i)))
+    lists = frame.select(exprs)
+    rows = pl.concat([lists[str(i)][0] for i in broken]).struct.unnest()
+    return rows.sort("row", "_k").drop("_k")
