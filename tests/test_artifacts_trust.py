@@ -10,6 +10,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import operator
 
 import numpy as np
 import polars as pl
@@ -18,6 +19,7 @@ import skops.io as sio
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, MinMaxScaler
+from sklearn.utils.validation import check_array
 
 from hortus.errors import ArtifactError
 from hortus.lakehouse.tables import Lakehouse
@@ -148,6 +150,12 @@ def test_crafted_artifact_is_refused_before_any_code_runs(tmp_path, monkeypatch)
         (FunctionTransformer(functools.partial(Ridge, alpha=2.0)), "functools.partial"),
         (FunctionTransformer(functools.partial(np.save, "x")), "functools.partial(numpy.save)"),
         (MinMaxScaler(), "sklearn.preprocessing._data.MinMaxScaler"),  # trusted by skops, unused
+        (FunctionTransformer(np.ndarray), "type(numpy.ndarray)"),  # a class called as a function
+        (FunctionTransformer(operator.methodcaller("tofile", "x")), "operator.methodcaller"),
+        (
+            FunctionTransformer(check_array),
+            "sklearn.utils.validation.check_array",
+        ),  # not in a partial
     ],
 )
 def test_other_functions_partials_and_unused_estimators_are_refused(step, refused, tmp_path):

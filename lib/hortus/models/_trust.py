@@ -8,10 +8,13 @@ ufuncs and more by default, and the earlier rule here trusted any ``sklearn.*`` 
 file on ``predict``.  So Hortus ignores skops' defaults and judges every node of
 the archive itself, before anything is constructed:
 
-- an object, a type reference or a skops-special node (loss, random generator)
-  must name a type in `TRUSTED_TYPES` (the estimators and transformers
+- an object or a skops-special node (loss, random generator) must name a type
+  in `TRUSTED_TYPES` (the estimators and transformers
   `hortus.models._estimators.build_pipeline` builds for the binary, multiclass,
   regression and ranking tasks, what they hold once fitted, and plain data);
+  a class held as a value (a dtype, a dict's key type) must be in
+  `TYPE_REFERENCES`, plain data types, else it reads ``type(module.Class)``
+  (a class is callable: ``FunctionTransformer(func=SomeClass)`` would build one);
 - a function may appear only where `TRUSTED_CALLABLES` says: written
   ``functools.partial(module.function)`` it is allowed only as the function of a
   partial (HistGradientBoosting's preprocessor holds
@@ -78,6 +81,17 @@ TRUSTED_TYPES: frozenset[str] = frozenset({
     "sklearn._loss.link.MultinomialLogit", "sklearn._loss.link.Interval",
 })  # fmt: skip
 
+#: the types an artifact may hold as values (a dtype, a dict's key type), not as objects
+TYPE_REFERENCES: frozenset[str] = frozenset({
+    "builtins.bool", "builtins.float", "builtins.int", "builtins.str", "numpy.bool",
+    "numpy.bool_", "numpy.float32", "numpy.float64", "numpy.int8", "numpy.int16",
+    "numpy.int32", "numpy.int64", "numpy.uint8", "numpy.uint16", "numpy.uint32",
+    "numpy.uint64", "numpy.str_", "numpy.object_",
+    # the compiled loss of a fitted HistGradientBoosting loss (rebuilt from its class)
+    "sklearn._loss._loss.CyHalfBinomialLoss", "sklearn._loss._loss.CyHalfMultinomialLoss",
+    "sklearn._loss._loss.CyHalfSquaredError",
+})  # fmt: skip
+
 #: functions an artifact may reference, and where (see the module docstring)
 TRUSTED_CALLABLES: frozenset[str] = frozenset({
     "functools.partial(sklearn.utils.validation.check_array)",
@@ -87,7 +101,7 @@ TRUSTED_CALLABLES: frozenset[str] = frozenset({
 def _walk(tree) -> tuple[list[str], set[str]]:
     """Return (the judged name of every node, the raw names of the nodes) of a skops tree."""
     from skops.io._audit import Node
-    from skops.io._general import FunctionNode, PartialNode
+    from skops.io._general import FunctionNode, PartialNode, TypeNode
 
     judged: list[str] = []
     raw: set[str] = set()
@@ -108,6 +122,10 @@ def _walk(tree) -> tuple[list[str], set[str]]:
             raw.add(name)
             if isinstance(node, FunctionNode):
                 judged.append(f"{PARTIAL}({name})" if inside_partial else name)
+            elif isinstance(node, TypeNode):
+                # a class as a value can be called (FunctionTransformer(func=SomeClass)):
+                # only plain data types are referenced by the project's models
+                judged.append(name if name in TYPE_REFERENCES else f"type({name})")
             elif isinstance(node, PartialNode):
                 # a partial is judged by its function: allowed only around a trusted one
                 if not isinstance(node.func, FunctionNode):
