@@ -7,7 +7,6 @@ Layout under a key prefix ``P`` (params.yaml ``features.online.prefix``, default
   columns joined by the unit separator ``\x1f``, value = the row as a JSON list (the
   group's feature columns in the order of the metadata's ``columns``, then ``_as_of``,
   microseconds since the epoch, UTC; JSON keeps floats exact, null, bools and text);
-- ``P:vN:keys:<group>``: a sorted set of the group's entity keys (`entity_keys`);
 - ``P:vN:meta``: the store's metadata (as the SQLite ``meta`` table, plus the
   columns of each group);
 - ``P:current``: the pointer to the served version; ``P:seq`` numbers versions.
@@ -112,14 +111,13 @@ class RedisOnlineStore(BaseOnlineStore):
         self._drop_before(old)
 
     def _queue_rows(self, pipe: Any, version: str, group: str, snap: pl.DataFrame) -> None:
-        """Queue the HSET and ZADD of some rows of a group (entity columns first, _as_of last)."""
+        """Queue the HSET of some rows of a group (entity columns first, _as_of last)."""
         if snap.height == 0:
             return
         width = len(self.fs.group(group).entity)
         dumps = json.dumps
         rows = {SEP.join(map(str, row[:width])): dumps(row[width:]) for row in snap.iter_rows()}
         pipe.hset(self._hash(version, group), mapping=rows)
-        pipe.zadd(f"{self.prefix}:{version}:keys:{group}", dict.fromkeys(rows, 0))
 
     def _drop_before(self, keep: str | None) -> None:
         """Delete every version older than `keep` (the one served until the switch)."""
@@ -224,10 +222,15 @@ class RedisOnlineStore(BaseOnlineStore):
         return {k: v for k, v in meta.items() if k != "columns"} | {"version": version}
 
     def entity_keys(self, group: str, limit: int = 20) -> list[dict[str, Any]]:
-        """Return up to `limit` entity keys of a group, sorted."""
+        """Return up to `limit` entity keys of a group (any `limit` of them, sorted)."""
         ent = self.fs.group(group).entity
         version = self._call(lambda: self._r.get(self._pointer))
-        keys = self._r.zrange(f"{self.prefix}:{version}:keys:{group}", 0, limit - 1)
+        keys: list[str] = []
+        for field, _ in self._r.hscan_iter(self._hash(version, group), count=max(limit, 100)):
+            keys.append(field)
+            if len(keys) >= limit:
+                break
+        keys.sort()  # the first `limit` found (a hash has no order), sorted
         return [dict(zip(ent, k.split(SEP), strict=True)) for k in keys]
 
     def close(self) -> None:
