@@ -404,3 +404,26 @@ def test_stage_events_name_an_alerts_section_that_is_a_number(tmp_path):
     (tmp_path / "params.yaml").write_text("alerts: 5\n")
     with pytest.raises(HortusError, match="params.yaml: alerts: expected a mapping of keys, got 5"):
         load_config(tmp_path)
+
+
+@pytest.mark.slow
+def test_peak_memory_of_ingest_stays_within_the_stated_bound(tmp_path):
+    """Check the bound of hortus.lakehouse.landing on the probe's files (fresh processes).
+
+    benchmarks/bench_hostile_ingest.py ingests a legitimate 200k-event file, a 1 GB gzip
+    bomb of zeros and one of event lines, the 20M blank lines, a 20 MB line and a CSV
+    with an unclosed quote, each in its own process, and exits non-zero if a peak RSS
+    over the baseline exceeds 2x (CSV: 6x) what the caps let it read + 160 MB.
+    """
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    done = subprocess.run(
+        [sys.executable, "bench_hostile_ingest.py", "--events", "200000", "--users", "20000",
+         "--workdir", str(tmp_path)],
+        cwd=bench, env=os.environ | {"OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+        timeout=900, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "held in every case" in done.stdout
