@@ -229,6 +229,14 @@ def test_paths_inside_a_lakehouse_that_are_not_a_table_are_refused(
     assert code == 2 and "table API" in text and RAW_NAME not in text
 
 
+def test_drift_config_file_inside_a_lakehouse_is_refused(root, monkeypatch, capsys):
+    """Check that --config cannot echo a Delta log (its column statistics hold raw values)."""
+    log = next((root / "lakehouse/restricted/bronze/users/_delta_log").glob("*.json"))
+    argv = ["drift", "silver.users", "silver.users", "--config", str(log)]
+    code, text = _run(root, argv, "alex", monkeypatch, capsys)
+    assert code == 2 and "table API" in text and RAW_NAME not in text
+
+
 def test_links_and_copies_of_tables_are_not_a_way_around(root, tmp_path, monkeypatch, capsys):
     """Check that a symlink resolves to its table, and a copy elsewhere is refused."""
     link = tmp_path / "link"

@@ -102,6 +102,7 @@ def load_config(path: str | None, correction: str | None) -> DriftConfig:
         p = Path(path)
         if not p.is_file():
             raise DriftError(f"config file {p} not found")
+        table_at(p)  # a file inside a lakehouse (e.g. a Delta log with column stats): refused
         try:
             loaded = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as exc:
