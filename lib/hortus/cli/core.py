@@ -240,8 +240,8 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
 
 #: the rules silver validation records in quarantine.rows (its contract lists them)
 QUARANTINE_RULES = (
-    "json", "required", "type", "min", "max", "future", "allowed", "pattern", "encoding",
-    "duplicate", "missing_column",
+    "json", "csv", "required", "type", "min", "max", "future", "allowed", "pattern",
+    "encoding", "duplicate", "missing_column",
 )  # fmt: skip
 
 
