@@ -269,6 +269,37 @@ def test_an_unexpected_error_reading_one_file_refuses_that_file_only(
     assert report.rows_by_table() == {"silver.events": 1}
 
 
+def test_a_file_that_cannot_be_read_is_refused_alone(project, lakehouse, monkeypatch):
+    """Check that a file whose bytes cannot be read (permissions, vanished) is refused alone."""
+    from hortus.lakehouse import ingest as ingest_module
+    from hortus.lakehouse import landing
+
+    real_sha, real_stream = landing.file_sha256_of, landing.stream_file
+
+    def denied(path):
+        if path.name.endswith("03-02.jsonl"):
+            raise PermissionError(13, "Permission denied")
+
+    def sha(path):
+        denied(path)
+        return real_sha(path)
+
+    def stream(path, *args):
+        denied(path)
+        yield from real_stream(path, *args)
+
+    monkeypatch.setattr(ingest_module, "file_sha256_of", sha)
+    monkeypatch.setattr(landing, "stream_file", stream)
+    write_jsonl(project.data / "events/events-2025-03-01.jsonl", [event(1)])
+    write_jsonl(project.data / "events/events-2025-03-02.jsonl", [event(2)])
+    report = ingest(project.data, lakehouse)
+    (refused,) = report.refused
+    assert refused.source_file == "events/events-2025-03-02.jsonl"
+    assert refused.reason.startswith("read_error: ") and "Permission denied" in refused.reason
+    assert report.rows_by_table() == {"silver.events": 1}
+    assert ingest(project.data, lakehouse).files == []  # recorded once while it stays so
+
+
 def test_watch_keeps_going_after_a_bad_csv(project):
     """Check that `watch` runs on after a file that used to fail three batches in a row."""
     from hortus.monitoring.watch import watch

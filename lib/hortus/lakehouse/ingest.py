@@ -209,12 +209,10 @@ def ingest(
     allowed = [Path(within or landing).resolve(), (lh.paths.root / ".dvc" / "cache").resolve()]
     candidates = discover(landing, lh)
     escaped = {rel: real for p, rel, _ in candidates if (real := _outside(p, allowed))}
-    hashes = {
-        rel: _link_sha(p) if rel in escaped else file_sha256_of(p) for p, rel, _ in candidates
-    }
+    hashes = {rel: _link_sha(p) if rel in escaped else _sha_or_error(p) for p, rel, _ in candidates}
     in_bronze, logged = _in_bronze(lh), _logged(lh)
     seen = in_bronze | logged
-    sizes = {(rel, hashes[rel]): p.stat().st_size for p, rel, _ in candidates if rel not in escaped}
+    sizes = {(rel, hashes[rel]): _size_or_0(p) for p, rel, _ in candidates if rel not in escaped}
     late = record_unlogged(lh, landing, now=now, sizes=sizes, missing=in_bronze - logged)
     new = [(p, rel, t) for p, rel, t in candidates if (rel, hashes[rel]) not in seen]
     batch_id = (
@@ -241,7 +239,7 @@ def ingest(
                 "outside_landing", f"{rel} is a link to {escaped[rel]}, outside {allowed[0]}"
             )
         if table is None:
-            info = LandedFile(rel, hashes[rel], path.stat().st_size, None)
+            info = LandedFile(rel, hashes[rel], _size_or_0(path), None)
             return None, info.refuse("no_contract", f"{rel} matches no table's landing pattern")
         return read_landing_file(path, rel, lh.catalog.get(table), limits, hashes[rel])
 
@@ -267,6 +265,25 @@ def ingest(
     if report.files:
         lh.write(FILES_TABLE, _files_frame(report.files, report.batch_id, now), mode="append")
     return report
+
+
+def _sha_or_error(path: Path) -> str:
+    """Return a file's SHA-256; a file that cannot be read gets one of its error instead.
+
+    The read that follows fails the same way and refuses that file alone (read_error),
+    recorded once per error; the run goes on.
+    """
+    try:
+        return file_sha256_of(path)
+    except OSError as exc:
+        return hashlib.sha256(f"unreadable:{exc.errno}:{exc.strerror}".encode()).hexdigest()
+
+
+def _size_or_0(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _link_sha(path: Path) -> str:
