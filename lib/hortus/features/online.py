@@ -28,9 +28,9 @@ reader to apply a changed policy.
 
 Examples
 --------
->>> online = open_online(root, FEATURES, user="mia")                        # doctest: +SKIP
->>> online.get_vectors([{"user_id": "u000001", "plant_id": "p0007"}], purpose="recommend")
-[{'user_profile__age_band': 'tok_…', ...}]                                # doctest: +SKIP
+>>> online = open_online(root, FEATURES, user="mia")                     # doctest: +SKIP
+>>> online.get_vectors([{"user_id": "u1", "plant_id": "p7"}], purpose="x")  # doctest: +SKIP
+[{'user_profile__region': 'tok_…', ...}]
 """
 
 from __future__ import annotations
