@@ -527,3 +527,47 @@ def test_rollback_under_load_swaps_back(running, served_project):
     expected = {v: _expected_scores(running, served_project, user, v) for v in (1, current)}
     seen = _under_load(running, user, lambda: reg.rollback(reason="serve test"), 1)
     _check_answers(seen, expected, current, 1)
+
+
+@pytest.mark.slow
+def test_hortus_serve_command_flushes_every_prediction_on_sigterm(served_project):
+    """Check `hortus serve` as a process: answers, then SIGTERM mid-stream loses no log row."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    hortus = Path(sys.executable).with_name("hortus")
+    proc = subprocess.Popen([str(hortus), "serve", "--port", str(port), "--poll", "0.5"],
+                            cwd=served_project.root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
+            try:
+                if call(url, "/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        user = some_user(served_project)
+        ids = []
+        for _ in range(30):
+            status, doc = call(url, f"/v1/models/{MODEL}/recommend",
+                               {"entity": {"user_id": user}, "k": 3})  # fmt: skip
+            assert status == 200
+            ids.append(doc["request_id"])
+        proc.send_signal(signal.SIGTERM)  # right after the last answer: rows still buffered
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode in (0, -signal.SIGTERM), out  # uvicorn re-raises it after shutdown
+    assert f"on http://127.0.0.1:{port}" in out
+    log = as_user(served_project, "mia").read("ops.prediction_log")
+    mine = log.filter(pl.col("batch_id").is_in(ids))
+    assert mine.height == 3 * len(ids)  # every answered request's rows, none lost
