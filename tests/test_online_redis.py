@@ -162,3 +162,32 @@ def test_redis_materialize_switches_versions_atomically_under_reads(shop, redis_
     versions = {k.split(":")[2] for k in client.scan_iter(match="test:switch:v*")}
     current = client.get("test:switch:current")
     assert current in versions and len(versions) == 2  # the served one and the one before
+
+
+def test_params_choose_the_redis_backend_for_the_cli_lookup(shop, redis_url, tmp_path, capsys,
+                                                            monkeypatch):  # fmt: skip
+    """Check params.yaml `features.online: {backend: redis}`: open_store and the CLI use Redis."""
+    import yaml
+
+    from conftest import with_policy
+    from hortus.cli.core import main
+    from hortus.errors import HortusError
+    from hortus.features.online import open_store
+
+    with_policy(tmp_path)
+    online = {"backend": "redis", "url": redis_url, "prefix": "test:cli"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"features": {"online": online}}))
+    store = open_store(tmp_path, FEATURES)
+    assert isinstance(store, RedisOnlineStore) and not store.exists()
+    end = shop.scan("silver.events").select(pl.col("ts").max()).collect().item()
+    contracts = {c.full_name: c for c in shop.catalog}
+    store.materialize(fsm.read_logs(shop, FEATURES), end + timedelta(microseconds=1), contracts)
+    row = shop.read("silver.events").drop_nulls(["user_id", "plant_id"]).row(0, named=True)
+    monkeypatch.setenv("HORTUS_USER", "mia")
+    args = ["--root", str(tmp_path), "features", "lookup", "--key", f"user_id={row['user_id']}",
+            "--key", f"plant_id={row['plant_id']}", "--json"]  # fmt: skip
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["features"]["user_profile__region"].startswith("tok_")  # masked, via Redis
+    with pytest.raises(HortusError, match="unknown backend 'memcached'"):
+        open_store(tmp_path, FEATURES, {"online": {"backend": "memcached"}})
