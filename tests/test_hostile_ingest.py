@@ -229,6 +229,20 @@ def test_csv_fast_and_exact_parsers_agree(seed, monkeypatch):
         assert exact.good.height + exact.bad.height + exact.blank <= physical - 1
 
 
+@pytest.mark.parametrize("extra", ["", "\n", ',"x""q"'])
+def test_csv_with_a_byte_order_mark_lands_on_both_paths(project, lakehouse, extra):
+    """Check that a UTF-8 BOM (spreadsheet exports) is not part of the first column's name."""
+    header = USERS_HEADER + (",note" if extra.startswith(",") else "")
+    row = user_row(1) + extra if extra.startswith(",") else user_row(1)
+    odd = "\n" + user_row(2, name='"open') if extra == "\n" else ""  # exact path
+    path = project.data / "users/users-2025-03-01.csv"
+    path.parent.mkdir()
+    path.write_bytes(("\ufeff" + header + "\n" + row + odd + "\n").encode())
+    report = ingest(project.data, lakehouse)
+    assert report.refused == []
+    assert lakehouse.read("bronze.users")["user_id"].to_list()[0] == "u000001"
+
+
 def test_csv_that_cannot_be_parsed_at_all_is_refused_and_recorded(project, lakehouse):
     """Check that a CSV with no readable row is refused (unparseable) and others land."""
     _users(project.data / "users/users-2025-03-01.csv", "a,b\nc,d,e\n")  # no row fits

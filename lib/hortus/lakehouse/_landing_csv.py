@@ -64,7 +64,7 @@ def _bad_frame(lines: list[int], raws: list[str], errors: list[str]) -> pl.DataF
 
 def _header(text: str) -> list[str]:
     try:
-        names = next(csv.reader([text], strict=True))
+        names = next(csv.reader([text.removeprefix("\ufeff")], strict=True))  # a BOM: not a name
     except (csv.Error, StopIteration) as exc:
         raise CsvUnparseable(f"the header row cannot be read ({exc})") from None
     names = [n.strip() for n in names]
