@@ -288,7 +288,7 @@ def open_store(root: Path, fs: FeatureSet, params: dict | None = None) -> BaseOn
     paths = Paths.at(Path(root))
     if params is None:
         params = _features_params(paths.root)
-    spec = (params or {}).get("online") or {}
+    spec = check_online_params((params or {}).get("online"))
     backend = spec.get("backend", "sqlite")
     if backend == "sqlite":
         return OnlineStore(Path(spec["path"]) if spec.get("path") else paths.online_store, fs)
@@ -297,9 +297,34 @@ def open_store(root: Path, fs: FeatureSet, params: dict | None = None) -> BaseOn
 
         prefix = spec.get("prefix") or f"hortus:{paths.root.name}"
         return RedisOnlineStore(spec.get("url") or DEFAULT_URL, fs, prefix=prefix)
-    raise HortusError(
-        f"params.yaml features.online.backend: unknown backend {backend!r}; use sqlite or redis"
-    )
+    raise AssertionError(backend)  # check_online_params refused it
+
+
+ONLINE_KEYS = {"backend": "sqlite or redis", "url": "redis://HOST:PORT/DB (redis)",
+               "prefix": "key prefix (redis)", "path": "SQLite file (sqlite)"}  # fmt: skip
+
+
+def check_online_params(spec: Any, where: str = "params.yaml features.online") -> dict:
+    """Return params.yaml ``features.online`` as a mapping, or refuse it naming the problem.
+
+    For the params schema too (`hortus.params_schema`): keys `ONLINE_KEYS`, backend
+    ``sqlite`` (default) or ``redis``.
+    """
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        raise HortusError(f"{where}: expected a mapping like {{backend: sqlite}}, got {spec!r}")
+    unknown = sorted(set(spec) - set(ONLINE_KEYS))
+    if unknown:
+        raise HortusError(f"{where}.{unknown[0]}: unknown key; valid: {', '.join(ONLINE_KEYS)}")
+    if spec.get("backend", "sqlite") not in ("sqlite", "redis"):
+        raise HortusError(
+            f"{where}.backend: unknown backend {spec['backend']!r}; use sqlite or redis"
+        )
+    for key in ("url", "prefix", "path"):
+        if key in spec and not (isinstance(spec[key], str) and spec[key]):
+            raise HortusError(f"{where}.{key}: expected a non-empty string, got {spec[key]!r}")
+    return spec
 
 
 def _features_params(root: Path) -> dict:
