@@ -191,10 +191,10 @@ def _cell_bootstrap(
         drawn = _drawn_counts(np.concatenate([pos, neg]), n_boot, rng)
         return _auc_from_counts(drawn[:, : len(pos)], drawn[:, len(pos) :], within)
     if metric == "average_precision":
-        levels, inverse = np.unique(s, return_inverse=True)
-        if 2 * len(levels) > _MAX_CELLS:
+        distinct, inverse = np.unique(s, return_inverse=True)
+        if 2 * len(distinct) > _MAX_CELLS:
             return None
-        width = len(levels)
+        width = len(distinct)
         pos = np.bincount(inverse, weights=y.astype(np.float64), minlength=width)
         drawn = _drawn_counts(np.concatenate([pos, np.bincount(inverse) - pos]), n_boot, rng)
         return _ap_from_counts(drawn[:, :width], drawn[:, width:])
