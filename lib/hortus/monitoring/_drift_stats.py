@@ -12,8 +12,9 @@ import numpy as np
 
 from hortus.monitoring._drift_config import CORRECTIONS, DriftError
 
-#: support points per bin in `_merge_stats` (1M rows, CPU: 16 -> +8%, 64 -> +13%)
-MERGE_BIN_POINTS = 32
+#: support points per bin in `_merge_stats`, and per bin when a bin is cut again
+MERGE_BIN_POINTS = 64
+MERGE_SUB_POINTS = 8
 MOMENT_BLOCK = 1 << 16  # values per block in `_mean_std` and `_bin_sums` (512 kB temporaries)
 
 
@@ -188,8 +189,9 @@ def _merge_stats(
       follows from the gap at the bin's start and, per side, the sum of (bin end -
       point) over the bin's points: one pass over each sample, no merge;
     * KS is the largest |G| at the bin starts unless a bin's bound exceeds it;
-    * only bins where G may change sign, or whose bound exceeds that KS, are merged
-      point by point (`_merge_bins`: a few percent of the points).
+    * the other bins (where G may change sign, or whose bound exceeds that KS) are cut
+      again into bins of `MERGE_SUB_POINTS` points and the same applies; only what is
+      left (about 1% of the points) is merged point by point (`_merge_bins`).
 
     The gaps are the same floating-point numbers as in a full merge (count / total -
     count / total), so KS is identical; W1 agrees to rounding (about 1e-15 relative).
@@ -197,40 +199,78 @@ def _merge_stats(
     if xc.size > xr.size:  # cut the larger support; KS and W1 are symmetric
         xr, cr, xc, cc = xc, cc, xr, cr
     n_r, n_c = xr.size, xc.size
-    nr = n_r if cr is None else int(cr[-1])
-    nc = n_c if cc is None else int(cc[-1])
-    k = MERGE_BIN_POINTS
-    starts = np.arange(0, n_r, k)
+    ref = (xr, cr, n_r if cr is None else int(cr[-1]))
+    cur = (xc, cc, n_c if cc is None else int(cc[-1]))
+    starts = np.arange(0, n_r, MERGE_BIN_POINTS)
     cuts = xr[starts]
     jc = np.searchsorted(xc, cuts, side="left")
     # bin 0 holds the current points below the smallest reference point, bin t >= 1
     # the reference points [starts[t-1], starts[t]) and the current points between
-    rlo = np.concatenate(([0], starts))
-    rhi = np.concatenate(([0], starts[1:], [n_r]))
-    clo = np.concatenate(([0], jc))
-    chi = np.concatenate((jc, [n_c]))
-    lo = np.concatenate(([min(xr[0], xc[0])], cuts))
-    hi = np.concatenate((cuts, [max(xr[-1], xc[-1])]))
-    a_lo, a_hi = (rlo, rhi) if cr is None else (cr[rlo], cr[rhi])
-    b_lo, b_hi = (clo, chi) if cc is None else (cc[clo], cc[chi])
-    gap = a_lo / nr - b_lo / nc  # G just below each bin (an attained value)
-    ks = float(np.abs(gap).max())
-    # float rounding is monotone, so these bound every gap computed inside the bin
-    bound = np.maximum(a_hi / nr - b_lo / nc, b_hi / nc - a_lo / nr)
-    one_sign = (a_lo * nc >= b_hi * nr) | (a_hi * nc <= b_lo * nr)  # exact integers
-    merge = ~one_sign | (bound > ks)
-    s_r = _bin_sums(xr, cr, hi, rlo, rhi)  # sums of (bin end - point) per bin
-    s_c = _bin_sums(xc, cc, hi, clo, chi)
-    area = gap * (hi - lo) + s_r / nr - s_c / nc  # integral of G over each bin
-    w1 = float(np.abs(area[~merge]).sum())
-    sel = np.flatnonzero(merge)
-    if sel.size:
-        ks_m, w1_m = _merge_bins(
-            (xr, cr, nr, rlo[sel], rhi[sel]), (xc, cc, nc, clo[sel], chi[sel]), hi[sel]
-        )
+    bins = (
+        np.concatenate(([0], starts)),  # first reference index
+        np.concatenate(([0], starts[1:], [n_r])),  # end reference index
+        np.concatenate(([0], jc)),  # first current index
+        np.concatenate((jc, [n_c])),  # end current index
+        np.concatenate(([min(xr[0], xc[0])], cuts)),  # lower end
+        np.concatenate((cuts, [max(xr[-1], xc[-1])])),  # upper end
+    )
+    ks, w1, rest = _one_sign_bins(ref, cur, bins, 0.0)
+    if rest.size and (bins[1][rest] > bins[0][rest]).all():  # each has reference points
+        bins = _split_bins(xr, xc, tuple(b[rest] for b in bins), MERGE_SUB_POINTS)
+        ks, w1_sub, rest = _one_sign_bins(ref, cur, bins, ks)
+        w1 += w1_sub
+    if rest.size:
+        rlo, rhi, clo, chi, _, hi = (b[rest] for b in bins)
+        ks_m, w1_m = _merge_bins((*ref, rlo, rhi), (*cur, clo, chi), hi)
         ks = max(ks, ks_m)
         w1 += w1_m
     return ks, w1
+
+
+def _one_sign_bins(
+    ref: tuple, cur: tuple, bins: tuple, ks: float
+) -> tuple[float, float, np.ndarray]:
+    """Return (KS so far, W1 over the bins where G keeps one sign, the other bins).
+
+    `ref` and `cur` are (sorted support, cumulative counts or None, total); `bins` is
+    (first/end reference index, first/end current index, lower/upper end) per bin,
+    disjoint and in order, each starting at its lower end.  The bins returned are
+    those where G may change sign or whose bound on |G| exceeds the KS so far.
+    """
+    (xr, cr, nr), (xc, cc, nc) = ref, cur
+    rlo, rhi, clo, chi, lo, hi = bins
+    a_lo, a_hi = (rlo, rhi) if cr is None else (cr[rlo], cr[rhi])
+    b_lo, b_hi = (clo, chi) if cc is None else (cc[clo], cc[chi])
+    gap = a_lo / nr - b_lo / nc  # G just below each bin (an attained value)
+    ks = max(ks, float(np.abs(gap).max()))
+    # float rounding is monotone, so these bound every gap computed inside the bin
+    bound = np.maximum(a_hi / nr - b_lo / nc, b_hi / nc - a_lo / nr)
+    one_sign = (a_lo * nc >= b_hi * nr) | (a_hi * nc <= b_lo * nr)  # exact integers
+    area = gap * (hi - lo)  # + the integrals of the ECDFs' steps inside each bin
+    area += _bin_sums(xr, cr, hi, rlo, rhi) / nr
+    area -= _bin_sums(xc, cc, hi, clo, chi) / nc
+    rest = ~one_sign | (bound > ks)
+    return ks, float(np.abs(area[~rest]).sum()), np.flatnonzero(rest)
+
+
+def _split_bins(xr: np.ndarray, xc: np.ndarray, bins: tuple, k: int) -> tuple:
+    """Cut each bin (with reference points, see `_one_sign_bins`) into bins of `k` points."""
+    rlo, rhi, clo, chi, _, hi = bins
+    n_sub = -(-(rhi - rlo) // k)
+    first = np.cumsum(n_sub) - n_sub
+    starts = np.repeat(rlo - k * first, n_sub) + k * np.arange(int(n_sub.sum()))
+    last = first + n_sub - 1
+    ends = np.minimum(starts + k, np.repeat(rhi, n_sub))
+    lo_sub = xr[starts]
+    jc = np.searchsorted(xc, lo_sub, side="left")
+    jc[first] = clo  # the bins' own splits (the same values)
+    jc_end = np.empty_like(jc)
+    jc_end[:-1] = jc[1:]
+    jc_end[last] = chi
+    hi_sub = np.empty_like(lo_sub)
+    hi_sub[:-1] = lo_sub[1:]
+    hi_sub[last] = hi
+    return starts, ends, jc, jc_end, lo_sub, hi_sub
 
 
 def _bin_sums(
@@ -238,14 +278,23 @@ def _bin_sums(
 ) -> np.ndarray:
     """Return per bin the sum of count * (bin end - point) over its points.
 
-    Bin b holds the points ``x[lo_idx[b]:hi_idx[b]]`` (consecutive bins, in order) with
-    counts from the cumulative counts `c` (None: 1 each) and ends at ``hi[b]``.
-    Computed in runs of whole bins of about `MOMENT_BLOCK` points, so the temporaries
+    Bin b holds the points ``x[lo_idx[b]:hi_idx[b]]`` (in order) with counts from the
+    cumulative counts `c` (None: 1 each) and ends at ``hi[b]``.  Adjacent bins are
+    summed in runs of whole bins of about `MOMENT_BLOCK` points, so the temporaries
     stay in cache; each term is a difference of nearby values, summed without
     cancellation.
     """
     out = np.zeros(hi.size)
     n_in = hi_idx - lo_idx
+    if hi.size > 1 and not np.array_equal(lo_idx[1:], hi_idx[:-1]):  # scattered bins
+        idx, _, ends = _ranges(lo_idx, hi_idx)
+        d = np.repeat(hi, n_in) - x[idx]
+        if c is not None:
+            d *= c[idx + 1] - c[idx]
+        full = np.flatnonzero(n_in)
+        if full.size:
+            out[full] = np.add.reduceat(d, (ends - n_in)[full])
+        return out
     ends = np.cumsum(n_in)
     cuts = np.searchsorted(ends, np.arange(MOMENT_BLOCK, int(ends[-1]), MOMENT_BLOCK))
     bounds = [0, *np.unique(cuts + 1).tolist(), hi.size]
