@@ -57,6 +57,7 @@ class ServingFeatures:
         self.stamp = self._stamp()
         self.materialized_at: datetime = self.store.materialized_at
         self.candidates: pl.DataFrame | None = None
+        self._rows: tuple[tuple, list[dict]] | None = None  # (candidates id, keys), rows
         if model_def is not None and model_def.task == "ranking":
             self.candidates = self._candidates()
 
@@ -85,8 +86,19 @@ class ServingFeatures:
         self.materialized_at = self.store.materialized_at
         if self.candidates is not None:
             self.candidates = self._candidates()
+            self._rows = None
 
     # ---------------------------------------------------------------- candidates
+    def candidate_rows(self, items: list[str]) -> list[dict]:
+        """Return the candidates' item keys as dicts (cached per candidate frame)."""
+        cands = self.candidates
+        cached = self._rows
+        if cached is not None and cached[0] == (id(cands), *items):
+            return cached[1]
+        rows = cands.select(items).to_dicts()
+        self._rows = ((id(cands), *items), rows)
+        return rows
+
     def item_keys(self, given: Sequence[str]) -> list[str]:
         """Return the request keys a request naming `given` leaves to the candidates."""
         return [k for k in self.keys if k not in given]
@@ -111,6 +123,7 @@ class ServingFeatures:
         keep = ~pl.all_horizontal(pl.col(k) == v for k, v in entity.items())
         before = self.candidates.height
         self.candidates = self.candidates.filter(keep)
+        self._rows = None
         return self.candidates.height < before
 
     # ------------------------------------------------------------------- lookups

@@ -442,7 +442,7 @@ def _recommend(service: Service, model: ServedModel, payload, user: str, rid: st
         if cands is None or not items or not set(items) <= set(cands.columns):
             raise _Refused(422, f"model {model.name} has no candidates for an entity of "
                                 f"{sorted(entity)}")  # fmt: skip
-        cand_rows = cands.select(items).to_dicts()
+        cand_rows = feats.candidate_rows(items)
         entities = [dict(entity) | c for c in cand_rows]
         try:
             vectors = feats.vectors(entities)
