@@ -18,6 +18,12 @@ Hortus is a platform; a project is one application on it.  `hortus.yaml`, beside
   identifiers, and how batch scoring picks what to score;
 - `simulator` (optional): a module that can regenerate the landing snapshot.
 
+A model may declare `outcomes` (optional): the label table its logged predictions
+are joined with afterwards (keys of the logged request -> table columns, the event
+time column, the condition that makes a row a positive outcome, an optional exposure
+condition, the window in days and the k of realized precision); the `realized`
+monitor (hortus.monitoring) turns that join into realized metrics.
+
 Every stage, CLI command, monitor, notebook, report and the docs site reads it
 through `Project.load`; the generic library never names a domain's tables, columns
 or models.  A definition that names an unknown table, column, task or key is
@@ -60,7 +66,9 @@ _EXAMPLE_KEYS = {"table", "build", "time"}
 _KPI_KEYS = {"table", "build", "summary"}
 _MODEL_KEYS = {"task", "table", "target", "features", "categorical", "time", "group",
                "segments", "sensitive", "ids", "exclude", "scoring", "description",
-               "threshold"}  # fmt: skip
+               "threshold", "outcomes"}  # fmt: skip
+_OUTCOME_KEYS = {"table", "keys", "time", "positive", "exposed", "window_days", "k"}
+_CONDITION_KEYS = {"column", "in"}
 _SCORING_KEYS = {"table", "source", "select", "build", "serving", "summary", "candidates"}
 _SELECT = ("all", "unlabelled", "latest")
 
@@ -131,6 +139,35 @@ class ScoringDef:
 
 
 @dataclass(frozen=True)
+class OutcomeCondition:
+    """Rows of the outcome table where `column` is one of `values` (no values: true or > 0)."""
+
+    column: str
+    values: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class OutcomesDef:
+    """What happened after a prediction: the label table joined with logged predictions.
+
+    `keys` pairs each key of a logged request (ops.prediction_log `request` JSON) with
+    the outcome table's column; a logged prediction is positive when a row of `table`
+    with the same keys meets `positive` within `window_days` after the prediction's
+    `as_of` (the row's time is `time`).  `exposed` (optional) marks exposures (an
+    impression), the denominator of the realized click-through rate; `k` limits
+    realized precision to the top k of a logged list (None: every logged rank).
+    """
+
+    table: str
+    keys: tuple[tuple[str, str], ...]
+    time: str
+    positive: OutcomeCondition
+    exposed: OutcomeCondition | None = None
+    window_days: float = 7.0
+    k: int | None = None
+
+
+@dataclass(frozen=True)
 class ModelDef:
     """One model of the project: what it learns from which table, and how it is judged."""
 
@@ -149,6 +186,7 @@ class ModelDef:
     threshold: float = 0.5
     description: str = ""
     scoring: ScoringDef = field(default_factory=lambda: ScoringDef("", ""))
+    outcomes: OutcomesDef | None = None
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -349,6 +387,21 @@ class Project:
                         f"{self.source}: {where}.{key}: no column {', '.join(map(repr, missing))} "
                         f"in {m.table}; its columns: {', '.join(sorted(columns))}"
                     )
+            if m.outcomes is not None:
+                o = m.outcomes
+                need_table(o.table, f"{where}.outcomes.table")
+                have = set(catalog.get(o.table).column_names)
+                wanted = {"keys": [c for _, c in o.keys], "time": [o.time],
+                          "positive": [o.positive.column],
+                          "exposed": [o.exposed.column] if o.exposed else []}  # fmt: skip
+                for key, cols in wanted.items():
+                    missing = [c for c in cols if c not in have]
+                    if missing:
+                        raise ProjectError(
+                            f"{self.source}: {where}.outcomes.{key}: no column "
+                            f"{', '.join(map(repr, missing))} in {o.table}; its columns: "
+                            f"{', '.join(sorted(have))}"
+                        )
 
 
 def _section(doc: Mapping, key: str, known: set[str], kind: type, required: tuple, source: str):
@@ -362,6 +415,49 @@ def _section(doc: Mapping, key: str, known: set[str], kind: type, required: tupl
         if not value.get(r):
             raise ProjectError(f"{source}: {key}.{r} is required")
     return kind(**{k: (str(v) if v is not None else None) for k, v in value.items()})
+
+
+def _condition(doc: Any, where: str) -> OutcomeCondition:
+    if isinstance(doc, str) and doc:
+        return OutcomeCondition(doc)
+    if not isinstance(doc, Mapping) or not doc.get("column"):
+        raise ProjectError(f"{where}: expected a column name or {{column, in: [values]}}")
+    _refuse_unknown(doc, _CONDITION_KEYS, where)
+    values = doc.get("in") or []
+    if not isinstance(values, list):
+        raise ProjectError(f"{where}.in: expected a list of values, got {values!r}")
+    return OutcomeCondition(str(doc["column"]), tuple(values))
+
+
+def _outcomes(doc: Any, where: str) -> OutcomesDef | None:
+    """Parse a model's `outcomes` mapping (see `OutcomesDef`), refusing unknown keys."""
+    if doc is None:
+        return None
+    if not isinstance(doc, Mapping):
+        raise ProjectError(f"{where}: expected a mapping")
+    _refuse_unknown(doc, _OUTCOME_KEYS, where)
+    for key in ("table", "keys", "time", "positive"):
+        if not doc.get(key):
+            raise ProjectError(f"{where}.{key} is required")
+    keys = doc["keys"]
+    if isinstance(keys, Mapping):
+        pairs = tuple((str(a), str(b)) for a, b in keys.items())
+    else:
+        pairs = tuple((c, c) for c in _names(keys, f"{where}.keys"))
+    try:
+        window = float(doc.get("window_days", 7))
+        k = None if doc.get("k") is None else int(doc["k"])
+    except (TypeError, ValueError):
+        raise ProjectError(f"{where}: window_days and k must be numbers") from None
+    if window <= 0 or (k is not None and k < 1):
+        raise ProjectError(f"{where}: window_days must be > 0 and k >= 1")
+    exposed = doc.get("exposed")
+    return OutcomesDef(
+        table=str(doc["table"]), keys=pairs, time=str(doc["time"]),
+        positive=_condition(doc["positive"], f"{where}.positive"),
+        exposed=None if exposed is None else _condition(exposed, f"{where}.exposed"),
+        window_days=window, k=k,
+    )  # fmt: skip
 
 
 def _model(name: str, doc: Any, where: str) -> ModelDef:
@@ -418,6 +514,7 @@ def _model(name: str, doc: Any, where: str) -> ModelDef:
         threshold=float(doc.get("threshold", 0.5)),
         description=str(doc.get("description") or ""),
         scoring=scoring,
+        outcomes=_outcomes(doc.get("outcomes"), f"{where}.outcomes"),
     )
 
 
