@@ -1,7 +1,8 @@
 """Calibrated drift (issue 14, item 1): nothing flagged on a clean shop, lineage-expected on drift.
 
-A plant shop of the default size (28 days, 1500 users, 120 plants, seed 42) is
-simulated, ingested and featured once per scenario.  The hold-out (the last 25% of
+The default snapshot (params.yaml ``simulate``: 28 days, 1500 users, 120 plants,
+seed 42, with its row-level faults) is simulated, ingested and featured once per
+scenario.  The hold-out (the last 25% of
 the examples by time, as the gate splits them) is compared with the training rows
 by the gate's drift check, the staleness monitor and the dashboard's daily windows,
 all with the repository's params.yaml settings.
@@ -15,8 +16,10 @@ mapped through feature lineage (`features_reading`).  The drift starts on
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import yaml
@@ -29,11 +32,14 @@ from hortus.domains.plantshop.simulate import DRIFT_CHANGES, SimConfig, simulate
 from hortus.features.definitions import feature_lineage, features_reading
 from hortus.lakehouse.tables import Lakehouse
 from hortus.monitoring._monitor_models import staleness_inputs
+from hortus.monitoring.drift import CalibrationConfig, calibrate, calibrated_compare
 from hortus.publishing import monitor_views as mv
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-SHOP = {"seed": 42, "start": "2025-03-01", "days": 28, "users": 1500, "plants": 120}
+SHOP = {  # the default snapshot, faults included (data.dvc pins its clean export)
+    k: tuple(v) if isinstance(v, list) else v for k, v in PARAMS["simulate"].items() if k != "drift"
+}
 DRIFT_START = "2025-03-17"
 FEATURE_NAMES = FEATURES.feature_names
 HOLDOUT = float(PARAMS["train"]["holdout_fraction"])
@@ -58,8 +64,12 @@ def _build(root: Path, drift: tuple[str, ...]) -> tuple[pl.DataFrame, dict]:
 
 def _verdicts(rows: pl.DataFrame) -> dict:
     """Return the drifted features by the gate, the staleness monitor and the dashboard."""
-    cutoff = rows.select(pl.col("ts").quantile(1 - HOLDOUT, interpolation="lower")).item()
-    train, holdout = rows.filter(pl.col("ts") < cutoff), rows.filter(pl.col("ts") >= cutoff)
+    from hortus.models.modeling import ModelSpec, time_split
+
+    rows = rows.filter(pl.col("label").is_not_null())  # as `training_rows` reads them
+    spec = ModelSpec("label", tuple(FEATURE_NAMES), time="ts", group="rec_id",
+                     holdout_fraction=HOLDOUT)  # fmt: skip
+    train, holdout, _ = time_split(rows, spec)  # the gate's split (whole lists)
     gate = GateConfig.from_dict({"drift": PARAMS["gate"]["drift"]})
     check = drift_check(
         train,
@@ -76,7 +86,7 @@ def _verdicts(rows: pl.DataFrame) -> dict:
     )
     daily, _ = mv.drift_by_window(
         rows, FEATURE_NAMES, time="ts", reference_share=1 - HOLDOUT, window="1d"
-    )
+    )  # the dashboard's own split: the HOLDOUT quantile of the time
     per_day = {
         d: set(c)
         for d, c in daily.filter("drifted").group_by("window_start").agg("column").iter_rows()
@@ -131,18 +141,53 @@ def test_manifest_lists_changed_columns_only_for_a_drifted_export(tmp_path):
     assert on_disk["drift"]["changed_columns"] == drifted["drift"]["changed_columns"]
 
 
+# ------------------------------------------------------------------ synthetic
+def _frame(days: int, rng, *, shift: float = 0.0, start: int = 0) -> pl.DataFrame:
+    n = 400 * days
+    t = np.sort(rng.uniform(start, start + days, n))
+    return pl.DataFrame(
+        {
+            "ts": [datetime(2025, 1, 1) + timedelta(days=float(x)) for x in t],
+            "trend": t * 3.0 + rng.normal(0, 1, n),  # grows by construction
+            "calm": rng.normal(0, 1, n) + shift,  # stationary
+            "kind": rng.choice(["a", "b", "c"], n),
+        }
+    )
+
+
+def test_calibration_allows_a_trend_and_flags_a_change():
+    rng = np.random.default_rng(0)
+    history = _frame(21, rng)
+    cal = CalibrationConfig()
+    cols = ["trend", "calm", "kind"]
+    clean, got = calibrated_compare(history, _frame(5, rng, start=21), cols, time="ts",
+                                    calibration=cal)  # fmt: skip
+    assert not any(r.drifted for r in clean.overall()), clean.to_frame()
+    assert got is not None and got.pairs >= cal.min_pairs and "like-window pairs" in got.describe()
+    shifted, _ = calibrated_compare(history, _frame(5, rng, start=21, shift=0.5), cols,
+                                    time="ts", calibration=cal)  # fmt: skip
+    assert {r.column for r in shifted.overall() if r.drifted} == {"calm"}
+
+
+def test_too_short_a_history_keeps_the_fixed_thresholds():
+    rng = np.random.default_rng(1)
+    day = timedelta(days=1)
+    got = calibrate(_frame(1, rng), ["calm"], time="ts", span=day, lag=day,
+                    calibration=CalibrationConfig())  # fmt: skip
+    assert got.thresholds == {} and "fixed thresholds" in got.describe()
+
+
 # ------------------------------------------------------------------ clean shop
 def test_clean_snapshot_flags_nothing(clean):
     rows, manifest = clean
     assert manifest["drift"]["kinds"] == []
     got = _verdicts(rows)
     assert got["gate"] == set(), got["check"].detail
-    assert got["check"].passed and "calibrated" in got["check"].detail
+    assert got["check"].passed and "like-window pairs" in got["check"].detail
     assert got["monitor"] == set()
-    # the dashboard's daily windows (a day's sample is small): documented tolerance of
-    # one feature on a day (measured: 1 feature-day of 51 x 6; fixed thresholds: 70-80%
-    # of the features on every day)
-    assert all(len(c) <= 1 for c in got["per_day"].values()), got["per_day"]
+    # every daily window of the dashboard too (fixed thresholds: 70-80% of the features
+    # on every day; the previous calibration: one feature-day)
+    assert got["per_day"] == {}, got["per_day"]
 
 
 # --------------------------------------------------------------- drift scenarios
@@ -152,12 +197,20 @@ def _scenario(tmp_path_factory, kind: str) -> tuple[set[str], dict]:
     return expected, _verdicts(rows)
 
 
+def _nothing_outside(expected: set[str], got: dict) -> None:
+    """No decision flags a feature outside the lineage-expected set, on any day."""
+    for verdict in (got["gate"], got["monitor"], *got["per_day"].values()):
+        assert verdict <= expected, (verdict - expected, got["check"].detail)
+
+
+@pytest.mark.slow
 def test_new_region_flags_exactly_the_features_reading_region_and_country(tmp_path_factory):
     expected, got = _scenario(tmp_path_factory, "new_region")
     assert expected == {"user_profile__region", "user_profile__country"}
-    assert got["gate"] == expected
+    assert got["gate"] == expected, got["check"].detail
     assert got["monitor"] == expected
     assert got["last_day"] == expected  # the dashboard agrees (its newest day)
+    _nothing_outside(expected, got)
 
 
 @pytest.mark.slow
@@ -171,24 +224,27 @@ def test_price_change_flags_features_reading_prices(tmp_path_factory):
         "user_activity__spend_all",
         "user_avg_line_value",
     }
-    # documented tolerance: nothing outside the lineage; the catalogue price and its band
-    # must be flagged, while the order lines' prices are diluted in 30-day and all-time
-    # sums of spend (measured: not detectable in a 5-day hold-out)
-    for verdict in (got["gate"], got["monitor"]):
-        assert {"plant_catalog__price", "price_band"} <= verdict <= expected
-    assert got["last_day"] <= expected
+    # documented deviation: the catalogue price and its band are flagged; the order
+    # lines' prices are diluted in 30-day and all-time sums of spend and in their ratios
+    # (measured scores 0.2-0.45 of the threshold: not detectable in a 5-day hold-out)
+    flagged = {"plant_catalog__price", "price_band"}
+    assert got["gate"] == flagged, got["check"].detail
+    assert got["monitor"] == flagged
+    assert got["last_day"] == flagged
+    _nothing_outside(expected, got)
 
 
 @pytest.mark.slow
 def test_seasonal_flags_features_reading_events(tmp_path_factory):
     expected, got = _scenario(tmp_path_factory, "seasonal")
     assert "plant_catalog__price" not in expected and "user_profile__region" not in expected
-    # documented tolerance: the examples are impressions drawn from silver.events, so
-    # favouring flowering plants also shifts the category of the example's plant
-    # (plant_catalog__category), which lineage of the feature alone does not show; the
-    # 7-day counts must be flagged (30-day and all-time sums dilute 5 days of +40%)
-    spine = {"plant_catalog__category"}
+    # documented deviation: the 7-day counts are flagged (measured on the gate: sessions,
+    # views and carts of the user, views and order lines of the plant, 1.2-1.5 x the
+    # threshold; the plant's carts 0.95); 5 days of +40% traffic are diluted in 30-day
+    # and all-time counts, which grow by construction anyway, and in their ratios
+    # (measured scores at most 0.65 of the threshold)
     must = {"user_activity__sessions_7d", "user_activity__views_7d", "plant_popularity__views_7d"}
     for verdict in (got["gate"], got["monitor"]):
-        assert must <= verdict <= expected | spine
-    assert got["last_day"] <= expected | spine
+        assert must <= verdict, (must - verdict, got["check"].detail)
+    assert got["gate"] == got["monitor"]
+    _nothing_outside(expected, got)
