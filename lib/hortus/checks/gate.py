@@ -227,8 +227,8 @@ def drift_check(
     Fails when more than `max_drifted_share` of the compared (not skipped)
     columns drifted, or when any `critical` column drifted.  With `calibration`
     (and a `time` column) `reference` is the whole history: the current is compared
-    with the history's last stretch of the same length, each column against a
-    threshold from the history's own variation between like windows
+    with the history's last week (or its own length when longer), each column against
+    a threshold from a null fitted to the history's like-window pairs
     (`hortus.monitoring.drift.calibrated_compare`).
     """
     from hortus.monitoring.drift import (

@@ -102,8 +102,9 @@ def staleness_inputs(
     newer data; the share of `features` that drifted (distribution or null share)
     is measured between the training rows and them (0 when there are none) by
     `hortus.monitoring.drift.calibrated_compare`: the newer rows against the training
-    rows' last stretch of the same length, thresholds from the training rows' own
-    variation between like windows (the gate's and the dashboard's decision too);
+    rows' last week (or the newer rows' length when longer), thresholds from a null
+    fitted to the training rows' like-window pairs (the gate's and the dashboard's
+    decision too);
     ``calibration=CalibrationConfig(enabled=False)`` compares with every training row
     at the fixed thresholds.
     """

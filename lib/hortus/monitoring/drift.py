@@ -79,10 +79,11 @@ the threshold.
 Calibrated thresholds
 ---------------------
 ``calibrated_compare(history, current, columns, time=...)`` compares the current with
-the history's last stretch of the same length, each column against a threshold
-derived from the history's own variation between like windows (same length, same
-lag); features that move by construction (windows still filling up, all-time
-totals) get the room their normal movement needs, stationary ones stay tight.  See
+the history's last week (or the current's length when longer), each column against a
+threshold from a null fitted to the history's like-window pairs (a trend growing with
+the lag plus chance shrinking with the rows, widened by the pairs' own misfit);
+features that move by construction (windows still filling up, all-time totals) get
+the room their normal movement needs, stationary ones stay tight.  See
 `hortus.monitoring._drift_calibration`.  The gate, the monitors and the dashboard use it.
 
 Multiple testing: the p-values of every p-value-gated result of one `compare` call

@@ -288,10 +288,9 @@ def drift_by_window(
     The history is the rows before the `reference_share` quantile of `time` (the
     model's training part).  Each later window is compared by
     `hortus.monitoring.drift.calibrated_compare`, the decision the staleness monitor and
-    the gate use: against the history's last window of the same length, each feature
-    against a threshold from the history's own variation between windows of that
-    length at that lag (so features that grow by construction are not flagged for
-    growing).  Returns one row per feature and window with the statistic, its
+    the gate use: against the history's last week, each feature against a threshold
+    from a null fitted to the history's like-window pairs at that window's lag and
+    size (so features that grow by construction are not flagged for growing).  Returns one row per feature and window with the statistic, its
     threshold, ``score = value / threshold`` (>= 1: drifted), ``drifted``
     (distribution or null share) and the cutoff between history and current.
     Raises HortusError when the rows span too short a time to split.
