@@ -312,3 +312,14 @@ def test_models_list_shows_the_latest_gate_and_how_to_compare(two, capsys):
     assert "gate" in out[0].split()
     assert "passed" in out[1] and "FAILED (1)" in out[2]
     assert out[-1] == "side by side: hortus models compare 1 2"
+
+
+def test_models_compare_without_versions_takes_the_two_newest(two, capsys):
+    """Check the default pair without a champion: the two newest versions."""
+    root = ["--root", str(two._lh.paths.root)]
+    assert main([*root, "models", "compare", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["versions"] == [1, 2]
+    _register(two, Path(two._lh.paths.root) / "more", 3)
+    _gate(two, 3, Path(two._lh.paths.root) / "gate3", shift=0.0, latency=5.0)
+    assert main([*root, "models", "compare", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["versions"] == [2, 3]

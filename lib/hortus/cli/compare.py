@@ -128,6 +128,22 @@ def render(cmp, *, all_data: bool = False) -> list:
     return parts
 
 
+def default_pair(reg) -> list[str]:
+    """Return what `models compare` compares without versions: the champion and the newest
+    other version, else the two newest versions."""
+    from hortus.errors import HortusError
+
+    versions = [mv.version for mv in reg.versions()]
+    champion = reg.aliases().get("champion")
+    others = [v for v in versions if v != champion]
+    pair = [champion, others[-1]] if champion is not None and others else versions[-2:]
+    if len(pair) < 2:
+        raise HortusError(
+            f"models compare: model {reg.name} has {len(versions)} version(s); comparing needs two"
+        )
+    return [str(v) for v in pair]
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """Compare versions of a model."""
     from hortus.cli._common import _model, _paths
@@ -137,7 +153,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     paths = _paths(args)
     reg = Registry(Lakehouse.open(paths.root, stage="cli"), _model(args, paths))
-    cmp = compare_versions(reg, args.versions)
+    cmp = compare_versions(reg, args.versions or default_pair(reg))
     if args.html:
         from hortus.publishing.compare_page import compare_page
 
@@ -169,9 +185,10 @@ def add_parser(msub: argparse._SubParsersAction, common: argparse.ArgumentParser
     )
     s.add_argument(
         "versions",
-        nargs="+",
+        nargs="*",
         metavar="VERSION",
-        help="two or more versions: numbers (3 or v3) or aliases (champion)",
+        help="two or more versions: numbers (3 or v3) or aliases (champion); none: the "
+        "champion and the newest other version, else the two newest",
     )
     s.add_argument("--json", action="store_true", help="print JSON")
     s.add_argument(
