@@ -188,7 +188,7 @@ def read_landing_file(
     while reading this file refuses this file, with the error, never the run.
     """
     limits = limits or IngestLimits()
-    info = LandedFile(rel, "", 0, contract.full_name)
+    info = LandedFile(rel, sha256 or "", 0, contract.full_name)
     try:
         info.size_bytes = path.stat().st_size
         info.file_sha256 = sha256 or file_sha256_of(path)
@@ -202,7 +202,8 @@ def read_landing_file(
     except Refused as r:
         return None, info.refuse(r.rule, r.detail)
     except Exception as exc:  # one file's surprise refuses that file, never the run
-        return None, info.refuse("read_error", f"{rel}: {type(exc).__name__}: {exc}")
+        why = " ".join(str(exc).split())  # one line, for the log and the report
+        return None, info.refuse("read_error", f"{rel}: {type(exc).__name__}: {why[:400]}")
     if info.blank_lines:
         info.warnings.append(f"{rel}: {info.blank_lines} blank line(s) skipped")
     if df is None:
