@@ -265,3 +265,23 @@ def test_entry_point_module_loads_no_openmp_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, check=True)  # fmt: skip
     assert out.stdout.strip() == "[]"
+
+
+def test_ingest_caps_are_checked():
+    """Check the ingest caps against hostile files: positive numbers, ratio at least 1."""
+    assert section_problems("ingest", {"max_file_mb": 0.5, "max_line_kb": 2, "max_ratio": 50}) == []
+    assert section_problems("ingest", {"max_file_mb": 0, "max_ratio": 0.5}) == [
+        "params.yaml: ingest.max_file_mb: expected number > 0, got 0",
+        "params.yaml: ingest.max_ratio: expected number >= 1, got 0.5",
+    ]
+
+
+def test_checked_section_returns_an_absent_section_empty_and_refuses_a_bad_one(tmp_path):
+    """Check `checked_section`: {} when the file lacks the section, a named error when bad."""
+    from hortus.params_schema import checked_section
+
+    path = _write(tmp_path, {"silver": {"chunk_rows": 10}, "ingest": 3})
+    assert checked_section(path, "monitor") == {}
+    assert checked_section(path, "silver") == {"chunk_rows": 10}
+    with pytest.raises(ParamsError, match="params.yaml: ingest: expected a mapping of keys, got 3"):
+        checked_section(path, "ingest")
