@@ -19,6 +19,7 @@ Landing layout under `out_dir` (the documented export format):
 Users carry a latent taste (category preferences, price sensitivity, pets, home
 light) that depends on region and age; clicks, views, add-to-cart, orders and
 ratings depend on it, so a recommender trained on the export finds real signal.
+Closed loop: `simulate_more(served=...)` shows buyers what a model served (`_closed_loop`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from hortus.domains.plantshop._closed_loop import Served, apply_served
+from hortus.domains.plantshop._closed_loop import served_recommendations as served_recommendations
 from hortus.domains.plantshop.drift_changes import DRIFT_CHANGES, changed_columns
 
 __all__ = ["DRIFTS", "DRIFT_CHANGES", "FAULTS", "SimConfig", "simulate", "simulate_more"]
@@ -915,7 +918,7 @@ def _top_k(score: np.ndarray, k: int) -> np.ndarray:
 
 def _simulate_day(
     cfg: SimConfig, d: int, day: date, users: _Users, cat: _Catalogue, price: np.ndarray,
-    seasonal: bool,
+    seasonal: bool, served: np.ndarray | None = None,
 ) -> _Day:  # fmt: skip
     rng = _rng(cfg.seed, _S_SESSIONS, d)
     n_plants = len(price)
@@ -954,6 +957,7 @@ def _simulate_day(
         rec_score = 0.6 * cat.quality[None, :] + 0.35 * taste + rng.gumbel(size=util.shape)
         rec_score += 0.5 * flowering * (cat.category == _FLOWERING)[None, :]
         rec_plants[sl] = _top_k(rec_score, k_max)
+        rec_plants[sl] = apply_served(rec_plants[sl], su[sl], served, n_plants)  # closed loop
         rec_util[sl] = np.take_along_axis(util, rec_plants[sl], axis=1)
         browse_plants[sl] = _top_k(util + rng.gumbel(size=util.shape), b_max)
         browse_util[sl] = np.take_along_axis(util, browse_plants[sl], axis=1)
@@ -1477,7 +1481,7 @@ def _clear_previous(out_dir: Path) -> None:
     manifest.unlink()
 
 
-def _generate(cfg: SimConfig, exp: _Export) -> tuple[dict, dict[str, list[str]], dict]:
+def _generate(cfg: SimConfig, exp: _Export, served=None) -> tuple[dict, dict[str, list], dict]:
     """Write every file of the export day by day; return drift info, planted PII and totals."""
     start = cfg.start_date
     drift_day = cfg.drift_day
@@ -1548,7 +1552,8 @@ def _generate(cfg: SimConfig, exp: _Export) -> tuple[dict, dict[str, list[str]],
         exp.write(rel, _csv(day_file), day_file.height)
         # --- behaviour
         price = new_price if ("price_change" in drifts and drifted) else cat.price
-        sim = _simulate_day(cfg, d, day, users, cat, price, "seasonal" in drifts and drifted)
+        sim = _simulate_day(cfg, d, day, users, cat, price, "seasonal" in drifts and drifted,
+                            served.table(d, len(users)) if served else None)  # fmt: skip
         totals["sessions"] += sim.sessions
         totals["orders"] += sim.n_orders
         totals["order_lines"] += sim.orders.height
@@ -1625,6 +1630,7 @@ def simulate_more(
     drift_start: str | None = None,
     faults: tuple[str, ...] | None = None,
     fault_rate: float | None = None,
+    served: pl.DataFrame | None = None,
 ) -> dict:
     """Continue the export in out_dir by `days` more days; return (and write) the manifest.
 
@@ -1636,6 +1642,7 @@ def simulate_more(
     first new day; `faults` (default: none) are injected into the new days only, the
     once-per-export ones (non_utf8, truncated_gzip, empty_file) on the first new day.
     The manifest keeps every file and fault and records each continuation.
+    `served`: rows (user_id, plant_id, rank, as_of) buyers see from as_of on (`_closed_loop`).
 
     Examples
     --------
@@ -1674,15 +1681,14 @@ def simulate_more(
     if fault_rate is not None:
         base["fault_rate"] = fault_rate
     cfg = SimConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in base.items()})
-    manifest = _export(cfg, out_dir, previous=old)
-    return manifest
+    return _export(cfg, out_dir, previous=old, served=Served.of(served, cfg.start_date))
 
 
-def _export(cfg: SimConfig, out_dir: Path, previous: dict | None = None) -> dict:
+def _export(cfg: SimConfig, out_dir: Path, previous: dict | None = None, served=None) -> dict:
     """Generate `cfg` into out_dir and write the manifest (merged with `previous`)."""
     exp = _Export(out_dir)
     try:
-        drift_info, planted, totals = _generate(cfg, exp)
+        drift_info, planted, totals = _generate(cfg, exp, served)
     finally:
         exp.close()
     start = cfg.start_date
@@ -1708,7 +1714,7 @@ def _export(cfg: SimConfig, out_dir: Path, previous: dict | None = None) -> dict
         )
         manifest["continued"] = [
             *previous.get("continued", [{"config": previous["config"], "from": cfg.start}]),
-            {"config": manifest["config"], "from": first.isoformat()},
+            {"config": manifest["config"], "from": first.isoformat()} | Served.note(served),
         ]
     text = json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     (out_dir / MANIFEST).write_text(text, encoding="utf-8")
