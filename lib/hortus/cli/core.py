@@ -95,6 +95,13 @@ def _simulate_more(args: argparse.Namespace, paths, sim) -> int:
     def _split(value: str | None) -> tuple[str, ...] | None:
         return None if value is None else tuple(v for v in value.split(",") if v)
 
+    # closed loop: the simulator's buyers see what was served or logged (unless --open-loop)
+    served, reader = None, getattr(sim, "served_recommendations", None)
+    if reader is not None and not args.open_loop and paths.lakehouse.is_dir():
+        from hortus.lakehouse.tables import Lakehouse
+
+        with Lakehouse.open(paths.root, stage="simulate") as lh:
+            served = reader(lh)
     try:
         manifest = simulate_more(
             out,
@@ -103,6 +110,7 @@ def _simulate_more(args: argparse.Namespace, paths, sim) -> int:
             drift_start=args.drift_start,
             faults=_split(args.faults),
             fault_rate=args.fault_rate,
+            **({"served": served} if served is not None else {}),
         )
     except (ValueError, TypeError) as exc:
         raise HortusError(f"simulate --more-days: {exc}") from None
@@ -112,6 +120,9 @@ def _simulate_more(args: argparse.Namespace, paths, sim) -> int:
         f"({args.more_days} day(s), drift {last['config']['drift'] or 'none'}, "
         f"faults {last['config']['faults'] or 'none'}); {len(manifest['files'])} files in all"
     )
+    if "closed_loop" in last:
+        loop = last["closed_loop"]
+        print(f"closed loop: {loop['buyers']} buyer(s) saw {loop['lists']} served list(s)")
     if not args.quiet:
         print("land them with:  dvc repro  (or let `hortus monitor watch` pick them up)")
     return 0
@@ -467,7 +478,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="continue the export in --out (default data/) by N days with the same "
         "simulated world (if the simulator can): only the new files are written; "
-        "--drift/--faults apply to them",
+        "--drift/--faults apply to them; buyers see the recommendations served or logged "
+        "in the lakehouse (closed loop, docs/monitoring.md)",
+    )
+    s.add_argument(
+        "--open-loop",
+        dest="open_loop",
+        action="store_true",
+        help="with --more-days: ignore served recommendations (the simulator's own lists)",
     )
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_simulate)
