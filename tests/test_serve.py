@@ -385,6 +385,21 @@ def test_health_readiness_metrics_openapi_and_offline_docs(running):
     assert "http://" not in page and "https://" not in page  # nothing from a CDN
 
 
+def test_a_token_issued_while_running_is_accepted_without_a_restart(running, served_project):
+    """Check that the service reloads the token file when it changes (hashes only on disk)."""
+    from hortus.serving._tokens import issue
+
+    token, _ = issue(served_project.secrets, "mia", days=1)
+    path = f"/v1/models/{MODEL}/recommend"
+    body = {"entity": {"user_id": some_user(served_project)}, "k": 2}
+    deadline = time.time() + 20
+    while (status := call(running.url, path, body, token=token)[0]) == 401:
+        assert time.time() < deadline
+        time.sleep(0.2)
+    assert status == 200
+    assert call(running.url, path, body, token=TOKENS["shop-web"])[0] == 200  # old ones too
+
+
 # ------------------------------------------------------------------ tampered artifact
 def test_tampered_artifact_is_503_with_a_clear_message_and_the_service_stays_up(served_project):
     """Check that a champion whose artifact fails its hash check is not served (503)."""

@@ -17,6 +17,8 @@ import sys
 from hortus.cli._common import _paths
 from hortus.errors import HortusError
 
+SERVICE_USER = "hortus-serve"  # hortus.serving.service.SERVICE_USER (not imported: fast --help)
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from hortus.serving.service import ServeConfig, Service, build_app
@@ -32,6 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         models=tuple(args.model or ()),
         alias=args.alias,
         poll=args.poll,
+        user=args.user,
     )
     service = Service(config)
     import uvicorn
@@ -76,6 +79,9 @@ def add_parsers(sub) -> None:
     s.add_argument("--port", type=int, default=8765, help="port (8765)")
     s.add_argument("--public", action="store_true", help="allow a non-loopback --host")
     s.add_argument("--poll", type=float, default=1.0, help="seconds between alias checks (1)")
+    s.add_argument(
+        "--user", default=SERVICE_USER, help=f"the service's own identity ({SERVICE_USER})"
+    )
     s.set_defaults(func=cmd_serve)
     ssub = s.add_subparsers(dest="serve_command")
     t = ssub.add_parser("token", help="issue a bearer token for a user of the access policy",

@@ -16,8 +16,9 @@ prediction rows wait):
   prediction is lost (at worst a batch whose commit succeeded but whose
   acknowledgement failed is written twice);
 - audit records of allowed and denied calls go to ``ops.audit_log`` through the
-  existing `AuditBuffer` (one hash-chained commit per flush), so auditing costs a
-  request nothing but the append;
+  existing `AuditBuffer` (the one of the Lakehouse that appends the prediction rows, so
+  the calls and the append's own write record are one hash-chained commit per flush),
+  so auditing costs a request nothing but the append;
 - `stop` flushes everything (prediction rows, spill file, audit records) before it
   returns: the service calls it on shutdown.
 
@@ -76,9 +77,9 @@ class BackgroundWriter:
         spill: Path,
         *,
         audit: AuditBuffer | None = None,
-        capacity: int = 20_000,
-        batch: int = 2_000,
-        interval: float = 0.5,
+        capacity: int = 50_000,
+        batch: int = 5_000,
+        interval: float = 2.0,
     ):
         self._write = write
         self.schema = dict(schema)
@@ -190,14 +191,14 @@ class BackgroundWriter:
             with self._lock:
                 rows, self._rows = self._rows, []
                 records, self._records = self._records, []
+            if self.audit is not None:  # before the rows: the append's own audit flush
+                self.audit.pending.extend(records)  # writes them in the same commit
             for i in range(0, len(rows), self.batch):
                 chunk = rows[i : i + self.batch]
                 if self._spilled_lines or not self._append(chunk):
                     self._to_spill(chunk)  # keep order: behind what already waits on disk
-            if records and self.audit is not None:
+            if self.audit is not None and self.audit.pending:
                 try:
-                    for r in records:
-                        self.audit.pending.append(r)
                     self.audit.flush()
                 except Exception as exc:  # records stay pending in the AuditBuffer
                     self.last_error = f"audit: {type(exc).__name__}: {exc}"

@@ -61,7 +61,7 @@ from starlette.routing import Route
 
 from hortus.errors import HortusError, SignatureError
 from hortus.governance.access import Policy
-from hortus.governance.audit import AuditBuffer, AuditRecord, default_path
+from hortus.governance.audit import AuditRecord
 from hortus.lakehouse.tables import Lakehouse
 from hortus.serving._features import ServingFeatures, UnknownEntity
 from hortus.serving._metrics import Metrics
@@ -89,7 +89,7 @@ class ServeConfig:
     max_body: int = 1_000_000
     max_rows: int = 1_000
     max_k: int = 100
-    flush_interval: float = 0.5
+    flush_interval: float = 2.0  # seconds between prediction log micro-batches
     spill: Path | None = None
 
 
@@ -131,7 +131,7 @@ class Service:
             ),  # fmt: skip
             self.lh.catalog.get(PREDICTION_LOG).schema,
             spill,
-            audit=AuditBuffer(default_path(self.lh.paths), self.lh.paths.secrets),
+            audit=writer_lh._audit,  # the append's own audit buffer: one commit per flush
             interval=config.flush_interval,
         )
         self.watcher = Watcher(self, poll=config.poll)
