@@ -225,7 +225,11 @@ def status(message: str):
     """
     if not progress_wanted():
         return contextlib.nullcontext()
+    import sys
+
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    redirect = sys.stdout.isatty()
 
     @contextlib.contextmanager
     def _spin():
@@ -235,8 +239,10 @@ def status(message: str):
             TimeElapsedColumn(),
             console=console(stderr=True),
             transient=True,
-            redirect_stdout=False,
-            redirect_stderr=False,
+            # lines printed meanwhile go above the spinner, not into it; only when stdout
+            # is the terminal too (a redirected stdout keeps its own stream)
+            redirect_stdout=redirect,
+            redirect_stderr=redirect,
         ) as bar:
             bar.add_task(message, total=None)
             yield bar
