@@ -249,11 +249,31 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
     return 0
 
 
-#: the rules silver validation records in quarantine.rows (its contract lists them)
+#: the rules silver validation records in quarantine.rows (its contract lists them too)
 QUARANTINE_RULES = (
-    "json", "csv", "required", "type", "min", "max", "future", "allowed", "pattern",
-    "encoding", "duplicate", "missing_column",
+    "json", "csv", "required", "type", "max_length", "min", "max", "future", "allowed",
+    "pattern", "encoding", "duplicate", "missing_column",
 )  # fmt: skip
+
+
+def _quarantine_rules(lh) -> set[str]:
+    """Return the known quarantine rules: these, and those the rule column's description
+    lists ("First rule broken: json, csv (a malformed CSV row), required, ...")."""
+    import re
+
+    from hortus.lakehouse.silver import QUARANTINE
+
+    rules = set(QUARANTINE_RULES)
+    try:
+        column = next(c for c in lh.catalog.get(QUARANTINE).columns if c.name == "rule")
+        listed = column.description.split(":", 1)[1]
+    except (StopIteration, IndexError, HortusError):
+        return rules
+    for part in re.sub(r"\([^)]*\)", "", listed).split(","):
+        word = part.strip().rstrip(".")
+        if re.fullmatch(r"[a-z_]+", word):
+            rules.add(word)
+    return rules
 
 
 def _check_choice(what: str, value: str, valid: list[str], option: str) -> None:
@@ -286,7 +306,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     lf = lh.scan(QUARANTINE)
     if args.rule:
         present = lf.select(pl.col("rule").unique()).collect()["rule"].to_list()
-        _check_choice("rule", args.rule, sorted(set(QUARANTINE_RULES) | set(present)), "--rule")
+        _check_choice("rule", args.rule, sorted(_quarantine_rules(lh) | set(present)), "--rule")
     if args.table:
         lf = lf.filter(pl.col("table") == args.table)
     if args.rule:
