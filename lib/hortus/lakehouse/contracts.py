@@ -14,6 +14,7 @@ smaller one for ids, or `null` for no limit): a value longer than that is a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -51,6 +52,7 @@ _COLUMN_KEYS = {
     "generalise",
     "sensitive",
     "description",
+    "tags",
 }
 _TABLE_KEYS = {
     "layer",
@@ -62,6 +64,7 @@ _TABLE_KEYS = {
     "landing",
     "columns",
     "on_extra_columns",
+    "tags",
 }
 #: accepted datetime layouts; `%.f` also matches no fraction at all ("...T08:00:00Z"), so
 #: each extra layout here costs a full parse of every value
@@ -84,6 +87,7 @@ class Column:
     sensitive: bool = False
     description: str = ""
     max_length: int | None = None  # characters, string columns only (rule `max_length`)
+    tags: tuple[str, ...] = ()  # catalog search tags (`tags:` in the contract)
 
     @property
     def dtype(self) -> pl.DataType:
@@ -123,6 +127,7 @@ class Contract:
     on_extra_columns: str = "warn"
     shop_opened: datetime | None = None
     source: str = "<inline>"
+    tags: tuple[str, ...] = ()  # catalog search tags (`tags:` in the contract)
 
     @property
     def full_name(self) -> str:
@@ -204,6 +209,7 @@ class Contract:
             on_extra_columns=extra,
             shop_opened=_parse_datetime(shop_opened) if shop_opened else None,
             source=source,
+            tags=_tags(spec.get("tags"), where),
         )
 
     def to_dict(self) -> dict:
@@ -215,9 +221,11 @@ class Contract:
             "freshness_sla_hours": self.freshness_sla_hours,
             "primary_key": list(self.primary_key),
             "landing": None if not self.landing else vars(self.landing),
+            **({"tags": list(self.tags)} if self.tags else {}),
             "columns": [
                 {k: v for k, v in vars(c).items() if v not in (None, (), "")}
                 | ({"allowed": list(c.allowed)} if c.allowed else {})
+                | ({"tags": list(c.tags)} if c.tags else {})
                 for c in self.columns
             ],
         }
@@ -263,7 +271,26 @@ def _column(name: str, spec: dict, where: str) -> Column:
         sensitive=bool(spec.get("sensitive", False)),
         description=str(spec.get("description", "")),
         max_length=max_length,
+        tags=_tags(spec.get("tags"), where),
     )
+
+
+#: a catalog tag: lower case words joined by hyphens (pii, kpi, gold-standard)
+_TAG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+
+
+def _tags(value: Any, where: str) -> tuple[str, ...]:
+    """Return a contract's optional `tags:` list, each tag checked (lower-case-hyphenated)."""
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, list):
+        raise ContractError(f"{where}: tags must be a list, e.g. [kpi, gold-standard]")
+    bad = [t for t in value if not isinstance(t, str) or not _TAG.fullmatch(t)]
+    if bad:
+        raise ContractError(
+            f"{where}: tag(s) {bad} are not lower-case words joined by hyphens (e.g. gold-standard)"
+        )
+    return tuple(dict.fromkeys(value))
 
 
 def load_contracts(path: Path) -> dict[str, Contract]:
