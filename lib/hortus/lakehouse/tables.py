@@ -385,11 +385,16 @@ class Lakehouse:
         mode: str = "append",
         inputs: dict[str, int] | None = None,
         note: str | None = None,
+        model: str | None = None,
+        features: Iterable[str] | None = None,
     ) -> int:
         """Write a frame as one Delta commit with its lineage; return the new version.
 
         `inputs` defaults to every table this Lakehouse has read so far, with the
-        versions read.  `mode` is "append" or "overwrite".
+        versions read; a stage that knows what one write read passes it (lineage per
+        write, not per stage).  `model` names the model version that wrote the rows
+        ("recommender@v3") and `features` the feature groups used; both are recorded in
+        the commit when given (`hortus lineage`).  `mode` is "append" or "overwrite".
         """
         if mode not in ("append", "overwrite"):
             raise ValueError(f"mode must be append or overwrite, got {mode!r}")
@@ -409,6 +414,10 @@ class Lakehouse:
         }
         if note:
             lineage["note"] = note
+        if model:
+            lineage["model"] = model
+        if features:
+            lineage["features"] = json.dumps(sorted(set(features)))
         meta = {LINEAGE_PREFIX + k: v for k, v in lineage.items()}
         commit = CommitProperties(custom_metadata=meta)
         fast = (
@@ -540,9 +549,12 @@ class Lakehouse:
                     "git_commit": h.get(LINEAGE_PREFIX + "git_commit"),
                     "git_dirty": h.get(LINEAGE_PREFIX + "git_dirty"),
                     "user": h.get(LINEAGE_PREFIX + "user"),
+                    "model": h.get(LINEAGE_PREFIX + "model"),
+                    "features": h.get(LINEAGE_PREFIX + "features"),
                 }
             )
-        return pl.DataFrame(rows, schema_overrides={"inputs": pl.String}).sort("version")
+        strings = {k: pl.String for k in ("inputs", "model", "features")}
+        return pl.DataFrame(rows, schema_overrides=strings).sort("version")
 
     def content_hash(self, name: str, *, version: int | None = None) -> str:
         """Return an order-independent hash of a table's contents as this user sees them.
