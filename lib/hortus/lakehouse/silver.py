@@ -500,15 +500,16 @@ def build(lh: Lakehouse, options: SilverOptions, *, chunk_rows: int = 2_000_000)
             else None
         )
         rules: dict[str, int] = {}
+        inputs = _write_inputs(lh, contract)  # lineage of this table's writes, not the stage's
         for chunk in _chunks(files, chunk_rows):
             batch = todo.filter(pl.col("_source_file").is_in(pl.Series(chunk).implode())).collect()
             result = process(batch, contract, options, existing_keys=keys)
             if result.accepted.height:
-                lh.write(contract.full_name, result.accepted, mode="append")
+                lh.write(contract.full_name, result.accepted, mode="append", inputs=inputs)
                 new_keys = result.accepted.select(contract.primary_key)
                 keys = new_keys if keys is None else pl.concat([keys, new_keys])
             if result.quarantined.height:
-                lh.write(QUARANTINE, result.quarantined, mode="append")
+                lh.write(QUARANTINE, result.quarantined, mode="append", inputs=inputs)
             counts["landed"] += result.landed
             counts["accepted"] += result.accepted.height
             counts["quarantined"] += result.quarantined.height
@@ -523,13 +524,26 @@ def build(lh: Lakehouse, options: SilverOptions, *, chunk_rows: int = 2_000_000)
     return summary
 
 
+def _write_inputs(lh: Lakehouse, contract: Contract) -> dict[str, int]:
+    """Return the tables (and versions) one silver table's rows come from.
+
+    Its own bronze table; a table with free text also depends on the bronze tables of
+    customer identifiers its text is redacted with (`known_pii_values`).
+    """
+    names = ["bronze." + contract.name]
+    if contract.pii_columns("free_text"):
+        names += ["bronze." + c.name for c, _ in _identifier_tables(lh)]
+    return {n: lh.reads.get(n, lh.version(n)) for n in dict.fromkeys(names) if lh.exists(n)}
+
+
 def _ensure_tables(lh: Lakehouse) -> None:
     """Create empty silver and quarantine tables that got no rows, so readers never fail."""
     meta = {"_source_file": pl.String, "_line": pl.Int64, "_batch_id": pl.String}
     for contract in lh.catalog.landed():
         if not lh.exists(contract.full_name):
             schema = dict(stored_contract(contract).schema) | meta
-            lh.write(contract.full_name, pl.DataFrame(schema=schema), mode="append")
+            lh.write(contract.full_name, pl.DataFrame(schema=schema), mode="append",
+                     inputs=_write_inputs(lh, contract))  # fmt: skip
     if not lh.exists(QUARANTINE):
         lh.write(QUARANTINE, pl.DataFrame(schema=lh.catalog.get(QUARANTINE).schema), mode="append")
 
