@@ -357,14 +357,18 @@ def score(paths: Paths, params: dict, model: str | None = None) -> dict:
         pipeline, signature = registry.load(version)
         spec = _spec(registry.get(version).spec, f"model {name} v{version}")
         hook = project.hook(mdef.scoring.build, f"models.{name}.scoring.build")
+        lh.reads.clear()  # lineage of this model's predictions: what its scoring reads
         if hook is not None:
             table, log = hook(lh, pipeline, signature, spec, at=at, params=dict(params),
                               model_name=name, model_version=version)  # fmt: skip
         else:
             table, log = generic.batch_score(lh, pipeline, signature, spec, mdef, at=at,
                                              model_name=name, model_version=version)  # fmt: skip
-        lh.write(mdef.scoring.table, table, mode="overwrite")
-        lh.write(generic.PREDICTION_LOG, log, mode="append")
+        written_by = {"inputs": dict(lh.reads), "model": f"{name}@v{version}",
+                      "features": [t.removeprefix("gold.fs_") for t in lh.reads
+                                   if t.startswith("gold.fs_")]}  # fmt: skip
+        lh.write(mdef.scoring.table, table, mode="overwrite", **written_by)
+        lh.write(generic.PREDICTION_LOG, log, mode="append", **written_by)
         summarise = project.hook(mdef.scoring.summary, f"models.{name}.scoring.summary")
         results[name] = {"model_version": version, "as_of": at.isoformat(), "note": note,
                          "table": mdef.scoring.table}  # fmt: skip
