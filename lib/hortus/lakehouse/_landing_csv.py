@@ -30,6 +30,8 @@ import polars as pl
 import pyarrow as pa
 
 _NL, _CR, _QUOTE, _COMMA = 10, 13, 34, 44
+_SPECIAL = np.zeros(256, dtype=bool)
+_SPECIAL[[_NL, _CR, _QUOTE, _COMMA]] = True
 
 
 class CsvUnparseable(ValueError):
@@ -79,10 +81,14 @@ def _parse_fast(payload: bytes) -> CsvRows | None:
     """Vectorised parse, or None when the exact path must decide."""
     data = np.frombuffer(payload, dtype=np.uint8)
     n = len(payload)
-    nl = np.flatnonzero(data == _NL)
+    # one pass over the bytes: where the newlines, quotes, commas and carriage returns are
+    special = np.flatnonzero(_SPECIAL[data])
+    kind = data[special]
+    nl, quotes = special[kind == _NL], special[kind == _QUOTE]
+    commas, cr = special[kind == _COMMA], special[kind == _CR]
+    del special, kind
     ends = nl if (n == 0 or payload[-1] == _NL) else np.append(nl, n)  # line ends (exclusive)
     starts = np.concatenate(([0], nl + 1))[: len(ends)]
-    quotes = np.flatnonzero(data == _QUOTE)
     if len(quotes) % 2:
         return None  # a quote never closed
     if len(quotes):  # a quote inside a field (x"y, "a"b): csv's own rules decide
@@ -91,44 +97,61 @@ def _parse_fast(payload: bytes) -> CsvRows | None:
         after = (quotes == n - 1) | np.isin(data[np.minimum(quotes + 1, n - 1)], edge)
         if not (before | after).all():
             return None
-    cr = np.flatnonzero(data == _CR)
     if len(cr) and ((cr < n - 1) & (data[np.minimum(cr + 1, n - 1)] != _NL)).any():
         return None  # a carriage return not ending a line
     closes = np.searchsorted(quotes, ends) % 2 == 0  # outside quotes at the line's end
     last_lines = np.flatnonzero(closes)
     first_lines = np.concatenate(([0], last_lines[:-1] + 1)).astype(np.int64)
     rec_start, rec_stop = starts[first_lines], ends[last_lines]
-    commas = np.flatnonzero(data == _COMMA)
-    if len(quotes):
-        commas = commas[np.searchsorted(quotes, commas) % 2 == 0]
+    # fields: the commas of each record, less those inside its quoted spans, + 1
     fields = np.searchsorted(commas, rec_stop) - np.searchsorted(commas, rec_start) + 1
-    # the records as Arrow strings over the payload (each with its own newline)
-    offsets = np.append(rec_start, n)
-    arr = pa.LargeStringArray.from_buffers(
-        len(rec_start), pa.py_buffer(offsets.astype(np.int64)), pa.py_buffer(payload)
+    if len(quotes):
+        opens, closes_at = quotes[0::2], quotes[1::2]
+        inside = np.searchsorted(commas, closes_at) - np.searchsorted(commas, opens)
+        owner = np.searchsorted(rec_start, opens, side="right") - 1
+        fields -= np.bincount(owner, weights=inside, minlength=len(fields)).astype(np.int64)
+    del commas
+    whole = pa.LargeStringArray.from_buffers(
+        1, pa.py_buffer(np.array([0, n], dtype=np.int64)), pa.py_buffer(payload)
     )
     try:
-        arr.validate(full=True)
+        whole.validate(full=True)  # UTF-8, checked over the payload without a copy
     except pa.ArrowInvalid:
         return None  # bytes that are not UTF-8: the exact path decodes them lossily
-    records = pl.Series("_raw", arr).str.strip_suffix("\n").str.strip_suffix("\r")
-    blank = ~records.str.contains(r"\S").to_numpy()
+    # a record's text ends before its newline and a carriage return before that
+    stop = rec_stop - ((rec_stop > rec_start) & (data[np.maximum(rec_stop - 1, 0)] == _CR))
+
+    def text(k: int) -> str:
+        return payload[rec_start[k] : stop[k]].decode()
+
+    # blank: empty, or white space only (no comma, no quote: one field; decoded to tell)
+    blank = stop == rec_start
+    for k in np.flatnonzero(~blank & (fields == 1)).tolist():
+        blank[k] = not text(k).strip()
     filled = np.flatnonzero(~blank)
     if not len(filled):
         raise CsvUnparseable("the file has no header row (only blank lines)")
     head = int(filled[0])
-    header = _header(records[head])
+    header = _header(text(head))
     data_idx = filled[1:]
     ok = fields[data_idx] == len(header)
     multi = last_lines[data_idx] > first_lines[data_idx]
     if (~ok & multi).any():
         return None  # a record over several lines with the wrong count: an unclosed quote?
     good_idx, bad_idx = data_idx[ok], data_idx[~ok]
-    if len(bad_idx) or blank.any():
-        text = pl.concat([records[head : head + 1], records.gather(good_idx)]).str.join("\n")
-        source = (text[0] + "\n").encode()
-    else:
-        source = payload
+    source = payload
+    dropped = np.flatnonzero(blank)[np.flatnonzero(blank) > head]
+    dropped = np.sort(np.concatenate((dropped, bad_idx)))
+    if head or len(dropped):  # the file without its blank and bad records: the gaps between
+        nxt = np.append(rec_start[1:], n)
+        pieces, at = [], int(rec_start[head])
+        for k in dropped.tolist():
+            pieces.append(payload[at : rec_start[k]])
+            at = int(nxt[k])
+        pieces.append(payload[at:])
+        source = b"".join(pieces)
+        if source and not source.endswith(b"\n"):
+            source += b"\n"
     good = pl.read_csv(
         source, has_header=True, infer_schema=False, encoding="utf8-lossy", quote_char='"'
     )
@@ -139,7 +162,7 @@ def _parse_fast(payload: bytes) -> CsvRows | None:
     )
     bad = _bad_frame(
         (first_lines[bad_idx] + 1).tolist(),
-        records.gather(bad_idx).to_list(),
+        [text(k) for k in bad_idx.tolist()],
         [f"{f} fields, expected {len(header)}" for f in fields[bad_idx].tolist()],
     )
     return CsvRows(header, good, bad, int(blank.sum()))
