@@ -24,7 +24,7 @@ Blank lines are skipped and counted (a warning of the file, and the ingest repor
 Memory bound (benchmarks/bench_hostile_ingest.py, each case in a fresh process; a slow
 test runs it): ingest's peak RSS over its process baseline stays within 2x the
 decompressed size of the largest JSON-lines file it reads (1.84x measured for one
-222 MB day of 1M events) and 6x for a CSV file (parsed whole: 5.6x at 142 MB), plus at
+222 MB day of 1M events) and 6x for a CSV file (parsed whole: 4.0x at 142 MB), plus at
 most ~160 MB for a chunk of empty lines; and no file is read past min(max_file_mb,
 max_ratio x its compressed size).  Measured with the default caps: a 1 GB gzip bomb of
 event lines (3.9 MB) stops at 388 MB read, 469 MB over the baseline (the probe saw
