@@ -23,8 +23,11 @@ that triggered it (the promotion stands).  Actions are not run for ``action_*`` 
 Built-in actions
 ----------------
 ``rescore``: on ``model_promoted`` or ``model_rolled_back`` of the ``champion`` alias,
-runs ``hortus score --model <name>`` in a subprocess, as the acting user, in the
-project root (skipped, with a note, for a promotion by the gate stage: in `dvc repro`
+runs ``hortus score --model <name>`` in a subprocess, in the project root, as the
+project's service user (``HORTUS_ACTION_USER``, else ``pipeline``: scoring reads the
+features in the clear, which the promoting ML engineer may only see masked; the
+promotion itself already needed the promote grant and four eyes, and the note records
+who promoted) (skipped, with a note, for a promotion by the gate stage: in `dvc repro`
 the score stage follows it).  A subprocess rather than an in-process call of the score stage because
 the library must not import the pipeline layer (stages use the library, never the
 reverse); because the scoring run is then exactly what an operator would run, recorded
@@ -63,6 +66,8 @@ if TYPE_CHECKING:
     from hortus.monitoring.events import Event
 
 CHAMPION = "champion"
+# the user actions run as (HORTUS_ACTION_USER overrides): the pipeline's service account
+ACTION_USER = "pipeline"
 RESCORE_TIMEOUT_S = 3600.0
 # stages whose promotions the pipeline's own `score` stage follows (dvc repro): no rescore
 SCORED_NEXT = ("gate",)
@@ -111,7 +116,8 @@ def rescore(lh: Any, event: Event) -> str:
         return f"skipped: promoted by the {lh.stage} stage; the pipeline's score stage follows"
     root = lh.paths.root
     cmd = [sys.executable, "-m", "hortus.cli", "--root", str(root), "score", "--model", model]
-    env = os.environ | {"HORTUS_USER": lh.user}
+    user = os.environ.get("HORTUS_ACTION_USER") or ACTION_USER
+    env = os.environ | {"HORTUS_USER": user}
     try:
         proc = subprocess.run(
             cmd, cwd=root, env=env, capture_output=True, text=True, timeout=RESCORE_TIMEOUT_S
@@ -123,7 +129,10 @@ def rescore(lh: Any, event: Event) -> str:
     if proc.returncode != 0:
         tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
         raise ActionError(f"`hortus score --model {model}` exited {proc.returncode}: {tail}")
-    return f"`hortus score --model {model}` ok (champion v{event.detail.get('version')})"
+    return (
+        f"`hortus score --model {model}` ok as {user} (champion v{event.detail.get('version')}, "
+        f"moved by {lh.user})"
+    )
 
 
 class NotApplicable(str):
