@@ -136,7 +136,9 @@ def cmd_catalog_list(args: argparse.Namespace) -> int:
 
     lh = Lakehouse.open(_paths(args).root, stage="cli")
     rows = []
-    for c in lh.catalog:
+    from hortus.cli.catalog_search import listed  # --layer/--owner/--tag/--pii
+
+    for c in listed(lh.catalog, args):
         built = lh.exists(c.full_name)
         rows.append(
             {
@@ -543,6 +545,10 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--json", action="store_true")
     cl.add_argument("--wrap", action="store_true", help="wrap descriptions instead of shortening")
     cl.set_defaults(func=cmd_catalog_list)
+    from hortus.cli.catalog_search import add_catalog_parsers, add_list_filters
+
+    add_list_filters(cl)
+    add_catalog_parsers(csub)
     cs = csub.add_parser(
         "show",
         help="show one table's contract and lineage",
@@ -654,6 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hortus.cli.serve import add_parsers as _serve
 
     _serve(sub)
+    from hortus.cli.catalog_search import add_parsers as _lineage
+
+    _lineage(sub)
     return p
 
 
