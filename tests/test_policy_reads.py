@@ -60,6 +60,7 @@ READS = {
         "dana", "silver.users.email",
     ),
     "models list": (["models", "list"], ["nobody", "dana"], None, None),
+    "lineage": (["lineage", "bronze.users"], ["nobody", "alex"], "dana", "bronze.users"),
 }  # fmt: skip
 
 # Every other command, and why it is not a read of lakehouse data by an ordinary user.
@@ -80,6 +81,7 @@ NOT_READS = {
     "score": "pipeline stage: Lakehouse.scan / write",
     "docs": "pipeline stage: reads contracts and reports, tables through Lakehouse",
     "catalog list": "contracts and table versions (metadata, documented as not enforced)",
+    "catalog search": "contracts only (no table data); tables the user may not read are left out",
     "data": "verifies or restores the landing snapshot (data/), not the lakehouse",
     "key": "writes the demo keys",
     "gate": "pipeline stage: Lakehouse.scan of the model's tables",
