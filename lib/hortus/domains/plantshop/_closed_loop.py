@@ -166,33 +166,3 @@ def served_recommendations(lh) -> pl.DataFrame | None:
         pl.col("user_id").str.contains(r"^u\d{6}$") & pl.col("plant_id").str.contains(r"^p\d{4}$")
     )
     return out if out.height else None
-
-
-def oracle_lists(cfg, k: int, *, at: datetime, worst: bool = False) -> pl.DataFrame:
-    """Return each initial buyer's k plants ranked by their true (latent) utility.
-
-    A yardstick for the closed loop (tests, docs): the best possible ranking, or with
-    `worst` the reversed one (the k plants each buyer likes least, the least first).
-    Rows (user_id, plant_id, rank, as_of=at) like `served_recommendations`; base
-    prices, no season, in-stock plants only.
-    """
-    from hortus.domains.plantshop import simulate as sim
-
-    cat = sim._catalogue(cfg)
-    rng0 = sim._rng(cfg.seed, sim._S_USERS0)  # the initial population, as `_generate` draws it
-    users, csv0 = sim._new_users(rng0, cfg.users, sim._BASE_COUNTRY_P, -1, cfg.start_date)
-    lo_us = sim._day_us(sim.SHOP_OPENED)
-    hi_us = max(sim._day_us(cfg.start_date), lo_us + _US_PER_DAY)
-    users, _, _ = sim._in_signup_order(users, csv0, rng0.integers(lo_us, hi_us, cfg.users))
-    util = sim._utilities(users, np.arange(cfg.users), cat, np.log(cat.price), 0.0)
-    util = np.where(cat.in_stock[None, :], util, -np.inf if not worst else np.inf)
-    top = sim._top_k(-util if worst else util, k)
-    n = cfg.users
-    return pl.DataFrame(
-        {
-            "user_id": [f"u{i + 1:06d}" for i in np.repeat(np.arange(n), k)],
-            "plant_id": [f"p{p + 1:04d}" for p in top.ravel()],
-            "rank": np.tile(np.arange(1, k + 1), n),
-            "as_of": [at] * (n * k),
-        }
-    )
