@@ -28,6 +28,11 @@ Monitors and their metrics (subject in brackets):
 - ``kpi`` [``<kpi table>.<kpi>``]: value and out_of_range (0/1) per expected range of
   the project's KPI table (`kpis.table` of the project definition).
 - ``access`` [table or object]: denied_attempts per user (label) in a window.
+- ``realized`` [``<model> v<version> <day>[ <segment>=<value>]``]: realized_precision,
+  realized_hit_rate, realized_ctr, realized_lists, realized_items or realized_pending
+  of the logged predictions joined with the model's declared `outcomes`, per version,
+  day and segment; realized_precision_last [``<model> v<version>``]; score_drift and
+  score_mean of served scores against the training hold-out (`_monitor_realized`).
 
 Metric rows are flags when the metric is one of `FLAG_METRICS` and the value is > 0.
 """
@@ -86,6 +91,7 @@ from hortus.monitoring._monitor_pipeline import (  # noqa: F401
     pipeline_health,
     pipeline_health_frame,
 )
+from hortus.monitoring._monitor_realized import realized  # noqa: F401
 from hortus.monitoring.drift import DriftConfig
 from hortus.params import refuse_unknown_keys
 
@@ -114,6 +120,7 @@ __all__ = [
     "model_staleness",
     "pipeline_health",
     "pipeline_health_frame",
+    "realized",
     "run_all",
     "staleness_inputs",
     "staleness_score",
@@ -200,6 +207,7 @@ MONITORS = (
     "model_staleness",
     "kpi",
     "access",
+    "realized",
 )
 
 
@@ -229,6 +237,7 @@ def run_all(lh: Lakehouse, config: MonitorConfig, at: datetime | None = None) ->
             lh, at, config.kpi_ranges, where=config.kpi_where, days=config.kpi_days
         ),
         "access": lambda: denied_access(lh, at, window_hours=config.denied_window_hours),
+        "realized": lambda: realized(lh, at, model=config.model),
     }
     chosen = config.monitors or MONITORS
     frames = [runners[name]() for name in chosen]  # a loop over monitors
