@@ -499,6 +499,78 @@ def _(chosen_model, metrics, metrics_note, start, stop):
 
 
 @app.cell
+def _(chosen_model, metrics, metrics_note):
+    # the `realized` monitor: logged predictions joined with what happened afterwards
+    # (the model's `outcomes` in hortus.yaml); days are data days, not monitor runs
+    _head = mo.md(
+        "## Realized outcomes\n\nWhat buyers did with what was served: realized precision "
+        "per day and model version (`hortus monitor run`; days whose outcome window is still "
+        "open are *pending*, not zero)."
+    )
+    if metrics is None:
+        _out = mo.vstack([_head, note(metrics_note or "", "warn")])
+    else:
+        _prec = mv.realized_series(metrics, chosen_model)
+        _done = _prec.filter(pl.col("status") == "complete")
+        _pending = _prec.filter(pl.col("status") == "pending")
+        _drift = (
+            metrics.filter((pl.col("monitor") == "realized") & (pl.col("metric") == "score_drift"))
+            .with_columns(
+                pl.col("labels").str.json_path_match("$.model_name").alias("model"),
+                pl.col("labels").str.json_path_match("$.day").alias("day"),
+                pl.col("labels").str.json_path_match("$.model_version").alias("version"),
+            )
+            .filter(pl.col("model") == chosen_model)
+            .sort("at")
+            .group_by("subject")
+            .agg(pl.all().last())
+        )
+        _parts = [_head]
+        if _done.height:
+            _parts.append(
+                alt.Chart(_done.with_columns(pl.col("version").cast(pl.String)))
+                .mark_line(point=True)
+                .encode(
+                    x=alt.X("day:T", title="day of the prediction"),
+                    y=alt.Y("value:Q", title="realized precision"),
+                    color=alt.Color("version:N", title="version"),
+                    tooltip=["day", "version", "value", "lists"],
+                )
+                .properties(height=160, width=520, title=f"Realized precision of {chosen_model}")
+            )
+        else:
+            _parts.append(
+                note(
+                    f"No realized outcomes for `{chosen_model}` yet: no logged predictions, no "
+                    "`outcomes` in hortus.yaml, or no complete outcome window."
+                )
+            )
+        if _pending.height:
+            _parts.append(
+                note(
+                    f"{_pending.height} day(s) pending (outcome window still open): "
+                    + ", ".join(f"{d} v{v}" for d, v in _pending.select("day", "version").rows()),
+                    "info",
+                )
+            )
+        if _drift.height:
+            _parts.append(
+                alt.Chart(_drift.select("day", "version", "value"))
+                .mark_line(point=True)
+                .encode(
+                    x=alt.X("day:T", title="day of the prediction"),
+                    y=alt.Y("value:Q", title="served vs hold-out scores (drift statistic)"),
+                    color=alt.Color("version:N", title="version"),
+                    tooltip=["day", "version", "value"],
+                )
+                .properties(height=140, width=520, title="Score drift against training")
+            )
+        _out = mo.vstack(_parts)
+    _out
+    return
+
+
+@app.cell
 def _(lakehouse, metrics, start, stop):
     # the access monitor's counts (ops.monitor_metrics) and, for users who may read the
     # audit log, the denied attempts themselves

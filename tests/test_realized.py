@@ -306,3 +306,26 @@ def test_outcomes_declaration_is_checked():
         doc["models"]["m"]["outcomes"] = outcomes
         with pytest.raises(ProjectError, match=re.escape(message)):
             Project.from_dict(doc, root=root)
+
+
+# ------------------------------------------------------------------ dashboard
+def test_dashboard_series_takes_the_newest_run_of_each_day():
+    from hortus.publishing.monitor_views import realized_series
+
+    preds, events = _hand_built()
+    early = realized_frame(preds, events, OD, horizon=datetime(2025, 3, 13, tzinfo=UTC))
+    late = realized_frame(preds, events, OD, horizon=datetime(2025, 3, 20, tzinfo=UTC))
+    runs = pl.concat([
+        realized_metrics_frame(early, datetime(2026, 1, 1, tzinfo=UTC), window_days=3, k=10),
+        realized_metrics_frame(late, datetime(2026, 1, 2, tzinfo=UTC), window_days=3, k=10),
+    ])  # fmt: skip
+    first = realized_series(runs.filter(pl.col("at") < datetime(2026, 1, 2, tzinfo=UTC)), "rec")
+    assert first.select("day", "version", "status").rows() == [
+        ("2025-03-10", 3, "complete"), ("2025-03-11", 4, "pending")
+    ]  # fmt: skip
+    assert first["lists"].to_list() == [2.0, 2.0] and first["value"][1] is None
+    both = realized_series(runs, "rec")
+    assert both["status"].to_list() == ["complete", "complete"]
+    assert both["value"].to_list() == pytest.approx([0.25, 0.25])
+    south = realized_series(runs, "rec", segment="region", value="S")
+    assert south.height == 0  # no segments measured in these runs

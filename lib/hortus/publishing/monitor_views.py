@@ -11,7 +11,9 @@ The notebook orchestrates and displays; these functions pick and compute:
   registered champion, else from its definition in hortus.yaml);
 - `segment_columns`, `segment_values`, `filter_segment`: segment choices and rows;
 - `kpi_layout`: the time and segment columns of a daily KPI table;
-- `feature_columns`, `drift_by_window`: daily feature drift against the training part.
+- `feature_columns`, `drift_by_window`: daily feature drift against the training part;
+- `realized_series`: realized outcome metrics (the `realized` monitor) per day and
+  model version, newest measurement of each, with the days still pending.
 
 Nothing here names a domain: tables and columns come from the project definition.
 """
@@ -344,3 +346,73 @@ def _window_length(window: str) -> timedelta:
     if not days:
         raise HortusError(f"drift: window {window!r} must be in hours, days or weeks (1d, 7d)")
     return timedelta(days=days)
+
+
+def realized_series(
+    metrics: pl.DataFrame | None,
+    model: str,
+    metric: str = "realized_precision",
+    *,
+    segment: str = "all",
+    value: str = "all",
+) -> pl.DataFrame:
+    """Return day, version, value, status of one realized metric of a model (newest run).
+
+    Rows of the `realized` monitor for `model`'s versions and one segment (``all`` by
+    default), the newest measurement per subject; pending days come as status
+    ``pending`` with their pending lists in `lists` and no value.  Sorted by day, version.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> lab = '{"model_name":"m","model_version":"2","day":"2025-03-01","segment":"all",'
+    >>> m = pl.DataFrame({"monitor": ["realized"] * 2, "metric": ["realized_precision"] * 2,
+    ...     "subject": ["m v2 2025-03-01"] * 2, "value": [0.1, 0.2],
+    ...     "labels": [lab + '"value":"all","status":"complete"}'] * 2,
+    ...     "at": [datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)]})
+    >>> realized_series(m, "m").select("day", "version", "value").rows()
+    [('2025-03-01', 2, 0.2)]
+    """
+    schema = {"day": pl.String, "version": pl.Int64, "value": pl.Float64,
+              "status": pl.String, "lists": pl.Float64}  # fmt: skip
+    if metrics is None or metrics.height == 0:
+        return pl.DataFrame(schema=schema)
+    rows = metrics.filter(
+        (pl.col("monitor") == "realized")
+        & pl.col("metric").is_in([metric, "realized_pending", "realized_lists"])
+    ).with_columns(
+        *[
+            pl.col("labels").str.json_path_match(f"$.{k}").alias(f"_{k}")
+            for k in ("model_name", "model_version", "day", "segment", "value", "status")
+        ]
+    )
+    rows = rows.filter(
+        (pl.col("_model_name") == model) & (pl.col("_segment") == segment)
+        & (pl.col("_value") == value)
+    ).sort("at")  # fmt: skip
+    newest = rows.group_by("subject", "metric").agg(pl.all().last())
+    # a subject's newest run decides its status (a pending day may have closed since)
+    status = newest.group_by("subject").agg(pl.col("_status").sort_by("at").last().alias("status"))
+    wide = (
+        newest.join(status, on="subject")
+        .filter(pl.col("_status") == pl.col("status"))
+        .group_by("subject", "_day", "_model_version", "status")
+        .agg(
+            pl.col("value").filter(pl.col("metric") == metric).first().alias("value"),
+            pl.col("value")
+            .filter(pl.col("metric").is_in(["realized_lists", "realized_pending"]))
+            .first()
+            .alias("lists"),
+        )
+    )
+    return (
+        wide.select(
+            pl.col("_day").alias("day"),
+            pl.col("_model_version").cast(pl.Int64).alias("version"),
+            "value",
+            "status",
+            "lists",
+        )
+        .cast(schema)
+        .sort("day", "version")
+    )
