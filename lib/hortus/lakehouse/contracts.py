@@ -65,6 +65,7 @@ _TABLE_KEYS = {
     "columns",
     "on_extra_columns",
     "tags",
+    "retention",
 }
 #: accepted datetime layouts; `%.f` also matches no fraction at all ("...T08:00:00Z"), so
 #: each extra layout here costs a full parse of every value
@@ -104,6 +105,15 @@ class Landing:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """How long a table keeps its rows (`retention:` in the contract; `hortus maintain`)."""
+
+    days: float
+    column: str  # the date/datetime column whose age counts
+    keep_for_receipts: bool = True  # never remove rows a registered model's receipt reads
+
+
+@dataclass(frozen=True)
 class Contract:
     """The data contract of one table.
 
@@ -128,6 +138,7 @@ class Contract:
     shop_opened: datetime | None = None
     source: str = "<inline>"
     tags: tuple[str, ...] = ()  # catalog search tags (`tags:` in the contract)
+    retention: Retention | None = None  # optional retention period (`retention:`)
 
     @property
     def full_name(self) -> str:
@@ -210,6 +221,7 @@ class Contract:
             shop_opened=_parse_datetime(shop_opened) if shop_opened else None,
             source=source,
             tags=_tags(spec.get("tags"), where),
+            retention=_retention(spec.get("retention"), cols, where),
         )
 
     def to_dict(self) -> dict:
@@ -222,6 +234,7 @@ class Contract:
             "primary_key": list(self.primary_key),
             "landing": None if not self.landing else vars(self.landing),
             **({"tags": list(self.tags)} if self.tags else {}),
+            **({"retention": vars(self.retention)} if self.retention else {}),
             "columns": [
                 {k: v for k, v in vars(c).items() if v not in (None, (), "")}
                 | ({"allowed": list(c.allowed)} if c.allowed else {})
@@ -291,6 +304,51 @@ def _tags(value: Any, where: str) -> tuple[str, ...]:
             f"{where}: tag(s) {bad} are not lower-case words joined by hyphens (e.g. gold-standard)"
         )
     return tuple(dict.fromkeys(value))
+
+
+def _retention(value: Any, cols: list[Column], where: str) -> Retention | None:
+    """Return a table's optional `retention: {days, column, keep_for_receipts}`, checked."""
+    if value is None:
+        return None
+    example = "e.g. retention: {days: 90, column: logged_at}"
+    if not isinstance(value, dict):
+        raise ContractError(f"{where}: retention must be a mapping, {example}")
+    unknown = set(value) - {"days", "column", "keep_for_receipts"}
+    if unknown:
+        raise ContractError(f"{where}: retention: unknown key(s) {sorted(unknown)}")
+    days = value.get("days")
+    if isinstance(days, bool) or not isinstance(days, int | float) or days <= 0:
+        raise ContractError(f"{where}: retention.days must be a positive number, got {days!r}")
+    types = {c.name: c.type for c in cols}
+    column = value.get("column")
+    if types.get(column) not in ("date", "datetime"):
+        raise ContractError(
+            f"{where}: retention.column must name a date or datetime column of the table "
+            f"({', '.join(n for n, t in types.items() if t in ('date', 'datetime')) or 'none'}),"
+            f" got {column!r}"
+        )
+    keep = value.get("keep_for_receipts", True)
+    if not isinstance(keep, bool):
+        raise ContractError(f"{where}: retention.keep_for_receipts must be true or false")
+    return Retention(days=float(days), column=column, keep_for_receipts=keep)
+
+
+def with_retention(contracts: dict[str, Contract], section: Any, source: str) -> None:
+    """Set the retention a contract file's top-level `retention:` section gives other tables.
+
+    A domain declares how long the platform's own tables keep their rows this way, e.g.
+    ``retention: {ops.prediction_log: {days: 90, column: logged_at}}`` (in place).
+    """
+    if section is None:
+        return
+    if not isinstance(section, dict):
+        raise ContractError(f"{source}: retention must map table names to retention settings")
+    for name, spec in section.items():
+        if name not in contracts:
+            raise ContractError(f"{source}: retention: unknown table {name!r}")
+        c = contracts[name]
+        where = f"{source}: retention of {name}"
+        contracts[name] = replace(c, retention=_retention(spec, list(c.columns), where))
 
 
 def load_contracts(path: Path) -> dict[str, Contract]:
