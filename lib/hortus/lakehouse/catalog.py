@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from hortus.errors import ContractError, TableNotFound
-from hortus.lakehouse.contracts import Column, Contract, load_contracts
+from hortus.lakehouse.contracts import Column, Contract, load_contracts, with_retention
 
 HERE = Path(__file__).parent
 BUILTIN_CONTRACTS = HERE / "builtin_contracts.yaml"
@@ -123,6 +123,8 @@ class Catalog:
                 contracts[b.full_name] = b
         for c in derived_contracts(path, contracts):
             contracts[c.full_name] = c
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        with_retention(contracts, doc.get("retention"), str(path))  # domain's retention: section
         if project is not None:
             from hortus.project.definition import predictions_contract
 
