@@ -76,7 +76,11 @@ def model_node(name: str, version: int | str) -> str:
 
 
 def build(lh: Lakehouse, *, include_ops: bool = False) -> Graph:
-    """Return the lineage graph of every table and model version `lh`'s user may read."""
+    """Return the lineage graph of every table and model version `lh`'s user may read.
+
+    Edges from or to a table the user may not read are left out too (only the count
+    of such tables is said).
+    """
     graph = Graph()
     names = set(lh.catalog.names())
     assert lh.policy is not None
@@ -88,6 +92,8 @@ def build(lh: Lakehouse, *, include_ops: bool = False) -> Graph:
             continue
         _table_edges(lh, name, graph, include_ops=include_ops)
     _model_edges(lh, graph)
+    hidden = {n for n in names if not lh.policy.decide(lh.user, "read", n).allowed}
+    graph.edges = {e: v for e, v in graph.edges.items() if not hidden & set(e)}
     for a, b in graph.edges:
         for n in (a, b):
             graph.nodes.setdefault(n, kind(n, names))
