@@ -21,6 +21,8 @@ PAGES = {
     "data_dictionary.html": "Data dictionary: every catalogued table's contract and lineage",
     "parameters.html": "Parameters: every key of params.yaml with its value and meaning",
     "models.html": "Models: registered versions, aliases, gates, approvals and reports",
+    "catalog.html": "Catalog: tags of tables and columns (pii, kpi, feature, ...), every table",
+    "lineage.html": "Lineage: tables -> features -> model versions -> predictions, as a graph",
 }
 
 

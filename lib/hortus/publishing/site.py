@@ -14,6 +14,8 @@
 - models.html: every registered model's versions with aliases, latest gate run,
   approvals, metrics and the link to the published report (reports/models/<model>/<N>/);
 - gate/<model>/v<N>.html: each gate report reports/gate/<model>/v<N>.md rendered;
+- catalog.html: every tag with its tables and columns, and every table (tags index);
+- lineage.html: the lineage graph (tables, features, model versions, predictions), SVG;
 - plots.html: every plot `dvc plots show --json` returns, drawn as inline SVG (DVC's own
   page loads Vega from a CDN and is blank offline); says why when there are none;
 - guide/<name>.html: the user guide, docs/*.md of the project rendered, with an index;
@@ -144,6 +146,15 @@ def build_site(paths: Paths, lh: Lakehouse) -> dict:
     written.append(_write(docs_dir / "parameters.html", parameters_page(params)))
     written.append(_write(docs_dir / "models.html", models_page(lh, reports, docs_dir)))
     written.append(_write(docs_dir / PLOTS_PAGE, plots_page(paths.root)))
+    from hortus.publishing._catalog_pages import (
+        CATALOG_PAGE,
+        LINEAGE_PAGE,
+        catalog_page,
+        lineage_page,
+    )
+
+    written.append(_write(docs_dir / CATALOG_PAGE, catalog_page(lh)))
+    written.append(_write(docs_dir / LINEAGE_PAGE, lineage_page(lh)))
     written.extend(guide_pages(paths.root, reports))
     written.append(_write(reports / "index.html", index_page(reports, stages)))
     return {
