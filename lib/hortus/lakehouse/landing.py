@@ -23,14 +23,16 @@ Blank lines are skipped and counted (a warning of the file, and the ingest repor
 
 Memory bound (benchmarks/bench_hostile_ingest.py, each case in a fresh process; a slow
 test runs it): ingest's peak RSS over its process baseline stays within 2x the
-decompressed size of the largest JSON-lines file it reads (1.84x measured for one
-222 MB day of 1M events) and 6x for a CSV file (parsed whole: 4.0x at 142 MB), plus at
-most ~160 MB for a chunk of empty lines; and no file is read past min(max_file_mb,
-max_ratio x its compressed size).  Measured with the default caps: a 1 GB gzip bomb of
-event lines (3.9 MB) stops at 388 MB read, 469 MB over the baseline (the probe saw
-9.9 GB); the probe's 19 KB gzip of 20M blank lines at 16.8 MB, 148 MB over (12.3 GB
-and 20M rows before); a gzip of 1 GB of zeros or a 20 MB line at the 1 MiB line cap,
-46 MB over.
+decompressed bytes it holds for one bronze commit (the files read until `flush_rows`
+rows, at least the largest file; a CSV counts 6x as it is parsed whole) + about 160 MB
+(fixed costs of the Delta write; or one chunk of empty lines), and no file is read past
+min(max_file_mb, max_ratio x its compressed size).  Measured: one 222 MB day of 1M
+events, 1.84x its size; the demo's 28 days (46 MB, one commit), 240 MB over; a 142 MB
+CSV, 4.0x.  With the default caps a 1 GB gzip bomb of event lines (3.9 MB) stops at
+388 MB read, 469 MB over the baseline (the probe saw 9.9 GB); the probe's 19 KB gzip of
+20M blank lines at 16.8 MB, 148 MB over (12.3 GB and 20M rows before); a gzip of 1 GB
+of zeros or a 20 MB line at the 1 MiB line cap, 46 MB over.
+
 Row-level problems (malformed JSON lines and CSV rows, wrong types, bad bytes,
 out-of-range or duplicate values) are not decided here: the rows land in bronze as
 they are (a malformed CSV row as its text in `_raw`, why in `_csv_error`) and silver
