@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from hortus.domains.plantshop._closed_loop import Served
 from hortus.domains.plantshop._oracle import oracle_lists
@@ -251,11 +252,13 @@ def test_alert_fires_when_realized_precision_falls_below_the_floor():
     horizon = datetime(2025, 3, 20, tzinfo=UTC)
     got = realized_frame(preds, events.filter(pl.col("user_id") != "u1"), OD, horizon=horizon)
     rows = realized_metrics_frame(got, datetime(2026, 1, 1, tzinfo=UTC), window_days=3, k=10)
-    rule = AlertRule.from_dict({"name": "realized-precision-low",
-                                "metric": "realized_precision_last", "condition": "< 0.2",
-                                "severity": "warning", "sinks": ["log"]})  # fmt: skip
+    # the example rule of params.yaml: realized_precision_last < 0.05
+    doc = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    spec = next(r for r in doc["alerts"]["rules"] if r["name"] == "realized-precision-low")
+    rule = AlertRule.from_dict(spec)
+    assert (rule.metric, rule.op, rule.threshold) == ("realized_precision_last", "<", 0.05)
     fired = evaluate([rule], rows, now=datetime(2026, 1, 2, tzinfo=UTC))
-    # without u1's clicks both versions realize nothing: precision 0 < 0.2
+    # without u1's clicks both versions realize nothing: precision 0 < 0.05
     assert sorted((e.subject, e.status) for e in fired) == [
         ("rec v3", "firing"), ("rec v4", "firing")
     ]  # fmt: skip
