@@ -11,7 +11,8 @@ list belongs to no group and is allowed nothing.
 
 Objects and actions
 -------------------
-- ``read``, ``write`` on a table ``layer.table`` (``silver.orders``);
+- ``read``, ``write`` on a table ``layer.table`` (``silver.orders``); ``erase``: remove a
+  data subject's rows and the history that held them (`hortus erase`);
 - ``unmask`` on a column ``layer.table.column`` (``silver.customers.email``): read it
   in the clear; ``reidentify`` on a column: turn its keyed tokens back into raw
   values;
@@ -111,6 +112,7 @@ ABSENT_VERSION = "absent"  # policy_version when the project has no policy file
 ACTIONS: dict[str, str] = {
     "read": "table",
     "write": "table",
+    "erase": "table",  # delete a data subject's rows and history (hortus.governance.erasure)
     "unmask": "column",
     "reidentify": "column",
     "train": "model",
@@ -121,7 +123,7 @@ ACTIONS: dict[str, str] = {
 }
 # YAML section of a group -> the actions it may grant
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "tables": ("read", "write"),
+    "tables": ("read", "write", "erase"),
     "columns": ("unmask", "reidentify"),
     "models": ("train", "register", "promote", "approve", "predict"),
 }
