@@ -16,6 +16,7 @@ from hortus.domains.plantshop._closed_loop import Served
 from hortus.domains.plantshop._oracle import oracle_lists
 from hortus.domains.plantshop.simulate import SimConfig, simulate, simulate_more
 from hortus.monitoring._monitor_realized import (
+    PREDICTION_LOG,
     realized_frame,
     realized_metrics_frame,
     score_drift_frame,
@@ -332,3 +333,45 @@ def test_dashboard_series_takes_the_newest_run_of_each_day():
     assert both["value"].to_list() == pytest.approx([0.25, 0.25])
     south = realized_series(runs, "rec", segment="region", value="S")
     assert south.height == 0  # no segments measured in these runs
+
+
+# ------------------------------------------------------------------ through the lakehouse
+def test_cli_closes_the_loop_and_the_monitor_reads_it(project, capsys):
+    """Logged lists in ops.prediction_log -> `hortus simulate --more-days` -> silver -> monitor."""
+    from conftest import TEST_KEY
+    from hortus.cli.core import main
+    from hortus.lakehouse import silver
+    from hortus.lakehouse.catalog import Catalog
+    from hortus.lakehouse.ingest import ingest
+    from hortus.lakehouse.tables import Lakehouse
+    from hortus.monitoring.monitors import MONITORS, realized
+
+    simulate(CFG, project.data)
+    lh = Lakehouse(
+        paths=project, catalog=Catalog.load(root=project.root), stage="test", user="pipeline"
+    )
+    lists = oracle_lists(CFG, 10, at=SERVED_AT)
+    log = _predictions(lists, 1).select(
+        "batch_id", "model_name", "model_version",
+        pl.concat_str(pl.lit('{"plant_id": "'), "plant_id", pl.lit('", "user_id": "'),
+                      "user_id", pl.lit('"}')).alias("request"),
+        pl.lit(None, pl.String).alias("features"), "score", "rank", "as_of",
+        pl.lit(SERVED_AT).alias("logged_at"),
+    )  # fmt: skip
+    lh.write(PREDICTION_LOG, log, mode="append")
+    assert main(["--root", str(project.root), "simulate", "--more-days", "4", "--quiet"]) == 0
+    assert f"closed loop: {CFG.users} buyer(s) saw {CFG.users} served list(s)" in (
+        capsys.readouterr().out
+    )
+    ingest(project.data, lh)
+    silver.build(lh, silver.SilverOptions(key=TEST_KEY.encode()))
+    rows = realized(lh, datetime(2026, 1, 1, tzinfo=UTC), reference={})
+    assert "realized" in MONITORS
+    prec = rows.filter(pl.col("metric") == "realized_precision")
+    subjects = set(prec["subject"])
+    assert "recommender v1 2025-03-05" in subjects  # the 4th new day closes the 3-day window
+    assert any("user_profile__region=" not in s for s in subjects)
+    value = prec.filter(pl.col("subject") == "recommender v1 2025-03-05")["value"].item()
+    assert value > 0.1  # the buyers' true best lists, shown to them
+    last = rows.filter(pl.col("metric") == "realized_precision_last")
+    assert last["subject"].to_list() == ["recommender v1"]

@@ -139,10 +139,15 @@ def served_recommendations(lh) -> pl.DataFrame | None:
     Rows (user_id, plant_id, rank, as_of) of ops.prediction_log with a rank and a
     request naming user_id and plant_id (batch scoring and `hortus serve`'s
     /recommend), and of gold.recommendations (its latest version); one list per
-    buyer and as_of.
+    buyer and as_of.  A table this user may not read is left out (asked of the
+    policy, so no denied attempt is recorded); None when nothing is left.
     """
+
+    def readable(name: str) -> bool:
+        return lh.exists(name) and lh.policy.decide(lh.user, "read", name).allowed
+
     frames = []
-    if lh.exists(_LOG):
+    if readable(_LOG):
         log = (
             lh.scan(_LOG)
             .filter(pl.col("rank").is_not_null())
@@ -154,7 +159,7 @@ def served_recommendations(lh) -> pl.DataFrame | None:
             )
         )
         frames.append(log.drop_nulls(["user_id", "plant_id"]).collect())
-    if lh.exists(_RECS):
+    if readable(_RECS):
         recs = lh.scan(_RECS).select(
             "user_id", "plant_id", pl.col("rank").cast(pl.Int64),
             pl.col("as_of").cast(pl.Datetime("us", "UTC")),
