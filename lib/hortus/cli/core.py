@@ -102,6 +102,8 @@ def _simulate_more(args: argparse.Namespace, paths, sim) -> int:
 
         with Lakehouse.open(paths.root, stage="simulate") as lh:
             served = reader(lh)
+            if served is None:
+                print(f"open loop: no recommendations served, or none readable by {lh.user}")
     try:
         manifest = simulate_more(
             out,
@@ -525,6 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_ in docs.items():
         s = sub.add_parser(name, help=help_, description=f"DVC stage `{name}`: {help_}.")
         s.add_argument("--params", help="params file (default: params.yaml at the root)")
+        s.add_argument("--wait", type=float, metavar="SECONDS",
+                       help="wait this long for another writer of the stage's tables to finish "
+                       "(default 0: exit 2 naming it; env HORTUS_LEASE_WAIT)")  # fmt: skip
         if name in ("train", "register", "score"):
             add_model_option(s, every="every model of hortus.yaml")
         if name in ("ingest", "silver"):
@@ -663,6 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hortus.cli.catalog_search import add_parsers as _lineage
 
     _lineage(sub)
+    from hortus.cli.subject import add_parsers as _subject  # hortus erase, subject export
+
+    _subject(sub)
     return p
 
 
