@@ -18,10 +18,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
-
 from hortus.config import Paths
 from hortus.errors import HortusError
+from hortus.params import read_params
 
 AUDIT_LOG = "ops.audit_log"
 
@@ -37,7 +36,7 @@ def _config(paths: Paths, params: str | None) -> tuple[dict, str]:
         raise HortusError(f"{path}: parameters file not found")
     if not path.exists():
         return {}, "defaults (no params.yaml)"
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    doc = read_params(path)  # not YAML, or not a mapping: a clear error naming the file
     if not isinstance(doc, dict) or SECTION not in doc:
         return {}, f"defaults (no {SECTION!r} section in {path})"
     # checked against its schema: a wrong key, type or a section that is no mapping is
@@ -158,7 +157,7 @@ def _with_model(section: dict, paths: Paths, model: str | None) -> dict:
 def _has_alerts(paths: Paths, params: str | None) -> bool:
     """Return whether the params file has an `alerts` section."""
     path = Path(params) if params else paths.root / "params.yaml"
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
+    doc = read_params(path) if path.exists() else None
     return bool((doc or {}).get("alerts"))
 
 
@@ -209,11 +208,7 @@ def cmd_monitor_watch(args: argparse.Namespace) -> int:
     from hortus.params_schema import checked_section
 
     params_file = Path(args.params) if args.params else paths.root / "params.yaml"
-    doc = (
-        (yaml.safe_load(params_file.read_text(encoding="utf-8")) or {})
-        if params_file.exists()
-        else {}
-    )
+    doc = read_params(params_file) if params_file.exists() else {}
     # each section checked against its schema (file, key, expected type and value)
     silver_p, ingest_p = (
         checked_section(params_file, s, root=paths.root) if params_file.exists() else {}
