@@ -472,3 +472,14 @@ def test_peak_memory_of_ingest_stays_within_the_stated_bound(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "held in every case" in done.stdout
+
+
+def test_monitor_commands_name_a_params_file_that_is_not_yaml(project, capsys):
+    """Check that a params.yaml that is not YAML is named, not a yaml traceback."""
+    from hortus.cli.core import main
+
+    (project.root / "params.yaml").write_text("ingest: [1\n")
+    for command in (["monitor", "watch", "--max-batches", "1"], ["monitor", "run"]):
+        assert main(["--root", str(project.root), *command]) == 2
+        err = capsys.readouterr().err
+        assert "params.yaml: not valid YAML" in err and "Traceback" not in err
