@@ -4,8 +4,10 @@ Data: `bench_drift.make_frames` (30 numeric columns: normal, log-normal and pric
 rounded to cents with many ties; a third of the current columns shifted), generated per
 size, not timed.
 
-Measured in the same process for each size of `--rows`, median of `--repeat` runs, wall
-seconds and the process's CPU seconds (the columns run on threads):
+Measured in the same process for each size of `--rows`, median of `--repeat` rounds (in
+each round hortus and its floors run once, one after the other, so a change of load
+falls on all of them), wall seconds and the process's CPU seconds (the columns run on
+threads):
 
 Raw reference vs raw current:
 
@@ -90,6 +92,28 @@ def timed(fn, repeat: int):
     return statistics.median(walls), statistics.median(cpus), result
 
 
+def timed_rounds(fns: dict, repeat: int) -> dict:
+    """Time several functions in rounds (each once per round), as `timed` each.
+
+    Interleaving keeps a change of the machine's load (other jobs) from falling on
+    one of them only, so their ratios stay comparable.  Returns name -> (median wall,
+    median CPU, last result, fastest wall).
+    """
+    runs: dict = {name: ([], [], None) for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t, c = time.perf_counter(), time.process_time()
+            result = fn()
+            walls, cpus, _ = runs[name]
+            walls.append(time.perf_counter() - t)
+            cpus.append(time.process_time() - c)
+            runs[name] = (walls, cpus, result)
+    return {
+        name: (statistics.median(w), statistics.median(c), r, min(w))
+        for name, (w, c, r) in runs.items()
+    }
+
+
 def load_now() -> str:
     """Return the 1-minute load average now."""
     return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "?"
@@ -120,11 +144,15 @@ def run_size(rows: int, cols: int, seed: int, repeat: int) -> int:
             )
 
     # raw reference vs raw current
-    t_h, c_h, report = timed(lambda: compare(ref, cur, config=exact), repeat)
-    t_pl, c_pl, _ = timed(
-        lambda: (ref.select(pl.all().sort()), cur.select(pl.all().sort())), repeat
+    raw = timed_rounds(
+        {
+            "hortus": lambda: compare(ref, cur, config=exact),
+            "polars": lambda: (ref.select(pl.all().sort()), cur.select(pl.all().sort())),
+            "numpy": lambda: numpy_ks_wasserstein(ref, cur),
+        },
+        repeat,
     )
-    t_np, c_np, ours = timed(lambda: numpy_ks_wasserstein(ref, cur), repeat)
+    (t_h, c_h, report, _), (t_pl, c_pl, _, _), (t_np, c_np, ours, _) = raw.values()
     print("raw reference vs raw current")
     table(
         [
@@ -140,10 +168,15 @@ def run_size(rows: int, cols: int, seed: int, repeat: int) -> int:
     # stored reference profile: only the current is sorted
     t_prof, c_prof, profile = timed(lambda: Profile.from_frame(ref, config=exact), 1)
     sorted_ref = {c: np.sort(ref[c].to_numpy()) for c in ref.columns}
-    t_s, c_s, stored = timed(lambda: compare(profile, cur, config=exact), repeat)
-    best_s = timed.best
-    t_pls, c_pls, _ = timed(lambda: cur.select(pl.all().sort()), repeat)
-    t_nps, c_nps, ours_s = timed(lambda: numpy_ks_wasserstein(sorted_ref, cur), repeat)
+    kept = timed_rounds(
+        {
+            "hortus": lambda: compare(profile, cur, config=exact),
+            "polars": lambda: cur.select(pl.all().sort()),
+            "numpy": lambda: numpy_ks_wasserstein(sorted_ref, cur),
+        },
+        repeat,
+    )
+    (t_s, c_s, stored, best_s), (t_pls, c_pls, _, _), (t_nps, c_nps, ours_s, _) = kept.values()
     print(f"stored exact reference profile (load {load_now()})")
     label = "hortus Profile.from_frame, once (not in the ratios)"
     print(f"{label:<58} {t_prof:>8.2f} {c_prof:>7.2f}")
