@@ -375,3 +375,18 @@ def test_cli_closes_the_loop_and_the_monitor_reads_it(project, capsys):
     assert value > 0.1  # the buyers' true best lists, shown to them
     last = rows.filter(pl.col("metric") == "realized_precision_last")
     assert last["subject"].to_list() == ["recommender v1"]
+
+
+def test_outcomes_columns_are_checked_against_the_catalog():
+    from hortus.lakehouse.catalog import Catalog
+
+    root = Path(__file__).resolve().parents[1]
+    doc = yaml.safe_load((root / "hortus.yaml").read_text())
+    catalog = Catalog.load(root=root)
+    Project.from_dict(doc, root=root).validate(catalog)  # the plant shop's declaration
+    doc["models"]["recommender"]["outcomes"]["time"] = "when"
+    with pytest.raises(ProjectError, match="outcomes.time: no column 'when' in silver.events"):
+        Project.from_dict(doc, root=root).validate(catalog)
+    doc["models"]["recommender"]["outcomes"]["table"] = "silver.nothing"
+    with pytest.raises(ProjectError, match="outcomes.table: no table 'silver.nothing'"):
+        Project.from_dict(doc, root=root).validate(catalog)
