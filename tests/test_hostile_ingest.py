@@ -367,6 +367,37 @@ def test_files_landed_by_a_run_killed_before_its_file_log_are_recorded_next_run(
     assert ingest(project.data, lakehouse).recorded_late == []
 
 
+def test_an_ingest_killed_by_sigkill_between_the_commits_is_reconciled(project, lakehouse):
+    """Check the probe's case with a real kill -9 of an ingest process after its bronze commit."""
+    import subprocess
+    import sys
+
+    for d in range(1, 4):
+        write_jsonl(project.data / f"events/events-2025-03-0{d}.jsonl.gz", [event(d * 10 + i)
+                    for i in range(d)])  # fmt: skip
+    child = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from hortus.config import Paths\n"
+        "from hortus.lakehouse import ingest as m\n"
+        "from hortus.lakehouse.catalog import Catalog\n"
+        "from hortus.lakehouse.tables import Lakehouse\n"
+        "m._files_frame = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "root = Path(sys.argv[1])\n"
+        "lh = Lakehouse(paths=Paths.at(root), catalog=Catalog.load(), stage='test')\n"
+        "m.ingest(root / 'data', lh)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child, str(project.root)], cwd=project.root,
+                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert done.returncode == -9, done.stderr
+    assert lakehouse.read("bronze.events").height == 6 and not lakehouse.exists(FILES_TABLE)
+    report = ingest(project.data, lakehouse)
+    assert len(report.recorded_late) == 3 and report.files == []
+    log = _log(lakehouse)
+    assert log["rows"].to_list() == [1, 2, 3] and set(log["status"]) == {"accepted"}
+    assert lakehouse.read("bronze.events").height == 6
+
+
 # ------------------------------------------------- 10. links and bad settings
 def test_a_link_out_of_data_is_refused_unread_and_recorded(project, lakehouse, tmp_path):
     """Check that a symlink under data/ to a file outside it (/etc/passwd) is refused."""
