@@ -76,6 +76,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import polars as pl
 from deltalake import DeltaTable
@@ -248,6 +249,8 @@ class AuditLog:
     _tail: tuple[int, tuple[int, str] | None, str | None] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    #: data files the last append opened to find the chain head (0: none, or a full read)
+    tail_files_read: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -289,6 +292,37 @@ class AuditLog:
         return pl.DataFrame(
             pl.from_arrow(DeltaTable(str(self.path)).to_pyarrow_table(columns=list(names)))
         )
+
+    def _read_tail(self, dt: DeltaTable) -> tuple[tuple[int, str] | None, str | None] | None:
+        """Return (head, last policy_version) read from the data file(s) holding the last seq.
+
+        The Delta log's per-file statistics (max of seq) name the file that holds the
+        head, so an append opens one small file however many commits the log has (with
+        `hortus maintain`'s checkpoints, not even every commit).  None when the log has
+        no statistics or the last file names no policy_version: read everything then.
+        """
+        self.tail_files_read = 0
+        actions = dt.get_add_actions(flatten=True)
+        if actions.num_rows == 0:
+            return None, None
+        if "max.seq" not in actions.column_names:
+            return None
+        tops = actions.column("max.seq").to_pylist()
+        paths = actions.column("path").to_pylist()
+        if any(t is None for t in tops) or any("://" in p for p in paths):
+            return None
+        top = max(tops)
+        files = [str(self.path / unquote(p)) for p, t in zip(paths, tops, strict=True) if t == top]
+        self.tail_files_read = len(files)
+        rows = pl.read_parquet(files, columns=["seq", "hash", "policy_version"]).filter(
+            pl.col("seq") == top
+        )
+        if rows.height != 1:  # stats that do not match, or a forked seq: read everything
+            return None
+        version = rows["policy_version"][0]
+        if version is None:  # the last record carries none: the full read finds the last one
+            return None
+        return (int(rows["seq"][0]), str(rows["hash"][0])), str(version)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -351,12 +385,17 @@ class AuditLog:
                 }
             )
         with self._locked():
-            version = DeltaTable(str(self.path)).version() if self.exists() else -1
+            dt = DeltaTable(str(self.path)) if self.exists() else None
+            version = dt.version() if dt is not None else -1
             if self._tail is not None and self._tail[0] == version:
                 _, head, last_policy = self._tail  # nobody appended since our last append
             else:
-                head = self.head()
-                last_policy = self.last_policy_version() if track_policy else None
+                tail = self._read_tail(dt) if dt is not None else None
+                if tail is not None:  # the file holding the last seq only
+                    head, last_policy = tail
+                else:  # no file statistics: read the seq and hash columns of every file
+                    head = self.head()
+                    last_policy = self.last_policy_version() if track_policy else None
             if track_policy:
                 rows = _with_policy_changes(rows, last_policy)
             seq, prev = head if head else (0, GENESIS)
