@@ -113,6 +113,7 @@ ACTIONS: dict[str, str] = {
     "read": "table",
     "write": "table",
     "erase": "table",  # delete a data subject's rows and history (hortus.governance.erasure)
+    "maintain": "table",  # compact, checkpoint, apply retention, vacuum (hortus.lakehouse.maintain)
     "unmask": "column",
     "reidentify": "column",
     "train": "model",
@@ -123,7 +124,7 @@ ACTIONS: dict[str, str] = {
 }
 # YAML section of a group -> the actions it may grant
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "tables": ("read", "write", "erase"),
+    "tables": ("read", "write", "erase", "maintain"),
     "columns": ("unmask", "reidentify"),
     "models": ("train", "register", "promote", "approve", "predict"),
 }
