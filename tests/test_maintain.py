@@ -1,0 +1,160 @@
+"""hortus maintain: compaction and checkpoints of operations tables, retention with receipts."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+from deltalake import DeltaTable
+
+from hortus.errors import ContractError
+from hortus.governance.audit import AuditLog, AuditRecord
+from hortus.lakehouse import maintain as mt
+from hortus.lakehouse.catalog import Catalog
+from hortus.lakehouse.contracts import Contract, with_retention
+from hortus.lakehouse.tables import Lakehouse
+
+NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
+LOG = "ops.prediction_log"
+
+
+def log_rows(n: int, start: datetime, step: timedelta, batch: str) -> pl.DataFrame:
+    times = [start + i * step for i in range(n)]
+    return pl.DataFrame(
+        {
+            "batch_id": [batch] * n,
+            "model_name": ["churn"] * n,
+            "model_version": [1] * n,
+            "request": [json.dumps({"user_id": f"u{i}"}) for i in range(n)],
+            "features": [None] * n,
+            "score": [0.5] * n,
+            "rank": [1] * n,
+            "as_of": times,
+            "logged_at": times,
+            "prediction": [None] * n,
+            "caller": [None] * n,
+            "latency_ms": [None] * n,
+        },
+        schema_overrides={
+            "as_of": pl.Datetime("us", "UTC"),
+            "logged_at": pl.Datetime("us", "UTC"),
+            "features": pl.String,
+            "prediction": pl.String,
+            "caller": pl.String,
+            "latency_ms": pl.Float64,
+        },  # fmt: skip
+    )
+
+
+def test_audit_compaction_keeps_chain_and_append_reads_the_tail(lakehouse: Lakehouse, monkeypatch):
+    log = lakehouse._audit.log()
+    for i in range(300):  # 300 small audit commits
+        log.append(AuditRecord("pipeline", "read", f"t{i}", policy_version="p1"))
+    path = lakehouse.path("ops.audit_log")
+    old_version = DeltaTable(str(path)).version()
+    before = DeltaTable(str(path)).get_add_actions().num_rows
+    report = mt.maintain(lakehouse, tables=["ops.audit_log"])
+    row = next(t for t in report.tables if t.table == "ops.audit_log")
+    assert row.compacted and row.compacted["files_removed"] >= 300
+    dt = DeltaTable(str(path))
+    assert dt.get_add_actions().num_rows < before
+    assert dt.version() - mt._last_checkpoint(path) <= 1  # checkpointed (+ maintain's record)
+    fresh = AuditLog(path, log.key)
+    assert fresh.verify().ok
+    # an old version (what a receipt could name) still opens after compaction and vacuum
+    assert DeltaTable(str(path), version=old_version).to_pyarrow_table().num_rows >= 300
+
+    # a new process's first append opens the one file that holds the head, not every file
+    def full_read(*a, **k):
+        raise AssertionError("append read every file of the log")
+
+    monkeypatch.setattr(AuditLog, "_columns", full_read)
+    fresh.append(AuditRecord("pipeline", "read", "after", policy_version="p1"))
+    assert fresh.tail_files_read == 1
+    monkeypatch.undo()
+    assert AuditLog(path, log.key).verify().ok
+
+
+def test_retention_deletes_old_rows_and_reports(lakehouse: Lakehouse, monkeypatch):
+    monkeypatch.setattr(mt, "receipt_versions", lambda lh: {})
+    lakehouse.write(LOG, log_rows(10, NOW - timedelta(days=200), timedelta(days=10), "old"))
+    lakehouse.write(LOG, log_rows(5, NOW - timedelta(days=5), timedelta(days=1), "new"))
+    assert lakehouse.catalog.get(LOG).retention.days == 90  # the plant shop's declaration
+    # days 200..110 are past 90; 5 recent rows stay
+    dry = mt.maintain(lakehouse, tables=[LOG], now=NOW, dry_run=True)
+    version = lakehouse.version(LOG)
+    assert dry.tables[0].retention["rows_due"] == 10
+    assert lakehouse.version(LOG) == version  # dry run: nothing changed
+    assert lakehouse.read(LOG).height == 15
+    done = mt.maintain(lakehouse, tables=[LOG], now=NOW)
+    ret = done.tables[0].retention
+    assert ret["rows_deleted"] == 10 and ret["status"] == "ok"
+    assert lakehouse.read(LOG)["batch_id"].unique().to_list() == ["new"]
+    assert done.tables[0].vacuumed >= 1  # the files that held the old rows are gone
+    status = mt.retention_status(lakehouse, now=NOW).filter(pl.col("table") == LOG)
+    assert status["rows_due"][0] == 0 and status["rows"][0] == 5
+    audit = lakehouse._audit.log().show().filter(pl.col("object") == LOG)
+    assert audit.filter(pl.col("action") == "delete")["detail"].str.contains("retention").any()
+
+
+def test_retention_shorter_than_a_receipt_needs_is_refused(lakehouse: Lakehouse, monkeypatch):
+    lakehouse.write(LOG, log_rows(10, NOW - timedelta(days=200), timedelta(days=10), "old"))
+    read = lakehouse.version(LOG)
+    lakehouse.write(LOG, log_rows(5, NOW - timedelta(days=5), timedelta(days=1), "new"))
+    monkeypatch.setattr(mt, "receipt_versions", lambda lh: {LOG: [("churn@v1", read)]})
+    report = mt.maintain(lakehouse, tables=[LOG], now=NOW)
+    ret = report.tables[0].retention
+    assert ret["status"] == "refused" and ret["rows_deleted"] == 0
+    assert "churn@v1" in ret["message"] and f"{LOG}@v{read}" in ret["message"]
+    assert "keep_for_receipts: false" in ret["message"]
+    assert report.refused and lakehouse.read(LOG).height == 15  # nothing lost
+    path = lakehouse.path(LOG)  # the receipt's version still reads
+    assert DeltaTable(str(path), version=read).to_pyarrow_table().num_rows == 10
+
+    # the policy allows it: rows go, and the receipt's version is recorded as removed
+    contract = lakehouse.catalog.get(LOG)
+    lakehouse.catalog._contracts[LOG] = Contract(**{
+        **contract.__dict__,
+        "retention": mt_retention(contract, keep=False),
+    })  # fmt: skip
+    report = mt.maintain(lakehouse, tables=[LOG], now=NOW)
+    ret = report.tables[0].retention
+    assert ret["rows_deleted"] == 10 and ret["receipts_removed"] == [f"churn@v1 ({LOG}@v{read})"]
+    assert "removed by retention" in (mt.removed_by_retention(lakehouse, LOG, read) or "")
+
+
+def mt_retention(contract: Contract, *, keep: bool):
+    from dataclasses import replace
+
+    return replace(contract.retention, keep_for_receipts=keep)
+
+
+def test_retention_declarations_are_checked():
+    contracts = {c.full_name: c for c in Catalog.load()}
+    with pytest.raises(ContractError, match="positive number"):
+        with_retention(dict(contracts), {LOG: {"days": 0, "column": "logged_at"}}, "x.yaml")
+    with pytest.raises(ContractError, match="date or datetime column"):
+        with_retention(dict(contracts), {LOG: {"days": 9, "column": "score"}}, "x.yaml")
+    with pytest.raises(ContractError, match="unknown table"):
+        with_retention(dict(contracts), {"ops.nope": {"days": 9, "column": "at"}}, "x.yaml")
+    with pytest.raises(ContractError, match="unknown key"):
+        with_retention(dict(contracts), {LOG: {"days": 9, "column": "logged_at", "x": 1}}, "x.yaml")
+
+
+def test_maintain_dry_run_changes_nothing(lakehouse: Lakehouse):
+    log = lakehouse._audit.log()
+    for i in range(20):
+        log.append(AuditRecord("pipeline", "read", f"t{i}", policy_version="p1"))
+    path = lakehouse.path("ops.audit_log")
+    lakehouse.flush_audit()
+    version = DeltaTable(str(path)).version()
+    files = sorted(p.name for p in path.iterdir())
+    report = mt.maintain(lakehouse, tables=["ops.audit_log"], dry_run=True)
+    assert report.tables[0].compacted is not None  # would compact
+    # no data file written or removed, no commit
+    assert sorted(p.name for p in path.iterdir() if p.suffix == ".parquet") == [
+        f for f in files if f.endswith(".parquet")
+    ]
+    assert DeltaTable(str(path)).version() == version
