@@ -158,3 +158,22 @@ def test_maintain_dry_run_changes_nothing(lakehouse: Lakehouse):
         f for f in files if f.endswith(".parquet")
     ]
     assert DeltaTable(str(path)).version() == version
+
+
+def test_cli_maintain_dry_run_json_and_report(lakehouse: Lakehouse, capsys):
+    from hortus.cli.core import main
+
+    root = lakehouse.paths.root
+    log = lakehouse._audit.log()
+    for i in range(5):
+        log.append(AuditRecord("pipeline", "read", f"t{i}", policy_version="p1"))
+    path = lakehouse.path("ops.audit_log")
+    version = DeltaTable(str(path)).version()
+    assert main(["--root", str(root), "maintain", "--dry-run", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["dry_run"] and any(t["table"] == "ops.audit_log" for t in out["tables"])
+    assert main(["--root", str(root), "maintain"]) == 0
+    text = capsys.readouterr().out
+    assert "ops.audit_log" in text
+    assert DeltaTable(str(path)).version() > version
+    assert AuditLog(path, log.key).verify().ok
