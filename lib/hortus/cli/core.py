@@ -671,6 +671,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hortus.cli.subject import add_parsers as _subject  # hortus erase, subject export
 
     _subject(sub)
+    from hortus.cli.maintain import add_parsers as _maintain
+
+    _maintain(sub)
     return p
 
 
