@@ -425,6 +425,21 @@ def test_a_token_issued_while_running_is_accepted_without_a_restart(running, ser
     assert call(running.url, path, body, token=TOKENS["shop-web"])[0] == 200  # old ones too
 
 
+def test_a_service_identity_that_reads_features_masked_is_not_ready(served_project):
+    """Check that the service refuses to rank with masked inputs (mia: no unmask on gold.fs_*)."""
+    run = Running(served_project, user="mia")
+    try:
+        status, ready = call(run.url, "/readyz")
+        assert status == 503 and not ready["ready"]
+        assert "mia reads model recommender's input(s)" in ready["errors"]["_online_store"]
+        assert "user_profile__region" in ready["errors"]["_online_store"]
+        status, doc = call(run.url, f"/v1/models/{MODEL}/recommend",
+                           {"entity": {"user_id": some_user(served_project)}})  # fmt: skip
+        assert status == 503 and "online store not loaded" in doc["error"]
+    finally:
+        run.stop()
+
+
 # ------------------------------------------------------------------ tampered artifact
 def test_tampered_artifact_is_503_with_a_clear_message_and_the_service_stays_up(served_project):
     """Check that a champion whose artifact fails its hash check is not served (503)."""
