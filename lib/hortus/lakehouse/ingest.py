@@ -152,8 +152,8 @@ def record_unlogged(
         )
         for r in per_file.iter_rows(named=True):
             key = (r["_source_file"], r["_file_sha256"])
-            info = LandedFile(key[0], key[1], sizes.get(key, _size_if_same(landing, *key)),
-                              contract.full_name, rows=r["rows"])  # fmt: skip
+            size = sizes[key] if key in sizes else _size_if_same(landing, *key)
+            info = LandedFile(key[0], key[1], size, contract.full_name, rows=r["rows"])
             info.warnings.append(
                 f"{key[0]}: recorded by a later run (its rows were committed to {name} by "
                 f"batch {r['_batch_id']}, the file log was not)"
