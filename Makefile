@@ -86,6 +86,7 @@ bench: setup ## run the benchmarks (prints figures; see benchmarks/README.md)
 	$(BIN)/python benchmarks/bench_bootstrap.py
 	$(BIN)/python benchmarks/bench_contracts.py
 	$(BIN)/python benchmarks/bench_drift_floor.py
+	$(BIN)/python benchmarks/bench_hostile_ingest.py
 
 # The drift benchmark's peers live in their own environments, never in the project's:
 # .bench-peers/ (Evidently + hortus itself, editable) and .bench-peers-deepchecks/
