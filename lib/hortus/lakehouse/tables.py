@@ -17,7 +17,9 @@ the CLI and the `dvc repro` stages alike:
   `read` grant and apply `Policy.read_plan`: the user's row filter, then masking
   of protected columns (same names and dtypes).  The restricted zone (bronze,
   quarantine) is open to its owner groups only;
-- writes need the `write` grant;
+- writes need the `write` grant; a write of a build table commits under its lease
+  fence (`hortus.lakehouse.lease`): refused if another process holds the table's lease,
+  or if this process's lease was taken over meanwhile (nothing is committed);
 - `reidentify` turns tokens back into raw values with the `reidentify` grant
   (and read access to the raw table in the restricted zone);
 - every allowed read and write and every denied attempt is recorded in the
@@ -46,6 +48,7 @@ import sys
 import weakref
 from collections import deque
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,7 +61,7 @@ from hortus.config import Paths
 from hortus.errors import HortusError, TableNotFound
 from hortus.governance.access import AccessDenied, Decision, Policy, ReadPlan
 from hortus.governance.audit import AuditBuffer, AuditRecord, default_path
-from hortus.lakehouse import delta_append
+from hortus.lakehouse import delta_append, lease
 from hortus.lakehouse.catalog import BRONZE_META, VOLATILE_COLUMNS, Catalog
 from hortus.lakehouse.contracts import Contract
 from hortus.lakehouse.pii import load_key, tokenize_series
@@ -377,6 +380,12 @@ class Lakehouse:
         return out
 
     # ----------------------------------------------------------------- writes
+    def _fenced(self, name: str) -> AbstractContextManager[None]:
+        """Return the commit fence of a table: its lease must still be ours (lease.py)."""
+        contract = self.catalog.get(name)
+        scope = lease.scope_for(contract.layer, contract.full_name)
+        return lease.fenced_commit(self.paths.lakehouse, scope, name)
+
     def write(
         self,
         name: str,
@@ -420,21 +429,22 @@ class Lakehouse:
             lineage["features"] = json.dumps(sorted(set(features)))
         meta = {LINEAGE_PREFIX + k: v for k, v in lineage.items()}
         commit = CommitProperties(custom_metadata=meta)
-        fast = (
-            mode == "append"
-            and df.height >= FAST_APPEND_ROWS
-            and delta_append.append(path, df, commit)
-        )
-        if not fast:
-            df.write_delta(
-                str(path),
-                mode=mode,
-                delta_write_options={
-                    "commit_properties": commit,
-                    "schema_mode": "merge" if mode == "append" else "overwrite",
-                },
+        with self._fenced(name):  # one writer per build table (hortus.lakehouse.lease)
+            fast = (
+                mode == "append"
+                and df.height >= FAST_APPEND_ROWS
+                and delta_append.append(path, df, commit)
             )
-        version = DeltaTable(str(path)).version()
+            if not fast:
+                df.write_delta(
+                    str(path),
+                    mode=mode,
+                    delta_write_options={
+                        "commit_properties": commit,
+                        "schema_mode": "merge" if mode == "append" else "overwrite",
+                    },
+                )
+            version = DeltaTable(str(path)).version()
         self._record("write", name, f"v{version} mode={mode} rows={df.height}", decision)
         if contract.layer not in UNEVENTED_LAYERS and EVENTS_TABLE in self.catalog.names("ops"):
             self._commit_event(name, version, mode, df.height, decision, sha)
@@ -513,13 +523,14 @@ class Lakehouse:
             "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "note": note,
         }
-        dt = DeltaTable(str(self.path(name)))
-        metrics = dt.delete(
-            predicate,
-            commit_properties=CommitProperties(
-                custom_metadata={LINEAGE_PREFIX + k: v for k, v in lineage.items()}
-            ),
-        )
+        with self._fenced(name):
+            dt = DeltaTable(str(self.path(name)))
+            metrics = dt.delete(
+                predicate,
+                commit_properties=CommitProperties(
+                    custom_metadata={LINEAGE_PREFIX + k: v for k, v in lineage.items()}
+                ),
+            )
         deleted = int((metrics or {}).get("num_deleted_rows", 0) or 0)
         version = DeltaTable(str(self.path(name))).version()
         self._record("delete", name, f"v{version} rows={deleted} {note}", decision)
