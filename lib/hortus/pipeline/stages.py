@@ -10,8 +10,10 @@ a domain's tables, columns or models.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,55 @@ from hortus.lakehouse.landing import IngestLimits
 from hortus.lakehouse.pii import load_key
 from hortus.lakehouse.tables import Lakehouse
 from hortus.project.definition import Project
+
+
+def _leased(scopes: Callable[..., list[str]]) -> Callable:
+    """Run a stage holding the leases of the build tables it writes (hortus.lakehouse.lease).
+
+    `scopes(paths, **kwargs)` names them; a second writer of the same tables waits up
+    to --wait seconds, then fails naming the holder.  Operations tables take no lease.
+    """
+
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def run(paths: Paths, params: dict, **kwargs: Any) -> dict:
+            from hortus.lakehouse import lease
+            from hortus.provenance import current_user
+
+            held = scopes(paths, **kwargs)
+            with lease.hold(paths.lakehouse, held, holder=current_user(), stage=fn.__name__):
+                return fn(paths, params, **kwargs)
+
+        return run
+
+    return wrap
+
+
+def _table_scopes(paths: Paths, tables: list[str]) -> list[str]:
+    from hortus.lakehouse import lease
+    from hortus.lakehouse.catalog import Catalog
+
+    catalog = Catalog.load(root=paths.root)
+    scopes = (lease.scope_for(catalog.get(t).layer, t) for t in tables)
+    return sorted({s for s in scopes if s is not None})
+
+
+def _kpi_scopes(paths: Paths, **_: Any) -> list[str]:
+    project = Project.load(paths.root)
+    return _table_scopes(paths, [project.kpis.table]) if project.kpis else []
+
+
+def _feature_scopes(paths: Paths, **_: Any) -> list[str]:
+    project = Project.load(paths.root)
+    fs = project.feature_set()
+    tables = [g.table for g in fs.groups] if fs else []
+    return _table_scopes(paths, tables + ([project.examples.table] if project.examples else []))
+
+
+def _score_scopes(paths: Paths, model: str | None = None, **_: Any) -> list[str]:
+    project = Project.load(paths.root)
+    names = [model] if model else list(project.models)
+    return _table_scopes(paths, [project.model(n).scoring.table for n in names])
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -59,6 +110,7 @@ def _drop(paths: Paths, *layers: str) -> None:
             shutil.rmtree(paths.layer(layer))
 
 
+@_leased(lambda paths, **_: ["bronze"])
 def ingest(paths: Paths, params: dict, rebuild: bool = False) -> dict:
     """Land every new file of data/ in bronze; refused files are reported, not fatal.
 
@@ -79,6 +131,7 @@ def ingest(paths: Paths, params: dict, rebuild: bool = False) -> dict:
     return summary
 
 
+@_leased(lambda paths, **_: ["silver"])
 def silver(paths: Paths, params: dict, rebuild: bool = False) -> dict:
     """Validate, deduplicate and tokenise bronze into silver; quarantine the rest.
 
@@ -105,6 +158,7 @@ def silver(paths: Paths, params: dict, rebuild: bool = False) -> dict:
     return summary
 
 
+@_leased(_kpi_scopes)
 def kpis(paths: Paths, params: dict) -> dict:
     """Compute the project's gold KPI table (`kpis` in hortus.yaml), if it declares one."""
     project = Project.load(paths.root)
@@ -156,6 +210,7 @@ def _skew_sample(lh: Lakehouse, project: Project, n: int, seed: int):
     return fsm.sample_entities(lh, project.examples.table, keys, n, seed)
 
 
+@_leased(_feature_scopes)
 def features(paths: Paths, params: dict) -> dict:
     """Build the offline feature logs, materialise the online store, check their skew.
 
@@ -327,6 +382,7 @@ def _registered(paths: Paths) -> dict[str, dict]:
     return reg.get("models") or {reg["model_name"]: reg}
 
 
+@_leased(_score_scopes)
 def score(paths: Paths, params: dict, model: str | None = None) -> dict:
     """Score with each model's champion; write its predictions table and the prediction log.
 
