@@ -85,6 +85,10 @@ def _stage(name: str):
                 extra = {"model": args.model}
         if getattr(args, "rebuild", False):
             extra["rebuild"] = True
+        if getattr(args, "wait", None) is not None:  # a held lease: wait, else exit 2
+            from hortus.lakehouse.lease import set_default_wait
+
+            set_default_wait(args.wait)
         # every stage run, ok or failed, lands in ops.pipeline_runs (pipeline health);
         # a spinner on a terminal (train shows papermill's own progress bar instead)
         spinner = status(f"hortus {name}") if name != "train" else contextlib.nullcontext()
