@@ -52,7 +52,7 @@ from pathlib import Path
 
 from hortus.config import Paths
 from hortus.errors import HortusError
-from hortus.lakehouse import silver
+from hortus.lakehouse import lease, silver
 from hortus.lakehouse.ingest import ingest
 from hortus.lakehouse.landing import IngestLimits
 from hortus.lakehouse.pii import load_key
@@ -187,7 +187,11 @@ def run_batch(
     from hortus.monitoring.alerts import run_alerts
 
     t0 = time.perf_counter()
-    with record_run(lh, STAGE) as run:
+    # one writer at a time: the batch holds bronze and silver (a stage holding them: LeaseHeld)
+    with (
+        lease.hold(lh.paths.lakehouse, ["bronze", "silver"], holder=lh.user, stage=STAGE),
+        record_run(lh, STAGE) as run,
+    ):
         with tempfile.TemporaryDirectory(prefix="hortus-watch-") as tmp:
             _stage_files(Path(landing), names, Path(tmp))
             # files must resolve inside the landing folder (not only inside tmp)
@@ -294,6 +298,10 @@ def watch(
                     chunk_rows=chunk_rows,
                     ingest_limits=ingest_limits,
                 )
+            except lease.LeaseHeld as exc:  # another writer: not a failure, try again later
+                log.info("watch batch %d waits: %s", number, exc)
+                stop.wait(interval)
+                continue
             except Exception as exc:  # recorded in ops.pipeline_runs by record_run
                 failures += 1
                 result = BatchResult(
