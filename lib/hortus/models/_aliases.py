@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 from hortus.errors import HortusError
+from hortus.lakehouse.lease import LocalStore, lease_root
 from hortus.models._registry_base import (
     _ALIAS,
     _VERSION_REF,
@@ -37,6 +38,12 @@ from hortus.models._registry_base import (
     VERSIONS,
     ModelVersion,
 )
+
+_ANY = object()  # _move without compare-and-set
+
+
+class AliasMoved(HortusError):
+    """An alias moved between the caller's read and its move (compare-and-set lost)."""
 
 
 class _AliasesMixin:
@@ -113,13 +120,54 @@ class _AliasesMixin:
         reason: str,
         approved_by: str | None = None,
         gate_run_id: str | None = None,
+        expected: object = _ANY,
     ) -> bool:
-        """Append one alias event; return False (and write nothing) if nothing changes."""
+        """Append one alias event; return False (and write nothing) if nothing changes.
+
+        Compare-and-set: with `expected` (the holder the caller saw when it decided),
+        the alias is read again under the alias' lock and the event is written only
+        if it still points there; else `AliasMoved` says who moved it (nothing written).
+        """
         self._check_alias(alias)
-        events = self._events()
-        previous = self.aliases().get(alias)
-        if previous == version:
-            return False
+        # the model's alias lock (local disk: flock; the seq of its events is per model)
+        with LocalStore(lease_root(self._lh.paths.lakehouse)).exclusive(f"aliases-{self.name}"):
+            events = self._events()
+            previous = self.aliases().get(alias)
+            if expected is not _ANY and previous != expected:
+                raise AliasMoved(self._moved(alias, expected, previous, version, events))
+            if previous == version:
+                return False
+            self._write_move(alias, version, previous, events, action=action, reason=reason,
+                             approved_by=approved_by, gate_run_id=gate_run_id)  # fmt: skip
+        return True
+
+    def _moved(
+        self, alias: str, expected: object, now: int | None, wanted: int | None, ev: pl.DataFrame
+    ) -> str:
+        last = ev.filter(pl.col("alias") == alias).tail(1)
+        by = f" by {last['actor'][0]} ({last['action'][0]})" if last.height else ""
+
+        def show(v: object) -> str:
+            return f"v{v}" if v is not None else "unset"
+
+        return (
+            f"{alias} of model {self.name} moved from {show(expected)} to {show(now)}{by} "
+            f"meanwhile; nothing changed ({alias} was not moved to {show(wanted)}): check "
+            "the new holder and try again if still wanted"
+        )
+
+    def _write_move(
+        self,
+        alias: str,
+        version: int | None,
+        previous: int | None,
+        events: pl.DataFrame,
+        *,
+        action: str,
+        reason: str,
+        approved_by: str | None,
+        gate_run_id: str | None,
+    ) -> None:
         row = {
             "seq": int(events["seq"].max() or 0) + 1,
             "name": self.name,
@@ -135,7 +183,6 @@ class _AliasesMixin:
         }
         inputs = {VERSIONS: self._lh.version(VERSIONS)} if self._lh.exists(VERSIONS) else {}
         self._append(ALIASES, row, inputs=inputs, note=f"{action} {self.name} {alias}")
-        return True
 
     def rollback(self, *, alias: str = CHAMPION, reason: str = "") -> ModelVersion:
         """Point an alias back at its previous holder (see the module docstring); return it.
@@ -155,7 +202,7 @@ class _AliasesMixin:
             )
         was = f"v{current}" if current else "unset"
         self._lh.authorize("promote", self.name, detail=f"rollback {alias} {was} -> v{target}")
-        self._move(alias, target, action="rollback", reason=reason)
+        self._move(alias, target, action="rollback", reason=reason, expected=current)
         self._announce("model_rolled_back", alias, target, current, reason)  # _PromotionMixin
         return self.get(target)
 
@@ -170,4 +217,4 @@ class _AliasesMixin:
         if current is None:
             raise HortusError(f"alias {alias!r} of model {self.name} is not set")
         self._lh.authorize("promote", self.name, detail=f"clear {alias} v{current} -> unset")
-        self._move(alias, None, action="clear", reason=reason)
+        self._move(alias, None, action="clear", reason=reason, expected=current)

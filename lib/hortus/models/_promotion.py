@@ -154,6 +154,7 @@ class _PromotionMixin:
             reason=reason,
             approved_by=approved_by,
             gate_run_id=gate_run_id,
+            expected=current,  # compare-and-set: a promotion that lost a race says so
         )
         self._announce(
             "model_promoted",
