@@ -9,32 +9,19 @@ or a table could not be maintained; the report says which and why.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from hortus.cli._common import _paths, _print, console, emit
-
-
-def maintain_config(root: Path, params: str | None = None, **override):
-    """Return the `maintain:` section of params.yaml as a MaintainConfig (defaults if absent)."""
-    import yaml
-
-    from hortus.lakehouse.maintain import MaintainConfig
-
-    path = Path(params) if params else Path(root) / "params.yaml"
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    section = dict((doc or {}).get("maintain") or {})
-    return MaintainConfig.from_dict(section | {k: v for k, v in override.items() if v is not None})
 
 
 def cmd_maintain(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from hortus.lakehouse.maintain import maintain
+    from hortus.lakehouse.maintain import config_from_params, maintain
     from hortus.lakehouse.tables import Lakehouse
 
     paths = _paths(args)
-    config = maintain_config(paths.root, args.params, vacuum_hours=args.vacuum_hours)
+    config = config_from_params(paths.root, args.params, vacuum_hours=args.vacuum_hours)
     lh = Lakehouse.open(paths.root, stage="maintain")
     report = maintain(lh, config=config, dry_run=args.dry_run, tables=args.table or None)
     lh.close()

@@ -122,6 +122,40 @@ class MaintainReport:
         }
 
 
+def config_from_params(root: Path, params: Path | str | None = None, **override) -> MaintainConfig:
+    """Return params.yaml's optional `maintain:` section (defaults when absent); `override` wins."""
+    import yaml
+
+    path = Path(params) if params else Path(root) / "params.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    section = (doc or {}).get("maintain") or {}
+    if not isinstance(section, dict):
+        raise HortusError(f"{path.name}: maintain must be a mapping of settings")
+    return MaintainConfig.from_dict(
+        dict(section) | {k: v for k, v in override.items() if v is not None}
+    )
+
+
+def summary(report: MaintainReport) -> dict:
+    """Return a short summary of a run (the monitor stage's report)."""
+    rets = [t.retention or {} for t in report.tables]
+    return {
+        "tables_compacted": sum(1 for t in report.tables if t.compacted),
+        "files_compacted": sum(
+            (t.compacted or {}).get("files_removed") or 0 for t in report.tables
+        ),
+        "checkpoints": sum(1 for t in report.tables if t.checkpoint is not None),
+        "rows_deleted": {
+            t.table: r["rows_deleted"]
+            for t, r in zip(report.tables, rets, strict=True)
+            if r.get("rows_deleted")
+        },  # fmt: skip
+        "files_vacuumed": sum(t.vacuumed for t in report.tables),
+        "retention_refused": [t.retention["message"] for t in report.refused],
+        "errors": {t.table: t.error for t in report.tables if t.error},
+    }
+
+
 def receipt_versions(lh: Lakehouse) -> dict[str, list[tuple[str, int]]]:
     """Return, per table, the (model@vN, Delta version) pairs registered receipts read."""
     if not lh.exists(REGISTRY_TABLE):
