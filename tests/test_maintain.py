@@ -177,3 +177,19 @@ def test_cli_maintain_dry_run_json_and_report(lakehouse: Lakehouse, capsys):
     assert "ops.audit_log" in text
     assert DeltaTable(str(path)).version() > version
     assert AuditLog(path, log.key).verify().ok
+
+
+def test_retention_monitor_reports_status_per_table(lakehouse: Lakehouse, monkeypatch):
+    from hortus.monitoring import monitors
+
+    monkeypatch.setattr(mt, "receipt_versions", lambda lh: {})
+    lakehouse.write(LOG, log_rows(10, NOW - timedelta(days=200), timedelta(days=10), "old"))
+    lakehouse.write(LOG, log_rows(5, NOW - timedelta(days=5), timedelta(days=1), "new"))
+    rows = monitors.retention(lakehouse, NOW).filter(pl.col("subject") == LOG)
+    got = dict(zip(rows["metric"], rows["value"], strict=True))
+    assert got["retention_days"] == 90 and got["rows"] == 15
+    assert got["rows_past_retention"] == 10 and round(got["oldest_age_days"]) == 200
+    assert monitors.flags(rows).height == 1  # rows past retention are a flag
+    mt.maintain(lakehouse, tables=[LOG], now=NOW)
+    after = monitors.retention(lakehouse, NOW).filter(pl.col("metric") == "rows_past_retention")
+    assert after.filter(pl.col("subject") == LOG)["value"][0] == 0

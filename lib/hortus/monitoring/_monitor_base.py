@@ -34,6 +34,7 @@ FLAG_METRICS = (
     "out_of_range",
     "denied_attempts",
     "feature_drifted",
+    "rows_past_retention",
 )
 
 

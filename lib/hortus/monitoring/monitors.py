@@ -33,6 +33,9 @@ Monitors and their metrics (subject in brackets):
   of the logged predictions joined with the model's declared `outcomes`, per version,
   day and segment; realized_precision_last [``<model> v<version>``]; score_drift and
   score_mean of served scores against the training hold-out (`_monitor_realized`).
+- ``retention`` [``layer.table``]: retention_days, oldest_age_days, rows and
+  rows_past_retention of each table whose contract declares a retention
+  (`_monitor_retention`; `hortus maintain` removes those rows).
 
 Metric rows are flags when the metric is one of `FLAG_METRICS` and the value is > 0.
 """
@@ -92,6 +95,7 @@ from hortus.monitoring._monitor_pipeline import (  # noqa: F401
     pipeline_health_frame,
 )
 from hortus.monitoring._monitor_realized import realized  # noqa: F401
+from hortus.monitoring._monitor_retention import retention  # noqa: F401
 from hortus.monitoring.drift import DriftConfig
 from hortus.params import refuse_unknown_keys
 
@@ -121,6 +125,7 @@ __all__ = [
     "pipeline_health",
     "pipeline_health_frame",
     "realized",
+    "retention",
     "run_all",
     "staleness_inputs",
     "staleness_score",
@@ -208,6 +213,7 @@ MONITORS = (
     "kpi",
     "access",
     "realized",
+    "retention",
 )
 
 
@@ -238,6 +244,7 @@ def run_all(lh: Lakehouse, config: MonitorConfig, at: datetime | None = None) ->
         ),
         "access": lambda: denied_access(lh, at, window_hours=config.denied_window_hours),
         "realized": lambda: realized(lh, at, model=config.model),
+        "retention": lambda: retention(lh, at),
     }
     chosen = config.monitors or MONITORS
     frames = [runners[name]() for name in chosen]  # a loop over monitors
