@@ -14,6 +14,7 @@ with app.setup:
     import polars as pl
 
     from hortus.publishing import explore, monitor_views
+    from hortus.lakehouse import catalog_search
     from hortus.config import LAYERS
     from hortus.publishing.nbui import note, show_table
     from hortus.project.definition import Project
@@ -26,12 +27,15 @@ def _():
     # table: the table preselected for contract, lineage and column profile ("" = the
     # default model's table, hortus.yaml); layer: the layer filter of the table list
     # ("ALL" = every layer); segment: the value of the KPI table's segment column
-    # ("ALL" = every row); days: width of the default KPI date range.
+    # ("ALL" = every row); days: width of the default KPI date range; search: text
+    # filtering the table list by name, tag (pii, kpi, feature, ...), owner or
+    # description words, best matches first ("" = every table).
     table = ""
     layer = "ALL"
     segment = "ALL"
     days = 30
-    return days, layer, segment, table
+    search = ""
+    return days, layer, search, segment, table
 
 
 @app.cell
@@ -57,22 +61,53 @@ def _():
 
 
 @app.cell
-def _(layer, overview):
+def _(layer, overview, search):
     _layers = ["ALL", *[name for name in LAYERS if name in set(overview["layer"])]]
     layer_choice = mo.ui.dropdown(
         options=_layers, value=layer if layer in _layers else "ALL", label="Layer"
     )
-    return (layer_choice,)
+    search_box = mo.ui.text(
+        value=search,
+        label="Search",
+        placeholder="name, tag (pii, kpi, feature), owner or words",
+    )
+    return layer_choice, search_box
 
 
 @app.cell
-def _(layer_choice, overview):
-    shown_tables = (
+def _(lakehouse, layer_choice, overview, search_box):
+    _by_layer = (
         overview
         if layer_choice.value == "ALL"
         else overview.filter(pl.col("layer") == layer_choice.value)
     )
-    return (shown_tables,)
+    _tags = {
+        c.full_name: ", ".join(catalog_search.table_tags(c)) for c in lakehouse.catalog
+    }
+    _by_layer = _by_layer.with_columns(
+        pl.col("table").replace_strict(_tags, default="").alias("tags")
+    )
+    _query = search_box.value.strip()
+    search_note = None
+    if _query:
+        # the same ranked search as `hortus catalog search` (tables and their columns)
+        _hits = catalog_search.search(lakehouse.catalog, _query)
+        _rank = {t: i for i, t in enumerate(dict.fromkeys(h.table for h in _hits))}
+        shown_tables = (
+            _by_layer.filter(pl.col("table").is_in(list(_rank)))
+            .with_columns(pl.col("table").replace_strict(_rank, default=0).alias("_rank"))
+            .sort("_rank")
+            .drop("_rank")
+        )
+        if not shown_tables.height:  # no hit: say so, and keep the layer's tables
+            _close = catalog_search.suggest(lakehouse.catalog, _query)
+            search_note = f"No table or column matches `{_query}`" + (
+                f"; did you mean: {', '.join(_close)}?" if _close else ""
+            ) + "  Showing every table of the layer."
+            shown_tables = _by_layer
+    else:
+        shown_tables = _by_layer
+    return search_note, shown_tables
 
 
 @app.cell
@@ -93,7 +128,7 @@ def _(layer_choice, project, shown_tables, table):
 
 
 @app.cell
-def _(lakehouse, layer_choice, shown_tables):
+def _(lakehouse, layer_choice, search_box, search_note, shown_tables):
     _readable = shown_tables.filter(pl.col("readable"))
     _chart = (
         alt.Chart(_readable.filter(pl.col("rows").is_not_null()))
@@ -109,7 +144,8 @@ def _(lakehouse, layer_choice, shown_tables):
     mo.vstack(
         [
             mo.md("## Tables and contracts"),
-            layer_choice,
+            mo.hstack([layer_choice, search_box], justify="start"),
+            note(search_note) if search_note else mo.md(""),
             mo.md(
                 f"Viewing as **{lakehouse.user}**: {_readable.height} of {shown_tables.height} "
                 f"table(s) of layer **{layer_choice.value}** readable; "
@@ -118,8 +154,8 @@ def _(lakehouse, layer_choice, shown_tables):
             ),
             show_table(
                 shown_tables.select(
-                    "table", "owner", "freshness_sla_hours", "written", "version", "rows",
-                    "pii_columns", "sensitive_columns", "access",
+                    "table", "owner", "tags", "freshness_sla_hours", "written", "version",
+                    "rows", "pii_columns", "sensitive_columns", "access",
                 )  # fmt: skip
             ),
             _chart if _readable.height else note("No readable table in this layer."),

@@ -227,3 +227,28 @@ def test_bad_tags_are_refused(tags):
     """Check that tags must be a list of lower-case hyphenated words."""
     with pytest.raises(ContractError, match="tag"):
         Contract.from_dict("t", CONTRACT | {"tags": tags})
+
+
+@pytest.mark.slow  # two papermill runs of the explorer, about 90 s on 2 shared cores
+@pytest.mark.integration
+def test_explore_notebook_search_box_filters_the_table_list(built, monkeypatch):
+    """Check that the explorer's search parameter ranks the table list, or says no hits."""
+    import shutil
+    from pathlib import Path
+
+    from conftest import notebook_outputs
+    from hortus.publishing.notebooks import publish_notebook
+
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "explore.py"
+    (built.root / "notebooks").mkdir(exist_ok=True)
+    shutil.copy(notebook, built.root / "notebooks" / notebook.name)
+    monkeypatch.setenv("HORTUS_ROOT", str(built.root))
+    monkeypatch.setenv("HORTUS_USER", "pipeline")
+    executed, _ = publish_notebook(built.root, "explore", {"search": "feature"},
+                                   out_dir=built.root / "s1")  # fmt: skip
+    text = notebook_outputs(executed)
+    assert "gold.fs_user_activity" in text and "silver.orders" not in text
+    executed, _ = publish_notebook(built.root, "explore", {"search": "userz"},
+                                   out_dir=built.root / "s2")  # fmt: skip
+    text = notebook_outputs(executed)
+    assert "No table or column matches userz; did you mean: user" in text and "users" in text
