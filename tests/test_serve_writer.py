@@ -136,3 +136,20 @@ def test_audit_records_are_written_by_the_flush_not_the_caller(lakehouse, tmp_pa
     w.flush()
     shown = log.show().filter(pl.col("action") == "predict")
     assert shown.height == before + 5 and log.verify().ok
+
+
+def test_rows_stay_in_memory_when_neither_lakehouse_nor_spill_file_can_be_written(
+    lakehouse, tmp_path
+):
+    """Check the last resort: an unwritable spill path keeps the rows queued, then writes them."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the spill folder should be")
+    flaky = Flaky(lakehouse)
+    flaky.broken.set()
+    w = writer(lakehouse, flaky, blocker / "spill.jsonl", interval=60)
+    w.add(rows(0, 40))
+    w.flush()
+    assert w.backlog == 40 and "spill file" in w.last_error and not lakehouse.exists(LOG)
+    flaky.broken.clear()
+    w.flush()
+    assert logged(lakehouse)["batch_id"].n_unique() == 40 and w.backlog == 0

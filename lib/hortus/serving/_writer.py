@@ -10,8 +10,9 @@ prediction rows wait):
   without end and never blocks a request;
 - when the append fails (lakehouse unwritable, disk full, a policy that refuses the
   write...), the batch is appended to a local JSON-lines spill file
-  (``<lakehouse>/ops/serve_spill/prediction_log.jsonl`` by default) and the error is
-  counted; every later flush, and the next start of the service, first replays the
+  (``.hortus/serve/prediction_log.spill.jsonl`` by default: outside the lakehouse, which
+  may be what failed; if even that file cannot be written the rows stay in memory) and
+  the error is counted; every later flush, and the next start of the service, first replays the
   spill file into the table and truncates it only after the append succeeded, so no
   prediction is lost (at worst a batch whose commit succeeded but whose
   acknowledgement failed is written twice);
@@ -110,7 +111,7 @@ class BackgroundWriter:
                 if len(self._rows) >= self.batch:
                     self._wake.set()
                 return
-        self._to_spill(rows)  # full: straight to disk, never dropped
+        self._keep(rows)  # full: straight to disk, never dropped
 
     def audit_record(self, record: AuditRecord) -> None:
         """Queue one audit record (written at the next flush)."""
@@ -132,6 +133,17 @@ class BackgroundWriter:
             return 0
         with open(self.spill, "rb") as f:
             return sum(1 for line in f if line.strip())
+
+    def _keep(self, rows: list[dict]) -> None:
+        """Spill rows to disk; if even that fails, keep them in memory (over the bound)."""
+        try:
+            self._to_spill(rows)
+        except OSError as exc:
+            self.last_error = f"spill file {self.spill}: {exc}"
+            print(f"hortus serve: warning: {len(rows)} prediction row(s) kept in memory: "
+                  f"{self.last_error}", file=sys.stderr)  # fmt: skip
+            with self._lock:
+                self._rows[:0] = rows  # first in line for the next flush
 
     def _to_spill(self, rows: list[dict]) -> None:
         if not rows:
@@ -196,7 +208,7 @@ class BackgroundWriter:
             for i in range(0, len(rows), self.batch):
                 chunk = rows[i : i + self.batch]
                 if self._spilled_lines or not self._append(chunk):
-                    self._to_spill(chunk)  # keep order: behind what already waits on disk
+                    self._keep(chunk)  # keep order: behind what already waits on disk
             if self.audit is not None and self.audit.pending:
                 try:
                     self.audit.flush()

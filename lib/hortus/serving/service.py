@@ -124,7 +124,10 @@ class Service:
         self.tokens = TokenStore.load(self.lh.paths.secrets)
         self._identity_stamp = self._identity_files()
         writer_lh = Lakehouse.open(config.root, stage="serve", user=self.lh.user)
-        spill = config.spill or self.lh.paths.layer("ops") / "serve_spill" / "prediction_log.jsonl"
+        # outside the lakehouse (which may be what fails); .hortus/ is git-ignored
+        spill = (
+            config.spill or self.lh.paths.root / ".hortus" / "serve" / "prediction_log.spill.jsonl"
+        )
         self.writer = BackgroundWriter(
             lambda df: writer_lh.write(
                 PREDICTION_LOG, df, mode="append", inputs={}, note="hortus serve micro-batch"
