@@ -669,10 +669,14 @@ def monitor(paths: Paths, params: dict) -> dict:
     relative to the project root); firing alerts are deduplicated across runs and
     resolved when their condition clears (ops.alerts).
     """
+    from hortus.lakehouse import maintain as maint
     from hortus.monitoring import alerts, monitors
 
     lh = Lakehouse.open(paths.root, stage="monitor")
     config = monitors.MonitorConfig.from_dict(params, source="params.yaml monitor")
+    # compaction, checkpoints, retention and vacuum first (params.yaml maintain:, optional)
+    mconfig = maint.config_from_params(paths.root)
+    maintained = maint.summary(maint.maintain(lh, config=mconfig)) if mconfig.enabled else None
     metrics = monitors.run_all(lh, config)
     version = monitors.write_metrics(lh, metrics)
     rules, sinks = alert_setup(paths)
@@ -688,6 +692,7 @@ def monitor(paths: Paths, params: dict) -> dict:
         "alerts_firing": len(run.state.firing),
         "alerts_notified": len(notified),
         "deliveries_failed": int((~run.deliveries["ok"]).sum()) if run.deliveries.height else 0,
+        "maintain": maintained,
     }
     _write_json(paths.reports / "monitor.json", out)
     return out
