@@ -193,3 +193,17 @@ def test_retention_monitor_reports_status_per_table(lakehouse: Lakehouse, monkey
     mt.maintain(lakehouse, tables=[LOG], now=NOW)
     after = monitors.retention(lakehouse, NOW).filter(pl.col("metric") == "rows_past_retention")
     assert after.filter(pl.col("subject") == LOG)["value"][0] == 0
+
+
+def test_monitor_stage_runs_maintain(lakehouse: Lakehouse):
+    from hortus.pipeline import stages
+
+    log = lakehouse._audit.log()
+    for i in range(30):
+        log.append(AuditRecord("pipeline", "read", f"t{i}", policy_version="p1"))
+    out = stages.monitor(lakehouse.paths, {})
+    assert out["maintain"]["tables_compacted"] >= 1 and not out["maintain"]["errors"]
+    written = lakehouse.read("ops.monitor_metrics")
+    assert (
+        "retention" in set(written["monitor"]) or not mt.retention_status(lakehouse)["built"].any()
+    )
