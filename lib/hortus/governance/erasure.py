@@ -1,0 +1,670 @@
+"""Right to erasure and subject access: remove or export everything held about one person.
+
+`erase(lh, subject, reason=...)` removes a data subject (a person, named by the value
+of the subject key, e.g. a user id) from the whole lakehouse:
+
+- **who**: the subject key is the primary key of the landed table whose contract holds
+  direct identifiers (`subject_table`), taken from the contracts, never hard-coded;
+- **what**: the subject's own raw direct identifiers are read from the restricted zone
+  (bronze rows keyed to them, columns or the raw JSON line), values another person also
+  holds are left out; their keyed tokens are computed with the PII key;
+- **rows**: in every table (restricted, silver, gold, feature logs, the prediction log,
+  quarantine) the rows keyed to the subject (the key column equals the subject, or a
+  text column such as a raw JSON line, a quarantined row or a logged request names
+  them, or a column holds one of their tokens) are deleted in one Delta commit per
+  table; restricted-zone text that only mentions one of their raw values (another
+  person's review naming them) is redacted to ``[ERASED]`` instead;
+- **history**: every data file on disk that is no longer part of the current version
+  and holds such a row is deleted, and the statistics of those files are removed from
+  the Delta log, so every version that held the subject becomes unreadable (reading one
+  says it was erased, `hortus.lakehouse.tables`), while older versions that never held
+  them stay readable;
+- **online store**: the subject's entity rows are deleted and the file compacted;
+- **reports**: text files under reports/ naming the subject are redacted in place;
+- **record**: one row in ``ops.erasures`` (a keyed reference of the subject, never the
+  subject itself; counts per table, versions before/after, files removed, affected
+  model versions) and one audit record per table changed, under the ``erase`` grant.
+
+`find_subject` is the hidden-data scan that proves it: every data file of every table
+(hence every reachable version), the Delta logs, the online store file and every file
+under reports/ are searched for the subject key, raw values and tokens.
+
+Model versions whose receipts read a table version that held the subject are listed as
+affected; retraining is the model owner's decision.  `subject_export` writes everything
+held about a subject in the restricted zone (and the rows keyed to them elsewhere, as
+the reader may see them) to one JSON file, audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+from deltalake import CommitProperties, DeltaTable
+
+from hortus.config import RESTRICTED_LAYERS
+from hortus.errors import HortusError
+from hortus.governance.audit import AuditRecord
+from hortus.lakehouse.contracts import Contract
+from hortus.lakehouse.pii import load_key, token
+from hortus.lakehouse.tables import LINEAGE_PREFIX, Lakehouse
+from hortus.provenance import git_state
+
+ERASURES = "ops.erasures"
+AUDIT_TABLE = "ops.audit_log"
+ERASED = "[ERASED]"
+MIN_TEXT = 6  # raw values shorter than this are never searched inside text
+REF_PREFIX = "era_"
+# tables an erasure never rewrites: the tamper-evident audit log and the erasure log
+# (both hold references, never the subject's values)
+UNTOUCHED = (AUDIT_TABLE, ERASURES)
+
+
+class SubjectError(HortusError):
+    """An erasure or export request that cannot be carried out (unknown subject...)."""
+
+
+@dataclass
+class Subject:
+    """The person an erasure or export is about, and every value that identifies them."""
+
+    key: str  # subject key column, e.g. user_id
+    value: str  # the subject, e.g. u000123
+    table: str  # the landed table the key belongs to, e.g. silver.users
+    ref: str  # keyed reference kept in ops.erasures (never the value itself)
+    raw: list[str] = field(default_factory=list)  # own raw direct identifiers
+    tokens: list[str] = field(default_factory=list)  # their keyed tokens
+
+    def needles(self) -> list[str]:
+        """Return every string a scan must not find: the key, raw values, tokens."""
+        return [self.value, *self.raw, *self.tokens]
+
+
+# ------------------------------------------------------------------ the subject
+def subject_table(lh: Lakehouse, table: str | None = None) -> Contract:
+    """Return the landed contract whose primary key names data subjects.
+
+    It is the landed table with direct identifiers and a one-column primary key that
+    other landed tables refer to (the users of a shop: events and reviews carry the
+    user id); `table` chooses one when a project has several.
+    """
+    landed = [c for c in lh.catalog.landed()]
+    if table:
+        contract = lh.catalog.get(table)
+        if contract not in landed or len(contract.primary_key) != 1:
+            raise SubjectError(f"{table} is not a landed table with a one-column primary key")
+        return contract
+    found = [
+        c
+        for c in landed
+        if len(c.primary_key) == 1 and any(col.pii == "direct" for col in c.columns)
+    ]
+    if len(found) > 1:  # the one whose key other landed tables refer to (a person's id)
+        found = [
+            c
+            for c in found
+            if any(c.primary_key[0] in o.column_names for o in landed if o is not c)
+        ] or found
+    if len(found) != 1:
+        names = ", ".join(c.full_name for c in found) or "none"
+        raise SubjectError(
+            f"cannot tell which table names data subjects (candidates: {names}); pass --table"
+        )
+    return found[0]
+
+
+def subject_ref(value: str, key: bytes) -> str:
+    """Return the keyed reference of a subject kept in ops.erasures (not a PII token)."""
+    digest = hmac.new(key, b"erasure\x00" + value.encode(), hashlib.sha256).hexdigest()
+    return REF_PREFIX + digest[:24]
+
+
+def _raw_col(contract: Contract, bronze_cols: list[str], name: str) -> pl.Expr:
+    """Return a column of a bronze table: stored as such, or from the raw JSON line."""
+    if name in bronze_cols:
+        return pl.col(name).cast(pl.String)
+    return pl.col("_raw").str.json_path_match(f"$.{name}")
+
+
+def _bronze(lh: Lakehouse, contract: Contract) -> pl.DataFrame | None:
+    path = lh.paths.table("bronze", contract.name)
+    if not (path / "_delta_log").is_dir():
+        return None
+    return pl.read_delta(str(path))
+
+
+def resolve(lh: Lakehouse, value: str, *, table: str | None = None) -> Subject:
+    """Collect the subject's raw direct identifiers (own values only) and their tokens."""
+    contract = subject_table(lh, table)
+    key = contract.primary_key[0]
+    pii_key = load_key(lh.paths.secrets)
+    mine: dict[str, set[str]] = {}
+    others: dict[str, set[str]] = {}
+    for c in lh.catalog.landed():
+        if key not in c.column_names:
+            continue
+        direct = [col.name for col in c.columns if col.pii == "direct"]
+        df = _bronze(lh, c)
+        if df is None or not direct:
+            continue
+        cols = df.columns
+        vals = df.select(
+            _raw_col(c, cols, key).alias("__key"),
+            *[_raw_col(c, cols, d).alias(d) for d in direct],
+        )
+        for d in direct:
+            own = vals.filter(pl.col("__key") == value)[d].drop_nulls()
+            rest = vals.filter(pl.col("__key") != value)[d].drop_nulls()
+            mine.setdefault(d, set()).update(v for v in own.to_list() if v.strip())
+            others.setdefault(d, set()).update(rest.to_list())
+    raw = sorted({v for d, vs in mine.items() for v in vs if v not in others.get(d, set())})
+    return Subject(
+        key=key,
+        value=value,
+        table=contract.full_name,
+        ref=subject_ref(value, pii_key),
+        raw=raw,
+        tokens=sorted({token(v, pii_key) for v in raw}),
+    )
+
+
+# ------------------------------------------------------------- row matching
+def _word(value: str) -> str:
+    return rf"(?:^|[^A-Za-z0-9_]){re.escape(value)}(?:$|[^A-Za-z0-9_])"
+
+
+def keyed(subject: Subject, schema: pl.Schema) -> pl.Expr:
+    """Return the rows of a frame keyed to the subject (key, a text naming them, a token)."""
+    conds: list[pl.Expr] = []
+    strings = [n for n, t in schema.items() if t == pl.String]
+    if subject.key in schema:
+        conds.append(pl.col(subject.key).cast(pl.String) == subject.value)
+    for n in strings:
+        if n != subject.key:
+            conds.append(pl.col(n).str.contains(_word(subject.value)))
+        if subject.tokens:
+            conds.append(pl.col(n).is_in(subject.tokens))
+    if not conds:
+        return pl.lit(False)
+    return pl.any_horizontal(conds).fill_null(False)
+
+
+def mentions(subject: Subject, schema: pl.Schema) -> pl.Expr:
+    """Return the rows whose text holds one of the subject's raw values (restricted zone)."""
+    values = [v for v in subject.raw if len(v) >= MIN_TEXT]
+    conds = [
+        pl.col(n).str.contains_any(values) for n, t in schema.items() if t == pl.String and values
+    ]
+    return pl.any_horizontal(conds).fill_null(False) if conds else pl.lit(False)
+
+
+def _sql_lit(v: str) -> str:
+    return "'" + v.replace("'", "''") + "'"
+
+
+def _sql_like(v: str) -> str:
+    return _sql_lit("%" + v.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+
+
+def _keyed_sql(subject: Subject, schema: pl.Schema, rows: pl.DataFrame) -> str:
+    """Return the Delta predicate deleting the rows `keyed` selects (by primary columns)."""
+    parts = []
+    if subject.key in schema:
+        parts.append(f'CAST("{subject.key}" AS VARCHAR) = {_sql_lit(subject.value)}')
+    for n, t in schema.items():
+        if t != pl.String:
+            continue
+        hit = rows.filter(pl.col(n).str.contains(_word(subject.value)))
+        if n != subject.key and hit.height:
+            # the exact texts that name the subject (a LIKE would also match longer ids)
+            parts.append(f'"{n}" IN ({", ".join(_sql_lit(v) for v in hit[n].unique())})')
+        if subject.tokens:
+            parts.append(f'"{n}" IN ({", ".join(_sql_lit(v) for v in subject.tokens)})')
+    return " OR ".join(f"({p})" for p in parts) or "FALSE"
+
+
+# ------------------------------------------------------------------ the plan
+@dataclass
+class TableErasure:
+    """What an erasure did (or would do) to one table."""
+
+    table: str
+    rows: int = 0  # rows deleted from the current version
+    redacted: int = 0  # restricted rows whose text mentioned the subject, redacted
+    version_before: int | None = None
+    version_after: int | None = None
+    files_removed: int = 0  # data files of older versions that held the subject
+    versions_held: list[int] = field(default_factory=list)
+
+
+def _tables(lh: Lakehouse) -> list[Contract]:
+    return [c for c in lh.catalog if c.full_name not in UNTOUCHED and lh.exists(c.full_name)]
+
+
+def _files(dt: DeltaTable, path: Path) -> set[str]:
+    """Return the data files of a table version, relative to the table folder."""
+    out = set()
+    for uri in dt.file_uris():
+        f = Path(uri.removeprefix("file://"))
+        out.add(str(f.relative_to(path)) if f.is_absolute() else str(f))
+    return out
+
+
+def _data_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*.parquet") if "_delta_log" not in p.parts)
+
+
+def _file_holds(file: Path, subject: Subject, restricted: bool) -> bool:
+    try:
+        df = pl.read_parquet(file)
+    except Exception:  # noqa: BLE001 - an unreadable file is checked by bytes below
+        return any(n.encode() in file.read_bytes() for n in subject.needles())
+    cond = keyed(subject, df.schema)
+    if restricted:
+        cond = cond | mentions(subject, df.schema)
+    return bool(df.select(cond.any()).item())
+
+
+def _held_versions(dt: DeltaTable, path: Path, held: set[str]) -> list[int]:
+    """Return the versions of a table whose files include one of `held` (relative paths)."""
+    out = []
+    for v in range(dt.version() + 1):
+        try:
+            files = _files(DeltaTable(str(path), version=v), path)
+        except Exception:  # noqa: BLE001 - a version whose log entry was cleaned up
+            continue
+        if files & held:
+            out.append(v)
+    return out
+
+
+def _scrub_log(path: Path, removed: set[str], subject: Subject, erasure_id: str) -> None:
+    """Keep the subject out of the Delta log: statistics of removed files, erasure predicates.
+
+    The add/remove actions of the deleted files lose their column statistics (min/max
+    values may be the subject's), and the commits of the erasure itself record
+    ``[ERASED] <erasure id>`` instead of the predicate that named the subject.
+    """
+    needles = subject.needles()
+    for log in sorted((path / "_delta_log").glob("*.json")):
+        lines = log.read_text(encoding="utf-8").splitlines()
+        changed = False
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            action, before = json.loads(line), changed
+            changed = False
+            for kind in ("add", "remove"):
+                act = action.get(kind)
+                if act and act.get("path") in removed and act.get("stats"):
+                    act["stats"] = None
+                    changed = True
+            params = (action.get("commitInfo") or {}).get("operationParameters") or {}
+            for k, v in params.items():
+                if isinstance(v, str) and any(n in v for n in needles):
+                    params[k] = f"{ERASED} {erasure_id}"
+                    changed = True
+            if changed:
+                lines[i] = json.dumps(action, separators=(",", ":"))
+            changed = changed or before
+        if changed:
+            log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _commit(lh: Lakehouse, note: str) -> CommitProperties:
+    sha, dirty = git_state(lh.paths.root)
+    lineage = {
+        "stage": "erase",
+        "inputs": "{}",
+        "git_commit": sha,
+        "git_dirty": str(dirty).lower(),
+        "user": lh.user,
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "note": note,
+    }
+    return CommitProperties(custom_metadata={LINEAGE_PREFIX + k: v for k, v in lineage.items()})
+
+
+def _erase_table(lh: Lakehouse, c: Contract, subject: Subject, ref: str) -> TableErasure:
+    """Delete the subject's rows from a table's current version and its older files."""
+    path = lh.paths.table(c.layer, c.name)
+    restricted = c.layer in RESTRICTED_LAYERS
+    dt = DeltaTable(str(path))
+    out = TableErasure(c.full_name, version_before=dt.version())
+    current = _files(dt, path)
+    df = pl.read_delta(str(path))
+    rows = df.filter(keyed(subject, df.schema))
+    held = {
+        str(f.relative_to(path)) for f in _data_files(path) if _file_holds(f, subject, restricted)
+    }
+    out.versions_held = _held_versions(dt, path, held)
+    if rows.height:
+        metrics = dt.delete(
+            _keyed_sql(subject, df.schema, rows), commit_properties=_commit(lh, ref)
+        )
+        out.rows = int((metrics or {}).get("num_deleted_rows", 0) or 0)
+    if restricted:
+        left = pl.read_delta(str(path))
+        hit = left.filter(mentions(subject, left.schema))
+        if hit.height:
+            values = [v for v in subject.raw if len(v) >= MIN_TEXT]
+            dt = DeltaTable(str(path))
+            updates = {}
+            for n, t in left.schema.items():
+                if t != pl.String or not hit[n].str.contains_any(values).any():
+                    continue
+                expr = f'"{n}"'
+                for v in values:
+                    expr = f"replace({expr}, {_sql_lit(v)}, {_sql_lit(ERASED)})"
+                updates[n] = expr
+            pred = " OR ".join(f'"{n}" LIKE {_sql_like(v)}' for n in updates for v in values)
+            m = dt.update(updates=updates, predicate=pred, commit_properties=_commit(lh, ref))
+            out.redacted = int((m or {}).get("num_updated_rows", 0) or 0)
+    dt = DeltaTable(str(path))
+    out.version_after = dt.version()
+    now = _files(dt, path)
+    removed = {f for f in held if f not in now}
+    for f in removed:
+        (path / f).unlink(missing_ok=True)
+    out.files_removed = len(removed)
+    _scrub_log(path, removed | (current - now), subject, ref)
+    return out
+
+
+# ----------------------------------------------------------- other stores
+def _online_erase(lh: Lakehouse, subject: Subject) -> int:
+    """Delete the subject's rows from the SQLite online store (and compact the file)."""
+    path = lh.paths.online_store
+    if not path.exists():
+        return 0
+    con = sqlite3.connect(path, timeout=30.0)
+    deleted = 0
+    try:
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        with con:
+            for name in names:
+                cols = [d[1] for d in con.execute(f'PRAGMA table_info("{name}")')]
+                if subject.key in cols:
+                    cur = con.execute(
+                        f'DELETE FROM "{name}" WHERE "{subject.key}" = ?', (subject.value,)
+                    )
+                    deleted += cur.rowcount
+        con.execute("VACUUM")  # deleted rows leave no bytes behind in free pages
+    finally:
+        con.close()
+    return deleted
+
+
+def _report_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+
+
+def _redact_reports(lh: Lakehouse, subject: Subject) -> list[str]:
+    """Redact the subject's key, raw values and tokens in the text files under reports/."""
+    pattern = re.compile(
+        "|".join(re.escape(n) for n in sorted(subject.needles(), key=len, reverse=True))
+    )
+    changed = []
+    for f in _report_files(lh.paths.reports):
+        data = f.read_bytes()
+        if not any(n.encode() in data for n in subject.needles()):
+            continue
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue  # a binary file: listed by the scan, never corrupted here
+        f.write_text(pattern.sub(ERASED, text), encoding="utf-8")
+        changed.append(str(f.relative_to(lh.paths.root)))
+    return changed
+
+
+# ------------------------------------------------------------------ models
+def affected_models(lh: Lakehouse, held: dict[str, list[int]]) -> list[str]:
+    """Return the model versions (name@vN) whose receipts read a table version that held them."""
+    path = lh.paths.table("ops", "model_versions")
+    if not (path / "_delta_log").is_dir():
+        return []
+    out = []
+    for r in pl.read_delta(str(path)).select("name", "version", "tables_read").iter_rows():
+        read = json.loads(r[2] or "{}")
+        if any(int(v) in held.get(t, []) for t, v in read.items()):
+            out.append(f"{r[0]}@v{r[1]}")
+    return sorted(out)
+
+
+def erasures(lh: Lakehouse) -> pl.DataFrame:
+    """Return ops.erasures (empty with its schema when no erasure happened)."""
+    path = lh.paths.table("ops", "erasures")
+    if not (path / "_delta_log").is_dir():
+        return pl.DataFrame(schema=lh.catalog.get(ERASURES).schema)
+    return pl.read_delta(str(path))
+
+
+def erasures_of(lh: Lakehouse, tables_read: dict[str, int]) -> list[str]:
+    """Return a sentence per erasure that removed rows from a table version in `tables_read`."""
+    out = []
+    for r in erasures(lh).iter_rows(named=True):
+        done = json.loads(r["tables"] or "{}")
+        hit = sorted(
+            t
+            for t, v in tables_read.items()
+            if int(v) in (done.get(t) or {}).get("versions_held", [])
+        )
+        if hit:
+            out.append(
+                f"inputs erased: erasure {r['erasure_id']} on {r['erased_at']:%Y-%m-%d} removed a "
+                f"data subject's rows from {', '.join(f'{t} v{tables_read[t]}' for t in hit)} "
+                "(right to erasure); those versions can no longer be read or rebuilt as they were"
+            )
+    return out
+
+
+# ------------------------------------------------------------------- erase
+@dataclass
+class ErasureResult:
+    """What `erase` did."""
+
+    erasure_id: str
+    ref: str
+    already: bool  # erased before and nothing found again: nothing changed
+    tables: list[TableErasure]
+    online_rows: int
+    reports: list[str]
+    models: list[str]
+    reconcile: list[dict]
+    remaining: list[str]  # where the scan still found the subject (empty when complete)
+
+    def to_dict(self) -> dict:
+        """Return a JSON-friendly dict."""
+        return asdict(self)
+
+
+def erase(
+    lh: Lakehouse, value: str, *, reason: str, table: str | None = None, dry_run: bool = False
+) -> ErasureResult:
+    """Erase a data subject from every table, its history, the online store and the reports.
+
+    Needs the ``erase`` grant on every table it changes (checked for all of them before
+    anything changes; audited).  Erasing a subject erased before, with nothing found
+    again, changes nothing and says so; an unknown subject raises SubjectError.
+    """
+    from hortus.lakehouse.silver import reconcile
+
+    if not reason.strip():
+        raise SubjectError("an erasure needs a --reason (kept in ops.erasures and the audit log)")
+    subject = resolve(lh, value, table=table)
+    before = erasures(lh).filter(pl.col("subject_ref") == subject.ref)
+    contracts = _tables(lh)
+    found = {}
+    for c in contracts:
+        df = pl.scan_delta(str(lh.paths.table(c.layer, c.name)))
+        cond = keyed(subject, df.collect_schema())
+        found[c.full_name] = int(df.filter(cond).select(pl.len()).collect().item())
+    if not any(found.values()) and not find_subject(lh, subject):
+        if before.height:
+            first = before.row(0, named=True)
+            return ErasureResult(first["erasure_id"], subject.ref, True, [], 0, [], [], [], [])
+        raise SubjectError(
+            f"no data subject {value!r}: no row of any table has {subject.key} = {value!r} "
+            "and it was never erased; check the id (nothing was changed)"
+        )
+    targets = [c for c in contracts if found[c.full_name] or c.layer in RESTRICTED_LAYERS]
+    for c in targets:  # every grant before any change
+        lh._require("erase", c.full_name)
+    lh._require("erase", ERASURES)
+    erasure_id = "ER-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + subject.ref[4:12]
+    if dry_run:
+        done = [TableErasure(c.full_name, rows=found[c.full_name]) for c in targets]
+        return ErasureResult(erasure_id, subject.ref, False, done, 0, [], [], [], [])
+    done = []
+    for c in targets:
+        t = _erase_table(lh, c, subject, erasure_id)
+        if t.rows or t.redacted or t.files_removed:
+            done.append(t)
+            lh.authorize(
+                "erase",
+                c.full_name,
+                detail=f"{erasure_id} subject={subject.ref} rows={t.rows} redacted={t.redacted} "
+                f"files_removed={t.files_removed} v{t.version_before}->v{t.version_after}",
+            )
+    held = {t.table: t.versions_held for t in done}
+    models = affected_models(lh, held)
+    online = _online_erase(lh, subject)
+    reports = _redact_reports(lh, subject)
+    remaining = find_subject(lh, subject)
+    row = {
+        "erasure_id": erasure_id,
+        "subject_ref": subject.ref,
+        "subject_key": subject.key,
+        "requested_by": lh.user,
+        "reason": reason,
+        "erased_at": datetime.now(UTC),
+        "tables": json.dumps({t.table: asdict(t) for t in done}, sort_keys=True),
+        "rows": sum(t.rows for t in done),
+        "online_rows": online,
+        "reports": json.dumps(reports),
+        "models_affected": json.dumps(models),
+        "complete": not remaining,
+    }
+    path = lh.paths.table("ops", "erasures")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame([row], schema=lh.catalog.get(ERASURES).schema).write_delta(
+        str(path), mode="append",
+        delta_write_options={"commit_properties": _commit(lh, erasure_id)},
+    )  # fmt: skip
+    lh.authorize(
+        "erase",
+        ERASURES,
+        detail=f"{erasure_id} subject={subject.ref} tables={len(done)} rows={row['rows']} "
+        f"online_rows={online} reports={len(reports)} models_affected={','.join(models) or '-'} "
+        f"complete={row['complete']}",
+    )
+    return ErasureResult(
+        erasure_id, subject.ref, False, done, online, reports, models, reconcile(lh), remaining
+    )
+
+
+# -------------------------------------------------------------------- scan
+def find_subject(lh: Lakehouse, subject: Subject) -> list[str]:
+    """Return where the subject's key, raw values or tokens still are (empty: nowhere).
+
+    Searches every data file of every table (every reachable version reads only these),
+    each table's Delta log, the online store file and every file under reports/.
+    """
+    needles = subject.needles()
+    raw_bytes = [n.encode() for n in needles]
+    word = re.compile(_word(subject.value).encode())
+    others = [n.encode() for n in needles if n != subject.value]
+    where = []
+    for c in lh.catalog:
+        path = lh.paths.table(c.layer, c.name)
+        if not path.is_dir():
+            continue
+        for f in _data_files(path):
+            try:
+                df = pl.read_parquet(f)
+            except Exception:  # noqa: BLE001 - unreadable: fall back to the bytes
+                if any(b in f.read_bytes() for b in raw_bytes):
+                    where.append(f"{c.full_name}: {f.name}")
+                continue
+            strings = [n for n, t in df.schema.items() if t == pl.String]
+            conds = [pl.col(n).str.contains(_word(subject.value)) for n in strings]
+            conds += [pl.col(n).str.contains_any(needles[1:]) for n in strings if needles[1:]]
+            if subject.key in df.columns:
+                conds.append(pl.col(subject.key).cast(pl.String) == subject.value)
+            if conds and df.select(pl.any_horizontal(conds).fill_null(False).any()).item():
+                where.append(f"{c.full_name}: {f.name}")
+        for log in sorted((path / "_delta_log").glob("*")):
+            data = log.read_bytes() if log.is_file() else b""
+            if word.search(data) or any(b in data for b in others):
+                where.append(f"{c.full_name}: _delta_log/{log.name}")
+    files = [lh.paths.online_store] if lh.paths.online_store.exists() else []
+    for f in files + _report_files(lh.paths.reports):
+        data = f.read_bytes()
+        if word.search(data) or any(b in data for b in others):
+            where.append(str(f.relative_to(lh.paths.root)))
+    return where
+
+
+# ------------------------------------------------------------------ export
+def subject_export(lh: Lakehouse, value: str, out: Path, *, table: str | None = None) -> dict:
+    """Write everything held about a subject to one JSON file (audited); return a summary.
+
+    The restricted zone (raw bronze rows keyed to them, quarantined rows naming them) and
+    the rows keyed to them in every other table the user may read (as the policy shows
+    them).  Each table read is audited by the table API; the export itself is one more
+    audit record (``export``; the subject's keyed reference and counts, never values).
+    """
+    subject = resolve(lh, value, table=table)
+    held: dict[str, list[dict]] = {}
+    skipped = []
+    for c in _tables(lh):
+        name = c.full_name
+        decision = lh.policy.decide(lh.user, "read", name) if lh.policy else None
+        if decision is None or not decision.allowed:
+            if c.layer in RESTRICTED_LAYERS:
+                lh.read(name)  # refused and audited: the restricted zone is the point
+            skipped.append(name)
+            continue
+        lf = lh.scan(name)
+        cond = keyed(subject, lf.collect_schema())
+        if c.layer in RESTRICTED_LAYERS:
+            cond = cond | mentions(subject, lf.collect_schema())
+        rows = lf.filter(cond).collect()
+        if rows.height:
+            held[name] = json.loads(rows.write_json())
+    if not held:
+        raise SubjectError(
+            f"no data subject {value!r}: no row you may read has {subject.key} = {value!r}"
+        )
+    doc = {
+        "subject": {"key": subject.key, "value": value, "table": subject.table},
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "exported_by": lh.user,
+        "tables": held,
+        "not_readable_by_you": skipped,
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+    counts = {t: len(r) for t, r in held.items()}
+    lh._audit.add(
+        AuditRecord(
+            user=lh.user,
+            action="export",
+            object=subject.table,
+            detail=f"subject={subject.ref} rows={sum(counts.values())} tables={len(counts)} "
+            f"stage={lh.stage}",
+            policy_version=lh.policy.version if lh.policy else None,
+            ts=datetime.now(UTC),
+        )
+    )
+    lh.flush_audit()
+    return {"file": str(out), "rows": counts, "skipped": skipped}

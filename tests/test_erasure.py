@@ -1,0 +1,190 @@
+"""Right to erasure and subject access, end to end (issue 19 item 1).
+
+A small shop is ingested, built to silver and the feature logs, materialised into the
+online store, given a prediction log, a registered model version and a report naming the
+subject; then `hortus erase` removes one buyer.  Afterwards no data file of any table
+(every reachable Delta version), no Delta log, the online store file nor any report holds
+their id, raw identifiers or tokens; bronze still reconciles with silver + quarantine; the
+audit log verifies and records the erasure; older versions say they were erased.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from conftest import TEST_KEY, with_policy
+from hortus.cli.core import main
+from hortus.config import Paths
+from hortus.errors import HortusError
+from hortus.governance import erasure
+from hortus.governance.audit import AuditLog, default_path
+from hortus.lakehouse.catalog import Catalog
+from hortus.lakehouse.pii import token
+from hortus.lakehouse.silver import reconcile
+from hortus.lakehouse.tables import Lakehouse
+
+SHOP = {"seed": 3, "days": 8, "users": 120, "plants": 30}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """Build a small shop: bronze, silver, quarantine, features, online store, logs, a model."""
+    from hortus.domains.plantshop.features import FEATURES
+    from hortus.domains.plantshop.simulate import SimConfig, simulate
+    from hortus.features import store as feature_store
+    from hortus.lakehouse import silver
+    from hortus.lakehouse.ingest import ingest
+
+    paths = Paths.at(tmp_path_factory.mktemp("erase"))
+    with_policy(paths.root)
+    simulate(SimConfig(**SHOP), paths.data)
+    lh = Lakehouse(paths=paths, catalog=Catalog.load(), stage="test", user="pipeline")
+    ingest(paths.data, lh)
+    silver.build(lh, silver.SilverOptions(key=TEST_KEY.encode()))
+    offline = feature_store.build_offline(lh, FEATURES)
+    logs = feature_store.read_logs(lh, FEATURES)
+    at = lh.read("silver.events")["ts"].max()
+    store = feature_store.OnlineStore(paths.online_store, FEATURES)
+    store.materialize(
+        logs, at, {c.full_name: c for c in lh.catalog},
+        versions={t: v["version"] for t, v in offline.items()},
+    )  # fmt: skip
+    store.close()
+    users = lh.read("silver.users")["user_id"].sort().to_list()
+    now = datetime.now(UTC)
+    log = pl.DataFrame(
+        [
+            {"batch_id": "b1", "model_name": "recommender", "model_version": 1,
+             "request": json.dumps({"user_id": u, "plant_id": "p0001"}),
+             "features": "{}", "score": 0.5, "rank": 1, "as_of": now, "logged_at": now}
+            for u in users
+        ],
+        schema_overrides={"model_version": pl.Int64, "rank": pl.Int64},
+    )  # fmt: skip
+    lh.write(
+        "ops.prediction_log", log.select(lh.catalog.get("ops.prediction_log").column_names[:9])
+    )
+    # a registered version trained on the feature log as it is now (before the erasure)
+    group = next(iter(offline))
+    read = {group: lh.version(group), "silver.users": lh.version("silver.users")}
+    mv = {c.name: None for c in lh.catalog.get("ops.model_versions").columns}
+    mv |= {"version": 1, "name": "recommender", "created_at": now, "author": "sam",
+           "artifact_path": "x", "artifact_sha256": "0" * 64, "signature": "{}", "params": "{}",
+           "metrics": "{}", "receipt": json.dumps({"tables_read": read}), "git_commit": "unknown",
+           "git_dirty": False, "tables_read": json.dumps(read), "notes": ""}  # fmt: skip
+    lh.write(
+        "ops.model_versions", pl.DataFrame([mv], schema=lh.catalog.get("ops.model_versions").schema)
+    )
+    (paths.reports / "score").mkdir(parents=True)
+    (paths.reports / "score" / "summary.json").write_text(
+        json.dumps({"top": users[:5], "note": "first buyers"}), encoding="utf-8"
+    )
+    lh.close()
+    return paths.root
+
+
+@pytest.fixture
+def root(built: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(built, tmp_path / "proj"))
+
+
+def _subject(root: Path) -> str:
+    lh = Lakehouse.open(root, user="pipeline")
+    users = lh.read("silver.users")["user_id"].sort().to_list()
+    # a buyer with events, a review if possible, and a prediction logged
+    reviewers = set(lh.read("silver.reviews")["user_id"].to_list())
+    return next(u for u in users if u in reviewers)
+
+
+def _erase(root: Path, monkeypatch, capsys, *argv: str, user: str = "dana") -> tuple[int, str]:
+    monkeypatch.setenv("HORTUS_USER", user)
+    code = main(["--root", str(root), "erase", *argv])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_erase_removes_the_subject_everywhere(root, monkeypatch, capsys):
+    """Check the scan of every table, version, log, online store and report after an erasure."""
+    lh = Lakehouse.open(root, user="pipeline")
+    subject_id = _subject(root)
+    subject = erasure.resolve(lh, subject_id)
+    raw = lh.read("bronze.users").filter(pl.col("user_id") == subject_id).row(0, named=True)
+    assert raw["email"] in subject.raw and token(raw["email"], TEST_KEY.encode()) in subject.tokens
+    assert erasure.find_subject(lh, subject)  # held everywhere before
+    before = {r["table"]: r for r in reconcile(lh)}
+    events_v = lh.version("silver.events")
+
+    code, text = _erase(root, monkeypatch, capsys, "--subject", subject_id, "--reason", "DSR-17")
+    assert code == 0, text
+    assert "recommender@v1" in text  # the model trained on their data is listed
+    assert subject_id not in text and raw["email"] not in text
+
+    lh = Lakehouse.open(root, user="pipeline")
+    assert erasure.find_subject(lh, subject) == []
+    for name, value in (("bronze.users", raw["email"]), ("bronze.users", raw["name"])):
+        assert lh.read(name).filter(pl.col("email") == value).height == 0
+    # counts reconcile; the erased rows are what is missing
+    after = {r["table"]: r for r in reconcile(lh)}
+    assert all(r["reconciles"] for r in after.values()), after
+    assert after["silver.users"]["landed"] == before["silver.users"]["landed"] - 1
+    rec = lh.read("ops.erasures").row(0, named=True)
+    assert rec["subject_ref"] == subject.ref and rec["complete"] and rec["rows"] > 0
+    assert subject_id not in json.dumps(rec, default=str)
+    assert json.loads(rec["models_affected"]) == ["recommender@v1"]
+    # the audit log verifies and says what was removed where (never the subject itself)
+    audit = AuditLog.open(default_path(Paths.at(root)), secrets_dir=Paths.at(root).secrets)
+    assert audit.verify().ok
+    log = audit.show()
+    erased = log.filter(pl.col("action") == "erase")
+    assert {"bronze.users", "silver.events", "ops.erasures"} <= set(erased["object"])
+    assert not log["detail"].str.contains(subject_id).any()
+    # time travel to a version that held them says so
+    with pytest.raises(HortusError, match="erase"):
+        lh.read("silver.events", version=events_v)
+    assert any("inputs erased" in s for s in erasure.erasures_of(lh, {"silver.users": 0}))
+
+    # erasing twice: a clear message, nothing changed
+    versions = {n: lh.version(n) for n in ("bronze.users", "silver.events", "ops.erasures")}
+    code, text = _erase(root, monkeypatch, capsys, "--subject", subject_id, "--reason", "DSR-17")
+    assert code == 0 and "already erased" in text, text
+    lh = Lakehouse.open(root, user="pipeline")
+    assert {n: lh.version(n) for n in versions} == versions
+
+
+def test_erase_refuses_unknown_subject_and_missing_grant(root, monkeypatch, capsys):
+    """Check exit 2 and nothing changed for an unknown subject; a denial without the grant."""
+    lh = Lakehouse.open(root, user="pipeline")
+    v = lh.version("bronze.users")
+    code, text = _erase(root, monkeypatch, capsys, "--subject", "u999999", "--reason", "DSR-1")
+    assert code == 2 and "no data subject" in text, text
+    code, text = _erase(
+        root, monkeypatch, capsys, "--subject", _subject(root), "--reason", "x", user="alex"
+    )
+    assert code != 0 and "access denied" in text, text
+    assert Lakehouse.open(root, user="pipeline").version("bronze.users") == v
+
+
+def test_subject_export(root, monkeypatch, capsys, tmp_path):
+    """Check the export: one JSON file with the raw record, audited without the values."""
+    subject_id = _subject(root)
+    out = tmp_path / "export.json"
+    monkeypatch.setenv("HORTUS_USER", "dana")
+    code = main(["--root", str(root), "subject", "export", subject_id, "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    doc = json.loads(out.read_text())
+    users = doc["tables"]["bronze.users"]
+    assert users[0]["user_id"] == subject_id and "@" in users[0]["email"]
+    assert "silver.events" in doc["tables"]
+    log = AuditLog.open(default_path(Paths.at(root)), secrets_dir=Paths.at(root).secrets).show()
+    exports = log.filter(pl.col("action") == "export")
+    assert exports.height == 1 and subject_id not in exports["detail"][0]
+    monkeypatch.setenv("HORTUS_USER", "alex")
+    code = main(["--root", str(root), "subject", "export", subject_id, "--out", str(out)])
+    assert code != 0
