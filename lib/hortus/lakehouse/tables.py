@@ -291,6 +291,8 @@ class Lakehouse:
         self.catalog.get(name)  # unknown tables: TableNotFound
         self._require("read", name)  # before touching the table: no existence oracle
         dt = self._delta(name, version)
+        if version is not None:  # time travel: a version an erasure made unreadable says so
+            _check_erased(dt, self.path(name), name)
         lf = pl.scan_delta(dt)
         plan = self._plan(name, lf.collect_schema().names(), self._read_contract(name))
         self.reads[name] = dt.version()
@@ -579,6 +581,18 @@ class Lakehouse:
         """
         df = self.read(name, version=version)
         return frame_hash(df)
+
+
+def _check_erased(dt: DeltaTable, path: Path, name: str) -> None:
+    """Refuse, saying why, a table version whose data files an erasure deleted."""
+    missing = [u for u in dt.file_uris() if not Path(u.removeprefix("file://")).exists()]
+    if missing:
+        raise HortusError(
+            f"{name} v{dt.version()} cannot be read: {len(missing)} of its data files were "
+            "deleted by a right-to-erasure request (`hortus erase`, recorded in ops.erasures) "
+            "because they held an erased data subject; its inputs were erased. Read the "
+            "current version or one written after the erasure"
+        )
 
 
 def frame_hash(df: pl.DataFrame) -> str:
