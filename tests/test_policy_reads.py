@@ -105,6 +105,8 @@ NOT_READS = {
     "serve token": "issues a service token; reads no table",
     "maintain": "maintain grant per table (audited): compaction, retention, vacuum; "
     "tests/test_maintain.py",
+    "erase": "erase grant on each table changed, audited per table; tests/test_erasure.py",
+    "subject export": "reads through Lakehouse.scan as the user (audited); tests/test_erasure.py",
 }
 
 # The only places of the library that open Delta or Parquet data without the table API,
@@ -119,6 +121,8 @@ RAW_READS_ALLOWED = {
     "hortus/project/_read.py": "the init source file, refused inside a lakehouse (table_at)",
     "hortus/lakehouse/maintain.py": "maintenance under the maintain grant checked per table "
     "(audited); retention counts read through the table API",
+    "hortus/governance/erasure.py": "erasure: every file of every version, under the erase "
+    "grant checked per table (audited); exports read through the table API",
 }
 RAW_READERS = {"scan_delta", "read_delta", "DeltaTable", "scan_parquet", "read_parquet",
                "scan_pyarrow_dataset", "read_table", "ParquetFile"}  # fmt: skip
