@@ -374,6 +374,28 @@ def _(metrics, metrics_note):
 
 
 @app.cell
+def _(metrics, metrics_note):
+    if metrics is None:
+        _out = mo.vstack([mo.md("## Retention"), note(metrics_note or "", "warn")])
+    else:
+        _ret = mv.retention_table(metrics)
+        _out = mo.vstack(
+            [
+                mo.md(
+                    "## Retention\n\nPer table whose contract declares a retention: the period "
+                    "(days), the age of its oldest row (days) and the rows past it that "
+                    "`hortus maintain` has not removed (a refused retention, or between runs)."
+                ),
+                show_table(_ret)
+                if _ret.height
+                else note("No retention metrics yet: run `hortus monitor run`."),
+            ]
+        )
+    _out
+    return
+
+
+@app.cell
 def _(runs, runs_note, start, stop):
     if runs is None:
         _out = mo.vstack([mo.md("## Pipeline runs"), note(runs_note or "", "warn")])

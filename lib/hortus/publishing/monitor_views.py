@@ -99,6 +99,29 @@ def freshness_table(metrics: pl.DataFrame) -> pl.DataFrame:
     return table.sort("stale", "table", descending=[True, False]) if "stale" in order else table
 
 
+def retention_table(metrics: pl.DataFrame) -> pl.DataFrame:
+    """Pivot the latest retention run to one row per table: retention, oldest row, rows due.
+
+    Tables with rows past their retention come first.  An empty frame (columns table,
+    at) when no retention run was recorded.
+    """
+    latest = latest_run(metrics, "retention")
+    if latest.height == 0:
+        return pl.DataFrame(schema={"table": pl.String, "at": pl.Datetime("us", "UTC")})
+    wide = latest.pivot(
+        on="metric", index=["subject", "at"], values="value", aggregate_function="last"
+    )
+    order = [
+        c
+        for c in ("retention_days", "oldest_age_days", "rows", "rows_past_retention")
+        if c in wide.columns
+    ]
+    table = wide.rename({"subject": "table"}).select("table", *order, "at")
+    if "rows_past_retention" in order:
+        return table.sort("rows_past_retention", "table", descending=[True, False])
+    return table
+
+
 def registered_models(versions: pl.DataFrame | None) -> list[str]:
     """Return the sorted model names of the registry's versions table (none when unreadable).
 
