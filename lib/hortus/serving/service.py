@@ -10,7 +10,10 @@ Routes
 - ``POST /v1/models/{name}/recommend`` (ranking models): ``{"entity": {"user_id":
   "..."}, "k": 10}``; the features of the entity and of every candidate come from the
   online store, the candidates from the model definition (``scoring.candidates`` in
-  hortus.yaml); the answer is the top k items with their scores and ranks;
+  hortus.yaml); the answer is the top k items with their scores and ranks.  The store's
+  vectors are not re-checked against the signature (the skew check compares the store
+  with the training features; a buyer with no history has nulls training may not have
+  seen, which the estimator scores as missing values rather than refusing the buyer);
 - every answer (errors included) carries ``model``, ``version`` (when one is loaded)
   and ``request_id`` (also the ``X-Request-Id`` header);
 - ``GET /healthz`` (the process answers), ``GET /readyz`` (200 only when every served
