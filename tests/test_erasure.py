@@ -44,6 +44,25 @@ def built(tmp_path_factory) -> Path:
     paths = Paths.at(tmp_path_factory.mktemp("erase"))
     with_policy(paths.root)
     simulate(SimConfig(**SHOP), paths.data)
+    # the subject: a buyer who wrote a review; a rejected event of theirs (quarantined, raw
+    # JSON kept) and another buyer's review naming them (raw in bronze, redacted in silver)
+    reviews = pl.read_ndjson(sorted((paths.data / "reviews").glob("*.jsonl"))[0])
+    subject = reviews["user_id"].sort()[0]
+    users = pl.concat(
+        [pl.read_csv(f, infer_schema=False) for f in sorted((paths.data / "users").glob("*.csv"))]
+    )
+    me = users.filter(pl.col("user_id") == subject).row(0, named=True)
+    other = users.filter(pl.col("user_id") != subject)["user_id"][0]
+    (paths.root / "subject.txt").write_text(subject)
+    bad = {"event_id": "e00000000000000ff", "event_type": "bogus", "ts": "2025-03-02T10:00:00Z",
+           "session_id": "s0000000000ff", "user_id": subject, "plant_id": "p0001"}  # fmt: skip
+    (paths.data / "events" / "events-2025-03-08-late.jsonl").write_text(json.dumps(bad) + "\n")
+    mention = {"review_id": "r0000999", "user_id": other, "plant_id": "p0001", "rating": 4,
+               "text": f"A gift for {me['name']} ({me['email']}), she loved it.",
+               "ts": "2025-03-06T10:00:00.000000Z"}  # fmt: skip
+    (paths.data / "reviews" / "reviews-2025-03-06-late.jsonl").write_text(
+        json.dumps(mention) + "\n"
+    )
     lh = Lakehouse(paths=paths, catalog=Catalog.load(), stage="test", user="pipeline")
     ingest(paths.data, lh)
     silver.build(lh, silver.SilverOptions(key=TEST_KEY.encode()))
@@ -83,7 +102,7 @@ def built(tmp_path_factory) -> Path:
     )
     (paths.reports / "score").mkdir(parents=True)
     (paths.reports / "score" / "summary.json").write_text(
-        json.dumps({"top": users[:5], "note": "first buyers"}), encoding="utf-8"
+        json.dumps({"top": [users[0], subject], "note": "first buyers"}), encoding="utf-8"
     )
     lh.close()
     return paths.root
@@ -95,11 +114,7 @@ def root(built: Path, tmp_path: Path) -> Path:
 
 
 def _subject(root: Path) -> str:
-    lh = Lakehouse.open(root, user="pipeline")
-    users = lh.read("silver.users")["user_id"].sort().to_list()
-    # a buyer with events, a review if possible, and a prediction logged
-    reviewers = set(lh.read("silver.reviews")["user_id"].to_list())
-    return next(u for u in users if u in reviewers)
+    return (root / "subject.txt").read_text()
 
 
 def _erase(root: Path, monkeypatch, capsys, *argv: str, user: str = "dana") -> tuple[int, str]:
@@ -119,16 +134,25 @@ def test_erase_removes_the_subject_everywhere(root, monkeypatch, capsys):
     assert erasure.find_subject(lh, subject)  # held everywhere before
     before = {r["table"]: r for r in reconcile(lh)}
     events_v = lh.version("silver.events")
+    quarantined = lh.read("quarantine.rows").filter(pl.col("raw").str.contains(subject_id))
+    assert quarantined.height == 1
+    mention = lh.read("bronze.reviews").filter(pl.col("_raw").str.contains(raw["email"]))
+    assert mention.height == 1 and subject_id not in mention["_raw"][0]
 
     code, text = _erase(root, monkeypatch, capsys, "--subject", subject_id, "--reason", "DSR-17")
     assert code == 0, text
     assert "recommender@v1" in text  # the model trained on their data is listed
+    assert "reports redacted: reports/score/summary.json" in text
     assert subject_id not in text and raw["email"] not in text
 
     lh = Lakehouse.open(root, user="pipeline")
     assert erasure.find_subject(lh, subject) == []
     for name, value in (("bronze.users", raw["email"]), ("bronze.users", raw["name"])):
         assert lh.read(name).filter(pl.col("email") == value).height == 0
+    assert lh.read("quarantine.rows").filter(pl.col("raw").str.contains(subject_id)).height == 0
+    # another buyer's review that named them is kept, their name and e-mail redacted
+    kept = lh.read("bronze.reviews").filter(pl.col("_raw").str.contains("r0000999"))
+    assert kept.height == 1 and "[ERASED]" in kept["_raw"][0]
     # counts reconcile; the erased rows are what is missing
     after = {r["table"]: r for r in reconcile(lh)}
     assert all(r["reconciles"] for r in after.values()), after

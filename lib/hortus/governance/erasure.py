@@ -45,6 +45,7 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import unquote
 
 import polars as pl
 from deltalake import CommitProperties, DeltaTable
@@ -272,16 +273,28 @@ def _file_holds(file: Path, subject: Subject, restricted: bool) -> bool:
     return bool(df.select(cond.any()).item())
 
 
-def _held_versions(dt: DeltaTable, path: Path, held: set[str]) -> list[int]:
-    """Return the versions of a table whose files include one of `held` (relative paths)."""
+def _held_versions(path: Path, held: set[str]) -> list[int]:
+    """Return the versions of a table whose files include one of `held` (relative paths).
+
+    Replays the JSON commits of the Delta log (add/remove actions) once, instead of
+    opening the table at every version (tables appended to every few seconds have
+    thousands).  Versions whose commit files are gone cannot be time-travelled to anyway.
+    """
+    if not held:
+        return []
+    active: set[str] = set()
     out = []
-    for v in range(dt.version() + 1):
-        try:
-            files = _files(DeltaTable(str(path), version=v), path)
-        except Exception:  # noqa: BLE001 - a version whose log entry was cleaned up
-            continue
-        if files & held:
-            out.append(v)
+    for log in sorted((path / "_delta_log").glob("*.json")):
+        for line in log.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            action = json.loads(line)
+            if "add" in action:
+                active.add(unquote(action["add"]["path"]))
+            elif "remove" in action:
+                active.discard(unquote(action["remove"]["path"]))
+        if active & held:
+            out.append(int(log.stem))
     return out
 
 
@@ -303,7 +316,7 @@ def _scrub_log(path: Path, removed: set[str], subject: Subject, erasure_id: str)
             changed = False
             for kind in ("add", "remove"):
                 act = action.get(kind)
-                if act and act.get("path") in removed and act.get("stats"):
+                if act and unquote(act.get("path", "")) in removed and act.get("stats"):
                     act["stats"] = None
                     changed = True
             params = (action.get("commitInfo") or {}).get("operationParameters") or {}
@@ -344,7 +357,7 @@ def _erase_table(lh: Lakehouse, c: Contract, subject: Subject, ref: str) -> Tabl
     held = {
         str(f.relative_to(path)) for f in _data_files(path) if _file_holds(f, subject, restricted)
     }
-    out.versions_held = _held_versions(dt, path, held)
+    out.versions_held = _held_versions(path, held)
     if rows.height:
         metrics = dt.delete(
             _keyed_sql(subject, df.schema, rows), commit_properties=_commit(lh, ref)
@@ -370,6 +383,13 @@ def _erase_table(lh: Lakehouse, c: Contract, subject: Subject, ref: str) -> Tabl
     dt = DeltaTable(str(path))
     out.version_after = dt.version()
     now = _files(dt, path)
+    # files written between the delete and the redaction hold the mentions too
+    held |= {
+        str(f.relative_to(path))
+        for f in _data_files(path)
+        if str(f.relative_to(path)) not in now | held and _file_holds(f, subject, restricted)
+    }
+    out.versions_held = _held_versions(path, held)
     removed = {f for f in held if f not in now}
     for f in removed:
         (path / f).unlink(missing_ok=True)
