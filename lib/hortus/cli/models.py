@@ -241,9 +241,10 @@ def cmd_promote(args: argparse.Namespace) -> int:
     if before == mv.version:
         print(f"{reg.name} {args.alias} already points to v{mv.version}; nothing recorded")
     else:
-        was = f"v{before}" if before else "unset"
-        print(f"{reg.name} {args.alias}: {was} -> v{mv.version} (promote)")
         last = reg.history(args.alias).row(-1, named=True)
+        held = last["previous_version"]  # what the move replaced (compare-and-set), not `before`
+        was = f"v{held}" if held else "unset"
+        print(f"{reg.name} {args.alias}: {was} -> v{mv.version} (promote)")
         if last["approved_by"]:
             print(f"  approved by {last['approved_by']}; gate run {last['gate_run_id']} passed")
     return 0
