@@ -94,6 +94,10 @@ def reproduce(
         raise HortusError(f"version v{mv.version} has no git commit in its receipt")
     if receipt.get("git_dirty"):
         notes.append("built from a dirty tree: uncommitted changes are not reproducible")
+    from hortus.governance.erasure import erasures_of  # right to erasure (ops.erasures)
+
+    erased = erasures_of(lh, receipt.get("tables_read") or {})
+    notes += erased
     work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="hortus-reproduce-"))
     clone = work / "repo"
     env = os.environ | {"DVC_NO_ANALYTICS": "1", "HORTUS_ROOT": str(clone)}
@@ -142,6 +146,11 @@ def reproduce(
         rebuilt = run["sha256"]
         rebuilt_metrics = run.get("metrics") or {}
         rebuilt_hashes = run.get("content_hashes") or {}
+    except HortusError as exc:
+        if erased:  # say first that the inputs were erased, then what failed
+            msg = f"v{mv.version}: {'; '.join(erased)}. The rebuild failed: {exc}"
+            raise HortusError(msg) from None
+        raise
     finally:
         if keep is None:
             shutil.rmtree(work, ignore_errors=True)
