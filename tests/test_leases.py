@@ -173,6 +173,20 @@ def test_an_unleased_write_into_a_held_scope_is_refused(project, lakehouse):
         other.wait()
 
 
+def test_watch_waits_for_a_stage_holding_its_tables_without_counting_failures(project):
+    """Check a watch batch beside a stage holding silver waits, then lands when it ends."""
+    from hortus.monitoring.watch import watch
+
+    rows = _landing(project.data, files=1)
+    other = _holder(project.lakehouse, "silver", ttl=1.5)
+    os.kill(other.pid, signal.SIGKILL)  # its lease stays live until it expires
+    other.wait()
+    t0 = time.monotonic()
+    results = watch(project, interval=0.2, max_batches=1, max_failures=1)
+    assert time.monotonic() - t0 >= 1.0  # waited for the expiry; max_failures=1 not hit
+    assert results[0].rows_landed == rows + 2 and results[0].reconciles
+
+
 # ----------------------------------------------------------------- fencing
 def test_a_commit_with_a_stale_token_fails_and_writes_nothing(project, lakehouse):
     """Check fencing: after a takeover, the old holder's commit raises LeaseLost, no version."""
