@@ -100,6 +100,13 @@ def build_card(
     receipt = dict(mv.receipt)
     training, table, snapshot, read_notes = _training_tables(lh, receipt, spec)
     notes += read_notes
+    from hortus.governance.erasure import erasures_of  # right to erasure (ops.erasures)
+
+    notes += [
+        f"{n}; this version was trained on an erased person's data: retraining is the "
+        "model owner's decision"
+        for n in erasures_of(lh, receipt.get("tables_read") or {})
+    ]
 
     ev = _Evaluation()
     if snapshot is not None and spec is not None and pipeline is not None:

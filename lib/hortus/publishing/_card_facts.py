@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 from deltalake.exceptions import DeltaError
 
-from hortus.errors import TableNotFound
+from hortus.errors import HortusError, TableNotFound
 from hortus.governance.access import AccessDenied
 from hortus.lakehouse.tables import Lakehouse, frame_hash, read_contract
 from hortus.models.modeling import TASKS, ModelSpec, primary_metric
@@ -115,6 +115,8 @@ def _training_tables(
             row["note"] = str(exc)
         except DeltaError as exc:
             row["note"] = f"version {version} can no longer be read: {exc}"
+        except HortusError as exc:  # e.g. its files were removed by a right-to-erasure request
+            row["note"] = str(exc)
         else:
             assert lh.policy is not None
             plan = lh.policy.read_plan(
