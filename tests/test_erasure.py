@@ -172,6 +172,11 @@ def test_erase_removes_the_subject_everywhere(root, monkeypatch, capsys):
     with pytest.raises(HortusError, match="erase"):
         lh.read("silver.events", version=events_v)
     assert any("inputs erased" in s for s in erasure.erasures_of(lh, {"silver.users": 0}))
+    # the model card of a version trained before it says so instead of failing
+    from hortus.publishing._card_facts import _training_tables
+
+    _, _, _, notes = _training_tables(lh, {"tables_read": {"silver.events": events_v}}, None)
+    assert any("right-to-erasure" in n for n in notes), notes
 
     # erasing twice: a clear message, nothing changed
     versions = {n: lh.version(n) for n in ("bronze.users", "silver.events", "ops.erasures")}
