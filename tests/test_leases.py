@@ -66,11 +66,17 @@ def _finish(procs: list[subprocess.Popen]) -> list[tuple[int, str]]:
     return out
 
 
-def _holder(root: Path, scope: str, ttl: float = 60.0) -> subprocess.Popen:
-    """Start another process that takes a lease and sleeps (the test kills it)."""
+def _holder(root: Path, scope: str, ttl: float = 60.0, host: str | None = None) -> subprocess.Popen:
+    """Start another process that takes a lease and sleeps (the test kills it).
+
+    With `host`, the holder says it runs on another machine: its death cannot be
+    seen from here, only the expiry frees its lease.
+    """
+    fake = f"socket.gethostname = lambda: {host!r}" if host else ""
     code = textwrap.dedent(
         f"""
-        import time
+        import socket, time
+        {fake}
         from hortus.lakehouse import lease
         lease.acquire({str(root)!r}, {scope!r}, holder="other", stage="ingest", ttl={ttl})
         print("held", flush=True)
@@ -126,23 +132,27 @@ def test_a_held_lease_refuses_the_stage_then_wait_gets_it(project):
         waiting = _cli(project.root, "ingest", "--wait", "60")
         time.sleep(0.5)
     finally:
-        other.kill()  # kill -9: the lease is not released, it expires (ttl 60 s)...
+        other.kill()  # kill -9: not released, but its process is gone from this host
         other.wait()
-    # ...so the waiting ingest would wait the full ttl: release it as an operator would not
-    # need to, by letting it expire quickly (rewrite the record's expiry as if 60 s passed)
-    store = lease.LocalStore(lease.lease_root(project.lakehouse))
-    data, etag = store.get("bronze")
-    rec = lease.LeaseRecord.from_bytes(data)
-    expired = lease.LeaseRecord(**(rec.__dict__ | {"expires_at": time.time() - 1}))
-    assert store.compare_and_swap("bronze", etag, expired.to_bytes())
     code, out = _finish([waiting])[0]
     assert code == 0, out
+    store = lease.LocalStore(lease.lease_root(project.lakehouse))
     assert lease.LeaseRecord.from_bytes(store.get("bronze")[0]).token == 2  # taken over
 
 
-def test_a_killed_holder_is_taken_over_after_expiry(project):
-    """Check a lease of a process killed with -9 blocks until it expires, then is taken over."""
-    other = _holder(project.lakehouse, "silver", ttl=1.5)
+def test_a_killed_holder_on_this_host_is_taken_over_at_once(project):
+    """Check a lease whose holder process is gone from this host does not block."""
+    other = _holder(project.lakehouse, "silver")
+    os.kill(other.pid, signal.SIGKILL)
+    other.wait()
+    got = lease.acquire(project.lakehouse, "silver", holder="me", stage="silver", wait=0)
+    assert got.token == 2
+    got.release()
+
+
+def test_a_killed_holder_elsewhere_is_taken_over_after_expiry(project):
+    """Check a lease of a process killed on another host blocks until it expires."""
+    other = _holder(project.lakehouse, "silver", ttl=1.5, host="elsewhere")
     os.kill(other.pid, signal.SIGKILL)
     other.wait()
     with pytest.raises(
@@ -178,8 +188,8 @@ def test_watch_waits_for_a_stage_holding_its_tables_without_counting_failures(pr
     from hortus.monitoring.watch import watch
 
     rows = _landing(project.data, files=1)
-    other = _holder(project.lakehouse, "silver", ttl=1.5)
-    os.kill(other.pid, signal.SIGKILL)  # its lease stays live until it expires
+    other = _holder(project.lakehouse, "silver", ttl=1.5, host="elsewhere")
+    os.kill(other.pid, signal.SIGKILL)  # on "another host": its lease stays live until expiry
     other.wait()
     t0 = time.monotonic()
     results = watch(project, interval=0.2, max_batches=1, max_failures=1)

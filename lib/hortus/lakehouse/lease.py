@@ -15,7 +15,8 @@ exclusive **lease** on the build tables it writes, for as long as it runs:
   primitive object storage also offers (conditional PUT: If-None-Match / If-Match);
 - **expiry**: a holder renews its lease from a heartbeat thread every ttl/4
   (default ttl 120 s, `HORTUS_LEASE_TTL`); a holder killed with -9 stops renewing
-  and the next writer takes the lease over once it has expired;
+  and the next writer takes the lease over once it has expired, or at once when the
+  holder ran on the same host and its process is gone (a reused pid: the expiry);
 - **fencing**: every takeover increments the lease's token.  A write of a leased
   table (`Lakehouse.write`, `Lakehouse.delete_rows`) commits inside `fenced_commit`,
   which takes the scope's commit lock, checks that the lease record still carries
@@ -173,8 +174,14 @@ class LeaseRecord:
     released: bool = False
 
     def live(self, now: float | None = None) -> bool:
-        """Return whether the lease still excludes other writers."""
-        return not self.released and (now or time.time()) < self.expires_at
+        """Return whether the lease still excludes other writers.
+
+        Not once released or expired, nor when its holder ran on this host and its
+        process is gone (killed: no need to wait for the expiry on the same machine).
+        """
+        if self.released or (now or time.time()) >= self.expires_at:
+            return False
+        return not (self.host == socket.gethostname() and not _alive(self.pid))
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -190,6 +197,17 @@ class LeaseRecord:
             f"{self.holder} (pid {self.pid} on {self.host}, stage {self.stage}, since {since}, "
             f"lease expires in {left:.0f} s unless renewed)"
         )
+
+
+def _alive(pid: int) -> bool:
+    """Return whether a process of this host exists (a reused pid counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def scope_for(layer: str, full_name: str) -> str | None:
