@@ -31,8 +31,9 @@ complete day's overall precision: the metric an alert rule watches
 (``realized-precision-low`` in params.yaml).  ``score_drift`` compares each day's
 served scores with the version's training hold-out scores (the registered spec's
 time split of its training rows, scored by the version's pipeline) with
-`hortus.monitoring.drift.compare` (exact two-sample statistic, labels: statistic,
-p-value, drifted).  For a ranking model served scores are the top k of every
+`hortus.monitoring.drift.compare` (its default statistic: exact KS up to
+`small_sample_rows`, the normalised Wasserstein distance above; labels: statistic, p-value,
+drifted).  For a ranking model served scores are the top k of every
 candidate, so their level sits above the hold-out's: read the trend, not the level.
 """
 
