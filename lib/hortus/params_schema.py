@@ -111,6 +111,14 @@ FLAT: dict[str, dict[str, Rule]] = {
         "top_k": INT_GE1,
     },
     "docs": {},
+    "maintain": {  # hortus.lakehouse.maintain.MaintainConfig
+        "enabled": BOOL,
+        "small_file_bytes": INT_GE1,
+        "min_small_files": INT_GE1,
+        "target_file_bytes": INT_GE1,
+        "vacuum_hours": NUM_GE0,
+        "retention_vacuum_hours": NUM_GE0,
+    },
 }
 
 
@@ -287,7 +295,7 @@ NESTED: dict[str, Callable[[Mapping[str, Any], str, Path | None], list[str]]] = 
 
 #: every section a params.yaml may have, in the order of the repository's file
 SECTIONS = ("simulate", "ingest", "silver", "kpis", "features", "train", "register", "gate",
-            "score", "monitor", "alerts", "docs", "model_card")  # fmt: skip
+            "score", "monitor", "maintain", "alerts", "docs", "model_card")  # fmt: skip
 
 
 def section_problems(
