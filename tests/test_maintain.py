@@ -207,3 +207,14 @@ def test_monitor_stage_runs_maintain(lakehouse: Lakehouse):
     assert (
         "retention" in set(written["monitor"]) or not mt.retention_status(lakehouse)["built"].any()
     )
+
+
+def test_maintain_params_are_checked(tmp_path):
+    from hortus.errors import HortusError
+
+    (tmp_path / "params.yaml").write_text("maintain:\n  vacuum_hours: soon\n", encoding="utf-8")
+    with pytest.raises(HortusError, match="maintain.vacuum_hours"):
+        mt.config_from_params(tmp_path)
+    (tmp_path / "params.yaml").write_text("maintain:\n  enabled: false\n", encoding="utf-8")
+    assert mt.config_from_params(tmp_path, vacuum_hours=1).vacuum_hours == 1
+    assert not mt.config_from_params(tmp_path).enabled

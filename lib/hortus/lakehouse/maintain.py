@@ -67,15 +67,29 @@ class MaintainConfig:
     retention_vacuum_hours: float = 0.0  # files retention removed: deleted at once
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> MaintainConfig:
-        """Build from a mapping (unknown keys refused)."""
+    def from_dict(cls, d: dict | None, *, source: str = "params.yaml") -> MaintainConfig:
+        """Build from a mapping; an unknown key or a value of the wrong type is refused.
+
+        (The same rules as params_schema's `maintain` section, which `hortus params
+        check` applies; checked here too because this module cannot import it.)
+        """
         d = dict(d or {})
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise HortusError(
-                f"maintain: unknown key(s) {sorted(unknown)}; known: "
+                f"{source}: maintain: unknown key(s) {sorted(unknown)}; known: "
                 f"{sorted(cls.__dataclass_fields__)}"
             )
+        for key, value in d.items():
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if key == "enabled":
+                ok, expected = isinstance(value, bool), "true or false"
+            elif key.endswith("_hours"):
+                ok, expected = number and value >= 0, "number >= 0"
+            else:
+                ok, expected = isinstance(value, int) and number and value >= 1, "int >= 1"
+            if not ok:
+                raise HortusError(f"{source}: maintain.{key}: expected {expected}, got {value!r}")
         return cls(**d)
 
 
@@ -128,11 +142,12 @@ def config_from_params(root: Path, params: Path | str | None = None, **override)
 
     path = Path(params) if params else Path(root) / "params.yaml"
     doc = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    section = (doc or {}).get("maintain") or {}
-    if not isinstance(section, dict):
-        raise HortusError(f"{path.name}: maintain must be a mapping of settings")
+    section = (doc or {}).get("maintain")
+    if section is not None and not isinstance(section, dict):
+        raise HortusError(f"{path.name}: maintain: expected a mapping of keys, got {section!r}")
     return MaintainConfig.from_dict(
-        dict(section) | {k: v for k, v in override.items() if v is not None}
+        dict(section or {}) | {k: v for k, v in override.items() if v is not None},
+        source=path.name,
     )
 
 
