@@ -207,6 +207,10 @@ def test_a_commit_with_a_stale_token_fails_and_writes_nothing(project, lakehouse
     with lease.hold(project.lakehouse, ["bronze"], holder="old", stage="ingest", ttl=0.4) as held:
         lakehouse.write("bronze.events", frame)  # under our lease: committed
         version = lakehouse.version("bronze.events")
+        from deltalake import DeltaTable
+
+        last = DeltaTable(str(lakehouse.path("bronze.events"))).history(1)[0]
+        assert last["hortus.lease"] == "bronze#1"  # the token the commit was made under
         held[0]._stop.set()  # the old holder stalls: no more renewals
         held[0]._thread.join()
         time.sleep(0.5)

@@ -23,7 +23,8 @@ exclusive **lease** on the build tables it writes, for as long as it runs:
   the writer's token, and makes the Delta commit while still holding that lock.
   A takeover changes the record only under the same commit lock, so the lease
   cannot change between the check and the commit: a writer whose lease was taken
-  over fails with `LeaseLost` and its commit is not made (nothing written).  A
+  over fails with `LeaseLost` and its commit is not made (nothing written).  The
+  commit records the token it was made under (lineage `hortus.lease`, "silver#7").  A
   write without a lease into a scope someone else holds fails with `LeaseHeld`;
 - a second writer waits up to `wait` seconds (`hortus ingest --wait N`,
   `HORTUS_LEASE_WAIT`, default 0) and then fails with `LeaseHeld`, whose message
@@ -406,6 +407,14 @@ def hold(
             with _HELD_LOCK:
                 _HELD.pop((folder, lease.scope), None)
             lease.release()
+
+
+def held(lakehouse: Path, scope: str | None) -> Lease | None:
+    """Return the lease this process holds on a scope, if any."""
+    if scope is None:
+        return None
+    with _HELD_LOCK:
+        return _HELD.get((str(lease_root(lakehouse)), scope))
 
 
 @contextmanager

@@ -429,6 +429,9 @@ class Lakehouse:
             lineage["model"] = model
         if features:
             lineage["features"] = json.dumps(sorted(set(features)))
+        held = lease.held(self.paths.lakehouse, lease.scope_for(contract.layer, name))
+        if held is not None:  # the fencing token this commit was made under
+            lineage["lease"] = f"{held.scope}#{held.token}"
         meta = {LINEAGE_PREFIX + k: v for k, v in lineage.items()}
         commit = CommitProperties(custom_metadata=meta)
         with self._fenced(name):  # one writer per build table (hortus.lakehouse.lease)
