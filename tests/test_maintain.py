@@ -218,3 +218,21 @@ def test_maintain_params_are_checked(tmp_path):
     (tmp_path / "params.yaml").write_text("maintain:\n  enabled: false\n", encoding="utf-8")
     assert mt.config_from_params(tmp_path, vacuum_hours=1).vacuum_hours == 1
     assert not mt.config_from_params(tmp_path).enabled
+
+
+def test_vacuum_keeps_every_version_a_receipt_reads(lakehouse: Lakehouse, monkeypatch):
+    recent = NOW - timedelta(days=1)
+    lakehouse.write(LOG, log_rows(3, recent, timedelta(hours=1), "a"))
+    read = lakehouse.version(LOG)
+    lakehouse.write(LOG, log_rows(3, recent, timedelta(hours=1), "b"), mode="overwrite")
+    lakehouse.write(LOG, log_rows(3, recent, timedelta(hours=1), "c"), mode="overwrite")
+    unread = lakehouse.version(LOG) - 1
+    monkeypatch.setattr(mt, "receipt_versions", lambda lh: {LOG: [("churn@v1", read)]})
+    config = mt.MaintainConfig(vacuum_hours=0)
+    report = mt.maintain(lakehouse, tables=[LOG], now=NOW, config=config)
+    assert report.tables[0].vacuumed >= 1  # the unread version's file went
+    path = str(lakehouse.path(LOG))
+    got = pl.from_arrow(DeltaTable(path, version=read).to_pyarrow_table())
+    assert got["batch_id"].unique().to_list() == ["a"]  # the receipt's version still reads
+    with pytest.raises(Exception):  # noqa: B017 - a version no receipt names may go
+        DeltaTable(path, version=unread).to_pyarrow_table()
