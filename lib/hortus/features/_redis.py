@@ -159,6 +159,24 @@ class RedisOnlineStore(BaseOnlineStore):
                     continue
         raise HortusError(f"online store {self.where}: the served version kept changing")
 
+    def delete_entities(self, column: str, value: str) -> int:
+        """Delete the entity's fields from every version's hashes (right to erasure).
+
+        Redis' own persistence (RDB snapshots, AOF) keeps the old bytes until it rewrites
+        them: run BGREWRITEAOF / BGSAVE after an erasure.
+        """
+        deleted = 0
+        for g in self.fs.groups:
+            if column not in g.entity:
+                continue
+            at = g.entity.index(column)
+            for key in self._r.scan_iter(match=f"{self.prefix}:v*:group:{g.name}", count=1000):
+                fields = [f for f, _ in self._r.hscan_iter(key, count=1000)
+                          if f.split(SEP)[at] == value]  # fmt: skip
+                if fields:
+                    deleted += int(self._r.hdel(key, *fields))
+        return deleted
+
     # -------------------------------------------------------------- lookups
     def _load(self) -> None:
         version = self._call(lambda: self._r.get(self._pointer))

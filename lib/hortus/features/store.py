@@ -392,6 +392,14 @@ class BaseOnlineStore:
     def close(self) -> None:
         """Release connections (reopened on the next lookup)."""
 
+    def delete_entities(self, column: str, value: str) -> int:
+        """Delete every row whose entity key `column` is `value` (right to erasure); count them.
+
+        Only groups whose entity includes `column` are touched; the bytes of the deleted
+        rows must not survive in the backend's files (`hortus.governance.erasure`).
+        """
+        raise NotImplementedError  # pragma: no cover
+
     def _configure(self, meta: dict[str, str]) -> None:
         types = json.loads(meta["types"])
         self._bools = {n for n, t in types.items() if t == "bool"}
@@ -742,6 +750,24 @@ class OnlineStore(BaseOnlineStore):
                 f'SELECT {cols} FROM "{group}" ORDER BY {cols} LIMIT ?', (limit,)
             )
             return [dict(zip(ent, r, strict=True)) for r in cur.fetchall()]
+
+    def delete_entities(self, column: str, value: str) -> int:
+        """Delete the entity's rows in one transaction, then VACUUM (no bytes left behind)."""
+        if not self.exists():
+            return 0
+        self.close()
+        con = sqlite3.connect(self.path, timeout=30.0)
+        deleted = 0
+        try:
+            with con:
+                for g in self.fs.groups:
+                    if column in g.entity:
+                        cur = con.execute(f'DELETE FROM "{g.name}" WHERE "{column}" = ?', (value,))
+                        deleted += cur.rowcount
+            con.execute("VACUUM")
+        finally:
+            con.close()
+        return deleted
 
     def close(self) -> None:
         """Close the connection (reopened on the next lookup)."""
