@@ -28,6 +28,7 @@ from hortus.lakehouse.catalog import Catalog
 from hortus.lakehouse.pii import token
 from hortus.lakehouse.silver import reconcile
 from hortus.lakehouse.tables import Lakehouse
+from test_online_redis import redis_url  # noqa: F401 - the redis-server fixture
 
 SHOP = {"seed": 3, "days": 8, "users": 120, "plants": 30}
 
@@ -217,3 +218,24 @@ def test_subject_export(root, monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("HORTUS_USER", "alex")
     code = main(["--root", str(root), "subject", "export", subject_id, "--out", str(out)])
     assert code != 0
+
+
+def test_redis_online_store_deletes_the_subject(built, redis_url):  # noqa: F811
+    """Check `delete_entities` on the Redis backend: every field of the subject is gone."""
+    import redis
+
+    from hortus.domains.plantshop.features import FEATURES
+    from hortus.features import store as fsm
+    from hortus.features._redis import SEP, RedisOnlineStore
+
+    lh = Lakehouse.open(built, user="pipeline")
+    logs = fsm.read_logs(lh, FEATURES)
+    at = lh.read("silver.events")["ts"].max()
+    store = RedisOnlineStore(redis_url, FEATURES, prefix="test:erase")
+    store.materialize(logs, at, {c.full_name: c for c in lh.catalog})
+    subject = _subject(built)
+    assert store.delete_entities("user_id", subject) > 0
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    for key in client.scan_iter(match="test:erase:*:group:*"):
+        assert not [f for f, _ in client.hscan_iter(key) if subject in f.split(SEP)], key
+    assert store.delete_entities("user_id", subject) == 0  # twice: nothing left

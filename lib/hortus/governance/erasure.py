@@ -41,7 +41,6 @@ import hashlib
 import hmac
 import json
 import re
-import sqlite3
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -399,27 +398,19 @@ def _erase_table(lh: Lakehouse, c: Contract, subject: Subject, ref: str) -> Tabl
 
 
 # ----------------------------------------------------------- other stores
-def _online_erase(lh: Lakehouse, subject: Subject) -> int:
-    """Delete the subject's rows from the SQLite online store (and compact the file)."""
-    path = lh.paths.online_store
-    if not path.exists():
-        return 0
-    con = sqlite3.connect(path, timeout=30.0)
-    deleted = 0
+def _online_erase(lh: Lakehouse, subject: Subject) -> tuple[int, str]:
+    """Delete the subject's rows from the project's online store; return (rows, where)."""
+    from hortus.features.online import open_store
+    from hortus.project.definition import Project
+
+    fs = Project.load(lh.paths.root).feature_set()
+    if fs is None:
+        return 0, "none"
+    store = open_store(lh.paths.root, fs)
     try:
-        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        with con:
-            for name in names:
-                cols = [d[1] for d in con.execute(f'PRAGMA table_info("{name}")')]
-                if subject.key in cols:
-                    cur = con.execute(
-                        f'DELETE FROM "{name}" WHERE "{subject.key}" = ?', (subject.value,)
-                    )
-                    deleted += cur.rowcount
-        con.execute("VACUUM")  # deleted rows leave no bytes behind in free pages
+        return store.delete_entities(subject.key, subject.value), store.where
     finally:
-        con.close()
-    return deleted
+        store.close()
 
 
 def _report_files(root: Path) -> list[Path]:
@@ -556,7 +547,7 @@ def erase(
             )
     held = {t.table: t.versions_held for t in done}
     models = affected_models(lh, held)
-    online = _online_erase(lh, subject)
+    online, _ = _online_erase(lh, subject)
     reports = _redact_reports(lh, subject)
     remaining = find_subject(lh, subject)
     row = {
