@@ -144,6 +144,7 @@ def test_erase_removes_the_subject_everywhere(root, monkeypatch, capsys):
     assert code == 0, text
     assert "recommender@v1" in text  # the model trained on their data is listed
     assert "reports redacted: reports/score/summary.json" in text
+    assert "landing snapshot still names this subject" in text  # data/ is left, and said so
     assert subject_id not in text and raw["email"] not in text
 
     lh = Lakehouse.open(root, user="pipeline")

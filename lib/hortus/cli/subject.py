@@ -56,6 +56,14 @@ def cmd_erase(args: argparse.Namespace) -> int:
         )
     else:
         print("no registered model version was trained on this subject's data")
+    if result.landing:
+        print(
+            f"note: the landing snapshot still names this subject in {len(result.landing)} "
+            f"file(s) ({', '.join(result.landing[:3])}{', ...' if len(result.landing) > 3 else ''})"
+            ": they are the pipeline's pinned source (data.dvc), left as they are; a rebuild "
+            "from them (--rebuild, hortus reproduce) would land the subject again, so the "
+            "export's owner re-exports them without the subject and re-pins data.dvc"
+        )
     if result.remaining:
         print("NOT COMPLETE: the subject is still found in:")
         for w in result.remaining:

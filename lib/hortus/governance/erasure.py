@@ -436,6 +436,28 @@ def _redact_reports(lh: Lakehouse, subject: Subject) -> list[str]:
     return changed
 
 
+def landing_files(lh: Lakehouse, subject: Subject) -> list[str]:
+    """Return the landing files under data/ that still name the subject (gzip read through).
+
+    The landing snapshot is the pipeline's source, pinned by DVC: an erasure leaves it
+    alone (its owner re-exports it without the subject and re-pins it), so the erasure
+    reports these files: a rebuild from them would land the subject again.
+    """
+    import contextlib
+    import gzip
+
+    word = re.compile(_word(subject.value).encode())
+    out = []
+    for f in _report_files(lh.paths.data):
+        data = f.read_bytes()
+        if f.suffix == ".gz":
+            with contextlib.suppress(OSError, EOFError):  # a truncated file: its bytes
+                data = gzip.decompress(data)
+        if word.search(data):
+            out.append(str(f.relative_to(lh.paths.root)))
+    return out
+
+
 # ------------------------------------------------------------------ models
 def affected_models(lh: Lakehouse, held: dict[str, list[int]]) -> list[str]:
     """Return the model versions (name@vN) whose receipts read a table version that held them."""
@@ -491,6 +513,7 @@ class ErasureResult:
     models: list[str]
     reconcile: list[dict]
     remaining: list[str]  # where the scan still found the subject (empty when complete)
+    landing: list[str] = field(default_factory=list)  # landing files under data/ naming them
 
     def to_dict(self) -> dict:
         """Return a JSON-friendly dict."""
@@ -578,8 +601,9 @@ def erase(
         f"complete={row['complete']}",
     )
     return ErasureResult(
-        erasure_id, subject.ref, False, done, online, reports, models, reconcile(lh), remaining
-    )
+        erasure_id, subject.ref, False, done, online, reports, models, reconcile(lh), remaining,
+        landing_files(lh, subject),
+    )  # fmt: skip
 
 
 # -------------------------------------------------------------------- scan
