@@ -236,3 +236,26 @@ def test_vacuum_keeps_every_version_a_receipt_reads(lakehouse: Lakehouse, monkey
     assert got["batch_id"].unique().to_list() == ["a"]  # the receipt's version still reads
     with pytest.raises(Exception):  # noqa: B017 - a version no receipt names may go
         DeltaTable(path, version=unread).to_pyarrow_table()
+
+
+def test_reading_a_version_removed_by_retention_says_so(lakehouse: Lakehouse, monkeypatch):
+    from hortus.errors import HortusError
+
+    lakehouse.write(LOG, log_rows(10, NOW - timedelta(days=200), timedelta(days=10), "old"))
+    read = lakehouse.version(LOG)
+    lakehouse.write(LOG, log_rows(5, NOW - timedelta(days=5), timedelta(days=1), "new"))
+    monkeypatch.setattr(mt, "receipt_versions", lambda lh: {LOG: [("churn@v1", read)]})
+    contract = lakehouse.catalog.get(LOG)
+    lakehouse.catalog._contracts[LOG] = Contract(
+        **{**contract.__dict__, "retention": mt_retention(contract, keep=False)}
+    )
+    mt.maintain(lakehouse, tables=[LOG], now=NOW)
+    with pytest.raises(HortusError, match="removed by retention"):
+        lakehouse.read(LOG, version=read)
+    # an older version no receipt names, vacuumed by maintain, says that instead
+    lakehouse.write(LOG, log_rows(2, NOW, timedelta(hours=1), "x"), mode="overwrite")
+    gone = lakehouse.version(LOG) - 1
+    monkeypatch.setattr(mt, "receipt_versions", lambda lh: {})
+    mt.maintain(lakehouse, tables=[LOG], now=NOW, config=mt.MaintainConfig(vacuum_hours=0))
+    with pytest.raises(HortusError, match="vacuumed|removed by retention"):
+        lakehouse.read(LOG, version=gone)
