@@ -198,6 +198,10 @@ def test_erase_refuses_unknown_subject_and_missing_grant(root, monkeypatch, caps
         root, monkeypatch, capsys, "--subject", _subject(root), "--reason", "x", user="alex"
     )
     assert code != 0 and "access denied" in text, text
+    code, text = _erase(
+        root, monkeypatch, capsys, "--subject", _subject(root), "--reason", "x", "--dry-run"
+    )
+    assert code == 0 and "would remove 1 row(s)" in text and "nothing changed" in text, text
     assert Lakehouse.open(root, user="pipeline").version("bronze.users") == v
 
 

@@ -533,6 +533,8 @@ def erase(
 
     if not reason.strip():
         raise SubjectError("an erasure needs a --reason (kept in ops.erasures and the audit log)")
+    contract = subject_table(lh, table)
+    lh._require("erase", f"bronze.{contract.name}")  # before any lookup: no existence oracle
     subject = resolve(lh, value, table=table)
     before = erasures(lh).filter(pl.col("subject_ref") == subject.ref)
     contracts = _tables(lh)
@@ -657,6 +659,8 @@ def subject_export(lh: Lakehouse, value: str, out: Path, *, table: str | None = 
     them).  Each table read is audited by the table API; the export itself is one more
     audit record (``export``; the subject's keyed reference and counts, never values).
     """
+    contract = subject_table(lh, table)
+    lh._require("read", f"bronze.{contract.name}")  # the restricted zone, before any lookup
     subject = resolve(lh, value, table=table)
     held: dict[str, list[dict]] = {}
     skipped = []
