@@ -48,23 +48,26 @@ def log_rows(n: int, start: datetime, step: timedelta, batch: str) -> pl.DataFra
     )
 
 
-def test_audit_compaction_keeps_chain_and_append_reads_the_tail(lakehouse: Lakehouse, monkeypatch):
+@pytest.mark.parametrize("commits", [120, pytest.param(300, marks=pytest.mark.slow)])
+def test_audit_compaction_keeps_chain_and_append_reads_the_tail(
+    lakehouse: Lakehouse, monkeypatch, commits: int
+):
     log = lakehouse._audit.log()
-    for i in range(300):  # 300 small audit commits
+    for i in range(commits):  # small audit commits (past deltalake's automatic checkpoint)
         log.append(AuditRecord("pipeline", "read", f"t{i}", policy_version="p1"))
     path = lakehouse.path("ops.audit_log")
     old_version = DeltaTable(str(path)).version()
     before = DeltaTable(str(path)).get_add_actions().num_rows
     report = mt.maintain(lakehouse, tables=["ops.audit_log"])
     row = next(t for t in report.tables if t.table == "ops.audit_log")
-    assert row.compacted and row.compacted["files_removed"] >= 300
+    assert row.compacted and row.compacted["files_removed"] >= commits
     dt = DeltaTable(str(path))
     assert dt.get_add_actions().num_rows < before
     assert dt.version() - mt._last_checkpoint(path) <= 1  # checkpointed (+ maintain's record)
     fresh = AuditLog(path, log.key)
     assert fresh.verify().ok
     # an old version (what a receipt could name) still opens after compaction and vacuum
-    assert DeltaTable(str(path), version=old_version).to_pyarrow_table().num_rows >= 300
+    assert DeltaTable(str(path), version=old_version).to_pyarrow_table().num_rows >= commits
 
     # a new process's first append opens the one file that holds the head, not every file
     def full_read(*a, **k):

@@ -65,6 +65,7 @@ class MaintainConfig:
     target_file_bytes: int = 128 * 1024 * 1024
     vacuum_hours: float = 168.0  # files compaction removed are deleted after this long
     retention_vacuum_hours: float = 0.0  # files retention removed: deleted at once
+    checkpoint_commits: int = 10  # checkpoint a table this many commits after its last one
 
     @classmethod
     def from_dict(cls, d: dict | None, *, source: str = "params.yaml") -> MaintainConfig:
@@ -387,7 +388,11 @@ def maintain_table(
     if is_ops or compact or has_retention:  # other tables keep their time travel as it is
         _vacuum(lh, name, vacuum_hours, keep, dry_run, report)
     version = DeltaTable(str(path)).version()
-    if _last_checkpoint(path) != version:
+    last = _last_checkpoint(path)
+    rows = (report.retention or {}).get("rows_deleted")
+    if last != version and (
+        report.compacted or rows or version - (last or -1) >= config.checkpoint_commits
+    ):
         report.checkpoint = version
         if not dry_run:
             DeltaTable(str(path)).create_checkpoint()
