@@ -118,6 +118,7 @@ FLAT: dict[str, dict[str, Rule]] = {
         "target_file_bytes": INT_GE1,
         "vacuum_hours": NUM_GE0,
         "retention_vacuum_hours": NUM_GE0,
+        "checkpoint_commits": INT_GE1,
     },
 }
 
