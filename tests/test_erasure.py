@@ -198,6 +198,15 @@ def test_erase_refuses_unknown_subject_and_missing_grant(root, monkeypatch, caps
         root, monkeypatch, capsys, "--subject", _subject(root), "--reason", "x", user="alex"
     )
     assert code != 0 and "access denied" in text, text
+    # a stage writing silver meanwhile: refused before anything changes, naming the holder
+    from hortus.lakehouse import lease
+
+    held = lease.acquire(Paths.at(root).lakehouse, "silver", holder="pipeline", stage="silver")
+    try:
+        code, text = _erase(root, monkeypatch, capsys, "--subject", _subject(root), "--reason", "x")
+    finally:
+        held.release()
+    assert code == 2 and "pipeline" in text and "silver" in text, text
     code, text = _erase(
         root, monkeypatch, capsys, "--subject", _subject(root), "--reason", "x", "--dry-run"
     )

@@ -52,6 +52,7 @@ from deltalake import CommitProperties, DeltaTable
 from hortus.config import RESTRICTED_LAYERS
 from hortus.errors import HortusError
 from hortus.governance.audit import AuditRecord
+from hortus.lakehouse import lease
 from hortus.lakehouse.contracts import Contract
 from hortus.lakehouse.pii import load_key, token
 from hortus.lakehouse.tables import LINEAGE_PREFIX, Lakehouse
@@ -357,10 +358,12 @@ def _erase_table(lh: Lakehouse, c: Contract, subject: Subject, ref: str) -> Tabl
         str(f.relative_to(path)) for f in _data_files(path) if _file_holds(f, subject, restricted)
     }
     out.versions_held = _held_versions(path, held)
+    scope = lease.scope_for(c.layer, c.full_name)
     if rows.height:
-        metrics = dt.delete(
-            _keyed_sql(subject, df.schema, rows), commit_properties=_commit(lh, ref)
-        )
+        with lease.fenced_commit(lh.paths.lakehouse, scope, c.full_name):
+            metrics = dt.delete(
+                _keyed_sql(subject, df.schema, rows), commit_properties=_commit(lh, ref)
+            )
         out.rows = int((metrics or {}).get("num_deleted_rows", 0) or 0)
     if restricted:
         left = pl.read_delta(str(path))
@@ -377,7 +380,8 @@ def _erase_table(lh: Lakehouse, c: Contract, subject: Subject, ref: str) -> Tabl
                     expr = f"replace({expr}, {_sql_lit(v)}, {_sql_lit(ERASED)})"
                 updates[n] = expr
             pred = " OR ".join(f'"{n}" LIKE {_sql_like(v)}' for n in updates for v in values)
-            m = dt.update(updates=updates, predicate=pred, commit_properties=_commit(lh, ref))
+            with lease.fenced_commit(lh.paths.lakehouse, scope, c.full_name):
+                m = dt.update(updates=updates, predicate=pred, commit_properties=_commit(lh, ref))
             out.redacted = int((m or {}).get("num_updated_rows", 0) or 0)
     dt = DeltaTable(str(path))
     out.version_after = dt.version()
@@ -520,6 +524,24 @@ class ErasureResult:
         return asdict(self)
 
 
+def _erase_all(
+    lh: Lakehouse, targets: list[Contract], subject: Subject, erasure_id: str
+) -> list[TableErasure]:
+    """Erase the subject from each table (under the leases held), auditing each change."""
+    done = []
+    for c in targets:
+        t = _erase_table(lh, c, subject, erasure_id)
+        if t.rows or t.redacted or t.files_removed:
+            done.append(t)
+            lh.authorize(
+                "erase",
+                c.full_name,
+                detail=f"{erasure_id} subject={subject.ref} rows={t.rows} redacted={t.redacted} "
+                f"files_removed={t.files_removed} v{t.version_before}->v{t.version_after}",
+            )
+    return done
+
+
 def erase(
     lh: Lakehouse, value: str, *, reason: str, table: str | None = None, dry_run: bool = False
 ) -> ErasureResult:
@@ -559,17 +581,11 @@ def erase(
     if dry_run:
         done = [TableErasure(c.full_name, rows=found[c.full_name]) for c in targets]
         return ErasureResult(erasure_id, subject.ref, False, done, 0, [], [], [], [])
-    done = []
-    for c in targets:
-        t = _erase_table(lh, c, subject, erasure_id)
-        if t.rows or t.redacted or t.files_removed:
-            done.append(t)
-            lh.authorize(
-                "erase",
-                c.full_name,
-                detail=f"{erasure_id} subject={subject.ref} rows={t.rows} redacted={t.redacted} "
-                f"files_removed={t.files_removed} v{t.version_before}->v{t.version_after}",
-            )
+    # one writer at a time: the build tables' leases for the whole erasure (a stage
+    # running meanwhile refuses it, naming the holder, before anything changes)
+    scopes = {lease.scope_for(c.layer, c.full_name) for c in targets} - {None}
+    with lease.hold(lh.paths.lakehouse, sorted(scopes), holder=lh.user, stage="erase"):
+        done = _erase_all(lh, targets, subject, erasure_id)
     held = {t.table: t.versions_held for t in done}
     models = affected_models(lh, held)
     online, _ = _online_erase(lh, subject)
