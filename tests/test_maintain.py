@@ -237,6 +237,8 @@ def test_vacuum_keeps_every_version_a_receipt_reads(lakehouse: Lakehouse, monkey
     path = str(lakehouse.path(LOG))
     got = pl.from_arrow(DeltaTable(path, version=read).to_pyarrow_table())
     assert got["batch_id"].unique().to_list() == ["a"]  # the receipt's version still reads
+    # and other writers' checkpoints will not delete its commit files after 30 days
+    assert DeltaTable(path).metadata().configuration["delta.enableExpiredLogCleanup"] == "false"
     with pytest.raises(Exception):  # noqa: B017 - a version no receipt names may go
         DeltaTable(path, version=unread).to_pyarrow_table()
 

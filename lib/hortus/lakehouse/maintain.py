@@ -20,7 +20,9 @@ table grows one small Parquet file and one JSON commit per append.  `maintain`
 Time travel that registered receipts depend on is kept: every version a registered
 model version's receipt names (``tables_read``) is passed to Delta's vacuum as a
 version to keep, and no commit log is cleaned up (maintain's own commits run without
-deltalake's expired-log cleanup), so `DeltaTable(path, version=v)` still opens it.
+deltalake's expired-log cleanup, and a table a receipt reads gets the table property
+``delta.enableExpiredLogCleanup=false`` so other writers' automatic checkpoints do not
+delete its commits after 30 days either), so `DeltaTable(path, version=v)` still opens it.
 Retention that would remove rows such a version holds is refused with the reason
 (which model version, which table version, how old its oldest row is, and what to
 change) unless the contract says ``keep_for_receipts: false``; then the rows go and
@@ -53,6 +55,7 @@ REGISTRY_TABLE = "ops.model_versions"
 RETENTION_NOTE = "retention"
 #: maintain's own commits: a checkpoint, and never the expired-log cleanup (time travel)
 _HOOKS = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
+_NO_LOG_CLEANUP = "delta.enableExpiredLogCleanup"
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ class TableReport:
     retention: dict[str, Any] | None = None
     vacuumed: int = 0  # files deleted
     kept_for_receipts: list[str] = field(default_factory=list)  # model@vN (table version)
+    log_cleanup_disabled: bool = False  # the table keeps every commit file (receipts)
     error: str | None = None
 
     @property
@@ -378,6 +382,14 @@ def maintain_table(
                 "files_removed": int(m.get("numFilesRemoved", 0)),
                 "files_added": int(m.get("numFilesAdded", 0)),
             }
+    if receipts and dt.metadata().configuration.get(_NO_LOG_CLEANUP) != "false":
+        # other writers' automatic checkpoints would otherwise delete commit files older
+        # than 30 days, and a receipt's version with them
+        report.log_cleanup_disabled = True
+        if not dry_run:
+            dt.alter.set_table_properties(
+                {_NO_LOG_CLEANUP: "false"}, commit_properties=_lineage(lh, "maintain: keep log")
+            )
     keep = [v for _, v in receipts]
     vacuum_hours = config.vacuum_hours
     has_retention = lh.catalog.get(name).retention is not None
