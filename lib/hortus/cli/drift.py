@@ -24,7 +24,7 @@ from hortus.monitoring.drift import (
 )
 
 TABLE_NAME = re.compile(r"^[A-Za-z_]\w*\.[A-Za-z_]\w*$")
-FILE_SUFFIXES = {".csv", ".tsv", ".parquet", ".pq", ".json", ".ndjson", ".jsonl"}
+FILE_SUFFIXES = {".csv", ".tsv", ".parquet", ".pq", ".json", ".npz", ".ndjson", ".jsonl"}
 
 
 def _scan_table(root: Path | None, name: str, role: str) -> pl.LazyFrame:
@@ -45,7 +45,7 @@ def read_input(spec: str, role: str, root: Path | None = None) -> pl.LazyFrame |
     table API, as the catalog name would be (a table's folder), or refused (any
     other path there, e.g. a layer folder or a table's Parquet file): see
     `hortus.lakehouse.locate.table_at`.  Elsewhere a folder holding `_delta_log` is
-    a Delta table, another folder is read as its Parquet files, and a `.json` file
+    a Delta table, another folder is read as its Parquet files, and a `.json` or `.npz` file
     is a saved drift profile.
     """
     path = Path(spec)
@@ -64,7 +64,7 @@ def read_input(spec: str, role: str, root: Path | None = None) -> pl.LazyFrame |
             )
     elif path.is_file():
         suffix = path.suffix.lower()
-        if suffix == ".json":
+        if suffix in (".json", ".npz"):  # a stored reference profile (.npz: exact, large)
             return Profile.load(path)
         if suffix in (".parquet", ".pq"):
             lf = pl.scan_parquet(path)
@@ -80,7 +80,7 @@ def read_input(spec: str, role: str, root: Path | None = None) -> pl.LazyFrame |
         else:
             raise DriftError(
                 f"{role} file {path}: unsupported type {suffix or '(no suffix)'}; expected "
-                "a Delta table folder, .parquet, .csv, .tsv, .ndjson or a drift profile .json"
+                "a Delta folder, .parquet, .csv, .tsv, .ndjson or a drift profile (.json, .npz)"
             )
     elif TABLE_NAME.match(spec) and path.suffix.lower() not in FILE_SUFFIXES:
         lf = _scan_table(root, spec, role)
