@@ -171,7 +171,7 @@ def test_erase_removes_the_subject_everywhere(root, monkeypatch, capsys):
     assert {"bronze.users", "silver.events", "ops.erasures"} <= set(erased["object"])
     assert not log["detail"].str.contains(subject_id).any()
     # time travel to a version that held them says so
-    with pytest.raises(HortusError, match="erase"):
+    with pytest.raises(HortusError, match="right-to-erasure request"):
         lh.read("silver.events", version=events_v)
     assert any("inputs erased" in s for s in erasure.erasures_of(lh, {"silver.users": 0}))
     # the model card of a version trained before it says so instead of failing
