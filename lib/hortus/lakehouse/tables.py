@@ -587,32 +587,39 @@ class Lakehouse:
 
 
 def _check_erased(dt: DeltaTable, path: Path, name: str) -> None:
-    """Refuse, saying why, a table version whose data files are gone (erasure or vacuum).
-
-    A right-to-erasure request (`hortus erase`) commits with stage ``erase`` after the
-    version it made unreadable; otherwise the files went with a vacuum (`hortus maintain`).
-    """
+    """Refuse, saying why, a table version whose data files an erasure deleted."""
     missing = [u for u in dt.file_uris() if not Path(u.removeprefix("file://")).exists()]
-    if not missing:
-        return
-    erased = False
-    for f in sorted((path / "_delta_log").glob("*.json")):
-        if not f.stem.isdigit() or int(f.stem) <= dt.version():
-            continue
-        for line in f.read_text(encoding="utf-8").splitlines():
-            info = json.loads(line).get("commitInfo") if line.strip() else None
-            erased = erased or bool(info and info.get(LINEAGE_PREFIX + "stage") == "erase")
-    if erased:
-        why = (
+    if missing:
+        removed = _removed_by_maintain(path, dt.version())  # hortus maintain's retention or vacuum
+        if removed:
+            raise HortusError(f"{name} v{dt.version()} cannot be read: {removed}")
+        raise HortusError(
+            f"{name} v{dt.version()} cannot be read: {len(missing)} of its data files were "
             "deleted by a right-to-erasure request (`hortus erase`, recorded in ops.erasures) "
-            "because they held an erased data subject; its inputs were erased"
+            "because they held an erased data subject; its inputs were erased. Read the "
+            "current version or one written after the erasure"
         )
-    else:
-        why = "removed by a vacuum (retention or compaction, `hortus maintain`)"
-    raise HortusError(
-        f"{name} v{dt.version()} cannot be read: {len(missing)} of its data files were {why}. "
-        "Read the current version or one written after that"
-    )
+
+
+def _removed_by_maintain(path: Path, version: int) -> str | None:
+    """Say which `hortus maintain` commit removed a version's files (None: not maintain)."""
+    later = [h for h in DeltaTable(str(path)).history() if h["version"] > version]
+    for h in sorted(later, key=lambda h: h["version"]):
+        note = str(h.get(LINEAGE_PREFIX + "note") or "")
+        when = datetime.fromtimestamp(h["timestamp"] / 1000, UTC)
+        if note.startswith("retention"):
+            return (
+                f"its rows were removed by retention on {when:%Y-%m-%d} (`hortus maintain`, "
+                f"the contract's retention: {note}); its inputs were removed by retention"
+            )
+    if any(h.get(LINEAGE_PREFIX + "stage") == "erase" for h in later):
+        return None  # an erasure: its own message
+    if any(str(h.get(LINEAGE_PREFIX + "note") or "").startswith("maintain: vacuum") for h in later):
+        return (
+            "its data files were vacuumed (`hortus maintain` keeps only the versions a "
+            "registered receipt reads, and the last vacuum_hours of others)"
+        )
+    return None
 
 
 def frame_hash(df: pl.DataFrame) -> str:
