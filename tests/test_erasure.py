@@ -77,6 +77,10 @@ def built(tmp_path_factory) -> Path:
     )  # fmt: skip
     store.close()
     users = lh.read("silver.users")["user_id"].sort().to_list()
+    # a checkpoint (hortus maintain writes them) holds the statistics of the files it lists
+    from deltalake import DeltaTable
+
+    DeltaTable(str(lh.path("silver.users"))).create_checkpoint()
     now = datetime.now(UTC)
     log = pl.DataFrame(
         [
@@ -149,6 +153,13 @@ def test_erase_removes_the_subject_everywhere(root, monkeypatch, capsys):
 
     lh = Lakehouse.open(root, user="pipeline")
     assert erasure.find_subject(lh, subject) == []
+    import pyarrow.parquet as pq
+
+    folder = lh.path("silver.users")
+    (cp,) = (folder / "_delta_log").glob("*.checkpoint.parquet")
+    adds = [r["add"] for r in pq.read_table(cp).to_pylist() if r.get("add")]
+    gone = [a for a in adds if not (folder / a["path"]).exists()]
+    assert gone and all(a["stats"] is None for a in gone)  # no min/max of erased files kept
     for name, value in (("bronze.users", raw["email"]), ("bronze.users", raw["name"])):
         assert lh.read(name).filter(pl.col("email") == value).height == 0
     assert lh.read("quarantine.rows").filter(pl.col("raw").str.contains(subject_id)).height == 0

@@ -329,6 +329,38 @@ def _scrub_log(path: Path, removed: set[str], subject: Subject, erasure_id: str)
             changed = changed or before
         if changed:
             log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for cp in sorted((path / "_delta_log").glob("*.checkpoint*.parquet")):
+        _scrub_checkpoint(cp, removed)
+
+
+def _scrub_checkpoint(cp: Path, removed: set[str]) -> None:
+    """Drop the statistics of removed files from a Delta checkpoint (hortus maintain makes some)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(cp)
+    if "add" not in table.column_names:
+        return
+    rows = table.to_pylist()
+    changed = False
+    for row in rows:
+        add = row.get("add")
+        if add and unquote(add.get("path") or "") in removed:
+            for k in ("stats", "stats_parsed"):
+                if add.get(k) is not None:
+                    add[k] = None
+                    changed = True
+    if changed:
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), cp)
+
+
+def _log_text(log: Path) -> bytes:
+    """Return a Delta log file's content as bytes to search (a checkpoint: its rows as text)."""
+    if log.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return str(pq.read_table(log).to_pylist()).encode()
+    return log.read_bytes() if log.is_file() else b""
 
 
 def _commit(lh: Lakehouse, note: str) -> CommitProperties:
@@ -655,7 +687,7 @@ def find_subject(lh: Lakehouse, subject: Subject) -> list[str]:
             if conds and df.select(pl.any_horizontal(conds).fill_null(False).any()).item():
                 where.append(f"{c.full_name}: {f.name}")
         for log in sorted((path / "_delta_log").glob("*")):
-            data = log.read_bytes() if log.is_file() else b""
+            data = _log_text(log) if log.is_file() else b""
             if word.search(data) or any(b in data for b in others):
                 where.append(f"{c.full_name}: _delta_log/{log.name}")
     files = [lh.paths.online_store] if lh.paths.online_store.exists() else []
