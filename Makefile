@@ -19,7 +19,7 @@ export MARIMO_SKIP_UPDATE_CHECK := 1
 # wait: the same results, and no collapse when other processes share the 2 cores
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help setup key data run shell test test-slow lint bench clean
+.PHONY: help setup key data run shell test test-slow test-chaos lint bench clean
 
 help: ## show every target with a one-line description
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ test: setup browser redis ## run the test suite (unit, data and integration with
 
 test-slow: setup browser redis ## run the slow tests too (large data)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -m "slow or not slow"
+
+test-chaos: setup ## fault suite: kill -9 in ingest, silver and watch; two writers; hostile files
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m chaos tests/test_chaos.py
 
 lint: setup ## ruff lint and format check
 	$(BIN)/ruff check lib tests benchmarks
