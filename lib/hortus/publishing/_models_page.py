@@ -163,6 +163,11 @@ def models_page(lh: Lakehouse, reports: Path, docs_dir: Path) -> str:
             "a promotion)</span>"
         )
         body.append(f"<h2 id='model-{_esc(name)}'><code>{_esc(name)}</code></h2><p>{prod}</p>")
+        if (docs_dir / f"compare_{name}.html").is_file():  # written by build_site first
+            body.append(
+                f"<p><a href='compare_{_esc(name)}.html'>compare the champion and the newest "
+                "versions</a> (params, metrics per segment, gate, data, latency)</p>"
+            )
         rows = []
         for v in versions:
             aliases = (

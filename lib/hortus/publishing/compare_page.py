@@ -249,3 +249,31 @@ def write_compare_page(cmp, docs_dir: Path) -> Path:
     work; the site's index or models page may link it.
     """
     return _write(Path(docs_dir) / compare_filename(cmp), compare_page(cmp))
+
+
+#: versions compared on a model's docs-site page: the champion and the newest others
+SITE_VERSIONS = 4
+
+
+def site_compare_pages(lh, docs_dir: Path, models: dict[str, list[dict]]) -> dict[str, Path]:
+    """Write one comparison page per model with two or more versions; return them by model.
+
+    `models` is `hortus.publishing._models_page.model_versions(lh)`: the champion (if
+    any) and the newest other versions, `SITE_VERSIONS` in all, newest first after the
+    champion.  A model whose versions cannot be compared (no registry access, a version
+    whose receipt is unreadable) gets no page; the error is not hidden: it is raised.
+    """
+    from hortus.models.compare import compare_versions
+    from hortus.models.registry import CHAMPION, Registry
+
+    pages = {}
+    for name, versions in models.items():
+        if len(versions) < 2:
+            continue
+        newest = sorted((v["version"] for v in versions), reverse=True)
+        champion = [v["version"] for v in versions if CHAMPION in v["aliases"]]
+        chosen = (champion + [n for n in newest if n not in champion])[:SITE_VERSIONS]
+        cmp = compare_versions(Registry(lh, name), [str(n) for n in chosen])
+        path = Path(docs_dir) / f"compare_{name}.html"
+        pages[name] = _write(path, compare_page(cmp))
+    return pages

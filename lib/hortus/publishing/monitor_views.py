@@ -315,9 +315,10 @@ def drift_by_window(
     `hortus.monitoring.drift.calibrated_compare`, the decision the staleness monitor and
     the gate use: against the history's last week, each feature against a threshold
     from a null fitted to the history's like-window pairs at that window's lag and
-    size (so features that grow by construction are not flagged for growing).  Returns one row per feature and window with the statistic, its
-    threshold, ``score = value / threshold`` (>= 1: drifted), ``drifted``
-    (distribution or null share) and the cutoff between history and current.
+    size (so features that grow by construction are not flagged for growing).  Returns
+    one row per feature and window with the statistic, its threshold,
+    ``score = value / threshold`` (>= 1: drifted), ``drifted`` (distribution or null
+    share) and the cutoff between history and current.
     Raises HortusError when the rows span too short a time to split.
     """
     cutoff = rows.select(pl.col(time).quantile(reference_share, interpolation="lower")).item()

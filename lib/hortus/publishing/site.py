@@ -13,6 +13,8 @@
   (`parse_param_comments`); keys without either are flagged "undocumented";
 - models.html: every registered model's versions with aliases, latest gate run,
   approvals, metrics and the link to the published report (reports/models/<model>/<N>/);
+- compare_<model>.html: the champion and the newest other versions of each model with
+  two or more versions side by side (`hortus models compare` as a page);
 - gate/<model>/v<N>.html: each gate report reports/gate/<model>/v<N>.md rendered;
 - catalog.html: every tag with its tables and columns, and every table (tags index);
 - lineage.html: the lineage graph (tables, features, model versions, predictions), SVG;
@@ -102,7 +104,18 @@ from hortus.publishing._plots_page import (  # noqa: F401
     dvc_plots,
     plots_page,
 )
+from hortus.publishing.compare_page import site_compare_pages
 from hortus.publishing.docs import data_dictionary
+
+
+def _readable_versions(lh: Lakehouse) -> dict[str, list[dict]]:
+    """Return the registered versions by model, or none when the user may not read them."""
+    from hortus.governance.access import AccessDenied
+
+    try:
+        return model_versions(lh)
+    except AccessDenied:
+        return {}  # the models page says so
 
 
 def build_site(paths: Paths, lh: Lakehouse) -> dict:
@@ -144,6 +157,7 @@ def build_site(paths: Paths, lh: Lakehouse) -> dict:
         else []
     )
     written.append(_write(docs_dir / "parameters.html", parameters_page(params)))
+    written.extend(site_compare_pages(lh, docs_dir, _readable_versions(lh)).values())
     written.append(_write(docs_dir / "models.html", models_page(lh, reports, docs_dir)))
     written.append(_write(docs_dir / PLOTS_PAGE, plots_page(paths.root)))
     from hortus.publishing._catalog_pages import (
