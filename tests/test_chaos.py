@@ -41,7 +41,9 @@ sends itself SIGKILL (kill -9: no cleanup, no finally) at its Nth call:
 
 Two writers: two ingests, two silvers, and a watcher beside an ingest (the README's
 scenario) start together with --wait; both exit 0 and the build equals the clean one
-(leases, hortus.lakehouse.lease); with --wait 0 the loser exits 2 naming the holder.
+(leases, hortus.lakehouse.lease); with --wait 0 the loser exits 2 naming the holder;
+an ingest killed with -9 while holding the lease, a second one waiting: the second
+takes the expired lease over (its token incremented) and lands the rest.
 Hostile files (the probe's gzip bombs of zeros and of event lines, 20 million blank
 lines, a 20 MB line, a CSV with an extra field and an unclosed quote, a binary "CSV")
 beside the normal landing: refused or quarantined, the rest lands as in the clean build.
@@ -410,6 +412,34 @@ def test_a_second_writer_without_wait_exits_2_naming_the_holder(landing, clean, 
     assert_same(state(root), clean["state"])
     RESULTS.append(("two writers ingest --wait 0", "refused" if codes == [0, 2] else "serial",
                     f"exit codes {codes}; hashes = clean"))  # fmt: skip
+
+
+def test_a_writer_killed_while_another_waits_is_taken_over(landing, clean, tmp_path):
+    """kill -9 an ingest holding the lease while a second one waits: it takes over, lands all."""
+    root = new_root(tmp_path, landing)
+    record = Paths.at(root).lakehouse / "_leases" / "bronze.json"
+    kill = json.dumps(KILLS["ingest/after_bronze"][1])
+    argv = [sys.executable, "-c", WRAP, *_argv(root, "ingest")]
+    pipe = subprocess.PIPE
+    first = subprocess.Popen(argv, cwd=root, env=_env(CHAOS_KILL=kill), stdout=pipe, stderr=pipe)
+    deadline = time.monotonic() + 120
+    while not record.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    held = json.loads(record.read_text())
+    assert held["pid"] == first.pid, held  # the second starts while the first holds the lease
+    second = subprocess.run(argv, cwd=root, env=_env(), capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    first.wait(timeout=600)
+    assert first.returncode == -9, first.stderr.read()
+    assert second.returncode == 0, second.stdout + second.stderr
+    taken = json.loads(record.read_text())
+    assert taken["pid"] != first.pid and taken["token"] > held["token"], (held, taken)
+    hortus(root, "silver")
+    check_books(root)
+    assert_same(state(root, data_only=True), clean["data"])
+    RESULTS.append(("kill -9 holder, 2nd waits", "taken over",
+                    f"token {held['token']} -> {taken['token']}; the waiting ingest landed the "
+                    "rest, data hashes = clean"))  # fmt: skip
 
 
 # ------------------------------------------------------------------ hostile files
