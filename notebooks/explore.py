@@ -111,9 +111,16 @@ def _(lakehouse, layer_choice, overview, search_box):
 
 
 @app.cell
-def _(layer_choice, project, shown_tables, table):
+def _(layer_choice, pl, project, shown_tables, table):
     _options = shown_tables["table"].to_list()
+    _readable = (
+        shown_tables.filter(pl.col("readable"))["table"].to_list()
+        if "readable" in shown_tables.columns
+        else _options
+    )
     _wanted = table or project.model().table
+    if not table and _wanted not in _readable and _readable:
+        _wanted = _readable[0]  # open on a table this user may read, not on a denial
     _first = _wanted if _wanted in _options else (_options[0] if _options else None)
     table_choice = mo.ui.dropdown(
         options=_options, value=_first, label="Table", searchable=True

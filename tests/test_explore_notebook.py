@@ -203,3 +203,15 @@ def test_explore_as_an_analyst_names_the_missing_grant(shop: Paths, monkeypatch)
         (pl.col("user") == "alex") & (pl.col("object") == "silver.events")
     )
     assert denied.height >= 1
+
+
+def test_explore_opens_an_analyst_on_a_table_they_may_read(shop: Paths, monkeypatch):
+    """Check that without a table parameter alex starts on a readable table, not a denial."""
+    monkeypatch.setenv("HORTUS_ROOT", str(shop.root))
+    monkeypatch.setenv("HORTUS_USER", "alex")
+    executed, _ = publish_notebook(shop.root, "explore", {}, out_dir=shop.root / "alex-default")
+    text = _outputs(executed)
+    assert "not readable by alex" not in text
+    assert "Column profile of " in text
+    shown = text.split("Column profile of ", 1)[1].split()[0].strip("`*.,")
+    assert shown in {"gold.kpi_daily", "silver.plants", "silver.users"}, shown
