@@ -45,6 +45,7 @@ elif what == "append":
     log = AuditLog.open(path, secrets_dir=root / ".hortus" / "secrets")
     t = time.perf_counter()
     log.append(AuditRecord("pipeline", "read", "bench", policy_version="p1"), track_policy=True)
+    print("files", log.tail_files_read, file=sys.stderr)
 else:
     import contextlib, io
     from hortus.cli.core import main
