@@ -23,8 +23,10 @@ Kill points.  The code has no fault-injection hook, so each stage runs as
 `hortus.cli.core.main`, exactly what .venv/bin/hortus does) and the patched function
 sends itself SIGKILL (kill -9: no cleanup, no finally) at its Nth call:
 
-- ingest `mid_stream`: at the 6th 2 MiB chunk yielded by `landing.stream_file` (files
-  being read and parsed in threads, the first bronze flush already committed);
+- ingest `mid_stream`: at the 3rd chunk of the stream of events-2025-03-04 (chunks made
+  16 KiB, `landing.CHUNK_BYTES`, 2 MiB otherwise, so that the kill comes inside the
+  file: 115 KB), files read ahead in threads; the read-ahead submits that file only
+  after the first bronze flush (day 1) was committed; the rerun reads with 2 MiB chunks;
 - ingest `after_bronze`: right after the 2nd bronze.events commit (flush_rows is small),
   before the file log;
 - ingest `after_file_log`: right after the bronze.landing_files commit, before the
@@ -93,6 +95,9 @@ def _peak():
 spec = json.loads(os.environ.get("CHAOS_KILL") or "null")
 if spec:
     import importlib
+    for target, value in spec.get("set", {}).items():
+        mod_name, attr = target.split(":")
+        setattr(importlib.import_module(mod_name), attr, value)
     mod_name, attr = spec["target"].split(":")
     owner = importlib.import_module(mod_name)
     *path, name = attr.split(".")
@@ -104,9 +109,10 @@ if spec:
         os.kill(os.getpid(), signal.SIGKILL)
     if spec.get("generator"):
         def patched(*a, **k):
+            hit = spec.get("file") is None or spec["file"] in str(a[1])  # (path, rel, limits)
             for chunk in real(*a, **k):
-                calls[0] += 1
-                if calls[0] == spec["nth"]:
+                calls[0] += hit
+                if hit and calls[0] == spec["nth"]:
                     die()
                 yield chunk
     else:
@@ -133,7 +139,9 @@ sys.exit(code)
 
 KILLS = {
     "ingest/mid_stream": (
-        "ingest", {"target": "hortus.lakehouse.landing:stream_file", "generator": True, "nth": 6}),
+        "ingest", {"target": "hortus.lakehouse.landing:stream_file", "generator": True, "nth": 3,
+                   "file": "events-2025-03-04",
+                   "set": {"hortus.lakehouse.landing:CHUNK_BYTES": 16384}}),
     "ingest/after_bronze": (
         "ingest", {"target": "hortus.lakehouse.tables:Lakehouse.write", "table": "bronze.events",
                    "nth": 2, "when": "after"}),
