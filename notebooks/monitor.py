@@ -282,7 +282,7 @@ def _(context, days, drift, drift_error, segment_note, training_note):
             alt.Chart(_share)
             .mark_line(point=True)
             .encode(
-                x=alt.X("window_start:T", title="day"),
+                x=alt.X("window_start:T", title="day", axis=alt.Axis(format="%d %b")),
                 y=alt.Y(
                     "share_drifted:Q",
                     title="share of features drifted",
@@ -334,7 +334,8 @@ def _(chosen_segment, days, kpis, kpis_note, project):
             alt.Chart(_long)
             .mark_line(point=True)
             .encode(
-                x=f"{_time}:T", y=alt.Y("value:Q", title=None),
+                x=alt.X(f"{_time}:T", title=None, axis=alt.Axis(format="%d %b")),
+                y=alt.Y("value:Q", title=None),
                 tooltip=[f"{_time}:T", "kpi", "value"],
             )
             .properties(height=110, width=240)
@@ -406,7 +407,7 @@ def _(runs, runs_note, start, stop):
             alt.Chart(_runs)
             .mark_point(filled=True, size=70)
             .encode(
-                x=alt.X("started_at:T", title="started"),
+                x=alt.X("started_at:T", title="started (UTC)", axis=alt.Axis(format="%d %b %H:%M")),
                 y=alt.Y("stage:N", title=None),
                 color=alt.Color(
                     "status:N",
@@ -497,7 +498,7 @@ def _(chosen_model, metrics, metrics_note, start, stop):
             alt.Chart(_series)
             .mark_line(point=True)
             .encode(
-                x=alt.X("at:T", title="monitor run"),
+                x=alt.X("at:T", title="monitor run (UTC)", axis=alt.Axis(format="%d %b %H:%M")),
                 y=alt.Y("value:Q", title="staleness score", scale=alt.Scale(domain=[0, 1])),
                 tooltip=["at:T", "value", "labels"],
             )
@@ -553,7 +554,7 @@ def _(chosen_model, metrics, metrics_note):
                 alt.Chart(_done.with_columns(pl.col("version").cast(pl.String)))
                 .mark_line(point=True)
                 .encode(
-                    x=alt.X("day:T", title="day of the prediction"),
+                    x=alt.X("day:T", title="day of the prediction", axis=alt.Axis(format="%d %b")),
                     y=alt.Y("value:Q", title="realized precision"),
                     color=alt.Color("version:N", title="version"),
                     tooltip=["day", "version", "value", "lists"],
@@ -580,7 +581,7 @@ def _(chosen_model, metrics, metrics_note):
                 alt.Chart(_drift.select("day", "version", "value"))
                 .mark_line(point=True)
                 .encode(
-                    x=alt.X("day:T", title="day of the prediction"),
+                    x=alt.X("day:T", title="day of the prediction", axis=alt.Axis(format="%d %b")),
                     y=alt.Y("value:Q", title="served vs hold-out scores (drift statistic)"),
                     color=alt.Color("version:N", title="version"),
                     tooltip=["day", "version", "value"],

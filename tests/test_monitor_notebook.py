@@ -163,3 +163,18 @@ def test_monitor_notebook_says_no_data_yet_on_an_empty_ops_plane(project: Paths,
     assert "ops.monitor_metrics: no data yet" in text
     assert "ops.pipeline_runs: no data yet" in text
     assert "audit log is not readable by" in text  # ml-engineers have no read on ops.audit_log
+
+
+def test_every_time_axis_has_an_unambiguous_format():
+    """Check that each temporal x axis of the dashboard names its format (no 12-hour labels).
+
+    Vega-Lite's automatic time labels use a 12-hour clock without AM/PM ("03 AM" vs "12
+    PM" mixed with dates); the dashboard's axes say day, or day and 24-hour time, instead.
+    """
+    import re
+
+    source = (Path(__file__).resolve().parents[1] / "notebooks" / "monitor.py").read_text()
+    axes = re.findall(r"x=alt\.X\(([^\n]*:T\"[^\n]*)", source)
+    assert axes, "no temporal x axis found"
+    for axis in axes:
+        assert "axis=alt.Axis(format=" in axis, axis

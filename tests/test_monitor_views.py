@@ -35,7 +35,7 @@ def test_freshness_table_puts_stale_tables_first():
     rows = [
         ("freshness", m, t, v, at)
         for t, stale in (("gold.a", 0.0), ("gold.b", 1.0))
-        for m, v in (("age_hours", 5.0), ("sla_hours", 24.0), ("stale", stale))
+        for m, v in (("age_hours", 0.087926046111111), ("sla_hours", 24.0), ("stale", stale))
     ]
     metrics = pl.DataFrame(
         rows, schema=["monitor", "metric", "subject", "value", "at"], orient="row"
@@ -43,6 +43,7 @@ def test_freshness_table_puts_stale_tables_first():
     table = mv.freshness_table(metrics)
     assert table["table"].to_list() == ["gold.b", "gold.a"]
     assert table.columns == ["table", "age_hours", "sla_hours", "stale", "at"]
+    assert table["age_hours"].to_list() == [0.09, 0.09]  # hours shown to 2 decimals
     assert mv.freshness_table(metrics.head(0)).height == 0
 
 

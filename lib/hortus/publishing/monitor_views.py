@@ -95,7 +95,8 @@ def freshness_table(metrics: pl.DataFrame) -> pl.DataFrame:
         on="metric", index=["subject", "at"], values="value", aggregate_function="last"
     )
     order = [c for c in ("age_hours", "sla_hours", "stale") if c in wide.columns]
-    table = wide.rename({"subject": "table"}).select("table", *order, "at")
+    hours = [pl.col(c).round(2) for c in ("age_hours", "sla_hours") if c in order]
+    table = wide.rename({"subject": "table"}).with_columns(hours).select("table", *order, "at")
     return table.sort("stale", "table", descending=[True, False]) if "stale" in order else table
 
 
