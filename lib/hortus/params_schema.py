@@ -96,9 +96,11 @@ FLAT: dict[str, dict[str, Rule]] = {
         # the online store (hortus.features.online.check_online_params says which key is wrong)
         "online": Rule(
             "a mapping {backend: sqlite|redis, url, prefix, path}",
-            lambda v: isinstance(v, Mapping)
-            and set(v) <= {"backend", "url", "prefix", "path"}
-            and v.get("backend", "sqlite") in ("sqlite", "redis"),
+            lambda v: (
+                isinstance(v, Mapping)
+                and set(v) <= {"backend", "url", "prefix", "path"}
+                and v.get("backend", "sqlite") in ("sqlite", "redis")
+            ),
         ),
     },
     "register": {},
