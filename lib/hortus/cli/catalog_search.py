@@ -95,7 +95,7 @@ def add_catalog_parsers(csub) -> None:
         "Ranked: exact name, part of a name, tag, owner, word of a description. Tables you "
         "may not read are left out. Exit 1 when nothing matches (close names suggested).",
     )
-    s.add_argument("text", nargs="+", help="what to look for, e.g. pii, revenue, silver.users")
+    s.add_argument("text", nargs="+", help="what to look for, e.g. pii, revenue, or a table name")
     add_list_filters(s)
     s.add_argument("--limit", type=int, default=0, help="at most N hits (0: all)")
     s.add_argument("--json", action="store_true")
@@ -140,7 +140,7 @@ def add_parsers(sub) -> None:
         "registry's receipts (the tables and versions a model version was trained on). "
         "Without --upstream/--downstream, both. Tables you may not read are left out.",
     )
-    p.add_argument("name", help="a table (silver.users), a model (recommender: its newest "
+    p.add_argument("name", help="a table (layer.name), a model (recommender: its newest "
                    "version) or a model version (recommender@v3)")  # fmt: skip
     way = p.add_mutually_exclusive_group()
     way.add_argument("--upstream", action="store_true", help="only what it was built from")

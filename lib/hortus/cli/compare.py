@@ -122,7 +122,7 @@ def render(cmp, *, all_data: bool = False) -> list:
     if cmp.efficiency:
         t = _table("size and latency (gate efficiency check)", "", labels)
         for e in cmp.efficiency:
-            t.add_row(e["label"], *_cells(e["values"], e["best"]))
+            t.add_row(e["title"], *_cells(e["values"], e["best"]))
         parts.append(t)
     parts += [f"note: {escape(n)}" for n in cmp.notes]
     return parts

@@ -234,8 +234,8 @@ def root_groups(fs: FeatureSet, contracts: dict[str, Contract]) -> list[str]:
     A group is a root of its entity when it is keyed by request columns (not by an
     earlier group's feature) and its source table's primary key starts with the
     entity columns: every row of the source is one entity, or one version of it
-    (the plant shop's ``silver.users`` keyed by user_id, ``silver.plants`` by
-    (plant_id, updated_at)).  An entity without a row there is not known to the
+    (a customers table keyed by the customer id, a catalogue keyed by
+    (item id, updated_at)).  An entity without a row there is not known to the
     store, and a lookup raises `UnknownEntity`.  Every other group (events,
     reviews, user x plant pairs) legitimately has no row for a known entity with
     no history yet (a plant nobody viewed, a user's first visit) and serves the

@@ -8,8 +8,8 @@ Built from what is recorded, never from what the code says should happen:
 - each registered model version's receipt (ops.model_versions) names the tables it was
   trained on, at which versions.
 
-Edges run upstream -> downstream: `bronze.users -> silver.users`,
-`gold.training_set -> model recommender@v3 -> gold.recommendations`.  A table's edges
+Edges run upstream -> downstream: `bronze.customers -> silver.customers`,
+`gold.examples -> model churn@v3 -> gold.predictions_churn`.  A table's edges
 are the union over its commits (the newest version read per input).  Bookkeeping
 tables (`ops.*`) appear only when a commit names a model (the prediction log).
 

@@ -91,8 +91,8 @@ def table_at(spec: str | Path, root: Path | None = None) -> tuple[Paths, str] | 
 
     Examples
     --------
-    >>> table_at("lakehouse/silver/users")  # doctest: +SKIP
-    (Paths(root=..., lakehouse=...), 'silver.users')
+    >>> table_at("lakehouse/silver/customers")  # doctest: +SKIP
+    (Paths(root=..., lakehouse=...), 'silver.customers')
     """
     path = Path(spec).expanduser()
     if not path.exists():

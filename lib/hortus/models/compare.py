@@ -325,7 +325,7 @@ def _efficiency(cmp: Comparison, runs: list[dict | None]) -> None:
         cmp.efficiency.append(
             {
                 "name": key,
-                "label": label,
+                "title": label,
                 "values": values,
                 "best": best_index(values, better == "lower"),
             }

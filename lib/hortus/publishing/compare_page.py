@@ -227,7 +227,7 @@ def compare_page(cmp, *, nav: str = "") -> str:
         body.append(
             _table(
                 ["", *labels],
-                [[_esc(e["label"]), *_cells(e["values"], e["best"])] for e in cmp.efficiency],
+                [[_esc(e["title"]), *_cells(e["values"], e["best"])] for e in cmp.efficiency],
             )
         )
     if cmp.notes:
