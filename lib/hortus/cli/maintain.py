@@ -34,7 +34,11 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     t = Table(title=title, title_justify="left", header_style="bold")
     for name in ("table", "files", "small", "compacted", "checkpoint", "rows deleted",
                  "vacuumed", "retention"):  # fmt: skip
-        t.add_column(name, justify="left" if name in ("table", "retention") else "right")
+        if name == "table":  # table names whole, never cut to "ops.audi…" in a narrow pipe
+            width = max((len(r.table) for r in report.tables), default=5)
+            t.add_column(name, justify="left", no_wrap=True, min_width=width)
+        else:
+            t.add_column(name, justify="left" if name == "retention" else "right")
     for r in report.tables:
         if not r.changed and not r.retention and not r.error:
             continue
