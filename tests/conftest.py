@@ -14,6 +14,17 @@ from hortus.lakehouse.catalog import Catalog
 from hortus.lakehouse.tables import Lakehouse
 
 TEST_KEY = "test-only-key"
+# the small pinned snapshot of the DVC pipeline and README tour tests (10 days, 300 users)
+SMALL_SHOP = {
+    "seed": 3,
+    "start": "2025-03-01",
+    "days": 10,
+    "users": 300,
+    "plants": 40,
+    "drift": [],
+    "faults": ["malformed", "duplicates", "empty_file", "truncated_gzip"],
+    "fault_rate": 0.01,
+}
 TEST_AUDIT_KEY = "test-only-audit-key"
 POLICY = Path(__file__).resolve().parents[1] / "access_policy.yaml"
 DEFINITION = POLICY.with_name("hortus.yaml")

@@ -27,20 +27,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import SMALL_SHOP as SMALL
+
 ROOT = Path(__file__).resolve().parents[1]
 TOUR = re.compile(r"^<!-- tour -->\s*\n```(?:bash|sh|console)?\n(.*?)^```", re.M | re.S)
-
-#: the small snapshot and quick model of tests/test_pipeline_dvc.py
-SMALL = {
-    "seed": 3,
-    "start": "2025-03-01",
-    "days": 10,
-    "users": 300,
-    "plants": 40,
-    "drift": [],
-    "faults": ["malformed", "duplicates", "empty_file", "truncated_gzip"],
-    "fault_rate": 0.01,
-}
 
 
 def tour_commands(readme: str) -> list[str]:

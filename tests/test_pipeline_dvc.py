@@ -20,22 +20,13 @@ import polars as pl
 import pytest
 import yaml
 
+from conftest import SMALL_SHOP as SMALL
 from hortus.config import Paths
 from hortus.lakehouse.catalog import Catalog
 from hortus.lakehouse.tables import Lakehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SMALL = {
-    "seed": 3,
-    "start": "2025-03-01",
-    "days": 10,
-    "users": 300,
-    "plants": 40,
-    "drift": [],
-    "faults": ["malformed", "duplicates", "empty_file", "truncated_gzip"],
-    "fault_rate": 0.01,
-}
 
 pytestmark = pytest.mark.integration
 

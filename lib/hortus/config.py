@@ -93,3 +93,19 @@ class Paths:
     def table(self, layer: str, name: str) -> Path:
         """Return the folder of one Delta table."""
         return self.layer(layer) / name
+
+
+def progress_wanted() -> bool:
+    """Return whether progress output is wanted: only when stderr is a terminal.
+
+    Logs, pipes, CI and tests stay clean; HORTUS_PROGRESS=0 switches it off on a
+    terminal too.  Used by the CLI's spinners and papermill's cell progress bar.
+    """
+    import sys
+
+    if os.environ.get("HORTUS_PROGRESS", "") == "0":
+        return False
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -8,7 +8,7 @@ import inspect
 import json
 from pathlib import Path
 
-from hortus.config import Paths
+from hortus.config import Paths, progress_wanted  # noqa: F401 (re-exported)
 
 
 def _paths(args: argparse.Namespace) -> Paths:
@@ -203,23 +203,6 @@ def shorten(text: str, width: int) -> str:
     if " " in cut and not text[width - 1].isspace():
         cut = cut.rsplit(" ", 1)[0]
     return cut.rstrip(" ,;:.-") + "…"
-
-
-def progress_wanted() -> bool:
-    """Return whether progress output is wanted: only when stderr is a terminal.
-
-    Logs, pipes, CI and tests stay clean; HORTUS_PROGRESS=0 switches it off on a
-    terminal too.
-    """
-    import os
-    import sys
-
-    if os.environ.get("HORTUS_PROGRESS", "") == "0":
-        return False
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def status(message: str):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from hortus.errors import HortusError
 from hortus.lakehouse.catalog_search import column_tags, table_tags, tags_index
 from hortus.lakehouse.tables import Lakehouse
-from hortus.publishing._dag import layered_layout
+from hortus.publishing._dag import edge_paths, layered_layout, place_layers
 from hortus.publishing._html import _esc, page_html
 
 CATALOG_PAGE = "catalog.html"
@@ -96,29 +96,8 @@ def lineage_svg(nodes: dict[str, str], edges: list[tuple[str, str]]) -> str:
     layers, chains = layered_layout(list(nodes), edges)
     h, dy, dv = 30, 80, 30
     dx = max((7 * len(n) + 24 for n in nodes), default=120) + 12
-
-    def slot(n: str) -> int:
-        return dv if n.startswith("\0") else dx
-
-    width = max((sum(map(slot, row)) for row in layers), default=dx) + 20
-    height = len(layers) * dy + 10
-    xy: dict[str, tuple[float, float]] = {}
-    for i, row in enumerate(layers):
-        x = (width - sum(map(slot, row))) / 2
-        for n in row:
-            xy[n] = (x + slot(n) / 2, 20 + i * dy + h / 2)
-            x += slot(n)
-    out = []
-    for (a, b), chain in chains.items():
-        pts = [(xy[a][0], xy[a][1] + h / 2), *(xy[v] for v in chain), (xy[b][0], xy[b][1] - h / 2)]
-        d = f"M{pts[0][0]:.1f},{pts[0][1]:.1f}"
-        for (x0, y0), (x1, y1) in zip(pts, pts[1:], strict=False):
-            ym = (y0 + y1) / 2
-            d += f" C{x0:.1f},{ym:.1f} {x1:.1f},{ym:.1f} {x1:.1f},{y1:.1f}"
-        out.append(
-            f"<path d='{d}' fill='none' stroke='#57606a' stroke-width='1.2' "
-            f"marker-end='url(#larrow)'><title>{_esc(a)} → {_esc(b)}</title></path>"
-        )
+    width, height, xy = place_layers(layers, dx, dv, dy, h)
+    out = edge_paths(chains, xy, h, marker="larrow", stroke_width=1.2)
     for n, kind in nodes.items():
         x, y = xy[n]
         w = 7 * len(n) + 24

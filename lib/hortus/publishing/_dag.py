@@ -156,11 +156,10 @@ def layered_layout(
     return layers, chains
 
 
-def dag_svg(dag: Dag, *, stage_names: Iterable[str] = ()) -> str:
-    """Draw a DAG top-down as inline SVG (boxes and curved arrows), no external renderer."""
-    layers, chains = layered_layout(dag.nodes, dag.edges)
-    stages = set(stage_names)
-    dx, dv, dy, h = 150, 34, 74, 32  # slot widths of a node and of a virtual node
+def place_layers(
+    layers: list[list[str]], dx: int, dv: int, dy: int, h: int
+) -> tuple[float, float, dict[str, tuple[float, float]]]:
+    """Centre each layer's nodes in slots (dx wide, dv for virtual nodes); return w, h, xy."""
 
     def slot(n: str) -> int:
         return dv if n.startswith("\0") else dx
@@ -173,6 +172,18 @@ def dag_svg(dag: Dag, *, stage_names: Iterable[str] = ()) -> str:
         for n in row:
             xy[n] = (x + slot(n) / 2, 20 + i * dy + h / 2)
             x += slot(n)
+    return width, height, xy
+
+
+def edge_paths(
+    chains: dict[tuple[str, str], list[str]],
+    xy: dict[str, tuple[float, float]],
+    h: float,
+    *,
+    marker: str,
+    stroke_width: float,
+) -> list[str]:
+    """Draw each edge as a curve through its virtual nodes, from box bottom to box top."""
     paths = []
     for (a, b), chain in chains.items():
         pts = [(xy[a][0], xy[a][1] + h / 2), *(xy[v] for v in chain), (xy[b][0], xy[b][1] - h / 2)]
@@ -181,9 +192,19 @@ def dag_svg(dag: Dag, *, stage_names: Iterable[str] = ()) -> str:
             ym = (y0 + y1) / 2
             d += f" C{x0:.1f},{ym:.1f} {x1:.1f},{ym:.1f} {x1:.1f},{y1:.1f}"
         paths.append(
-            f"<path d='{d}' fill='none' stroke='#57606a' stroke-width='1.3' "
-            f"marker-end='url(#arrow)'><title>{_esc(a)} → {_esc(b)}</title></path>"
+            f"<path d='{d}' fill='none' stroke='#57606a' stroke-width='{stroke_width}' "
+            f"marker-end='url(#{marker})'><title>{_esc(a)} → {_esc(b)}</title></path>"
         )
+    return paths
+
+
+def dag_svg(dag: Dag, *, stage_names: Iterable[str] = ()) -> str:
+    """Draw a DAG top-down as inline SVG (boxes and curved arrows), no external renderer."""
+    layers, chains = layered_layout(dag.nodes, dag.edges)
+    stages = set(stage_names)
+    dx, dv, dy, h = 150, 34, 74, 32  # slot widths of a node and of a virtual node
+    width, height, xy = place_layers(layers, dx, dv, dy, h)
+    paths = edge_paths(chains, xy, h, marker="arrow", stroke_width=1.3)
     boxes = []
     for n in dag.nodes:
         x, y = xy[n]

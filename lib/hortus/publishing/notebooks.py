@@ -49,6 +49,7 @@ import nbformat
 import polars as pl
 import yaml
 
+from hortus.config import progress_wanted
 from hortus.errors import HortusError
 
 PARAMETERS_MARKER = "# parameters"
@@ -160,18 +161,6 @@ def check_parameters(parameters: dict[str, Any], known: list[str], *, source: Pa
         )
 
 
-def _progress_wanted() -> bool:
-    """Return whether to draw progress: stderr is a terminal and HORTUS_PROGRESS is not 0."""
-    import sys
-
-    if os.environ.get("HORTUS_PROGRESS", "") == "0":
-        return False
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 def _execute(
     source: Path,
     notebook: Path,
@@ -192,7 +181,7 @@ def _execute(
             kernel_name=KERNEL,
             cwd=str(cwd),
             # the cells' progress bar on a terminal only: logs and tests stay clean
-            progress_bar=_progress_wanted(),
+            progress_bar=progress_wanted(),
             log_output=False,
             execution_timeout=timeout,
         )
