@@ -25,6 +25,24 @@ SMALL_SHOP = {
     "faults": ["malformed", "duplicates", "empty_file", "truncated_gzip"],
     "fault_rate": 0.01,
 }
+
+
+def small_params(params: dict) -> dict:
+    """Return params.yaml's settings made for SMALL_SHOP: a quick model and fitting checks.
+
+    10 days of a new shop: every rolling feature is still filling up (drift by
+    construction) and a 40-iteration model is flat in the declared directions, so a
+    small build gates only on the other checks (the thresholds are params).
+    """
+    params["simulate"] = SMALL_SHOP
+    params["features"]["label_horizon_days"] = 3
+    params["features"]["skew_sample"] = 200
+    params["gate"]["drift"]["max_drifted_share"] = 1.0
+    params["gate"]["model_checks"]["behavioural"]["directional"] = []
+    params["train"] |= {"max_iter": 40, "holdout_fraction": 0.3}
+    return params
+
+
 TEST_AUDIT_KEY = "test-only-audit-key"
 POLICY = Path(__file__).resolve().parents[1] / "access_policy.yaml"
 DEFINITION = POLICY.with_name("hortus.yaml")

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import SMALL_SHOP as SMALL
+from conftest import small_params
 
 ROOT = Path(__file__).resolve().parents[1]
 TOUR = re.compile(r"^<!-- tour -->\s*\n```(?:bash|sh|console)?\n(.*?)^```", re.M | re.S)
@@ -131,13 +131,7 @@ def small_clone(dest: Path, env: dict) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     (dest / ".tools").symlink_to(ROOT / ".tools")
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["simulate"] = SMALL
-    params["features"]["label_horizon_days"] = 3
-    params["features"]["skew_sample"] = 200
-    params["gate"]["drift"]["max_drifted_share"] = 1.0
-    params["gate"]["model_checks"]["behavioural"]["directional"] = []
-    params["train"] |= {"max_iter": 40, "holdout_fraction": 0.3}
+    params = small_params(yaml.safe_load((dest / "params.yaml").read_text()))
     # single-row latency on 2 shared cores is the machine's load, not the tour's subject:
     # the first version's floor is relaxed so approve/promote in the tour can succeed
     floors = params["gate"].get("champion", {}).get("floors", {})

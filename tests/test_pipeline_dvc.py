@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from conftest import SMALL_SHOP as SMALL
+from conftest import small_params
 from hortus.config import Paths
 from hortus.lakehouse.catalog import Catalog
 from hortus.lakehouse.tables import Lakehouse
@@ -55,16 +56,7 @@ def repo(tmp_path_factory) -> Path:
     shutil.copytree(ROOT / "docs", repo / "docs")  # the user guide (a dependency of `docs`)
     for f in ("dvc.yaml", "hortus.yaml", ".dvcignore", ".gitignore", "access_policy.yaml"):
         shutil.copy(ROOT / f, repo / f)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["simulate"] = SMALL
-    params["features"]["label_horizon_days"] = 3
-    params["features"]["skew_sample"] = 200
-    # 10 days of a new shop: every rolling feature is still filling up (drift by
-    # construction) and a 40-iteration model is flat in the declared directions, so
-    # this small build gates only on the other checks (the thresholds are params)
-    params["gate"]["drift"]["max_drifted_share"] = 1.0
-    params["gate"]["model_checks"]["behavioural"]["directional"] = []
-    params["train"] |= {"max_iter": 40, "holdout_fraction": 0.3}
+    params = small_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(repo, "git", "init", "-q", "-b", "main")
     sh(repo, "dvc", "init", "-q")
