@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import random
 import shutil
 import subprocess
 import sys
@@ -52,14 +53,30 @@ print(json.dumps({"s": time.perf_counter() - t0, "peak_mb": peak_rss_mb(),
                   "warnings": len(report.to_dict()["warnings"])}))
 """
 
+SILVER_CHILD = r"""
+import json, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from _common import peak_rss_mb
+from hortus.config import Paths
+from hortus.pipeline import stages
+t0 = time.perf_counter()
+summary = stages.silver(Paths.at(Path(sys.argv[1])), {})
+print(json.dumps({"s": time.perf_counter() - t0, "peak_mb": peak_rss_mb(),
+                  "totals": summary["totals"]}))
+"""
+
 MB = 1_000_000
+CASES = ("baseline", "legit", "bomb_zeros", "bomb_lines", "blank_lines", "long_line",
+         "csv_unclosed", "dup_day", "junk_lines", "wide_rows", "history")  # fmt: skip
+HISTORY_DAYS, WIDE_ROWS = 3, 80
 
 
-def _event(i: int) -> dict:
+def _event(i: int, day: int = 1) -> dict:
     return {
         "event_id": f"e{i * 2654435761 % 2**64:016x}",
         "event_type": ("view", "rec_impression", "add_to_cart", "order")[i % 4],
-        "ts": f"2025-03-01T{i // 60000 % 24:02d}:{i // 1000 % 60:02d}:{i % 60:02d}."
+        "ts": f"2025-03-{day:02d}T{i // 60000 % 24:02d}:{i // 1000 % 60:02d}:{i % 60:02d}."
         f"{i % 10**6:06d}Z",
         "session_id": f"s{i // 7 * 40503 % 2**48:012x}",
         "user_id": f"u{i // 31 % 10**6:06d}",
@@ -68,6 +85,16 @@ def _event(i: int) -> dict:
         "price": round(3.5 + i % 200 * 0.75, 2) if i % 4 == 3 else None,
         "quantity": 1 + i % 3 if i % 4 == 3 else None,
     }
+
+
+def _write_day(path: Path, events: int, day: int) -> None:
+    """Write one day of `events` legitimate events (ids differ between days)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wb", compresslevel=6) as f:
+        for start in range(0, events, 100_000):
+            first = (day - 1) * events
+            ids = range(first + start, first + min(events, start + 100_000))
+            f.write(("\n".join(json.dumps(_event(i, day)) for i in ids) + "\n").encode())
 
 
 def _gzip_repeat(path: Path, block: bytes, total: int) -> None:
@@ -79,20 +106,38 @@ def _gzip_repeat(path: Path, block: bytes, total: int) -> None:
 
 def make_cases(base: Path, events: int, users: int) -> dict[str, Path]:
     """Write each case's landing folder under `base` (once); return {case: folder}."""
-    names = ("baseline", "legit", "bomb_zeros", "bomb_lines", "blank_lines", "long_line",
-             "csv_unclosed")  # fmt: skip
-    cases = {name: base / name for name in names}
+    cases = {name: base / name for name in CASES}
     if (base / "ready").exists():
         return cases
     shutil.rmtree(base, ignore_errors=True)
     for folder in cases.values():
         folder.mkdir(parents=True)
     legit = cases["legit"] / "events/events-2025-03-01.jsonl.gz"
-    legit.parent.mkdir(parents=True)
-    with gzip.open(legit, "wb", compresslevel=6) as f:
-        for start in range(0, events, 100_000):
-            lines = (json.dumps(_event(i)) for i in range(start, min(events, start + 100_000)))
-            f.write(("\n".join(lines) + "\n").encode())
+    _write_day(legit, events, 1)
+    # silver's hostile cases: files ingest lets through (under every cap)
+    dup = cases["dup_day"] / "events"
+    dup.mkdir()
+    shutil.copy(legit, dup / legit.name)
+    shutil.copy(legit, dup / "events-2025-03-02.jsonl.gz")  # every row a duplicate
+    rng = random.Random(7)
+    junk = cases["junk_lines"] / "events/events-2025-03-01.jsonl.gz"
+    junk.parent.mkdir(parents=True)
+    with gzip.open(junk, "wb", compresslevel=6) as f:  # not JSON: all quarantined (raw kept)
+        for _ in range(events // 100_000 or 1):
+            f.write(b"\n".join(rng.randbytes(20).hex().encode() for _ in range(100_000)) + b"\n")
+    wide = cases["wide_rows"] / "events/events-2025-03-01.jsonl.gz"
+    wide.parent.mkdir(parents=True)
+    with gzip.open(wide, "wb", compresslevel=6) as f:  # 0.9 MB order_ids, under the line cap
+        for i in range(WIDE_ROWS):
+            order = rng.randbytes(450_000).hex()
+            f.write((json.dumps(_event(i) | {"order_id": order}) + "\n").encode())
+    for day in range(1, HISTORY_DAYS + 2):  # history: days 1..H, then H + 1 (measured)
+        path = cases["history"] / f"events/events-2025-03-{day:02d}.jsonl.gz"
+        if day == 1:
+            path.parent.mkdir(parents=True)
+            shutil.copy(legit, path)
+        else:
+            _write_day(path, events, day)
     line = (json.dumps(_event(1)) + "\n").encode()
     _gzip_repeat(cases["bomb_zeros"] / "events/events-2025-03-01.jsonl.gz", bytes(MB), 1000 * MB)
     _gzip_repeat(cases["bomb_lines"] / "events/events-2025-03-01.jsonl.gz", line * 4000, 1000 * MB)
@@ -115,17 +160,46 @@ def make_cases(base: Path, events: int, users: int) -> dict[str, Path]:
     return cases
 
 
-def run_case(root: Path, landing: Path) -> dict:
-    """Ingest `landing` into a fresh lakehouse under `root` in a child; return its figures."""
-    shutil.rmtree(root / "lakehouse", ignore_errors=True)
-    as_pipeline(root)
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(root), str(landing), str(Path(__file__).parent)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+def _child(*argv: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", *argv], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"child failed ({out.returncode}):\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_case(root: Path, landing: Path, *, fresh: bool = True) -> dict:
+    """Ingest `landing` into a lakehouse under `root` in one child, silver in another.
+
+    Returns the ingest child's figures, with the silver child's under "silver".  With
+    `fresh`, the lakehouse is removed first.
+    """
+    if fresh:
+        shutil.rmtree(root / "lakehouse", ignore_errors=True)
+        shutil.rmtree(root / "reports", ignore_errors=True)
+    as_pipeline(root)
+    here = str(Path(__file__).parent)
+    fig = _child(CHILD, str(root), str(landing), here)
+    fig["silver"] = _child(SILVER_CHILD, str(root), here)
+    return fig
+
+
+def run_history(root: Path, landing: Path) -> tuple[dict, Path]:
+    """Build days 1..H, then ingest and silver day H + 1; return its figures and file's folder.
+
+    The landing is a copy under `root`/data, given the last day only for the second run.
+    """
+    days = sorted(landing.rglob("*.jsonl.gz"))
+    data, last = root / "data", root / "last"
+    for folder in (data, last, root / "lakehouse", root / "reports"):
+        shutil.rmtree(folder, ignore_errors=True)
+    (data / "events").mkdir(parents=True)
+    (last / "events").mkdir(parents=True)
+    for day in days[:-1]:
+        shutil.copy(day, data / "events" / day.name)
+    run_case(root, data)
+    shutil.copy(days[-1], data / "events" / days[-1].name)
+    shutil.copy(days[-1], last / "events" / days[-1].name)
+    return run_case(root, data, fresh=False), last
 
 
 def decompressed_size(folder: Path) -> int:
@@ -175,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{'peak MB':>8} {'extra MB':>9} {'bound MB':>9}  result")  # fmt: skip
     figures, over = {}, []
     for name, landing in cases.items():
-        fig = run_case(base / f"run-{name}", landing)
+        if name == "history":  # days 1..H first (not shown), then day H + 1 measured
+            fig, landing = run_history(base / f"run-{name}", landing)
+        else:
+            fig = run_case(base / f"run-{name}", landing)
         figures[name] = fig
         size = sum(p.stat().st_size for p in landing.rglob("*") if p.is_file())
         decomp = decompressed_size(landing) if name not in ("bomb_zeros", "bomb_lines") else None
@@ -190,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         shown = f"{decomp / MB:.1f}" if decomp is not None else "1000.0"
         print(f"{name:<13} {size / MB:>8.2f} {shown:>10} {readable:>8.1f} {fig['s']:>9.2f} "
               f"{fig['peak_mb']:>8.0f} {extra:>9.0f} {bound:>9.0f}  {result[:80]}")  # fmt: skip
+        sv = fig["silver"]
+        print(f"{'':<13} silver {sv['s']:>7.2f} s, peak {sv['peak_mb']:.0f} MB, "
+              f"{json.dumps(sv['totals'])}")  # fmt: skip
     base_mb = figures["baseline"]["peak_mb"]
     legit_extra = figures["legit"]["peak_mb"] - base_mb
     legit_mb = figures["legit"]["decomp"] / MB
