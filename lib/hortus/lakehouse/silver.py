@@ -30,6 +30,9 @@ from hortus.lakehouse.silver_schema import AGE_BANDS, stored_contract
 from hortus.lakehouse.tables import Lakehouse
 
 QUARANTINE = "quarantine.rows"
+#: a chunk of whole bronze files holds at most this many bytes of strings (and about
+#: `chunk_rows` rows; at least one file): the unit of silver's memory bound
+CHUNK_BYTES = 256 * 2**20
 _T = "__t"  # suffix of typed columns during processing
 _META = ["_source_file", "_line", "_batch_id", "_file_date"]
 
@@ -145,12 +148,13 @@ def process(
     contract: Contract,
     options: SilverOptions,
     *,
-    existing_keys: pl.DataFrame | None = None,
+    existing_keys: pl.DataFrame | pl.LazyFrame | None = None,
 ) -> SilverResult:
     """Turn one batch of bronze rows into accepted silver rows and quarantined rows.
 
     `existing_keys` holds the primary keys already in silver (earlier batches):
-    a row repeating one of them is a duplicate.
+    a row repeating one of them is a duplicate.  A LazyFrame (a scan of silver's
+    keys) is streamed for the keys of this batch only (`_matching_keys`).
     """
     assert contract.landing is not None
     names = contract.column_names
@@ -184,6 +188,8 @@ def process(
     if key_t:
         key = pl.col(key_t[0]) if len(key_t) == 1 else pl.struct(key_t)
         dup = ~pl.col("_bad") & ~pl.when(~pl.col("_bad")).then(key).is_first_distinct()
+        if existing_keys is not None:
+            existing_keys = _matching_keys(existing_keys, df.filter(~pl.col("_bad")), contract)
         if existing_keys is not None and existing_keys.height:
             seen = existing_keys.rename({k: k + _T for k in contract.primary_key}).with_columns(
                 pl.lit(True).alias("_seen")
@@ -249,6 +255,24 @@ def process(
         + [pl.col("_source_file"), pl.col("_line"), pl.col("_batch_id")]
     )
     return SilverResult(contract.full_name, accepted, quarantined, bronze.height)
+
+
+def _matching_keys(
+    existing: pl.DataFrame | pl.LazyFrame, batch: pl.DataFrame, contract: Contract
+) -> pl.DataFrame:
+    """Return the keys of `existing` that a valid row of `batch` (typed columns) repeats.
+
+    A scan of silver's keys is streamed and filtered by this batch's keys, so memory
+    holds the batch's keys, not silver's whole history.
+    """
+    if isinstance(existing, pl.DataFrame):
+        return existing
+    pk = contract.primary_key
+    mine = batch.select([pl.col(k + _T).alias(k) for k in pk]).unique()
+    if len(pk) == 1:
+        wanted = pl.col(pk[0]).is_in(mine.to_series().implode())
+        return existing.filter(wanted).collect(engine="streaming")
+    return existing.join(mine.lazy(), on=pk, how="semi").collect(engine="streaming")
 
 
 def _may_hold_replacement_chars(lines: pl.DataFrame) -> bool:
@@ -324,7 +348,12 @@ def processed_batches(lh: Lakehouse, contract: Contract) -> set[str]:
     done: set[str] = set()
     if lh.exists(contract.full_name):
         done |= set(
-            lh.scan(contract.full_name).select("_batch_id").unique().collect().to_series().to_list()
+            lh.scan(contract.full_name)
+            .select("_batch_id")
+            .unique()
+            .collect(engine="streaming")
+            .to_series()
+            .to_list()
         )
     if lh.exists(QUARANTINE):
         done |= set(
@@ -332,7 +361,7 @@ def processed_batches(lh: Lakehouse, contract: Contract) -> set[str]:
             .filter(pl.col("table") == contract.full_name)
             .select("batch_id")
             .unique()
-            .collect()
+            .collect(engine="streaming")
             .to_series()
             .to_list()
         )
@@ -369,7 +398,7 @@ def partial_batches(lh: Lakehouse, contract: Contract) -> pl.DataFrame:
     )
     touched = (pl.col("accepted") + pl.col("quarantined")) > 0
     missing = pl.col("landed") != pl.col("accepted") + pl.col("quarantined")
-    return both.filter(touched & missing).sort("batch").collect()
+    return both.filter(touched & missing).sort("batch").collect(engine="streaming")
 
 
 def _undo_partial_batches(lh: Lakehouse, contract: Contract) -> set[str]:
@@ -455,8 +484,8 @@ def redact_again(lh: Lakehouse, values: list[str]) -> dict[str, list[str]]:
             [pl.col(c).str.contains_any(values).fill_null(False) for c in cols]
         )
         batches = sorted(
-            lh.scan(contract.full_name).filter(holds).select("_batch_id").unique().collect()
-            .to_series().to_list()
+            lh.scan(contract.full_name).filter(holds).select("_batch_id").unique()
+            .collect(engine="streaming").to_series().to_list()
         )  # fmt: skip
         if batches:
             note = (
@@ -491,23 +520,20 @@ def build(lh: Lakehouse, options: SilverOptions, *, chunk_rows: int = 2_000_000)
         todo = lh.scan(bronze_name).filter(
             ~pl.col("_batch_id").is_in(pl.Series(sorted(done)).implode())
         )
-        files = (
-            todo.group_by("_source_file").agg(pl.len().alias("n")).sort("_source_file").collect()
-        )
-        keys = (
-            lh.scan(contract.full_name).select(contract.primary_key).collect()
-            if lh.exists(contract.full_name)
-            else None
-        )
+        files = _file_sizes(todo)
         rules: dict[str, int] = {}
         inputs = _write_inputs(lh, contract)  # lineage of this table's writes, not the stage's
-        for chunk in _chunks(files, chunk_rows):
+        for chunk in _chunks(files, chunk_rows, CHUNK_BYTES):
             batch = todo.filter(pl.col("_source_file").is_in(pl.Series(chunk).implode())).collect()
+            # the keys already in silver (earlier runs and chunks): only this chunk's, streamed
+            keys = (
+                lh.scan(contract.full_name).select(contract.primary_key)
+                if contract.primary_key and lh.exists(contract.full_name)
+                else None
+            )
             result = process(batch, contract, options, existing_keys=keys)
             if result.accepted.height:
                 lh.write(contract.full_name, result.accepted, mode="append", inputs=inputs)
-                new_keys = result.accepted.select(contract.primary_key)
-                keys = new_keys if keys is None else pl.concat([keys, new_keys])
             if result.quarantined.height:
                 lh.write(QUARANTINE, result.quarantined, mode="append", inputs=inputs)
             counts["landed"] += result.landed
@@ -548,17 +574,38 @@ def _ensure_tables(lh: Lakehouse) -> None:
         lh.write(QUARANTINE, pl.DataFrame(schema=lh.catalog.get(QUARANTINE).schema), mode="append")
 
 
-def _chunks(files: pl.DataFrame, chunk_rows: int) -> list[list[str]]:
-    """Group whole files into chunks of about chunk_rows rows (a loop over files, not rows)."""
+def _file_sizes(todo: pl.LazyFrame) -> pl.DataFrame:
+    """Return each bronze file's rows (`n`) and bytes of strings (`bytes`), by file name.
+
+    Streamed: one pass over the unprocessed bronze rows, holding one row per file.
+    """
+    meta = {"_source_file", "_batch_id", "_file_sha256"}
+    strings = [n for n, t in todo.collect_schema().items() if t == pl.String and n not in meta]
+    size = pl.sum_horizontal([pl.col(c).str.len_bytes().fill_null(0).cast(pl.Int64)
+                              for c in strings] or [pl.lit(0, pl.Int64)])  # fmt: skip
+    return (
+        todo.group_by("_source_file")
+        .agg(pl.len().alias("n"), size.sum().alias("bytes"))
+        .sort("_source_file")
+        .collect(engine="streaming")
+    )
+
+
+def _chunks(files: pl.DataFrame, chunk_rows: int, chunk_bytes: int) -> list[list[str]]:
+    """Group whole files into chunks of about chunk_rows rows and at most chunk_bytes bytes.
+
+    A chunk holds at least one file (a loop over files, not rows).
+    """
     chunks: list[list[str]] = []
     current: list[str] = []
-    size = 0
-    for name, n in files.iter_rows():
-        if current and size + n > chunk_rows:
+    rows = size = 0
+    for name, n, nbytes in files.select("_source_file", "n", "bytes").iter_rows():
+        if current and (rows + n > chunk_rows or size + nbytes > chunk_bytes):
             chunks.append(current)
-            current, size = [], 0
+            current, rows, size = [], 0, 0
         current.append(name)
-        size += n
+        rows += n
+        size += nbytes
     if current:
         chunks.append(current)
     return chunks
