@@ -12,7 +12,8 @@ list belongs to no group and is allowed nothing.
 Objects and actions
 -------------------
 - ``read``, ``write`` on a table ``layer.table`` (``silver.orders``); ``erase``: remove a
-  data subject's rows and the history that held them (`hortus erase`);
+  data subject's rows and the history that held them (`hortus erase`); ``rotate_keys``:
+  re-key the table's PII tokens in a key rotation (`hortus keys rotate pii`);
 - ``unmask`` on a column ``layer.table.column`` (``silver.customers.email``): read it
   in the clear; ``reidentify`` on a column: turn its keyed tokens back into raw
   values;
@@ -114,6 +115,7 @@ ACTIONS: dict[str, str] = {
     "write": "table",
     "erase": "table",  # delete a data subject's rows and history (hortus.governance.erasure)
     "maintain": "table",  # compact, checkpoint, apply retention, vacuum (hortus.lakehouse.maintain)
+    "rotate_keys": "table",  # re-key its PII tokens in a key rotation (hortus.governance.rotation)
     "unmask": "column",
     "reidentify": "column",
     "train": "model",
@@ -124,7 +126,7 @@ ACTIONS: dict[str, str] = {
 }
 # YAML section of a group -> the actions it may grant
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "tables": ("read", "write", "erase", "maintain"),
+    "tables": ("read", "write", "erase", "maintain", "rotate_keys"),
     "columns": ("unmask", "reidentify"),
     "models": ("train", "register", "promote", "approve", "predict"),
 }
