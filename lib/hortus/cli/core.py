@@ -674,6 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hortus.cli.maintain import add_parsers as _maintain
 
     _maintain(sub)
+    from hortus.cli.keys import add_parsers as _keys  # hortus keys rotate pii, keys status
+
+    _keys(sub)
     return p
 
 

@@ -9,23 +9,41 @@ The key comes from the environment (`HORTUS_PII_KEY`) or from the git-ignored fi
 `.hortus/secrets/pii.key`.  `make run` writes the fixed demo key into that file
 when none exists, so the demo gives the same tokens on every machine; the key is
 labelled DEMO and must be replaced for real data.
+
+Key versions (rotation, `hortus.governance.rotation`): that key is version 1; version N
+is ``HORTUS_PII_KEY_V<N>`` or ``.hortus/secrets/pii.v<N>.key``.  The keyring file
+``.hortus/secrets/pii.keyring.json`` (beside the keys, git-ignored) records the current
+version, the retired ones, the rotation in progress if any (which tables are re-keyed
+already) and, per table holding tokens, the key version its rows use and the Delta version
+since when.  Without that file version 1 is current (projects from before rotation).
+`load_key` returns the current key, and refuses while a rotation is in progress: until
+`hortus keys rotate pii --resume` finishes it, some tables hold tokens of the old key and
+others of the new one, so nothing may tokenise new rows (never two live keys for one table).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import os
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from hortus.errors import HortusError
-from hortus.lakehouse.keys import read_key
+from hortus.lakehouse.keys import key_source, read_versioned_key
 from hortus.lakehouse.keys import write_demo_key as write_secret
 
 DEMO_KEY = "hortus-DEMO-ONLY-pii-key-do-not-use-for-real-data"
 TOKEN_PREFIX = "tok_"
 TOKEN_HEX = 24
+TOKEN_PATTERN = rf"{TOKEN_PREFIX}[0-9a-f]{{{TOKEN_HEX}}}"
+KEY_ENV = "HORTUS_PII_KEY"
+KEY_FILE = "pii.key"
+KEYRING_FILE = "pii.keyring.json"
+REF_PREFIX = "era_"  # keyed references of a subject (as ops.erasures keeps them)
 
 # Free-text patterns, applied in this order (IBAN before card before phone).
 TEXT_PATTERNS: dict[str, str] = {
@@ -44,13 +62,97 @@ TEXT_PATTERNS: dict[str, str] = {
 }
 
 
-def load_key(secrets_dir: Path) -> bytes:
-    """Return the tokenisation key from HORTUS_PII_KEY or secrets_dir/pii.key."""
-    key = read_key("HORTUS_PII_KEY", secrets_dir, "pii.key")
-    if key is None:
+class RotationInProgress(HortusError):
+    """A PII key rotation was started and not finished: no key may tokenise until it is."""
+
+
+def keyring_path(secrets_dir: Path) -> Path:
+    """Return the keyring file: current version, rotation in progress, per-table versions."""
+    return Path(secrets_dir) / KEYRING_FILE
+
+
+def read_keyring(secrets_dir: Path) -> dict[str, Any]:
+    """Return the PII keyring (version 1 current, nothing rotated, when there is no file)."""
+    path = keyring_path(secrets_dir)
+    ring: dict[str, Any] = {"current": 1, "retired": [], "rotation": None, "tables": {},
+                            "history": []}  # fmt: skip
+    if not path.exists():
+        return ring
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise HortusError(f"{path}: not a readable PII keyring ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("current"), int):
+        raise HortusError(f"{path}: field 'current' must be a key version number (1, 2, ...)")
+    if data["current"] < 1:
+        raise HortusError(f"{path}: field 'current' must be >= 1, got {data['current']}")
+    rotation = data.get("rotation")
+    if rotation is not None and not (
+        isinstance(rotation, dict) and {"id", "from", "to", "tables"} <= set(rotation)
+    ):
+        raise HortusError(f"{path}: field 'rotation' must be null or name id, from, to, tables")
+    return ring | data
+
+
+def write_keyring(secrets_dir: Path, ring: dict[str, Any]) -> Path:
+    """Write the keyring atomically (a new file renamed over the old one), mode 0600."""
+    path = keyring_path(secrets_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(ring, indent=2, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    return path
+
+
+def current_version(secrets_dir: Path) -> int:
+    """Return the PII key version new tokens are made with."""
+    return int(read_keyring(secrets_dir)["current"])
+
+
+def key_location(secrets_dir: Path, version: int) -> str:
+    """Return where key `version` is looked for, for messages: 'VAR or file'."""
+    env, name = key_source(KEY_ENV, KEY_FILE, version)
+    return f"{env} or {Path(secrets_dir) / name}"
+
+
+def load_key(secrets_dir: Path, version: int | None = None) -> bytes:
+    """Return the tokenisation key: the current version, or `version`.
+
+    Raises `RotationInProgress` (for the current key) while a rotation is unfinished,
+    and a clear error for an unknown or retired version or a missing key.
+    """
+    ring = read_keyring(secrets_dir)
+    rotation = ring.get("rotation")
+    if version is None:
+        if rotation:
+            done = sum(1 for s in rotation["tables"].values() if s.get("status") == "done")
+            raise RotationInProgress(
+                f"PII key rotation {rotation['id']} (v{rotation['from']} -> v{rotation['to']}) "
+                f"is in progress ({done}/{len(rotation['tables'])} tables re-keyed): some "
+                "tables hold tokens of one key, some of the other; finish it with `hortus keys "
+                "rotate pii --resume` before anything tokenises (`hortus keys status`)"
+            )
+        version = int(ring["current"])
+    known = max(int(ring["current"]), int(rotation["to"]) if rotation else 0)
+    if not 1 <= version <= known:
         raise HortusError(
-            f"no PII tokenisation key: set HORTUS_PII_KEY or write one to "
-            f"{Path(secrets_dir) / 'pii.key'} (`make key` writes the demo-only key)"
+            f"unknown PII key version v{version}: the keyring {keyring_path(secrets_dir)} "
+            f"knows v1 to v{known} (current v{ring['current']})"
+        )
+    if version in ring.get("retired", []):
+        raise HortusError(
+            f"PII key v{version} is retired (current: v{ring['current']}); no table uses it"
+        )
+    key = read_versioned_key(KEY_ENV, secrets_dir, KEY_FILE, version)
+    if key is None:
+        hint = " (`make key` writes the demo-only key)" if version == 1 else ""
+        raise HortusError(
+            f"no PII tokenisation key v{version}: set {key_location(secrets_dir, version)}"
+            + hint
         )
     return key
 
@@ -70,6 +172,21 @@ def token(value: str, key: bytes) -> str:
     """
     digest = hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
     return TOKEN_PREFIX + digest[:TOKEN_HEX]
+
+
+def keyed_ref(value: str, key: bytes) -> str:
+    """Return the keyed reference of a value for records (audit, ops.erasures), not a token.
+
+    The same as `hortus.governance.erasure.subject_ref`: whoever holds the key can find the
+    records about a subject by computing their reference; nobody else can read it.
+
+    Examples
+    --------
+    >>> keyed_ref("u000001", b"k")[:4]
+    'era_'
+    """
+    digest = hmac.new(key, b"erasure\x00" + value.encode(), hashlib.sha256).hexdigest()
+    return REF_PREFIX + digest[:24]
 
 
 def tokenize_series(s: pl.Series, key: bytes) -> pl.Series:
