@@ -1,4 +1,9 @@
-"""Audit log: keyed hash chain on a Delta table; every tampering is detected and located."""
+"""Audit log: signed hash chain on a Delta table; every tampering is detected and located.
+
+Key versions, rotation (also interrupted), anchors and the migration of a legacy HMAC
+log are here too; the audit writer process and the OS-user test are in
+tests/test_audit_writer.py.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,23 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from deltalake import DeltaTable
 
+from hortus.governance._audit_keys import KeyStore, TrustStore, derived_key, key_id_of
 from hortus.governance.access import Policy
 from hortus.governance.audit import (
     DEMO_AUDIT_KEY,
     GENESIS,
+    HASHED_FIELDS,
     AuditError,
     AuditLog,
     AuditRecord,
     canonical,
+    content_hash,
     load_audit_key,
+    record_hash,
+    signed_message,
     write_demo_audit_key,
 )
 
@@ -83,11 +95,16 @@ def test_append_then_verify_is_ok(log):
     assert df["ts"].to_list()[0] == T0  # microseconds and UTC survive the Delta round trip
 
 
-def test_hash_is_hmac_of_canonical_json_with_prev_hash(log):
-    """Check that each stored hash is HMAC-SHA256(key, canonical JSON incl. prev_hash)."""
+def test_hash_is_sha256_of_canonical_json_signed_by_the_published_key(log):
+    """Check hash = SHA-256(canonical JSON incl. prev_hash and key_id) and an Ed25519 sig."""
+    pub = derived_key(KEY).public_key()
+    assert set(TrustStore(log.trust.dir).public_keys()) == {key_id_of(pub)}
     for row in stored(log).to_dicts():
-        assert row["hash"] == hmac.new(KEY, canonical(row), hashlib.sha256).hexdigest()
+        assert row["key_id"] == key_id_of(pub)
+        assert row["hash"] == hashlib.sha256(canonical(row)).hexdigest()
         assert b'"prev_hash":"' + row["prev_hash"].encode() in canonical(row)
+        assert b'"key_id":"' + row["key_id"].encode() in canonical(row)
+        pub.verify(bytes.fromhex(row["sig"]), signed_message(row["hash"]))  # raises if bad
 
 
 def test_append_continues_the_chain_from_another_instance(log):
@@ -191,24 +208,195 @@ def test_verify_detects_a_plain_sha256_rewrite_from_the_edited_record(log):
 
 
 def test_verify_detects_a_rewrite_with_another_key(log):
-    """Check that a chain recomputed from seq 2 with a wrong key breaks at 2."""
+    """Check that a chain recomputed from seq 2 with a guessed HMAC key breaks at 2."""
     wrong = b"guessed-key"
     df = stored(log).with_columns(
         user=pl.when(pl.col("seq") == 2).then(pl.lit("nobody")).otherwise("user")
     )
     rewrite(log, rechain(df, 2, lambda b: hmac.new(wrong, b, hashlib.sha256).hexdigest()))
-    assert AuditLog(log.path, wrong).verify().broken_at == 1  # seq 1 still has the real key
+    # the audit secret plays no part in checking signed records: any verifier agrees
+    assert AuditLog(log.path, wrong).verify().broken_at == 2
     result = log.verify()
     assert not result.ok and result.broken_at == 2 and "another key" in result.reason
 
 
-def test_verify_with_anchor_detects_a_truncated_tail(log):
-    """Check that dropping the last record passes the chain but fails against the anchor."""
+def resign(df: pl.DataFrame, start_seq: int, key: Ed25519PrivateKey) -> pl.DataFrame:
+    """Rewrite from start_seq onward as a forger with their own Ed25519 key would."""
+    rows = df.sort("seq").with_columns(pl.col("ts").dt.epoch("us")).to_dicts()
+    prev = rows[start_seq - 2]["hash"] if start_seq > 1 else GENESIS
+    for row in rows[start_seq - 1 :]:
+        row |= {"prev_hash": prev, "key_id": key_id_of(key.public_key())}
+        row["hash"] = prev = content_hash(row)
+        row["sig"] = key.sign(signed_message(prev)).hex()
+    out = pl.DataFrame(rows).with_columns(pl.from_epoch("ts", "us").dt.replace_time_zone("UTC"))
+    return out.select(df.columns).cast(dict(df.schema))
+
+
+@pytest.mark.parametrize("start", [1, 4])
+def test_verify_fails_a_rewrite_re_signed_with_an_unknown_key(log, start):
+    """Check that a consistent chain signed by a key nobody published fails at its first record."""
+    forged = stored(log).with_columns(
+        detail=pl.when(pl.col("seq") == start).then(pl.lit("forged")).otherwise("detail")
+    )
+    rewrite(log, resign(forged, start, Ed25519PrivateKey.generate()))
+    result = log.verify(anchors=False)  # the signatures alone catch it
+    assert not result.ok and result.broken_at == start and result.checked == start - 1
+    assert "unknown" in result.reason and f"seq {start}" in result.reason
+
+
+def test_verify_detects_a_truncated_tail_against_the_latest_anchor(log):
+    """Check that dropping the last record passes the chain alone but fails the anchor."""
     anchor = log.head()
+    assert log.trust.latest_anchor()["seq"] == 6  # written by the append
     rewrite(log, stored(log).filter(pl.col("seq") != 6))
-    assert log.verify().ok  # documented limitation: a shorter chain is still a chain
-    result = log.verify(anchor=anchor)
+    assert log.verify(anchors=False).ok  # a shorter chain is still a chain
+    result = log.verify()  # anchored by default
     assert not result.ok and result.broken_at == 6 and "truncated" in result.reason
+    explicit = log.verify(anchor=anchor, anchors=False)
+    assert not explicit.ok and explicit.broken_at == 6
+
+
+def test_verify_detects_a_deleted_last_commit(log):
+    """Check that removing the last Delta commit (and its files) fails against the anchor."""
+    version = DeltaTable(str(log.path)).version()
+    (log.path / "_delta_log" / f"{version:020d}.json").unlink()
+    assert stored(log)["seq"].to_list() == [1, 2, 3]  # the second batch is gone
+    result = AuditLog(log.path, KEY).verify()
+    assert not result.ok and result.broken_at == 6 and "deleted last commit" in result.reason
+
+
+def test_verify_fails_without_anchors_file_and_with_a_forged_anchor(log):
+    """Check that a deleted anchors file, or an anchor signed by another key, fails verify."""
+    line = log.trust.anchors_path.read_text().splitlines()[-1]
+    log.trust.anchors_path.unlink()
+    result = log.verify()
+    assert not result.ok and "no anchor" in result.reason
+    TrustStore(log.trust.dir).anchor(Ed25519PrivateKey.generate(), 6, log.head()[1], 2)
+    result = log.verify()
+    assert not result.ok and "not signed by an audit key" in result.reason
+    log.trust.anchors_path.write_text(line + "\n")  # the writer's own anchor again
+    assert log.verify().ok
+
+
+# ------------------------------------------------------------------ key rotation
+def test_rotation_records_before_and_after_verify_and_the_old_key_is_retired(log, tmp_path):
+    """Check a rotation end to end: both key versions verify, the retired key cannot sign."""
+    store = KeyStore(tmp_path / "keys")
+    out = log.rotate_key(store)
+    old_id, new_id = key_id_of(derived_key(KEY).public_key()), out["to"]
+    assert out["from"] == old_id and new_id != old_id and not out["resumed"]
+    assert (store.dir.stat().st_mode & 0o777, store.current_id()) == (0o700, new_id)
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in store.dir.glob("*.pem"))
+    rotated = AuditLog(log.path, KEY, key_dir=store.dir)
+    rotated.append(*records(2, start=10))
+    df = stored(log)
+    assert df["key_id"].to_list() == [old_id] * 7 + [new_id] * 2
+    rotation = df.row(6, named=True)
+    assert rotation["action"] == "key_rotation" and new_id in rotation["detail"]
+    result = AuditLog(log.path, None).verify()  # a reader with no key at all
+    assert result.ok and result.checked == 9
+    # the old key alone can no longer append ...
+    with pytest.raises(AuditError, match=f"active audit key is {new_id}"):
+        AuditLog(log.path, KEY).append(*records(1))
+    # ... and a record it signs after the rotation (a leaked old key) does not verify
+    forged = resign(df.filter(pl.col("seq") <= 8), 8, derived_key(KEY))
+    rewrite(log, forged)
+    result = log.verify(anchors=False)
+    assert not result.ok and result.broken_at == 8 and "unknown or retired key" in result.reason
+
+
+@pytest.mark.parametrize("crash", ["before_record", "after_record"])
+def test_interrupted_rotation_resumes_with_the_same_key(log, tmp_path, monkeypatch, crash):
+    """Check that a rotation killed before or after its log record finishes on a rerun."""
+    store = KeyStore(tmp_path / "keys")
+    target = "_append_signed" if crash == "before_record" else None
+
+    def boom(*a, **k):
+        raise RuntimeError("killed")
+
+    if target:
+        monkeypatch.setattr(AuditLog, target, boom)
+    else:
+        monkeypatch.setattr(KeyStore, "save", boom)
+    with pytest.raises(RuntimeError, match="killed"):
+        log.rotate_key(store)
+    monkeypatch.undo()
+    pending = key_id_of(store.pending().public_key())
+    rotations = stored(log).filter(pl.col("action") == "key_rotation").height
+    assert rotations == (0 if crash == "before_record" else 1)
+    out = log.rotate_key(store)
+    assert out["resumed"] and out["to"] == pending and store.current_id() == pending
+    assert not store.pending_path.exists()
+    assert stored(log).filter(pl.col("action") == "key_rotation").height == 1
+    AuditLog(log.path, KEY, key_dir=store.dir).append(*records(1, start=20))
+    assert log.verify().ok and stored(log)["key_id"][-1] == pending
+
+
+def test_rotation_without_the_active_key_is_refused(log, tmp_path):
+    """Check that a key folder that does not hold the active key cannot rotate."""
+    stranger = AuditLog(log.path, b"not-the-secret")
+    with pytest.raises(AuditError, match="do not hold it"):
+        stranger.rotate_key(KeyStore(tmp_path / "keys"))
+    assert log.verify().ok
+
+
+# ------------------------------------------------------------ legacy HMAC logs
+def legacy_log(path: Path, n: int) -> None:
+    """Write a log as Hortus wrote it before signatures (HMAC chain, no key_id/sig)."""
+    rows, prev = [], GENESIS
+    for i, r in enumerate(records(n)):
+        row = {
+            "seq": i + 1,
+            "ts": r.ts,
+            "user": r.user,
+            "action": r.action,
+            "object": r.object,
+            "outcome": r.outcome,
+            "detail": r.detail,
+            "policy_version": r.policy_version,
+            "prev_hash": prev,
+        }
+        row["hash"] = prev = record_hash(row, KEY)
+        rows.append(row)
+    schema = {c: t for c, t in stored_schema().items() if c in [*HASHED_FIELDS, "hash"]}
+    pl.DataFrame(rows, schema=schema).write_delta(str(path))
+
+
+def stored_schema() -> pl.Schema:
+    from hortus.governance.audit import SCHEMA
+
+    return SCHEMA
+
+
+def test_a_legacy_hmac_log_is_sealed_at_the_first_signed_append(tmp_path):
+    """Check the migration: legacy records verify with the secret, or without it by digest."""
+    path = tmp_path / "ops" / "audit_log"
+    legacy_log(path, 4)
+    log = AuditLog(path, KEY)
+    log.append(*records(2, start=4))
+    df = stored(log)
+    assert df["key_id"].null_count() == 4 and df["action"][4] == "audit_migration"
+    assert '"legacy_hmac_check":"ok"' in df["detail"][4] and '"legacy_records":4' in df["detail"][4]
+    assert log.show()["key_id"].to_list()[:4] == ["hmac-v0"] * 4
+    assert log.verify().ok and log.verify().checked == 7
+    assert AuditLog(path, None).verify().ok  # no secret: checked against the signed digest
+    # an edit of a legacy record: named with the secret, caught by the digest without it
+    rewrite(log, df.with_columns(
+        detail=pl.when(pl.col("seq") == 2).then(pl.lit("edited")).otherwise("detail")
+    ))  # fmt: skip
+    with_key = log.verify()
+    assert not with_key.ok and with_key.broken_at == 2 and "legacy seq 2" in with_key.reason
+    without = AuditLog(path, None).verify()
+    assert not without.ok and "differ from the digest signed at the migration" in without.reason
+
+
+def test_a_legacy_log_without_secret_or_migration_does_not_verify(tmp_path):
+    """Check that unsigned legacy records are not taken on trust by a reader without the secret."""
+    path = tmp_path / "audit_log"
+    legacy_log(path, 3)
+    assert AuditLog(path, KEY).verify().ok  # the old key still checks them
+    result = AuditLog(path, None).verify()
+    assert not result.ok and "only be checked with the old audit secret" in result.reason
 
 
 def test_records_from_decisions_carry_outcome_and_policy_version(tmp_path):

@@ -5,8 +5,11 @@
   masked columns and the row filter.  Exit 0 allowed, 1 denied.
 - ``hortus access reidentify TABLE COLUMN TOKEN...``: raw values behind tokens
   (needs the `reidentify` grant; audited).
-- ``hortus audit verify``: check the keyed hash chain.  Exit 0 intact, 1 broken
-  (the message names the first broken record and why).
+- ``hortus audit verify``: check the signed hash chain and the latest anchor.  Exit 0
+  intact, 1 broken (the message names the first broken record and why).
+- ``hortus audit writer --socket PATH --key-dir DIR``: the audit writer process that
+  holds the signing key (run it as its own OS user; users set HORTUS_AUDIT_SOCKET).
+- ``hortus audit rotate-key``: a new audit signing key version (resumes an interrupted one).
 - ``hortus audit show [--denied] [--user U] [--json]``: the records, through the
   table API, so the viewer needs `read` on ops.audit_log and is audited.
 """
@@ -92,8 +95,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         anchor = (int(seq), digest)
     # verifying reads the whole log: the same grant as reading it, and audited
     Lakehouse.open(paths.root, stage="cli").authorize("read", AUDIT_TABLE, detail="audit verify")
-    log = AuditLog.open(default_path(paths), secrets_dir=paths.secrets)
-    result = log.verify(anchor=anchor)
+    log = AuditLog.open(default_path(paths), secrets_dir=paths.secrets, signing=False)
+    result = log.verify(anchor=anchor, anchors=not args.no_anchors)
     if args.json:
         print(
             json.dumps(
@@ -112,8 +115,52 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"{log.path}: {result}")
         if result.ok and result.head:
             seq, digest = result.head
-            print(f"  head {seq}:{digest}  (keep it elsewhere; --anchor detects truncation)")
+            print(f"  head {seq}:{digest}  (checked against {log.trust.anchors_path})")
     return 0 if result.ok else 1
+
+
+def _key_dir(args: argparse.Namespace, paths: Paths) -> Path:
+    from hortus.governance.audit import SIGNING_DIR
+
+    return Path(args.key_dir) if args.key_dir else paths.secrets / SIGNING_DIR
+
+
+def cmd_writer(args: argparse.Namespace) -> int:
+    from hortus.governance._audit_keys import KeyStore
+    from hortus.governance._audit_writer import prepare, serve
+    from hortus.governance.audit import AuditLog, default_path
+
+    paths = _paths(args)
+    log = AuditLog(default_path(paths), None, key_dir=_key_dir(args, paths), socket=None)
+    key_id = prepare(log, KeyStore(log.key_dir))
+
+    def ready(path: str) -> None:
+        print(f"audit writer: {log.path} signed with {key_id}, listening on {path}", flush=True)
+
+    serve(log, args.socket, group=args.group, ready=ready)
+    return 0
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    from hortus.governance._audit_keys import KeyStore, Signer
+    from hortus.governance.audit import KEY_ENV, KEY_FILE, AuditLog, default_path
+    from hortus.lakehouse.keys import read_key
+
+    paths = _paths(args)
+    store = KeyStore(_key_dir(args, paths))
+    previous = Signer(
+        KeyStore(Path(args.from_key_dir)) if args.from_key_dir else store,
+        read_key(KEY_ENV, paths.secrets, KEY_FILE),
+    )
+    log = AuditLog(default_path(paths), previous.secret, key_dir=store.dir, socket=None)
+    out = log.rotate_key(store, previous=previous)
+    if args.json:
+        print(json.dumps(out | {"key_dir": str(store.dir)}, indent=2))
+    else:
+        verb = "resumed and finished" if out["resumed"] else "rotated"
+        print(f"audit key {verb}: {out['from'] or '(already recorded)'} -> {out['to']}")
+        print(f"  private key in {store.dir} (mode 0600); public key in {log.trust.dir / 'keys'}")
+    return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -186,24 +233,63 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     au = sub.add_parser(
         "audit",
-        help="verify or show the tamper-evident access audit log",
-        description="The access audit log ops.audit_log (keyed hash chain).",
+        help="verify or show the tamper-evident access audit log; run its writer",
+        description="The access audit log ops.audit_log (signed hash chain).",
     )
     ausub = au.add_subparsers(dest="audit_action", required=True, metavar="ACTION")
     v = ausub.add_parser(
         "verify",
         help="check the hash chain (exit 0 intact, 1 broken, naming where)",
-        description="Recompute every record's keyed hash and check the seq and prev_hash "
-        "links.  Exit 0 when intact, 1 when broken: the message names the first broken "
-        "record (seq) and why (edited, deleted, reordered, rewritten without the key).  "
-        "Needs the audit key and read on ops.audit_log.",
+        description="Recompute every record's hash, check its Ed25519 signature against "
+        "the public key of its key version, the seq and prev_hash links, and the latest "
+        "signed anchor (so a cut tail fails).  Exit 0 when intact, 1 when broken: the "
+        "message names the first broken record (seq) and why (edited, deleted, "
+        "reordered, signed by an unknown key, truncated).  Needs read on ops.audit_log, "
+        "no private key.",
     )
     v.add_argument(
         "--anchor",
-        help="SEQ:HASH of an earlier head, kept elsewhere, to also detect truncation",
+        help="SEQ:HASH of an earlier head kept elsewhere (checked besides the latest anchor)",
+    )
+    v.add_argument(
+        "--no-anchors",
+        action="store_true",
+        help="do not check the latest anchor of <log>.trust/anchors.jsonl (chain only)",
     )
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_verify)
+
+    w = ausub.add_parser(
+        "writer",
+        help="run the audit writer: hold the signing key, append records sent over a socket",
+        description="Run as the audit writer's own OS user.  Holds the Ed25519 signing key "
+        "in --key-dir (mode 0700, key files 0600; a new key is made for a log that has no "
+        "signed record yet) and appends the records other hortus processes send over the "
+        "Unix socket --socket (mode 0660; --group gives it to the hortus users' group).  "
+        "Users set HORTUS_AUDIT_SOCKET to that path; without it each process signs itself "
+        "(single-user mode).  Stops on SIGTERM or Ctrl-C.",
+    )
+    w.add_argument("--socket", required=True, help="path of the Unix socket to listen on")
+    w.add_argument("--key-dir", required=True, help="private key folder of the writer")
+    w.add_argument("--group", help="group that may write to the socket (the hortus users)")
+    w.set_defaults(func=cmd_writer)
+
+    rk = ausub.add_parser(
+        "rotate-key",
+        help="make a new audit signing key version (writer side; resumes an interrupted one)",
+        description="Generate a new Ed25519 key in --key-dir, append a key_rotation record "
+        "signed by the active key that names the new public key (and is signed by it "
+        "too), then make the new key current.  Records before and after verify against "
+        "their own key version.  Rerun after an interruption: the pending key is reused.  "
+        "--from-key-dir: the folder holding the active key when it differs (a hand-over "
+        "from single-user mode to an audit writer).  Stop the writer or run this as its user.",
+    )
+    rk.add_argument(
+        "--key-dir", help="folder of the new key (default .hortus/secrets/audit_signing)"
+    )
+    rk.add_argument("--from-key-dir", help="folder holding the active key, if another")
+    rk.add_argument("--json", action="store_true")
+    rk.set_defaults(func=cmd_rotate_key)
 
     s = ausub.add_parser(
         "show",

@@ -1,52 +1,68 @@
-"""The access audit log: an append-only, tamper-evident Delta table in the ops plane.
+"""The access audit log: an append-only, signed, hash-chained Delta table in the ops plane.
 
 Every read, write, re-identification and denied attempt through the table API,
 every promotion, approval and policy change is one record: seq, ts, user,
 action, object, outcome (allowed | denied), detail, policy_version, prev_hash,
-hash.  The table lives at an explicit path (by
-convention `<lakehouse>/ops/audit_log`, see `default_path`) and is written with
+hash, key_id, sig.  The table lives at an explicit path (by convention
+`<lakehouse>/ops/audit_log`, see `default_path`) and is written with
 deltalake/polars directly, not through `hortus.lakehouse.tables.Lakehouse`, so that the
 table API can audit its own reads without recursing.
 
-Hash chain, and why it is keyed
--------------------------------
-Each record's ``hash`` is HMAC-SHA256(audit key, canonical JSON of its fields
-seq, ts, user, action, object, outcome, detail, policy_version and prev_hash),
-and ``prev_hash`` is the previous record's hash (64 zeros for seq 1).  Editing,
-deleting, inserting or reordering records therefore breaks the chain at the
-first record touched, and `AuditLog.verify` says where (`broken_at`) and why.
+Hash chain and signatures
+-------------------------
+Each record's ``hash`` is SHA-256 of the canonical JSON of its fields seq, ts, user,
+action, object, outcome, detail, policy_version, prev_hash and key_id; ``prev_hash``
+is the previous record's hash (64 zeros for seq 1); ``sig`` is the Ed25519
+signature of that hash by the private key named by ``key_id`` (see
+`hortus.governance._audit_keys`).  Editing, deleting, inserting or reordering
+records breaks the chain at the first record touched, and `AuditLog.verify` says
+where (`broken_at`) and why.  Verifying needs only public keys, so every user can
+verify while only the signer can write records that verify.
 
-A plain SHA-256 chain would not be enough: whoever can rewrite the table can
-also recompute every hash from the edited record onward, and the rewritten
-chain would verify.  With a key held by the audit writer, a rewrite made
-without the key (plain SHA-256 or another key) fails at the first rewritten
-record.
+Who signs:
 
-What it does not protect against:
+- **audit writer mode** (several users): `hortus audit writer --socket PATH --key-dir DIR`
+  runs as its own OS user, holds the private key (mode 0600 in a 0700 folder) and
+  appends the records every other process sends over the Unix socket
+  (HORTUS_AUDIT_SOCKET names it; `hortus.governance._audit_writer`).  A user who
+  rewrites the Delta table directly cannot produce signatures that verify;
+- **single-user mode** (no HORTUS_AUDIT_SOCKET; development, CI, one person's
+  machine): each process signs itself, with the key stored in
+  `.hortus/secrets/audit_signing/` or, without one, a key derived from the audit secret
+  (HORTUS_AUDIT_KEY or `.hortus/secrets/audit.key`).  Whoever holds that secret can
+  sign, so this mode protects against accidents and outsiders, not against the users.
 
-- someone holding the audit key: they can rewrite the whole chain undetectably.
-  Keep the key with the writer only (HORTUS_AUDIT_KEY from a secret store, or
-  `.hortus/secrets/audit.key` readable by the service account only);
-- dropping records from the end (or the whole table): the remaining chain is
-  consistent.  Record `AuditLog.head()` elsewhere (a ticket, a second store)
-  and pass it to `verify(anchor=...)` to detect truncation;
-- records never written: the log proves integrity of what was logged, not
-  completeness of logging.
+The signer's public keys go to the trust folder ``<log>.trust/keys/`` and, after each
+commit, a signed anchor (head seq and hash) is appended to ``<log>.trust/anchors.jsonl``;
+`verify` checks the latest anchor by default, so a cut tail or a deleted last commit
+fails.  Key rotation (`AuditLog.rotate_key`) appends a `key_rotation` record signed by
+the old key that names the new public key and carries the new key's signature of the
+hand-over; verification walks the versions in chain order and refuses a record
+signed by any key other than the one active at its position.
+
+Records written before signatures (an HMAC-SHA256 chain under the audit secret) carry
+no key_id (shown as ``hmac-v0``).  The first signed append on such a log writes an
+`audit_migration` record whose signed detail holds the number and SHA-256 digest of
+the legacy records; `verify` checks them against that digest and, when the audit
+secret is at hand, also each legacy HMAC (naming the first bad record).
+
+What it does not protect against: the signer's key holder (the writer's OS user, or
+anyone holding the single-user secret); deletion of the whole trust folder together
+with the table (keep the writer's folders unwritable by users); records never written
+(the log proves integrity of what was logged, not completeness of logging).  See the
+threat model in docs/security.md.
 
 Canonical JSON is Python's JSON encoder with sorted keys, separators ``,``/``:``
 and UTF-8 text (no ASCII escaping), with ts as integer microseconds since the
-Unix epoch (UTC).  It is fixed here rather than left to a dataframe library's
-JSON writer so that hashes stay verifiable across library upgrades.  HMAC has no
-vectorised form, so append and verify compute one canonical text and one HMAC
-per record in Python (tens of thousands of records per second); the
-structural checks (seq gaps, duplicates, prev_hash links) are vectorised.
+Unix epoch (UTC).  Signing and checking one record costs tens of microseconds in
+Python; the structural checks (seq gaps, duplicates, prev_hash links) are vectorised.
 
 Concurrency
 -----------
 Single writer: an append reads the last record and writes the next ones, so two
 writers racing would fork the chain (duplicate seq, detected by `verify`).  An
 exclusive `flock` on ``<path>.lock`` serialises appends from processes on one
-machine; writers on several machines must go through one audit service.
+machine; writers on several machines must go through one audit writer.
 
 Batching and policy changes
 ---------------------------
@@ -58,9 +74,8 @@ record whose policy_version differs from the last one logged is preceded by a
 by a process killed outright (SIGKILL, power loss) are lost; denials and writes
 are flushed before the call returns or raises.
 
-The key: HORTUS_AUDIT_KEY, else `.hortus/secrets/audit.key` (git-ignored).
-`write_demo_audit_key` writes a fixed key labelled DEMO-ONLY, like the PII key
-of the demo; replace it for real use.
+`write_demo_audit_key` writes a fixed audit secret labelled DEMO-ONLY, like the PII key
+of the demo; replace it for real use, or run an audit writer.
 """
 
 from __future__ import annotations
@@ -69,7 +84,9 @@ import fcntl
 import hashlib
 import hmac
 import json
+import os
 import re
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -83,6 +100,19 @@ from deltalake import DeltaTable
 
 from hortus.config import Paths
 from hortus.errors import HortusError
+from hortus.governance._audit_keys import (
+    LEGACY_KEY_ID,
+    RECORD_DOMAIN,
+    AuditKeyError,
+    KeyStore,
+    Signer,
+    TrustStore,
+    key_id_of,
+    public_from_hex,
+    raw_public,
+    rotation_statement,
+    signs,
+)
 from hortus.lakehouse.keys import read_key, write_demo_key
 
 if TYPE_CHECKING:
@@ -91,6 +121,10 @@ if TYPE_CHECKING:
 DEMO_AUDIT_KEY = "hortus-DEMO-ONLY-audit-key-do-not-use-for-real-logs"
 KEY_ENV = "HORTUS_AUDIT_KEY"
 KEY_FILE = "audit.key"
+SOCKET_ENV = "HORTUS_AUDIT_SOCKET"  # the audit writer's Unix socket (writer mode)
+SIGNING_DIR = "audit_signing"  # single-user key folder under .hortus/secrets
+ROTATION_ACTION = "key_rotation"
+MIGRATION_ACTION = "audit_migration"
 GENESIS = "0" * 64
 OUTCOMES = ("allowed", "denied")
 # Conventional actions; any lower-case word is accepted.
@@ -107,9 +141,12 @@ SCHEMA = pl.Schema(
         "policy_version": pl.String(),
         "prev_hash": pl.String(),
         "hash": pl.String(),
+        "key_id": pl.String(),  # None on legacy HMAC records (hmac-v0)
+        "sig": pl.String(),  # Ed25519 signature of hash, hex
     }
 )
-HASHED_FIELDS = tuple(c for c in SCHEMA if c != "hash")
+#: the fields of a legacy (HMAC) record's hash; signed records also hash key_id
+HASHED_FIELDS = tuple(c for c in SCHEMA if c not in ("hash", "key_id", "sig"))
 POLICY_OBJECT = "access_policy.yaml"  # object of policy_change records
 MAX_PENDING = 256  # AuditBuffer flushes by itself beyond this many records
 _ACTION = re.compile(r"[a-z][a-z0-9_]*")
@@ -122,6 +159,12 @@ class AuditError(HortusError):
 def default_path(paths: Paths) -> Path:
     """Return the conventional location of the audit log: `<lakehouse>/ops/audit_log`."""
     return paths.table("ops", "audit_log")
+
+
+def trust_dir(path: Path) -> Path:
+    """Return the public trust folder of the log at `path`: `<path>.trust`."""
+    path = Path(path)
+    return path.parent / f"{path.name}.trust"
 
 
 def load_audit_key(secrets_dir: Path) -> bytes:
@@ -196,17 +239,51 @@ def canonical(row: Mapping[str, Any]) -> bytes:
     """Return the canonical JSON bytes of a record's hashed fields.
 
     `ts` may be a time-zone-aware datetime or integer microseconds since the epoch;
-    it is hashed as the integer.
+    it is hashed as the integer.  A signed record (key_id set) also hashes its key_id;
+    a legacy record (no key_id) hashes the fields of the HMAC chain only.
     """
     payload = {k: row[k] for k in HASHED_FIELDS}
+    if row.get("key_id"):
+        payload["key_id"] = row["key_id"]
     if isinstance(payload["ts"], datetime):
         payload["ts"] = (payload["ts"] - _EPOCH) // _US
     return _JSON.encode(payload).encode("utf-8")
 
 
 def record_hash(row: dict, key: bytes) -> str:
-    """Return HMAC-SHA256(key, canonical JSON of the record incl. prev_hash), hex."""
+    """Return HMAC-SHA256(key, canonical JSON of the record incl. prev_hash), hex.
+
+    The hash of a legacy (hmac-v0) record; signed records use `content_hash`.
+    """
     return hmac.new(key, canonical(row), hashlib.sha256).hexdigest()
+
+
+def content_hash(row: Mapping[str, Any]) -> str:
+    """Return SHA-256 of the canonical JSON of a signed record (incl. prev_hash, key_id), hex."""
+    return hashlib.sha256(canonical(row)).hexdigest()
+
+
+def signed_message(digest: str) -> bytes:
+    """Return the bytes an audit key signs for a record whose hash is `digest`."""
+    return RECORD_DOMAIN + bytes.fromhex(digest)
+
+
+def legacy_digest(rows: list[dict]) -> str:
+    """Return SHA-256 over the canonical JSON and hash of legacy records, in seq order."""
+    h = hashlib.sha256()
+    for row in rows:  # audit records, read once at migration and at verification
+        h.update(canonical(row) + b"\n" + str(row["hash"]).encode() + b"\n")
+    return h.hexdigest()
+
+
+def _legacy_check(rows: list[dict], key: bytes | None) -> tuple[int | None, str]:
+    """Check legacy HMAC records with the audit secret: (first bad seq or None, summary)."""
+    if not key:
+        return None, "not checked (no audit secret)"
+    for row in rows:
+        if record_hash(row, key) != row["hash"]:
+            return int(row["seq"]), f"broken at seq {row['seq']}"
+    return None, "ok"
 
 
 def _with_policy_changes(rows: list[dict], last: str | None) -> list[dict]:
@@ -232,7 +309,12 @@ def _with_policy_changes(rows: list[dict], last: str | None) -> list[dict]:
 
 @dataclass
 class AuditLog:
-    """The append-only, keyed hash-chained audit log at `path` (a Delta table).
+    """The append-only, signed hash-chained audit log at `path` (a Delta table).
+
+    `key` is the audit secret (single-user mode: the signing key is derived from it
+    unless `key_dir` holds a stored key; also checks legacy HMAC records).  `key_dir`
+    is the signer's private key folder; `socket` an audit writer's Unix socket (then
+    appends go to the writer and this process needs no key at all).
 
     Examples
     --------
@@ -243,10 +325,12 @@ class AuditLog:
     """
 
     path: Path
-    key: bytes = field(repr=False)
-    #: (Delta version, head, last policy_version) after this object's last append: an
-    #: append that finds the table still at that version skips re-reading the log
-    _tail: tuple[int, tuple[int, str] | None, str | None] | None = field(
+    key: bytes | None = field(default=None, repr=False)
+    key_dir: Path | None = None
+    socket: str | None = None
+    #: (Delta version, head, last policy_version, active key_id) after this object's
+    #: last append: an append that finds the table still at that version skips re-reading
+    _tail: tuple[int, tuple[int, str] | None, str | None, str | None] | None = field(
         default=None, init=False, repr=False, compare=False
     )
     #: data files the last append opened to find the chain head (0: none, or a full read)
@@ -254,13 +338,40 @@ class AuditLog:
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
-        if not self.key:
+        if self.key is not None and not self.key:
             raise AuditError(f"audit log {self.path}: empty audit key")
 
     @classmethod
-    def open(cls, path: Path, *, secrets_dir: Path) -> AuditLog:
-        """Open the log at `path` with the key from HORTUS_AUDIT_KEY or secrets_dir."""
-        return cls(Path(path), load_audit_key(secrets_dir))
+    def open(cls, path: Path, *, secrets_dir: Path, signing: bool = True) -> AuditLog:
+        """Open the log at `path` for this process.
+
+        With HORTUS_AUDIT_SOCKET set, appends go to that audit writer.  Otherwise
+        (single-user mode) the process signs itself with the key of
+        `secrets_dir/audit_signing/` or one derived from HORTUS_AUDIT_KEY /
+        `secrets_dir/audit.key`; with neither, AuditError (unless `signing` is False:
+        verifying and reading need no key).
+        """
+        secret = read_key(KEY_ENV, secrets_dir, KEY_FILE)
+        key_dir = Path(secrets_dir) / SIGNING_DIR
+        socket = os.environ.get(SOCKET_ENV) or None
+        log = cls(Path(path), secret, key_dir=key_dir, socket=socket)
+        if signing and socket is None and not log.signer.usable():
+            raise AuditError(
+                f"no audit key: set {KEY_ENV} or write one to {Path(secrets_dir) / KEY_FILE} "
+                f"(`write_demo_audit_key` writes the demo-only key), or run an audit writer "
+                f"and set {SOCKET_ENV}"
+            )
+        return log
+
+    @property
+    def signer(self) -> Signer:
+        """Return the private keys this process may sign with (none in writer-client mode)."""
+        return Signer(KeyStore(self.key_dir) if self.key_dir else None, self.key)
+
+    @property
+    def trust(self) -> TrustStore:
+        """Return the log's public trust folder (`<path>.trust`)."""
+        return TrustStore(trust_dir(self.path))
 
     def exists(self) -> bool:
         """Return whether the log has been written at least once."""
@@ -270,10 +381,11 @@ class AuditLog:
         if not self.exists():
             return pl.DataFrame(schema=SCHEMA)
         df = pl.read_delta(str(self.path))
-        missing = [c for c in SCHEMA if c not in df.columns]
+        missing = [c for c in SCHEMA if c not in df.columns and c not in ("key_id", "sig")]
         if missing:
             raise AuditError(f"audit log {self.path}: column(s) {missing} missing")
-        return df.select(list(SCHEMA)).sort("seq", maintain_order=True)
+        extra = [pl.lit(None, pl.String()).alias(c) for c in ("key_id", "sig") if c not in df]
+        return df.with_columns(extra).select(list(SCHEMA)).sort("seq", maintain_order=True)
 
     def head(self) -> tuple[int, str] | None:
         """Return (seq, hash) of the last record, or None for an empty log."""
@@ -287,24 +399,32 @@ class AuditLog:
 
         Appends use this rather than a polars Delta scan, which runs on a Python
         thread pool that is already shut down when buffered records are flushed
-        at interpreter exit.
+        at interpreter exit.  Columns a legacy table lacks (key_id, sig) come back null.
         """
-        return pl.DataFrame(
-            pl.from_arrow(DeltaTable(str(self.path)).to_pyarrow_table(columns=list(names)))
+        dt = DeltaTable(str(self.path))
+        present = set(dt.schema().to_arrow().names)
+        df = pl.DataFrame(
+            pl.from_arrow(dt.to_pyarrow_table(columns=[n for n in names if n in present]))
         )
+        return df.with_columns(
+            [pl.lit(None, SCHEMA[n]).alias(n) for n in names if n not in present]
+        ).select(names)
 
-    def _read_tail(self, dt: DeltaTable) -> tuple[tuple[int, str] | None, str | None] | None:
-        """Return (head, last policy_version) read from the data file(s) holding the last seq.
+    def _read_tail(
+        self, dt: DeltaTable
+    ) -> tuple[tuple[int, str] | None, str | None, str | None] | None:
+        """Return (head, last policy_version, active key_id) from the file(s) of the last seq.
 
         The Delta log's per-file statistics (max of seq) name the file that holds the
         head, so an append opens one small file however many commits the log has (with
         `hortus maintain`'s checkpoints, not even every commit).  None when the log has
-        no statistics or the last file names no policy_version: read everything then.
+        no statistics, the last file names no policy_version or predates signatures:
+        read everything then.
         """
         self.tail_files_read = 0
         actions = dt.get_add_actions(flatten=True)
         if actions.num_rows == 0:
-            return None, None
+            return None, None, None
         if "max.seq" not in actions.column_names:
             return None
         tops = actions.column("max.seq").to_pylist()
@@ -314,15 +434,24 @@ class AuditLog:
         top = max(tops)
         files = [str(self.path / unquote(p)) for p, t in zip(paths, tops, strict=True) if t == top]
         self.tail_files_read = len(files)
-        rows = pl.read_parquet(files, columns=["seq", "hash", "policy_version"]).filter(
-            pl.col("seq") == top
-        )
+        columns = ["seq", "hash", "policy_version", "key_id", "action", "detail"]
+        try:
+            rows = pl.read_parquet(files, columns=columns).filter(pl.col("seq") == top)
+        except pl.exceptions.ColumnNotFoundError:  # a file written before signatures
+            return None
         if rows.height != 1:  # stats that do not match, or a forked seq: read everything
             return None
-        version = rows["policy_version"][0]
-        if version is None:  # the last record carries none: the full read finds the last one
+        last = rows.row(0, named=True)
+        if last["policy_version"] is None:  # the full read finds the last one
             return None
-        return (int(rows["seq"][0]), str(rows["hash"][0])), str(version)
+        return (int(last["seq"]), str(last["hash"])), str(last["policy_version"]), _active(last)
+
+    def _active_key(self) -> str | None:
+        """Return the key_id that signs the next record (None: no signed record yet)."""
+        if not self.exists():
+            return None
+        last = self._columns("seq", "key_id", "action", "detail").sort("seq").tail(1)
+        return _active(last.row(0, named=True)) if last.height else None
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -348,86 +477,208 @@ class AuditLog:
         return str(last["policy_version"][0]) if last.height else None
 
     def append(self, *records: AuditRecord, track_policy: bool = False) -> pl.DataFrame:
-        """Append records as one Delta commit, chaining their hashes; return the rows written.
+        """Append records as one Delta commit, chaining and signing them; return the rows.
 
         With `track_policy`, a record whose policy_version differs from the last one
         in the log (or from the record before it in the batch) is preceded by a
         `policy_change` record (object `access_policy.yaml`, detail "old -> new",
         user: whoever first acted under the new policy).  The comparison happens
-        under the append lock, so concurrent writers record one change once.
+        under the append lock, so concurrent writers record one change once.  In
+        writer-client mode (`socket`) the records go to the audit writer, which does
+        all that and signs.
         """
         if not records:
             return pl.DataFrame(schema=SCHEMA)
-        now = datetime.now(UTC)
-        rows = []
-        for i, r in enumerate(records):
-            where = f"audit log {self.path}: record {i + 1} of the batch"
-            if not isinstance(r, AuditRecord):
-                raise AuditError(f"{where}: expected an AuditRecord, got {type(r).__name__}")
-            if not r.user or not r.object:
-                raise AuditError(f"{where}: user and object must be non-empty")
-            if not _ACTION.fullmatch(r.action or ""):
-                raise AuditError(f"{where}: action must be a lower-case word, got {r.action!r}")
-            if r.outcome not in OUTCOMES:
-                raise AuditError(f"{where}: outcome must be one of {OUTCOMES}, got {r.outcome!r}")
-            ts = r.ts or now
-            if ts.tzinfo is None:
-                raise AuditError(f"{where}: ts {ts} has no time zone (give UTC)")
-            rows.append(
-                {
-                    "ts": ts.astimezone(UTC),
-                    "user": r.user,
-                    "action": r.action,
-                    "object": r.object,
-                    "outcome": r.outcome,
-                    "detail": r.detail,
-                    "policy_version": r.policy_version,
-                }
-            )
+        rows = _validated(records, self.path)
+        if self.socket:
+            from hortus.governance._audit_writer import append_remote
+
+            return append_remote(self.socket, rows, track_policy=track_policy)
+        return self._append_rows(rows, track_policy=track_policy)
+
+    def _append_rows(self, rows: list[dict], *, track_policy: bool) -> pl.DataFrame:
         with self._locked():
             dt = DeltaTable(str(self.path)) if self.exists() else None
             version = dt.version() if dt is not None else -1
             if self._tail is not None and self._tail[0] == version:
-                _, head, last_policy = self._tail  # nobody appended since our last append
+                _, head, last_policy, active = self._tail  # nobody appended since our last
             else:
                 tail = self._read_tail(dt) if dt is not None else None
                 if tail is not None:  # the file holding the last seq only
-                    head, last_policy = tail
-                else:  # no file statistics: read the seq and hash columns of every file
+                    head, last_policy, active = tail
+                else:  # no file statistics: read the columns of every file
                     head = self.head()
                     last_policy = self.last_policy_version() if track_policy else None
+                    active = self._active_key()
             if track_policy:
                 rows = _with_policy_changes(rows, last_policy)
+            key = self._signing_key(active)
+            key_id = key_id_of(key.public_key())
+            if active is None:  # the first signed record: publish the root public key
+                self.trust.publish(key.public_key())
+                if head is not None:  # on a legacy HMAC chain: sign a digest of it first
+                    rows = [self._migration_row(rows[0]["ts"]), *rows]
             seq, prev = head if head else (0, GENESIS)
             for row in rows:  # the chain is sequential by nature
                 seq += 1
-                row["seq"] = seq
-                row["prev_hash"] = prev
-                row["hash"] = prev = record_hash(row, self.key)
+                row |= {"seq": seq, "prev_hash": prev, "key_id": key_id}
+                row["hash"] = prev = content_hash(row)
+                row["sig"] = key.sign(signed_message(prev)).hex()
             df = pl.DataFrame(rows, schema=SCHEMA)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            df.write_delta(str(self.path), mode="append")
+            merge = dt is not None and "key_id" not in dt.schema().to_arrow().names
+            df.write_delta(
+                str(self.path),
+                mode="append",
+                delta_write_options={"schema_mode": "merge"} if merge else None,
+            )
+            self._anchor(key, seq, prev, version + 1)
             # the policy tail is only known when tracked (or carried from a tracked tail)
             if track_policy or (self._tail is not None and self._tail[0] == version):
                 policies = [p for p in (r["policy_version"] for r in rows) if p is not None]
                 last_policy = policies[-1] if policies else last_policy
-                self._tail = (version + 1, (seq, prev), last_policy)
+                self._tail = (version + 1, (seq, prev), last_policy, _active(rows[-1]))
             else:
                 self._tail = None
         return df
 
-    def verify(self, *, anchor: tuple[int, str] | None = None) -> VerifyResult:
+    def _signing_key(self, active: str | None) -> Any:
+        """Return the private key for the next record: the active one, or a root key."""
+        signer = self.signer
+        try:
+            if active is None:
+                return signer.root()
+            key = signer.key(active)
+        except AuditKeyError as exc:
+            raise AuditError(f"audit log {self.path}: {exc}") from exc
+        if key is None:
+            raise AuditError(
+                f"audit log {self.path}: the log's active audit key is {active}, and this "
+                "process does not hold it (another signer owns the log: send records to its "
+                f"audit writer via {SOCKET_ENV}, or hand the log over with "
+                "`hortus audit rotate-key --from-key-dir`)"
+            )
+        return key
+
+    def _anchor(self, key: Any, seq: int, digest: str, version: int) -> None:
+        """Record the new head in the trust folder (a failure warns: the commit stands)."""
+        try:
+            self.trust.anchor(key, seq, digest, version)
+        except OSError as exc:
+            warnings.warn(
+                f"audit log {self.path}: commit {version} written but its anchor could not be "
+                f"recorded in {self.trust.anchors_path} ({exc}); verify checks the last anchor",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def _migration_row(self, ts: datetime) -> dict:
+        """Return the record that seals a legacy HMAC chain under the first signing key."""
+        legacy = self._frame().filter(pl.col("key_id").is_null())
+        rows = legacy.with_columns(pl.col("ts").dt.epoch("us")).to_dicts()
+        _, checked = _legacy_check(rows, self.key)
+        detail = {
+            "legacy_records": len(rows),
+            "legacy_digest": legacy_digest(rows),
+            "legacy_hmac_check": checked,
+        }
+        return {
+            "ts": ts,
+            "user": "hortus",
+            "action": MIGRATION_ACTION,
+            "object": self.path.name,
+            "outcome": "allowed",
+            "detail": _JSON.encode(detail),
+            "policy_version": None,
+        }
+
+    def rotate_key(self, store: KeyStore, *, previous: Signer | None = None) -> dict:
+        """Rotate the signing key to a new one kept in `store`; resume an interrupted rotation.
+
+        Steps, each safe to repeat: (1) a new key is generated as `pending.pem` (or the
+        pending one of an interrupted run is reused); (2) under the append lock, a
+        `key_rotation` record signed by the active key names the new public key and
+        carries the new key's signature of the hand-over; (3) the new key is stored as
+        `<key_id>.pem` and made current.  `previous` holds the active key (default: this
+        log's signer plus `store`).  Returns {"from", "to", "resumed"}.
+        """
+        holders = [previous or self.signer, Signer(store, None)]
+        pending = store.pending()
+        resumed = pending is not None
+        new = pending or store.new_pending()
+        new_id = key_id_of(new.public_key())
+        with self._locked():
+            self._tail = None
+            active = self._active_key()
+            if active is None:
+                raise AuditError(
+                    f"audit log {self.path}: no signed record yet, nothing to rotate (the first "
+                    "append signs with the writer's key)"
+                )
+            if active != new_id:
+                old = next((k for h in holders if (k := h.key(active)) is not None), None)
+                if old is None:
+                    raise AuditError(
+                        f"audit log {self.path}: the active audit key is {active}; the key "
+                        f"folder(s) given do not hold it, so the rotation cannot be signed"
+                    )
+                public_hex = raw_public(new.public_key()).hex()
+                detail = {
+                    "from": active,
+                    "to": new_id,
+                    "public_key": public_hex,
+                    "new_key_sig": new.sign(rotation_statement(active, new_id, public_hex)).hex(),
+                }
+                self.trust.publish(new.public_key())
+                row = {
+                    "ts": datetime.now(UTC),
+                    "user": "hortus-audit-writer",
+                    "action": ROTATION_ACTION,
+                    "object": "audit_key",
+                    "outcome": "allowed",
+                    "detail": _JSON.encode(detail),
+                    "policy_version": None,
+                }
+                self._append_signed(row, old, active)
+            store.save(new)  # <key_id>.pem and current
+            store.pending_path.unlink(missing_ok=True)
+        return {"from": active if active != new_id else None, "to": new_id, "resumed": resumed}
+
+    def _append_signed(self, row: dict, key: Any, key_id: str) -> None:
+        """Append one record signed by `key` (under the lock held by the caller)."""
+        dt = DeltaTable(str(self.path))
+        head = self.head()
+        seq, prev = head if head else (0, GENESIS)
+        row |= {"seq": seq + 1, "prev_hash": prev, "key_id": key_id}
+        row["hash"] = content_hash(row)
+        row["sig"] = key.sign(signed_message(row["hash"])).hex()
+        merge = "key_id" not in dt.schema().to_arrow().names
+        pl.DataFrame([row], schema=SCHEMA).write_delta(
+            str(self.path),
+            mode="append",
+            delta_write_options={"schema_mode": "merge"} if merge else None,
+        )
+        self._anchor(key, seq + 1, row["hash"], dt.version() + 1)
+        self._tail = None
+
+    def verify(
+        self, *, anchor: tuple[int, str] | None = None, anchors: bool = True
+    ) -> VerifyResult:
         """Check the whole chain; report the first broken record and the reason.
 
         Detects edited records (hash mismatch), deleted or duplicated records
-        (seq gap or repeat), reordered or inserted records (prev_hash link), and
-        chains recomputed without the key (plain SHA-256 or another key).  With
-        `anchor` = an earlier `head()`, also detects records dropped from the end.
+        (seq gap or repeat), reordered or inserted records (prev_hash link), records
+        not signed by the key active at their position (forged, re-signed with
+        another key, or a retired key used after a rotation), and, against the latest
+        signed anchor of the trust folder (`anchors`, default on) or an explicit
+        `anchor` = an earlier `head()`, records dropped from the end.
         """
         df = self._frame()
         n = df.height
         head = (int(df["seq"][-1]), str(df["hash"][-1])) if n else None
-        # Structural checks, vectorised: seq must be 1..n, each prev_hash the hash before.
+        # Structural checks, vectorised: seq must be 1..n, each prev_hash the hash before,
+        # and no unsigned (legacy) record after the first signed one.
+        signed = pl.col("key_id").is_not_null()
         checks = df.with_row_index("i").select(
             "i",
             "seq",
@@ -435,69 +686,241 @@ class AuditLog:
             link_ok=(pl.col("prev_hash") == pl.col("hash").shift(1, fill_value=GENESIS)).fill_null(
                 False
             ),
+            order_ok=signed | ~signed.cum_max(),
         )
-        bad = checks.filter(~(pl.col("seq_ok") & pl.col("link_ok")))
+        bad = checks.filter(~(pl.col("seq_ok") & pl.col("link_ok") & pl.col("order_ok")))
         limit = int(bad["i"][0]) if bad.height else n
-        # Keyed hashes, one HMAC per record, up to the first structural break.
-        fields = [*HASHED_FIELDS, "hash"]
-        values = df.head(limit).select(fields).with_columns(pl.col("ts").dt.epoch("us")).rows()
-        for i, row in enumerate(dict(zip(fields, v, strict=True)) for v in values):
-            if record_hash(row, self.key) != row["hash"]:
-                return VerifyResult(False, i, row["seq"], self._hash_reason(row), head)
+        fields = [*HASHED_FIELDS, "hash", "key_id", "sig"]
+        rows = df.head(limit).select(fields).with_columns(pl.col("ts").dt.epoch("us")).to_dicts()
+        legacy = [r for r in rows if r["key_id"] is None]
+        try:
+            trusted = self.trust.public_keys()
+        except AuditKeyError as exc:
+            return VerifyResult(False, 0, 1 if n else None, str(exc), head)
+        failure = self._check_legacy(legacy, rows[len(legacy)] if len(legacy) < len(rows) else None)
+        if failure is None:
+            failure, keys = self._check_signed(rows[len(legacy) :], trusted, len(legacy))
+        if failure is not None:
+            return VerifyResult(False, failure[0], failure[1], failure[2], head)
         if limit < n:
-            row = checks.row(limit, named=True)
-            seq = int(row["seq"])
-            if not row["seq_ok"]:
-                before = int(df["seq"][limit - 1]) if limit else 0
-                if seq == before:
-                    why = (
-                        f"seq {seq} appears twice "
-                        "(record duplicated, or two writers forked the log)"
-                    )
-                elif limit == 0:
-                    why = (
-                        f"the first record has seq {seq}, expected 1 (records deleted at the start)"
-                    )
-                else:
-                    gap = f"{before + 1}" if seq - before == 2 else f"{before + 1}..{seq - 1}"
-                    why = f"seq {gap} missing between {before} and {seq} (record deleted)"
-            else:
+            return VerifyResult(
+                False, limit, int(checks["seq"][limit]), _why(df, checks, limit), head
+            )
+        targets = [("anchored", anchor)] if anchor is not None else []
+        if anchors:
+            try:
+                latest = self.trust.latest_anchor()
+            except AuditKeyError as exc:
+                return VerifyResult(False, n, None, str(exc), head)
+            if latest is None and len(legacy) < n:
                 why = (
-                    f"prev_hash of seq {seq} is not the hash of seq {seq - 1} "
-                    "(records reordered, inserted or deleted)"
+                    f"no anchor in {self.trust.anchors_path} for a log with signed records "
+                    "(the anchors file was deleted, or the writer could not write it)"
                 )
-            return VerifyResult(False, limit, seq, why, head)
-        if anchor is not None:
-            a_seq, a_hash = anchor
+                return VerifyResult(False, n, head[0] if head else None, why, head)
+            if latest is not None:
+                pub = keys.get(latest.get("key_id")) or trusted.get(latest.get("key_id"))
+                if pub is None or not TrustStore.anchor_signed(latest, pub):
+                    why = (
+                        f"the latest anchor in {self.trust.anchors_path} is not signed by "
+                        "an audit key of this log"
+                    )
+                    return VerifyResult(False, n, None, why, head)
+                targets.append(("latest signed anchor", (int(latest["seq"]), latest["hash"])))
+        for what, (a_seq, a_hash) in targets:
             hit = df.filter(pl.col("seq") == a_seq)
             if hit.height == 0 or hit["hash"][0] != a_hash:
                 return VerifyResult(
                     False,
                     n,
                     a_seq,
-                    f"anchored record seq {a_seq} (hash {a_hash[:12]}...) is missing or "
-                    "different: the log was truncated or rewritten",
+                    f"{what} record seq {a_seq} (hash {a_hash[:12]}...) is missing or "
+                    "different: the log was truncated or rewritten (a cut tail or a deleted "
+                    "last commit)",
                     head,
                 )
         return VerifyResult(True, n, None, None, head)
 
+    def _check_legacy(
+        self, legacy: list[dict], first_signed: dict | None
+    ) -> tuple[int, int, str] | None:
+        """Check the legacy HMAC records: (records checked, seq, reason) of a failure, or None."""
+        if not legacy:
+            return None
+        bad, _ = _legacy_check(legacy, self.key)
+        if bad is not None:
+            row = legacy[bad - 1]
+            return bad - 1, bad, self._hash_reason(row)
+        if first_signed is not None and first_signed["action"] == MIGRATION_ACTION:
+            sealed = json.loads(first_signed["detail"])
+            if (sealed.get("legacy_records"), sealed.get("legacy_digest")) != (
+                len(legacy),
+                legacy_digest(legacy),
+            ):
+                return (
+                    0,
+                    1,
+                    (
+                        f"legacy records 1..{len(legacy)} differ from the digest signed at the "
+                        f"migration (seq {first_signed['seq']}): a legacy record was edited"
+                    ),
+                )
+        elif not self.key:
+            return (
+                0,
+                1,
+                (
+                    f"{len(legacy)} legacy HMAC record(s) (hmac-v0) and no signed migration "
+                    "record: "
+                    f"they can only be checked with the old audit secret ({KEY_ENV})"
+                ),
+            )
+        return None
+
+    def _check_signed(
+        self, rows: list[dict], trusted: dict[str, Any], offset: int
+    ) -> tuple[tuple[int, int, str] | None, dict[str, Any]]:
+        """Walk the signed records and key versions in chain order."""
+        keys = dict(trusted)
+        active = rows[0]["key_id"] if rows else None
+        if active is not None and active not in trusted:
+            row = rows[0]
+            why = (
+                f"seq {row['seq']} is signed by key_id {active}, which is not a published "
+                f"audit key ({self.trust.dir / 'keys'}): a record signed by an unknown key"
+            )
+            return (offset, int(row["seq"]), why), keys
+        for i, row in enumerate(rows):  # one signature check per record, in order
+            seq = int(row["seq"])
+            fail = (offset + i, seq)
+            if row["key_id"] != active:
+                why = (
+                    f"seq {seq} is signed by key_id {row['key_id']}, but the active audit key "
+                    f"at seq {seq} is {active}: a record signed by an unknown or retired key"
+                )
+                return (*fail, why), keys
+            if content_hash(row) != row["hash"]:
+                return (*fail, self._hash_reason(row)), keys
+            if not signs(keys[active], row["sig"], signed_message(row["hash"])):
+                why = (
+                    f"signature of seq {seq} does not verify under audit key {active}: the "
+                    "record was rewritten without the audit writer's private key (chain "
+                    "recomputed with a plain unkeyed SHA-256, or re-signed with another key)"
+                )
+                return (*fail, why), keys
+            if row["action"] == ROTATION_ACTION:
+                try:
+                    info = json.loads(row["detail"])
+                    new_pub = public_from_hex(info["public_key"])
+                    ok = (
+                        info["from"] == active
+                        and key_id_of(new_pub) == info["to"]
+                        and signs(
+                            new_pub,
+                            info["new_key_sig"],
+                            rotation_statement(active, info["to"], info["public_key"]),
+                        )
+                    )
+                except (ValueError, KeyError, TypeError):
+                    ok = False
+                if not ok:
+                    why = f"key rotation record seq {seq} is malformed or not signed by the new key"
+                    return (*fail, why), keys
+                active = info["to"]
+                keys[active] = new_pub
+        return None, keys
+
     def _hash_reason(self, row: dict) -> str:
         seq = row["seq"]
         plain = hashlib.sha256(canonical(row)).hexdigest()
+        if row.get("key_id"):
+            return (
+                f"hash of seq {seq} does not match its contents: record edited, or the chain "
+                "recomputed with another key"
+            )
         if row["hash"] == plain:
             how = "recomputed with a plain unkeyed SHA-256 (chain rewritten without the key)"
         else:
             how = "record edited, or the chain recomputed with another key"
-        return f"hash of seq {seq} does not match its contents under the audit key: {how}"
+        return f"hash of legacy seq {seq} does not match its contents under the audit key: {how}"
 
     def show(self, *, denied_only: bool = False, user: str | None = None) -> pl.DataFrame:
-        """Return the log as a frame in seq order (optionally denied records or one user only)."""
-        df = self._frame()
+        """Return the log as a frame in seq order (optionally denied records or one user only).
+
+        Legacy records (before signatures) show key_id ``hmac-v0``.
+        """
+        df = self._frame().with_columns(pl.col("key_id").fill_null(LEGACY_KEY_ID))
         if denied_only:
             df = df.filter((pl.col("outcome") == "denied") | (pl.col("action") == "denied"))
         if user is not None:
             df = df.filter(pl.col("user") == user)
         return df
+
+
+def _active(last: Mapping[str, Any]) -> str | None:
+    """Return the key that signs after the record `last` (its own, or a rotation's new key)."""
+    if not last.get("key_id"):
+        return None
+    if last.get("action") == ROTATION_ACTION:
+        try:
+            return str(json.loads(last["detail"])["to"])
+        except (ValueError, KeyError, TypeError):
+            return str(last["key_id"])
+    return str(last["key_id"])
+
+
+def _validated(records: tuple[AuditRecord, ...], path: Path) -> list[dict]:
+    """Return the rows of valid records, or raise naming the first bad one."""
+    now = datetime.now(UTC)
+    rows = []
+    for i, r in enumerate(records):
+        where = f"audit log {path}: record {i + 1} of the batch"
+        if not isinstance(r, AuditRecord):
+            raise AuditError(f"{where}: expected an AuditRecord, got {type(r).__name__}")
+        if not r.user or not r.object:
+            raise AuditError(f"{where}: user and object must be non-empty")
+        if not _ACTION.fullmatch(r.action or ""):
+            raise AuditError(f"{where}: action must be a lower-case word, got {r.action!r}")
+        if r.outcome not in OUTCOMES:
+            raise AuditError(f"{where}: outcome must be one of {OUTCOMES}, got {r.outcome!r}")
+        ts = r.ts or now
+        if ts.tzinfo is None:
+            raise AuditError(f"{where}: ts {ts} has no time zone (give UTC)")
+        rows.append(
+            {
+                "ts": ts.astimezone(UTC),
+                "user": r.user,
+                "action": r.action,
+                "object": r.object,
+                "outcome": r.outcome,
+                "detail": r.detail,
+                "policy_version": r.policy_version,
+            }
+        )
+    return rows
+
+
+def _why(df: pl.DataFrame, checks: pl.DataFrame, limit: int) -> str:
+    """Return the reason of the first structural break (row `limit`)."""
+    row = checks.row(limit, named=True)
+    seq = int(row["seq"])
+    if not row["order_ok"]:
+        return (
+            f"seq {seq} carries no signature (key_id) after signed records: a record written "
+            "without the audit key"
+        )
+    if not row["seq_ok"]:
+        before = int(df["seq"][limit - 1]) if limit else 0
+        if seq == before:
+            return f"seq {seq} appears twice (record duplicated, or two writers forked the log)"
+        if limit == 0:
+            return f"the first record has seq {seq}, expected 1 (records deleted at the start)"
+        gap = f"{before + 1}" if seq - before == 2 else f"{before + 1}..{seq - 1}"
+        return f"seq {gap} missing between {before} and {seq} (record deleted)"
+    return (
+        f"prev_hash of seq {seq} is not the hash of seq {seq - 1} "
+        "(records reordered, inserted or deleted)"
+    )
 
 
 class AuditBuffer:
