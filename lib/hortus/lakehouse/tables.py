@@ -580,10 +580,11 @@ class Lakehouse:
         pipeline, which sees everything in the clear, hashes the full table).
         Leaves out the ingestion-time columns (`_ingested_at`, ...), so two builds
         from the same inputs hash the same although Delta file names and commit
-        times differ.  Stable for one polars version (pinned by uv.lock).
+        times differ.  Stable for one polars version (pinned by uv.lock).  Streamed in
+        batches (`frames_hash`): memory holds a batch, not the table (silver's bound).
         """
-        df = self.read(name, version=version)
-        return frame_hash(df)
+        lf = self.scan(name, version=version)
+        return frames_hash(lf.collect_batches(chunk_size=50_000), lf.collect_schema().names())
 
 
 def _check_erased(dt: DeltaTable, path: Path, name: str) -> None:
@@ -624,14 +625,26 @@ def _removed_by_maintain(path: Path, version: int) -> str | None:
 
 def frame_hash(df: pl.DataFrame) -> str:
     """Return an order-independent content hash of a frame (columns sorted by name)."""
-    cols = sorted(c for c in df.columns if c not in VOLATILE_COLUMNS)
-    df = df.select(cols)
-    if df.height == 0:
+    return frames_hash([df], df.columns)
+
+
+def frames_hash(frames: Iterable[pl.DataFrame], columns: list[str]) -> str:
+    """Return `frame_hash` of the rows of several frames (batches of one table) together.
+
+    Row hashes are summed (mod 2**64) and xor-ed, so any split into batches gives
+    the hash of the whole frame.
+    """
+    cols = sorted(c for c in columns if c not in VOLATILE_COLUMNS)
+    rows = total = xor = 0
+    for df in frames:
+        if df.height:
+            h = df.select(cols).hash_rows(seed=7)
+            total = (total + int(h.cast(pl.UInt64).sum())) & 0xFFFFFFFFFFFFFFFF
+            xor ^= int(h.to_frame().select(pl.col(h.name).bitwise_xor()).item())
+            rows += df.height
+    if rows == 0:
         return f"rows=0;cols={','.join(cols)}"
-    h = df.hash_rows(seed=7)
-    total = int(h.cast(pl.UInt64).sum()) & 0xFFFFFFFFFFFFFFFF
-    xor = int(h.to_frame().select(pl.col(h.name).bitwise_xor()).item())
-    return f"rows={df.height};sum={total:016x};xor={xor:016x}"
+    return f"rows={rows};sum={total:016x};xor={xor:016x}"
 
 
 def _rows_added(commit: dict) -> int | None:
