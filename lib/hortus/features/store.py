@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import os
 import sqlite3
 import threading
@@ -511,15 +512,20 @@ class BaseOnlineStore:
             finally:
                 self._end()
         bools = self._bools
+        derived = [(d.name, d.python) for d in self.fs.derived]
+        order = self._order
+        pick = operator.itemgetter(*order)
+        if len(order) == 1:
+            pick = lambda row: (row[order[0]],)  # noqa: E731 - itemgetter of one is not a tuple
         out = []
         for row in rows:
             for name in bools:  # SQLite stores booleans as 0/1
                 v = row.get(name)
                 if v is not None:
                     row[name] = bool(v)
-            for d in self.fs.derived:
-                row[d.name] = d.python(row)
-            out.append({n: row[n] for n in self._order})
+            for name, fn in derived:
+                row[name] = fn(row)
+            out.append(dict(zip(order, pick(row), strict=True)))
         return out, as_of
 
     def _lookup_waves(self, rows: list[dict[str, Any]], as_of: list[dict[str, int | None]]) -> None:
@@ -548,16 +554,20 @@ class BaseOnlineStore:
                 root = g.name in self._roots
                 dflt = self._dflt[g.name]
                 stamp = len(names)
+                # one dict per distinct key (a recommendation repeats its user's rows)
+                hits = {k: (dict(zip(names, v, strict=False)), v[stamp] if len(v) > stamp else None)
+                        for k, v in got.items()}  # fmt: skip
+                gname = g.name
                 for i, key in enumerate(keys):
-                    vals = got.get(key)
-                    if vals is None:
+                    hit = hits.get(key)
+                    if hit is None:
                         if root:
                             raise self._unknown(g, key)
                         rows[i].update(dflt)
-                        as_of[i][g.name] = None
+                        as_of[i][gname] = None
                     else:
-                        rows[i].update(zip(names, vals, strict=False))
-                        as_of[i][g.name] = vals[stamp] if len(vals) > stamp else None
+                        rows[i].update(hit[0])
+                        as_of[i][gname] = hit[1]
 
 
 class OnlineStore(BaseOnlineStore):

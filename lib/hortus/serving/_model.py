@@ -60,6 +60,8 @@ class ServedModel:
     signature: Any
     spec: Any
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    scorer: Any = None  # CompiledScorer, or None: the pipeline scores (`hortus.serving._scorer`)
+    checker: Any = None  # RowChecker of the signature (built by load_served)
 
     @property
     def task(self) -> str:
@@ -87,6 +89,40 @@ class ServedModel:
         if self.task == "ranking":
             return pl.DataFrame({"score": predict_scores(self.pipeline, frame, self.spec)})
         return predict(self.pipeline, frame, self.spec)
+
+    def model_input(self, rows: Sequence[dict]) -> np.ndarray:
+        """Return the pipeline input of checked rows (typed frame, then `to_model_input`)."""
+        from hortus.models.modeling import to_model_input
+
+        return to_model_input(self.frame(rows), self.spec)
+
+    def outputs(self, rows: Sequence[dict]) -> dict[str, np.ndarray]:
+        """Return the output columns (score, prediction...) of checked rows as arrays.
+
+        The compiled scorer when the model has one and the rows hold plain values
+        (bit-identical outputs, `hortus.serving._scorer`), else the typed frame and
+        the fitted pipeline.
+        """
+        from hortus.models._estimators import _outputs
+
+        x = self.scorer.matrix(rows) if self.scorer is not None else None
+        if x is not None:
+            return _outputs(_Compiled(self.scorer, x), x, self.spec)
+        return _outputs(self.pipeline, self.model_input(rows), self.spec)
+
+
+class _Compiled:
+    """The compiled scorer behind the pipeline interface `_outputs` calls (one input)."""
+
+    def __init__(self, scorer, x: np.ndarray):
+        self.classes_ = scorer.classes_
+        self._scorer = scorer
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return self._scorer.predict_proba(x)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self._scorer.predict(x)
 
 
 def _parse_time(value: Any, kind: str) -> Any:
@@ -127,7 +163,20 @@ def load_served(lh, name: str, ref: str | int, *, alias: str = "") -> ServedMode
         raise ModelUnavailable(
             f"model {name} v{mv.version}: signature {served.names} does not match its spec"
         )
-    return served
+    return compiled(served)
+
+
+def compiled(served: ServedModel, *, compile: bool = True) -> ServedModel:
+    """Return `served` with its row checker and (when `compile`) its compiled scorer."""
+    import dataclasses
+
+    from hortus.serving._scorer import CompiledScorer
+
+    scorer = None
+    if compile:
+        scorer = CompiledScorer.build(served.pipeline, served.spec, served.signature,
+                                      served.model_input)  # fmt: skip
+    return dataclasses.replace(served, scorer=scorer, checker=RowChecker(served.signature))
 
 
 # ------------------------------------------------------------------ input checks
@@ -159,12 +208,66 @@ def _type_problem(value: Any, expected: str) -> str | None:
     return f"has type {got}, expected {expected}"
 
 
+_NONE = type(None)
+_MISSING = object()
+#: value types that can never be a problem, per signature type (None: when nullable)
+_CLEAN_TYPES: dict[str, frozenset[type]] = {
+    "string": frozenset({str}),
+    "int": frozenset({int}),
+    "float": frozenset({float, int}),
+    "bool": frozenset({bool}),
+}
+
+
+class RowChecker:
+    """`check_rows` for one signature, its category sets computed once.
+
+    Each column is first judged as a whole (the set of value types, the set of texts
+    against the categories: a few C-level passes); only a request with a problem
+    goes through the row-by-row walk that lists every problem in order.
+    """
+
+    def __init__(self, signature):
+        self.signature = signature
+        self.columns = signature.columns  # keys that are not inputs are ignored
+        self._cats = {c["name"]: frozenset(str(v) for v in c["categories"])
+                      for c in self.columns if c.get("categories") is not None}  # fmt: skip
+        self._plain = all(c["type"] in _CLEAN_TYPES for c in self.columns)
+
+    def _clean(self, rows: list) -> bool:
+        """Return True when no row has a problem (False: maybe one; walk the rows)."""
+        if not self._plain or set(map(type, rows)) != {dict}:
+            return False
+        for c in self.columns:
+            name = c["name"]
+            vals = [r.get(name, _MISSING) for r in rows]
+            allowed = _CLEAN_TYPES[c["type"]] | ({_NONE} if c["nullable"] else frozenset())
+            seen = set(map(type, vals))
+            if not seen <= allowed:
+                return False
+            if float in seen and any(math.isinf(v) for v in vals if type(v) is float):
+                return False
+            cats = self._cats.get(name)
+            if cats is not None and not {str(v) for v in vals if v is not None} <= cats:
+                return False
+        return True
+
+    def check(self, rows: Any) -> list[dict]:
+        """Return every problem of JSON `rows` (see `check_rows`)."""
+        if not isinstance(rows, list) or not rows:
+            return [{"row": None, "column": None, "problem": "`rows` must be a non-empty list"}]
+        if self._clean(rows):
+            return []
+        return _walk(rows, self.columns, self._cats)
+
+
 def check_rows(rows: Any, signature) -> list[dict]:
     """Return every problem of JSON `rows` as model input: [{row, column, problem}, ...]."""
-    if not isinstance(rows, list) or not rows:
-        return [{"row": None, "column": None, "problem": "`rows` must be a non-empty list"}]
+    return RowChecker(signature).check(rows)
+
+
+def _walk(rows: list, columns, category_sets: dict) -> list[dict]:
     problems: list[dict] = []
-    columns = signature.columns  # keys that are not inputs are ignored, as in batch scoring
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             problems.append({"row": i, "column": None, "problem": "row is not a JSON object"})
@@ -183,8 +286,8 @@ def check_rows(rows: Any, signature) -> list[dict]:
             if bad:
                 problems.append({"row": i, "column": name, "problem": bad})
                 continue
-            cats = c.get("categories")
-            if cats is not None and str(value) not in {str(v) for v in cats}:
+            cats = category_sets.get(name)
+            if cats is not None and str(value) not in cats:
                 problems.append({"row": i, "column": name, "problem": f"unseen category {value!r}"})
     return problems
 

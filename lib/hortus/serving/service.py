@@ -392,12 +392,13 @@ def _predict(service: Service, model: ServedModel, payload, user: str, rid: str,
     rows = payload["rows"]
     if isinstance(rows, list) and len(rows) > service.config.max_rows:
         raise _Refused(413, f"{len(rows)} rows is over the limit of {service.config.max_rows}")
-    problems = check_rows(rows, model.signature)
+    problems = model.checker.check(rows) if model.checker else check_rows(rows, model.signature)
     if problems:
         raise _Refused(422, f"{len(problems)} problem(s) with the rows: see `problems`",
                        problems=problems)  # fmt: skip
-    out = model.score(model.frame(rows))
-    outputs = [{k: json_value(v) for k, v in r.items()} for r in out.iter_rows(named=True)]
+    cols = {k: v.tolist() for k, v in model.outputs(rows).items()}
+    outputs = [{k: json_value(v) for k, v in zip(cols, r, strict=True)}
+               for r in zip(*cols.values(), strict=True)]  # fmt: skip
     ms = (time.perf_counter() - t0) * 1000
     now = datetime.now(UTC)
     names = model.names
@@ -458,8 +459,7 @@ def _recommend(service: Service, model: ServedModel, payload, user: str, rid: st
                 raise
     else:
         raise _Refused(503, "the online store does not know several candidates; retry")
-    frame = model.frame(vectors)
-    scores = model.score(frame)["score"].to_list()
+    scores = model.outputs(vectors)["score"].tolist()
     order = sorted(range(len(scores)), key=lambda i: (-scores[i], tuple(cand_rows[i].values())))
     top = order[:k]
     ranked = [cand_rows[i] | {"score": float(scores[i]), "rank": r}
