@@ -277,7 +277,11 @@ def rekey_table(
             continue
         replaced += here.height
         old, new = here["old"], here["new"]
-        e = pl.col(col).str.replace_many(old, new) if embedded else pl.col(col).replace(old, new)
+        e = (
+            pl.col(col).str.replace_many(old.to_list(), new.to_list())
+            if embedded
+            else pl.col(col).replace(old, new)
+        )
         exprs.append(e.alias(col))
         changed.append(pl.col(col).ne_missing(e))
     out.tokens = replaced
