@@ -18,9 +18,11 @@ for one user that
   absent (a root entity is then unknown, `UnknownEntity`, as for a row a filtered
   table read does not return; other groups give their defaults);
 - writes one audit record per lookup call (action ``read``, object
-  ``online_store``, the tables, the number of entities and the first one, the masked
-  features, the purpose and the granting rule), buffered like the table API's
-  records (`hortus.governance.audit.AuditBuffer`) and flushed when `max_pending`
+  ``online_store``, the tables, the number of entities and the keyed reference of the
+  first one's key values (``first=user_id:era_…``, `hortus.lakehouse.pii.keyed_ref` with
+  the current PII key, as ``ops.erasures`` names subjects; never the raw keys; ``-``
+  without a key), the masked features, the purpose and the granting rule), buffered like
+  the table API's records (`hortus.governance.audit.AuditBuffer`) and flushed when `max_pending`
   are waiting, on `close()` and at exit.
 
 The policy is read once, when the reader opens (as a `Lakehouse` does); open a new
@@ -49,6 +51,7 @@ from hortus.features.definitions import FeatureSet, Ratio
 from hortus.features.store import BaseOnlineStore, OnlineStore
 from hortus.governance.access import AccessDenied, Decision, mask_expr
 from hortus.governance.audit import MAX_PENDING, AuditBuffer, AuditRecord, default_path
+from hortus.lakehouse.pii import keyed_ref
 from hortus.lakehouse.tables import Lakehouse, read_contract
 
 AUDIT_OBJECT = "online_store"
@@ -94,7 +97,7 @@ class OnlineFeatures:
         policy = self.lh.policy
         assert policy is not None
         self._audit.log()  # no audit key, no access (fail closed, as the table API)
-        key = _pii_key(self.lh)
+        key = self._ref_key = _pii_key(self.lh)
         masked_cols: dict[str, set[str]] = {}
         for g in self.fs.groups:
             decision = policy.decide(self.user, "read", g.table)
@@ -178,7 +181,7 @@ class OnlineFeatures:
             if self._filters:
                 vectors = self._apply_filters(entities, vectors)
         except UnknownEntity as exc:
-            self._record(entities, purpose, f"unknown entity {exc.entity}")
+            self._record(entities, purpose, "unknown entity " + self._refs(exc.entity))
             raise
         if self.masked and vectors:
             self._mask(vectors)
@@ -221,13 +224,19 @@ class OnlineFeatures:
         self._record([], None, f"listed {len(keys)} keys of {group}")
         return keys
 
+    def _refs(self, entity: dict) -> str:
+        """Return an entity's key values as keyed references (never the raw keys)."""
+        if self._ref_key is None or not entity:
+            return "-"
+        return ",".join(f"{k}:{keyed_ref(str(v), self._ref_key)}" for k, v in entity.items())
+
     def _record(self, entities: list[dict], purpose: str | None, note: str) -> None:
         first = entities[0] if entities else {}
         decision = self._decisions[self.tables[0]]
         why = purpose or self.purpose or "-"
         detail = (
             f"tables={','.join(self.tables)} entities={len(entities)} "
-            f"first={','.join(f'{k}={v}' for k, v in first.items())} "
+            f"first={self._refs(first)} "
             f"masked={','.join(self.masked) or '-'} purpose={why} "
             f"store={self.store.backend}"
             + (f" {note}" if note else "")
