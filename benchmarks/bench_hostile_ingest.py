@@ -57,13 +57,28 @@ SILVER_CHILD = r"""
 import json, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
+import polars as pl
 from _common import peak_rss_mb
 from hortus.config import Paths
+from hortus.lakehouse import silver
+from hortus.lakehouse.tables import Lakehouse
 from hortus.pipeline import stages
+root = Path(sys.argv[1])
+# the chunks silver will take (as build makes them): the largest one's bytes and rows
+lh, chunks = Lakehouse.open(root, stage="bench"), []
+for c in lh.catalog.landed():
+    if lh.exists("bronze." + c.name):
+        done = pl.Series(sorted(silver.processed_batches(lh, c))).implode()
+        files = silver._file_sizes(lh.scan("bronze." + c.name).filter(
+            ~pl.col("_batch_id").is_in(done)))
+        for chunk in silver._chunks(files, 2_000_000, silver.CHUNK_BYTES):
+            part = files.filter(pl.col("_source_file").is_in(chunk))
+            chunks.append((int(part["bytes"].sum()), int(part["n"].sum())))
+del lh
 t0 = time.perf_counter()
-summary = stages.silver(Paths.at(Path(sys.argv[1])), {})
+summary = stages.silver(Paths.at(root), {})
 print(json.dumps({"s": time.perf_counter() - t0, "peak_mb": peak_rss_mb(),
-                  "totals": summary["totals"]}))
+                  "totals": summary["totals"], "chunks": chunks}))
 """
 
 MB = 1_000_000
@@ -222,6 +237,16 @@ def decompressed_size(folder: Path) -> int:
 #: temporaries when it holds only empty lines); x 2 for JSON lines (streamed), x 6 for CSV
 #: (parsed whole; the shop's CSV exports are a few hundred KB)
 BOUND_X, BOUND_CSV_X, BOUND_CHUNK_MB = 2.0, 6.0, 160
+#: the bound stated in hortus.lakehouse.silver: silver's peak over its baseline (the
+#: silver run of an empty lakehouse) is at most SILVER_X x the bytes + SILVER_ROW_KB x the
+#: rows of its largest chunk + SILVER_FIXED_MB, whatever the history
+SILVER_X, SILVER_ROW_KB, SILVER_FIXED_MB = 8.0, 1.0, 160
+
+
+def silver_bound_mb(chunks: list[list[int]]) -> float:
+    """Return silver's stated bound in MB over its baseline for the chunks it took."""
+    worst = max((SILVER_X * b + SILVER_ROW_KB * 1000 * n for b, n in chunks), default=0)
+    return worst / MB + SILVER_FIXED_MB
 
 
 def readable_mb(landing: Path, decomp: int | None) -> float:
@@ -247,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = make_cases(base / f"e{args.events}-u{args.users}", args.events, args.users)
     print(f"{'case':<13} {'file MB':>8} {'decomp MB':>10} {'read MB':>8} {'ingest s':>9} "
           f"{'peak MB':>8} {'extra MB':>9} {'bound MB':>9}  result")  # fmt: skip
+    print(f"{'  silver':<13} {'':>8} {'chunk MB':>10} {'rows':>8} {'silver s':>9}")
     figures, over = {}, []
     for name, landing in cases.items():
         if name == "history":  # days 1..H first (not shown), then day H + 1 measured
@@ -268,7 +294,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<13} {size / MB:>8.2f} {shown:>10} {readable:>8.1f} {fig['s']:>9.2f} "
               f"{fig['peak_mb']:>8.0f} {extra:>9.0f} {bound:>9.0f}  {result[:80]}")  # fmt: skip
         sv = fig["silver"]
-        print(f"{'':<13} silver {sv['s']:>7.2f} s, peak {sv['peak_mb']:.0f} MB, "
+        sv_extra = sv["peak_mb"] - figures["baseline"]["silver"]["peak_mb"]
+        sv_bound = silver_bound_mb(sv["chunks"])
+        big = max(sv["chunks"], default=[0, 0])
+        if sv_extra > sv_bound:
+            over.append(name + " (silver)")
+        print(f"{'  silver':<13} {'chunk':>8} {big[0] / MB:>10.1f} {big[1]:>8} {sv['s']:>9.2f} "
+              f"{sv['peak_mb']:>8.0f} {sv_extra:>9.0f} {sv_bound:>9.0f}  "
               f"{json.dumps(sv['totals'])}")  # fmt: skip
     base_mb = figures["baseline"]["peak_mb"]
     legit_extra = figures["legit"]["peak_mb"] - base_mb
@@ -280,8 +312,16 @@ def main(argv: list[str] | None = None) -> int:
     worst_extra = figures[worst]["peak_mb"] - base_mb
     print(f"worst hostile case: {worst}, {worst_extra:.0f} MB over the baseline "
           f"= {worst_extra / max(legit_extra, 1):.2f}x the legitimate file's")  # fmt: skip
+    legit_sv = figures["legit"]["silver"]["peak_mb"] - figures["baseline"]["silver"]["peak_mb"]
+    print(f"silver on the legitimate file: {legit_sv:.0f} MB over its baseline = "
+          f"{legit_sv / legit_mb:.2f}x its decompressed size")  # fmt: skip
+    hist = figures["history"]["silver"]["peak_mb"] - figures["baseline"]["silver"]["peak_mb"]
+    print(f"silver of one new day on {HISTORY_DAYS} days of history: {hist:.0f} MB over its "
+          f"baseline = {hist / max(legit_sv, 1):.2f}x the same day without history")  # fmt: skip
     print(
-        f"bound: extra <= {BOUND_X:g} x read MB (CSV: {BOUND_CSV_X:g} x) + {BOUND_CHUNK_MB} MB: "
+        f"bounds: ingest extra <= {BOUND_X:g} x read MB (CSV: {BOUND_CSV_X:g} x) + "
+        f"{BOUND_CHUNK_MB} MB; silver extra <= {SILVER_X:g} x chunk MB + {SILVER_ROW_KB:g} KB x "
+        f"chunk rows + {SILVER_FIXED_MB} MB: "
         + (f"EXCEEDED by {', '.join(over)}" if over else "held in every case")
     )
     return 1 if over else 0
