@@ -363,25 +363,14 @@ def maintain_table(
         return report
     decision = lh._require("maintain", name)  # refused before anything is looked at
     dt = DeltaTable(str(path))
-    actions = dt.get_add_actions(flatten=True)
-    sizes = actions.column("size_bytes").to_pylist()
-    report.files_before = len(sizes)
-    report.small_files = sum(1 for s in sizes if s < config.small_file_bytes)
+    _count_files(dt, config, report)
     is_ops = name.startswith("ops.")
     compact = report.small_files >= (2 if is_ops else config.min_small_files)
     if compact:
         if dry_run:
             report.compacted = {"files_removed": report.small_files, "files_added": None}
         else:
-            m = dt.optimize.compact(
-                target_size=config.target_file_bytes,
-                commit_properties=_lineage(lh, "maintain: compact small files"),
-                post_commithook_properties=_HOOKS,
-            )
-            report.compacted = {
-                "files_removed": int(m.get("numFilesRemoved", 0)),
-                "files_added": int(m.get("numFilesAdded", 0)),
-            }
+            _compact(lh, dt, config, report)
     if receipts and dt.metadata().configuration.get(_NO_LOG_CLEANUP) != "false":
         # other writers' automatic checkpoints would otherwise delete commit files older
         # than 30 days, and a receipt's version with them
@@ -488,25 +477,35 @@ def _maintain_audit(
     path = _table_path(lh, AUDIT_TABLE)
     report = TableReport(table=AUDIT_TABLE)
     dt = DeltaTable(str(path))
-    sizes = dt.get_add_actions(flatten=True).column("size_bytes").to_pylist()
-    report.files_before = len(sizes)
-    report.small_files = sum(1 for s in sizes if s < config.small_file_bytes)
+    _count_files(dt, config, report)
     if report.small_files >= 2:
-        m = dt.optimize.compact(
-            target_size=config.target_file_bytes,
-            commit_properties=_lineage(lh, "maintain: compact small files"),
-            post_commithook_properties=_HOOKS,
-        )
-        report.compacted = {
-            "files_removed": int(m.get("numFilesRemoved", 0)),
-            "files_added": int(m.get("numFilesAdded", 0)),
-        }
+        _compact(lh, dt, config, report)
     _vacuum(lh, AUDIT_TABLE, config.vacuum_hours, [v for _, v in receipts], False, report)
     version = DeltaTable(str(path)).version()
     if _last_checkpoint(path) != version:
         DeltaTable(str(path)).create_checkpoint()
         report.checkpoint = version
     return report
+
+
+def _count_files(dt: DeltaTable, config: MaintainConfig, report: TableReport) -> None:
+    """Record a table's data files and how many of them are small (under small_file_bytes)."""
+    sizes = dt.get_add_actions(flatten=True).column("size_bytes").to_pylist()
+    report.files_before = len(sizes)
+    report.small_files = sum(1 for s in sizes if s < config.small_file_bytes)
+
+
+def _compact(lh: Lakehouse, dt: DeltaTable, config: MaintainConfig, report: TableReport) -> None:
+    """Compact a table's small files into files of about target_file_bytes; record it."""
+    m = dt.optimize.compact(
+        target_size=config.target_file_bytes,
+        commit_properties=_lineage(lh, "maintain: compact small files"),
+        post_commithook_properties=_HOOKS,
+    )
+    report.compacted = {
+        "files_removed": int(m.get("numFilesRemoved", 0)),
+        "files_added": int(m.get("numFilesAdded", 0)),
+    }
 
 
 def removed_by_retention(lh: Lakehouse, name: str, version: int) -> str | None:
