@@ -265,6 +265,15 @@ def test_verify_detects_a_deleted_last_commit(log):
     assert not result.ok and result.broken_at == 6 and "deleted last commit" in result.reason
 
 
+def test_append_refuses_a_log_cut_below_its_last_anchor(log):
+    """Check that an append never re-anchors a cut tail (which would hide the cut)."""
+    rewrite(log, stored(log).filter(pl.col("seq") <= 4))
+    with pytest.raises(AuditError, match=r"head \(seq 4\) does not reach the last anchor"):
+        AuditLog(log.path, KEY).append(*records(1))
+    assert stored(log).height == 4 and log.trust.latest_anchor()["seq"] == 6
+    assert not log.verify().ok
+
+
 def test_verify_fails_without_anchors_file_and_with_a_forged_anchor(log):
     """Check that a deleted anchors file, or an anchor signed by another key, fails verify."""
     line = log.trust.anchors_path.read_text().splitlines()[-1]

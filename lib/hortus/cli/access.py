@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -93,8 +94,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 f"--anchor must look like SEQ:HASH (64 hex digits), got {args.anchor!r}"
             )
         anchor = (int(seq), digest)
-    # verifying reads the whole log: the same grant as reading it, and audited
-    Lakehouse.open(paths.root, stage="cli").authorize("read", AUDIT_TABLE, detail="audit verify")
+    # verifying reads the whole log: the same grant as reading it, and audited (the
+    # record is written first, so the check covers it).  A denial is refused as always;
+    # an allowed check whose record the log refuses (e.g. the writer will not chain onto
+    # a forged tail) still runs, so it can say which record is broken, and exits 1.
+    from hortus.governance.audit import AuditError
+
+    lh = Lakehouse.open(paths.root, stage="cli")
+    unlogged = None
+    if not lh.policy.decide(lh.user, "read", AUDIT_TABLE).allowed:
+        lh.authorize("read", AUDIT_TABLE, detail="audit verify")  # records and raises
+    try:
+        lh.authorize("read", AUDIT_TABLE, detail="audit verify")
+    except AuditError as exc:
+        unlogged = exc
     log = AuditLog.open(default_path(paths), secrets_dir=paths.secrets, signing=False)
     result = log.verify(anchor=anchor, anchors=not args.no_anchors)
     if args.json:
@@ -116,7 +129,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if result.ok and result.head:
             seq, digest = result.head
             print(f"  head {seq}:{digest}  (checked against {log.trust.anchors_path})")
-    return 0 if result.ok else 1
+    if unlogged is not None:
+        print(f"hortus: this verification could not be logged: {unlogged}", file=sys.stderr)
+    return 0 if result.ok and unlogged is None else 1
 
 
 def _key_dir(args: argparse.Namespace, paths: Paths) -> Path:

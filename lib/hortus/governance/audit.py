@@ -510,6 +510,7 @@ class AuditLog:
                     head = self.head()
                     last_policy = self.last_policy_version() if track_policy else None
                     active = self._active_key()
+            self._check_reaches_anchor(head)
             if track_policy:
                 rows = _with_policy_changes(rows, last_policy)
             key = self._signing_key(active)
@@ -541,6 +542,24 @@ class AuditLog:
             else:
                 self._tail = None
         return df
+
+    def _check_reaches_anchor(self, head: tuple[int, str] | None) -> None:
+        """Refuse to append to a log cut below its last anchor (never re-anchor a cut tail)."""
+        try:
+            latest = self.trust.latest_anchor()
+        except AuditKeyError as exc:
+            raise AuditError(f"audit log {self.path}: {exc}") from exc
+        if latest is None:
+            return
+        seq, digest = head if head else (0, GENESIS)
+        if seq < int(latest["seq"]) or (seq == int(latest["seq"]) and digest != latest["hash"]):
+            raise AuditError(
+                f"audit log {self.path}: its head (seq {seq}) does not reach the last anchor "
+                f"(seq {latest['seq']} in {self.trust.anchors_path}): the log was truncated or "
+                "rewritten, so no record is appended (run `hortus audit verify`; restore the "
+                "table, e.g. from Delta history, or if the log was deleted on purpose, delete "
+                f"{self.trust.dir} with it)"
+            )
 
     def _signing_key(self, active: str | None) -> Any:
         """Return the private key for the next record: the active one, or a root key."""
