@@ -175,10 +175,22 @@ def read_logs(lh: Lakehouse, fs: FeatureSet) -> dict[str, pl.DataFrame]:
     return {g.name: lh.read(g.table) for g in fs.groups}
 
 
-def training_set(lh: Lakehouse, fs: FeatureSet, spine: pl.DataFrame, time_col: str) -> pl.DataFrame:
-    """Join every feature to each spine row as of its time (point in time, strictly before)."""
+def training_set(
+    lh: Lakehouse, fs: FeatureSet, spine: pl.DataFrame, time_col: str, executor=None
+) -> pl.DataFrame:
+    """Join every feature to each spine row as of its time (point in time, strictly before).
+
+    On a distributing executor (default: the project's, `hortus.executor`) per time
+    slice as tasks (`hortus.executor.parallel.training_set`); the same rows.
+    """
+    from hortus.executor.base import executor_for
     from hortus.features.definitions import point_in_time
 
+    executor = executor or executor_for(lh.paths.root)
+    if executor.kind != "local" and executor.distributes(spine.height):
+        from hortus.executor import parallel
+
+        return parallel.training_set(lh, fs, spine, time_col, executor)
     return point_in_time(fs, read_logs(lh, fs), spine, time_col)
 
 

@@ -10,15 +10,15 @@ file hash, export date from the file name, batch id and ingestion time.
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 
+from hortus.executor.base import Executor, LocalExecutor, executor_for
+from hortus.lakehouse.contracts import Contract
 from hortus.lakehouse.landing import (
     IngestLimits,
     LandedFile,
@@ -192,6 +192,7 @@ def ingest(
     flush_rows: int = 2_000_000,
     limits: IngestLimits | None = None,
     within: Path | None = None,
+    executor: Executor | None = None,
 ) -> IngestReport:
     """Ingest every new landing file into bronze; return the report.
 
@@ -202,7 +203,12 @@ def ingest(
     project's DVC cache is allowed too) is refused unread (`outside_landing`).
     Files a crashed run committed to bronze but not to the file log are recorded
     first (`record_unlogged`).
+
+    Files are read and checked by the `executor` (default: the project's,
+    `hortus.executor.executor_for`; in-process, two files ahead in threads), in
+    file order; only this process writes to bronze.
     """
+    executor = executor or executor_for(lh.paths.root)
     now = now or datetime.now(UTC)
     limits = limits or IngestLimits()
     landing = Path(landing)
@@ -232,18 +238,12 @@ def ingest(
         if buffers.get(table):
             lh.write(table, pl.concat(buffers.pop(table), how="diagonal_relaxed"), mode="append")
 
-    def read(path: Path, rel: str, table: str | None) -> tuple[pl.DataFrame | None, LandedFile]:
-        if rel in escaped:
-            info = LandedFile(rel, hashes[rel], 0, table)
-            return None, info.refuse(
-                "outside_landing", f"{rel} is a link to {escaped[rel]}, outside {allowed[0]}"
-            )
-        if table is None:
-            info = LandedFile(rel, hashes[rel], _size_or_0(path), None)
-            return None, info.refuse("no_contract", f"{rel} matches no table's landing pattern")
-        return read_landing_file(path, rel, lh.catalog.get(table), limits, hashes[rel])
-
-    for (_path, rel, table), (df, info) in zip(new, _read_ahead(new, read), strict=True):
+    tasks = [
+        (p, rel, lh.catalog.get(t) if t else None, hashes[rel], escaped.get(rel), allowed[0])
+        for p, rel, t in new
+    ]
+    reads = executor.map(_read_file, tasks, shared=(limits,), ahead=2)
+    for (_path, rel, table), (df, info) in zip(new, reads, strict=True):
         report.files.append(info)
         if df is None or table is None:
             continue
@@ -294,6 +294,26 @@ def _link_sha(path: Path) -> str:
 _Read = tuple[pl.DataFrame | None, LandedFile]
 
 
+def _read_file(
+    task: tuple[Path, str, Contract | None, str, Path | None, Path], limits: IngestLimits
+) -> _Read:
+    """Read one landing file (a task: in-process or on a worker); refusals say why.
+
+    `task` is (path, relative name, contract or None, sha256, where a link escaping
+    the landing folder points or None, the landing folder).
+    """
+    path, rel, contract, sha, escaped_to, landing = task
+    if escaped_to is not None:
+        info = LandedFile(rel, sha, 0, contract.full_name if contract else None)
+        return None, info.refuse(
+            "outside_landing", f"{rel} is a link to {escaped_to}, outside {landing}"
+        )
+    if contract is None:
+        info = LandedFile(rel, sha, _size_or_0(path), None)
+        return None, info.refuse("no_contract", f"{rel} matches no table's landing pattern")
+    return read_landing_file(path, rel, contract, limits, sha)
+
+
 def _read_ahead(
     files: list[tuple[Path, str, str | None]],
     read: Callable[[Path, str, str | None], _Read],
@@ -304,14 +324,7 @@ def _read_ahead(
     zlib and polars release the GIL, so the next files are read and parsed while the
     current one is appended; at most depth + 1 files are in memory.
     """
-    with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="hortus-read") as pool:
-        pending: deque[Future[_Read]] = deque()
-        for path, rel, table in files:
-            pending.append(pool.submit(read, path, rel, table))
-            if len(pending) > depth:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    yield from LocalExecutor().map(lambda f: read(*f), files, ahead=depth)
 
 
 def _files_frame(files: list[LandedFile], batch_id: str, now: datetime) -> pl.DataFrame:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 from hortus.errors import HortusError
+from hortus.executor.base import Executor, executor_for
 from hortus.lakehouse.tables import Lakehouse
 from hortus.project.definition import ModelDef
 
@@ -64,13 +65,27 @@ def batch_score(
     at: datetime,
     model_name: str,
     model_version: int,
+    executor: Executor | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Score the selected rows; return (predictions for `scoring.table`, prediction log rows)."""
+    """Score the selected rows; return (predictions for `scoring.table`, prediction log rows).
+
+    On a distributing `executor` (default: the project's) the rows are scored per
+    entity shard as tasks (`hortus.executor.parallel.score_sharded`); same rows.
+    """
     from hortus.models.modeling import score_frame
 
-    frame = select_rows(lh.read(model.scoring.source), model)
+    executor = executor or executor_for(lh.paths.root)
     keys = _keys(lh, model)
-    scored = score_frame(pipeline, signature, frame, spec)
+    if executor.kind != "local":
+        from hortus.executor import parallel
+
+        plan = parallel.scoring_read(
+            lh, model.scoring.source, model.scoring.select, model.target, model.time
+        )
+        scored = parallel.score_sharded(plan, keys, pipeline, signature, spec, executor)
+    else:
+        frame = select_rows(lh.read(model.scoring.source), model)
+        scored = score_frame(pipeline, signature, frame, spec)
     if "prediction" not in scored.columns:
         if spec.task == "regression":
             prediction = pl.col("score")

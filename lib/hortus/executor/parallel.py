@@ -1,0 +1,107 @@
+"""The partitioned stages on an executor: training-set build per time slice, scoring per shard.
+
+Each function is called by the stage's own code (`hortus.features.store.training_set`,
+`hortus.serving.batch.batch_score`) when the project's executor distributes work.
+The driver resolves and audits every read (`hortus.executor.plan.resolve_read`),
+the tasks compute, the driver concatenates in task order and makes the one write.
+Both results equal the in-process ones row for row (tests/test_executor_ray.py):
+
+- point-in-time joins are row-wise (each spine row takes the log state strictly
+  before its own time), so slicing the spine into contiguous time ranges and
+  joining each against the logs read up to the slice's last time is exact;
+- scoring is row-wise (`score_frame`), so any partition of the selected rows is.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import polars as pl
+
+from hortus.executor.base import Executor
+from hortus.executor.plan import TableRead, resolve_read
+from hortus.features.definitions import FeatureSet, point_in_time
+from hortus.lakehouse.tables import Lakehouse
+
+
+# ------------------------------------------------------------------ training set
+def _join_slice(
+    spine: pl.DataFrame, fs: FeatureSet, logs: dict[str, TableRead], time_col: str
+) -> pl.DataFrame:
+    """Task: join every feature to one time slice of the spine, reading logs up to it."""
+    if spine.height == 0:
+        frames = {name: plan.scan().head(0).collect() for name, plan in logs.items()}
+    else:
+        last = spine[time_col].max()
+        frames = {name: plan.sliced(pl.col("ts") < last).read() for name, plan in logs.items()}
+    return point_in_time(fs, frames, spine, time_col)
+
+
+def training_set(
+    lh: Lakehouse, fs: FeatureSet, spine: pl.DataFrame, time_col: str, executor: Executor
+) -> pl.DataFrame:
+    """Return the point-in-time training set, built per time slice on `executor`.
+
+    The spine is cut into `executor.config.slices` contiguous row ranges (time
+    slices when it is ordered by time, as the examples hooks return it); its row
+    order is kept.
+    """
+    logs = {g.name: resolve_read(lh, g.table) for g in fs.groups}
+    n = max(1, min(executor.config.slices, spine.height))
+    size = math.ceil(spine.height / n) if spine.height else 0
+    slices = [spine.slice(i * size, size) for i in range(n)] if size else [spine]
+    parts = list(executor.map(_join_slice, slices, shared=(fs, logs, time_col)))
+    return pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
+
+
+# ----------------------------------------------------------------------- scoring
+def _score_shard(shard: TableRead, pipeline: Any, signature: Any, spec: Any) -> pl.DataFrame:
+    """Task: score one entity shard of the selected rows."""
+    from hortus.models.modeling import score_frame
+
+    return score_frame(pipeline, signature, shard.read(), spec)
+
+
+def selection(plan: TableRead, how: str, target: str, time: str | None) -> pl.Expr | None:
+    """Return the row filter of `scoring.select` over a whole table (as `select_rows`).
+
+    `latest` needs the table's latest time: the driver reads that one value.
+    """
+    if how == "unlabelled":
+        return pl.col(target).is_null() if target in plan.columns else None
+    if how == "latest":
+        latest = plan.scan().select(pl.col(time).max()).collect().item()
+        return pl.col(time) == pl.lit(latest, plan.scan().collect_schema()[time])
+    return None
+
+
+def score_sharded(
+    plan: TableRead,
+    keys: list[str],
+    pipeline: Any,
+    signature: Any,
+    spec: Any,
+    executor: Executor,
+) -> pl.DataFrame:
+    """Score the rows of `plan` in entity shards (hash of `keys`) on `executor`.
+
+    n = rows / `executor.config.chunk_rows` shards (at least two, at most one per
+    row); shard i holds the rows whose key hash is i modulo n.
+    """
+    rows = plan.scan().select(pl.len()).collect().item()
+    if not executor.distributes(rows):
+        return _score_shard(plan, pipeline, signature, spec)
+    n = max(2, math.ceil(rows / executor.config.chunk_rows))
+    n = min(n, max(rows, 1))
+    key = pl.struct(keys).hash(seed=0) if keys else pl.int_range(pl.len()).cast(pl.UInt64)
+    shards = [plan.sliced(key % n == i) for i in range(n)]
+    parts = list(executor.map(_score_shard, shards, shared=(pipeline, signature, spec)))
+    return pl.concat(parts, how="vertical")
+
+
+def scoring_read(lh: Lakehouse, source: str, how: str, target: str, time: str | None) -> TableRead:
+    """Resolve (check, audit) the read of a scoring source with its selection applied."""
+    plan = resolve_read(lh, source)
+    where = selection(plan, how, target, time)
+    return plan if where is None else plan.sliced(where)
