@@ -3,9 +3,11 @@
 Every path the library uses comes from `Paths`; nothing else reads the
 environment for locations.  `HORTUS_ROOT` overrides the project root (found by
 walking up from the working directory to the folder holding `dvc.yaml` or
-`pyproject.toml`), `HORTUS_LAKEHOUSE` the lakehouse root.  The access policy is
-always `<root>/access_policy.yaml` (reviewed with the code; no environment override,
-so nobody swaps the policy for a process by setting a variable).
+`pyproject.toml`), `HORTUS_LAKEHOUSE` the lakehouse root: a folder, or an object-store
+URI (`s3://bucket/prefix`: the Delta tables and leases live there, read through
+`hortus.lakehouse._objstore`; local-only outputs stay under `.hortus/objstore/`).
+The access policy is always `<root>/access_policy.yaml` (reviewed with the code; no
+environment override, so nobody swaps the policy for a process by setting a variable).
 """
 
 from __future__ import annotations
@@ -43,14 +45,27 @@ class Paths:
 
     root: Path
     lakehouse: Path
+    # the object-store URI of the lakehouse (s3://bucket/prefix), None on local disk;
+    # `lakehouse` is then a local folder for what cannot live there (the SQLite online store)
+    lakehouse_uri: str | None = None
 
     @classmethod
-    def at(cls, root: Path, lakehouse: Path | None = None) -> Paths:
-        """Build paths for a project root (lakehouse defaults to root/lakehouse)."""
+    def at(cls, root: Path, lakehouse: Path | str | None = None) -> Paths:
+        """Build paths for a project root (lakehouse defaults to root/lakehouse).
+
+        `lakehouse` (or HORTUS_LAKEHOUSE) may be an object-store URI, `s3://bucket/prefix`.
+        """
         root = Path(root).resolve()
-        env_lake = os.environ.get("HORTUS_LAKEHOUSE")
-        lake = Path(lakehouse or env_lake or root / "lakehouse").resolve()
-        return cls(root=root, lakehouse=lake)
+        spec = lakehouse or os.environ.get("HORTUS_LAKEHOUSE") or root / "lakehouse"
+        if isinstance(spec, str) and "://" in spec:
+            uri = spec.rstrip("/")
+            return cls(root=root, lakehouse=root / ".hortus" / "objstore", lakehouse_uri=uri)
+        return cls(root=root, lakehouse=Path(spec).resolve())
+
+    @property
+    def lakehouse_root(self) -> Path | str:
+        """Return where the tables live: the object-store URI, else the lakehouse folder."""
+        return self.lakehouse_uri or self.lakehouse
 
     @classmethod
     def discover(cls) -> Paths:
@@ -93,6 +108,13 @@ class Paths:
     def table(self, layer: str, name: str) -> Path:
         """Return the folder of one Delta table."""
         return self.layer(layer) / name
+
+    def table_uri(self, layer: str, name: str) -> str:
+        """Return the location of one Delta table: its folder, or its object-store URI."""
+        if self.lakehouse_uri is None:
+            return str(self.table(layer, name))
+        rel = self.table(layer, name).relative_to(self.lakehouse).as_posix()
+        return f"{self.lakehouse_uri}/{rel}"
 
 
 def progress_wanted() -> bool:

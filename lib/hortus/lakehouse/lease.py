@@ -33,12 +33,34 @@ exclusive **lease** on the build tables it writes, for as long as it runs:
 What is atomic, honestly: on local disk the primitive and the commit lock are
 `fcntl.flock` on lock files next to the lease records plus `os.link` / `os.replace`
 of complete files (a crash leaves the old or the new record, never half of one).
-flock is reliable on a local file system, not on every network file system.  On
-object storage the primitive maps onto conditional PUTs, but there is no lock
-to hold across the Delta commit: there the fence must become part of the commit
-itself (Delta's own put-if-absent of the next log entry, with the token recorded
-in the commit), which `LocalStore` does not implement yet.  Expiry compares wall
-clocks, so holders on several hosts need synchronised clocks (and ttl >> skew).
+flock is reliable on a local file system, not on every network file system.
+
+On object storage (a lakehouse at ``s3://bucket/prefix``) the records live in
+``<lakehouse>/_leases/`` and the primitive is `S3Store` (`hortus.lakehouse._objstore`):
+put-if-absent is a PUT with ``If-None-Match: *``, compare-and-swap a PUT with
+``If-Match: <etag>``, decided by the server.  There is no lock to hold across a
+Delta commit, so the fence is part of the commit itself (`CommitFence`):
+
+- every write of a leased table carries a Delta transaction identifier (a ``txn``
+  action, plain Delta protocol: appId ``hortus-lease/<scope>``, version = the token)
+  and is committed on a snapshot read just before, which must not already hold a
+  greater token for that appId (else LeaseLost, nothing written);
+- a takeover (of a record that was not released) CAS-es the record to the new token,
+  then writes a *fence commit* (only that ``txn`` action, no data) into every existing
+  table of the scope before the new holder starts;
+- the commit point of Delta on S3 is the put-if-absent of the next log entry;
+  delta-rs then checks the commits that won meanwhile, and a winning commit that
+  carries the same appId fails ours ("concurrent transaction"): so an old holder's
+  commit either lands before the fence commit of that table (it is then part of
+  what the new holder reads) or fails with LeaseLost, whatever the timing; it can
+  never land after the new holder's fence.
+
+What that does not cover: between the takeover's CAS and the fence commit of a
+table, the old holder may still commit to that table (those commits come before
+the fence and the new holder reads them, as if they were made before the
+takeover); a table the scope did not have at takeover (created later by the old
+holder) is fenced by the new holder's first commit to it only.  Expiry compares
+wall clocks, so holders on several hosts need synchronised clocks (and ttl >> skew).
 """
 
 from __future__ import annotations
@@ -58,7 +80,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from hortus.config import RESTRICTED_LAYERS
 from hortus.errors import HortusError
+from hortus.lakehouse._objstore import S3Store, TableLocation, is_uri
 
 DEFAULT_TTL = 120.0  # seconds a lease lives without renewal
 LEASE_DIR = "_leases"
@@ -243,8 +267,117 @@ _HELD: dict[tuple[str, str], Lease] = {}
 _HELD_LOCK = threading.Lock()
 
 
-def lease_root(lakehouse: Path) -> Path:
+def lease_root(lakehouse: Path | str) -> Path | str:
+    """Return the folder (or object-store URI) of a lakehouse's lease records."""
+    if is_uri(lakehouse):
+        return f"{str(lakehouse).rstrip('/')}/{LEASE_DIR}"
     return Path(lakehouse).resolve() / LEASE_DIR
+
+
+def store_for(lakehouse: Path | str) -> AtomicStore:
+    """Return the atomic store of a lakehouse's leases: local folder or object storage."""
+    root = lease_root(lakehouse)
+    return S3Store(root) if isinstance(root, str) else LocalStore(root)
+
+
+def _fences_in_commit(store: AtomicStore) -> bool:
+    return bool(getattr(store, "fences_in_commit", False))
+
+
+# ---------------------------------------------------------------- the fence
+@dataclass(frozen=True)
+class CommitFence:
+    """The fence of one leased write on object storage: the token goes into the commit.
+
+    The commit carries a Delta ``txn`` action (appId ``hortus-lease/<scope>``, version =
+    token) and is made on a snapshot that holds no greater token (module docstring).
+    """
+
+    scope: str
+    token: int
+    table: str
+
+    @property
+    def app_id(self) -> str:
+        return f"hortus-lease/{self.scope}"
+
+    def transactions(self) -> list:
+        from deltalake import Transaction
+
+        return [Transaction(self.app_id, self.token, int(time.time() * 1000))]
+
+    def _lost(self, seen: int) -> LeaseLost:
+        return LeaseLost(
+            f"not committed to {self.table}: this writer's lease on {self.scope} (token "
+            f"{self.token}) was taken over (the table already holds a commit of token {seen}); "
+            "nothing was written"
+        )
+
+    def check(self, dt) -> None:  # dt: DeltaTable, the snapshot the commit is made on
+        """Raise LeaseLost if the snapshot already holds a commit of a greater token."""
+        seen = dt.transaction_version(self.app_id)
+        if seen is not None and seen > self.token:
+            raise self._lost(seen)
+
+    def commit(self, location: TableLocation, make, *, retries: int = 5):
+        """Run ``make(dt)`` (one Delta commit on snapshot `dt`, or dt None: a new table).
+
+        The commit must carry `transactions()`.  A commit refused by Delta's conflict
+        check is retried on a new snapshot unless a greater token landed meanwhile
+        (then LeaseLost: nothing was written).  Returns what `make` returned.
+        """
+        from deltalake.exceptions import CommitFailedError
+
+        for attempt in range(retries):
+            dt = location.delta() if location.exists() else None
+            if dt is not None:
+                self.check(dt)
+            try:
+                return make(dt)
+            except CommitFailedError:
+                if attempt == retries - 1:
+                    raise
+                now = location.delta()
+                seen = now.transaction_version(self.app_id)
+                if seen is not None and seen > self.token:
+                    raise self._lost(seen) from None
+        raise AssertionError("unreachable")
+
+
+def _layer_folder(layer: str) -> str:
+    return f"restricted/{layer}" if layer in RESTRICTED_LAYERS else layer
+
+
+def _fence_scope(lakehouse: str, scope: str, token: int) -> int:
+    """Write the fence commit of a new token into every existing table of a scope (S3)."""
+    from deltalake import CommitProperties
+
+    layers = [layer for layer, s in SHARED_SCOPES.items() if s == scope]
+    root = S3Store(lakehouse)
+    if layers:
+        tables = [t for layer in layers for t in root.tables(_layer_folder(layer))]
+    elif "." in scope:
+        layer, _, name = scope.partition(".")
+        uri = f"{lakehouse.rstrip('/')}/{_layer_folder(layer)}/{name}"
+        tables = [uri] if TableLocation.of(uri).exists() else []
+    else:
+        tables = []  # a scope that names no table (a lock scope): nothing to fence
+    for uri in tables:
+        fence = CommitFence(scope, token, uri)
+        props = CommitProperties(
+            custom_metadata={
+                "hortus.stage": "lease",
+                "hortus.note": f"lease fence {scope}#{token}",
+            },
+            app_transactions=fence.transactions(),
+        )
+        fence.commit(
+            TableLocation.of(uri),
+            lambda dt, props=props: dt.create_write_transaction(
+                [], mode="append", schema=dt.schema(), commit_properties=props
+            ),
+        )
+    return len(tables)
 
 
 class Lease:
@@ -327,7 +460,7 @@ def _held_message(record: LeaseRecord, waited: float) -> str:
 
 
 def acquire(
-    lakehouse: Path,
+    lakehouse: Path | str,
     scope: str,
     *,
     holder: str,
@@ -345,7 +478,7 @@ def acquire(
     """
     ttl = _ttl() if ttl is None else float(ttl)
     wait = default_wait() if wait is None else float(wait)
-    store = LocalStore(lease_root(lakehouse))
+    store = store_for(lakehouse)
     start = time.monotonic()
     while True:
         now = time.time()
@@ -363,8 +496,13 @@ def acquire(
         current = LeaseRecord.from_bytes(got[0])
         if not current.live(now):
             record = LeaseRecord(token=current.token + 1, **mine)
-            with store.exclusive(scope + ".commit"):  # no commit of the old token in between
+            if _fences_in_commit(store):  # object storage: fence every table of the scope
                 etag = store.compare_and_swap(scope, got[1], record.to_bytes())
+                if etag is not None and not current.released:
+                    _fence_scope(str(lakehouse), scope, record.token)
+            else:
+                with store.exclusive(scope + ".commit"):  # no commit of the old token between
+                    etag = store.compare_and_swap(scope, got[1], record.to_bytes())
             if etag is not None:
                 return Lease(store, record, etag, ttl)
             continue
@@ -376,7 +514,7 @@ def acquire(
 
 @contextmanager
 def hold(
-    lakehouse: Path,
+    lakehouse: Path | str,
     scopes: Sequence[str],
     *,
     holder: str,
@@ -409,7 +547,7 @@ def hold(
             lease.release()
 
 
-def held(lakehouse: Path, scope: str | None) -> Lease | None:
+def held(lakehouse: Path | str, scope: str | None) -> Lease | None:
     """Return the lease this process holds on a scope, if any."""
     if scope is None:
         return None
@@ -418,23 +556,46 @@ def held(lakehouse: Path, scope: str | None) -> Lease | None:
 
 
 @contextmanager
-def fenced_commit(lakehouse: Path, scope: str | None, table: str) -> Iterator[None]:
+def fenced_commit(
+    lakehouse: Path | str, scope: str | None, table: str
+) -> Iterator[CommitFence | None]:
     """Run a commit of `table` under its scope's commit lock, fenced by this process's lease.
 
     Holding the lease: the record must still carry our token (else LeaseLost and
     the block does not run).  Not holding it: a live lease of another writer
     refuses the write (LeaseHeld); a free scope lets it through.  The lock is held
     until the block (the Delta commit) ends, and takeovers take the same lock.
+
+    On object storage there is no lock: holding the lease, the block gets a
+    `CommitFence` and must commit through it (the token inside the commit); else None.
     """
     if scope is None:
-        yield
+        yield None
         return
     folder = lease_root(lakehouse)
     with _HELD_LOCK:
         lease = _HELD.get((str(folder), scope))
-    store = lease.store if lease else LocalStore(folder)
-    if lease is None and not (folder / f"{scope}.json").exists():
-        yield  # nobody ever leased this scope here (notebooks, tests): nothing to fence
+    store = lease.store if lease else store_for(lakehouse)
+    if _fences_in_commit(store):
+        if lease is not None:
+            got = store.get(scope)  # early word of a takeover (the fence is in the commit)
+            current = LeaseRecord.from_bytes(got[0]) if got else None
+            if current is None or current.token != lease.token or lease.lost == "released":
+                who = current.describe() if current else "nobody"
+                raise LeaseLost(
+                    f"not committed to {table}: this writer's lease on {scope} (token "
+                    f"{lease.token}) was taken over by {who}; nothing was written"
+                )
+            yield CommitFence(scope, lease.token, table)
+            return
+        got = store.get(scope)
+        current = LeaseRecord.from_bytes(got[0]) if got else None
+        if current is not None and current.live() and not _ours(current):
+            raise LeaseHeld(f"not committed to {table}: {_held_message(current, 0.0)}", current)
+        yield None
+        return
+    if lease is None and not (Path(folder) / f"{scope}.json").exists():
+        yield None  # nobody ever leased this scope here (notebooks, tests): nothing to fence
         return
     with store.exclusive(scope + ".commit"):
         got = store.get(scope)
@@ -448,4 +609,4 @@ def fenced_commit(lakehouse: Path, scope: str | None, table: str) -> Iterator[No
                 )
         elif current is not None and current.live() and not _ours(current):
             raise LeaseHeld(f"not committed to {table}: {_held_message(current, 0.0)}", current)
-        yield
+        yield None

@@ -62,6 +62,7 @@ from hortus.errors import HortusError, TableNotFound
 from hortus.governance.access import AccessDenied, Decision, Policy, ReadPlan
 from hortus.governance.audit import AuditBuffer, AuditRecord, default_path
 from hortus.lakehouse import delta_append, lease
+from hortus.lakehouse._objstore import TableLocation
 from hortus.lakehouse.catalog import BRONZE_META, VOLATILE_COLUMNS, Catalog
 from hortus.lakehouse.contracts import Contract
 from hortus.lakehouse.pii import load_key, tokenize_series
@@ -161,13 +162,18 @@ class Lakehouse:
         stage: str = "interactive",
         user: str | None = None,
         policy: Policy | None = None,
+        lakehouse: Path | str | None = None,
     ) -> Lakehouse:
         """Open the lakehouse of a project (default: the one holding the working dir).
 
         `user` defaults to HORTUS_USER, else the OS user; `policy` to the project's
-        access_policy.yaml.
+        access_policy.yaml; `lakehouse` to HORTUS_LAKEHOUSE, else `<root>/lakehouse`
+        (a folder, or an object-store URI `s3://bucket/prefix`: `hortus.lakehouse._objstore`).
         """
-        paths = Paths.at(root) if root else Paths.discover()
+        if lakehouse is not None:
+            paths = Paths.at(root or Paths.discover().root, lakehouse=lakehouse)
+        else:
+            paths = Paths.at(root) if root else Paths.discover()
         return cls(
             paths=paths,
             catalog=Catalog.load(root=paths.root),
@@ -260,20 +266,31 @@ class Lakehouse:
 
     # -------------------------------------------------------------- locations
     def path(self, name: str) -> Path:
-        """Return the folder of a catalogued table."""
+        """Return the folder of a catalogued table (a lakehouse on local disk only)."""
         contract = self.catalog.get(name)
+        if self.paths.lakehouse_uri is not None:
+            raise HortusError(
+                f"table {name} lives on object storage ({self.location(name).uri}), not in a "
+                "local folder: read and write it through the table API (Lakehouse.scan/write)"
+            )
         return self.paths.table(contract.layer, contract.name)
+
+    def location(self, name: str) -> TableLocation:
+        """Return where a catalogued table lives: a local folder or an object-store URI."""
+        contract = self.catalog.get(name)
+        return TableLocation.of(self.paths.table_uri(contract.layer, contract.name))
 
     def exists(self, name: str) -> bool:
         """Return whether the table has been written at least once (not access-checked)."""
-        return (self.path(name) / "_delta_log").is_dir()
+        return self.location(name).exists()
 
     def _delta(self, name: str, version: int | None = None) -> DeltaTable:
+        where = self.location(name)
         try:
-            return DeltaTable(str(self.path(name)), version=version)
+            return where.delta(version)
         except TableNotFoundError:
             raise TableNotFound(
-                f"table {name} has not been written yet (expected at {self.path(name)}); "
+                f"table {name} has not been written yet (expected at {where.uri}); "
                 "run the pipeline first (`make run` or `dvc repro`)"
             ) from None
 
@@ -291,9 +308,10 @@ class Lakehouse:
         self.catalog.get(name)  # unknown tables: TableNotFound
         self._require("read", name)  # before touching the table: no existence oracle
         dt = self._delta(name, version)
-        if version is not None:  # time travel: a version an erasure made unreadable says so
-            _check_erased(dt, self.path(name), name)
-        lf = pl.scan_delta(dt)
+        local = self.location(name).local
+        if version is not None and local is not None:  # time travel: an erased version says so
+            _check_erased(dt, local, name)
+        lf = pl.scan_delta(dt, **self.location(name).write_kwargs())
         plan = self._plan(name, lf.collect_schema().names(), self._read_contract(name))
         self.reads[name] = dt.version()
         self._record("read", name, f"v{dt.version()} {plan.describe()}", plan.decision)
@@ -360,7 +378,7 @@ class Lakehouse:
             else pl.col("_raw").str.json_path_match(f"$.{column}")
         )
         values = (
-            pl.scan_delta(dt)
+            pl.scan_delta(dt, **self.location(source).write_kwargs())
             .select(raw.alias("value"))
             .filter(pl.col("value").str.strip_chars() != "")  # silver: blank = missing
             .unique()
@@ -386,7 +404,7 @@ class Lakehouse:
         """Return the commit fence of a table: its lease must still be ours (lease.py)."""
         contract = self.catalog.get(name)
         scope = lease.scope_for(contract.layer, contract.full_name)
-        return lease.fenced_commit(self.paths.lakehouse, scope, name)
+        return lease.fenced_commit(self.paths.lakehouse_root, scope, name)
 
     def write(
         self,
@@ -411,8 +429,10 @@ class Lakehouse:
             raise ValueError(f"mode must be append or overwrite, got {mode!r}")
         contract = self.catalog.get(name)  # unknown tables: refused before anything is written
         decision = self._require("write", name)
-        path = self.path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        where = self.location(name)
+        path = where.local
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         sha, dirty = git_state(self.paths.root)
         lineage = {
             "stage": self.stage,
@@ -429,27 +449,41 @@ class Lakehouse:
             lineage["model"] = model
         if features:
             lineage["features"] = json.dumps(sorted(set(features)))
-        held = lease.held(self.paths.lakehouse, lease.scope_for(contract.layer, name))
+        held = lease.held(self.paths.lakehouse_root, lease.scope_for(contract.layer, name))
         if held is not None:  # the fencing token this commit was made under
             lineage["lease"] = f"{held.scope}#{held.token}"
         meta = {LINEAGE_PREFIX + k: v for k, v in lineage.items()}
         commit = CommitProperties(custom_metadata=meta)
-        with self._fenced(name):  # one writer per build table (hortus.lakehouse.lease)
-            fast = (
-                mode == "append"
-                and df.height >= FAST_APPEND_ROWS
-                and delta_append.append(path, df, commit)
-            )
-            if not fast:
-                df.write_delta(
-                    str(path),
-                    mode=mode,
-                    delta_write_options={
-                        "commit_properties": commit,
-                        "schema_mode": "merge" if mode == "append" else "overwrite",
-                    },
+        options = {"schema_mode": "merge" if mode == "append" else "overwrite"}
+        with self._fenced(name) as fence:  # one writer per build table (hortus.lakehouse.lease)
+            if fence is not None:  # object storage: the lease token goes into the commit
+                fenced = CommitProperties(
+                    custom_metadata=meta, app_transactions=fence.transactions()
                 )
-            version = DeltaTable(str(path)).version()
+                fence.commit(
+                    where,
+                    lambda dt: df.write_delta(
+                        dt if dt is not None else where.uri,
+                        mode=mode,
+                        delta_write_options=options | {"commit_properties": fenced},
+                        **where.write_kwargs(),
+                    ),
+                )
+            else:
+                fast = (
+                    path is not None
+                    and mode == "append"
+                    and df.height >= FAST_APPEND_ROWS
+                    and delta_append.append(path, df, commit)
+                )
+                if not fast:
+                    df.write_delta(
+                        where.uri,
+                        mode=mode,
+                        delta_write_options=options | {"commit_properties": commit},
+                        **where.write_kwargs(),
+                    )
+            version = where.delta().version()
         self._record("write", name, f"v{version} mode={mode} rows={df.height}", decision)
         if contract.layer not in UNEVENTED_LAYERS and EVENTS_TABLE in self.catalog.names("ops"):
             self._commit_event(name, version, mode, df.height, decision, sha)
@@ -471,8 +505,9 @@ class Lakehouse:
             ),
             "actor": self.user,
         }
-        path = self.path(EVENTS_TABLE)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        where = self.location(EVENTS_TABLE)
+        if where.local is not None:
+            where.local.parent.mkdir(parents=True, exist_ok=True)
         meta = {
             LINEAGE_PREFIX + "stage": self.stage,
             LINEAGE_PREFIX + "inputs": json.dumps({name: version}),
@@ -483,9 +518,10 @@ class Lakehouse:
             LINEAGE_PREFIX + "note": f"{COMMIT_EVENT} {name} v{version}",
         }
         pl.DataFrame([row], schema=self.catalog.get(EVENTS_TABLE).schema).write_delta(
-            str(path),
+            where.uri,
             mode="append",
             delta_write_options={"commit_properties": CommitProperties(custom_metadata=meta)},
+            **where.write_kwargs(),
         )
         detail = f"{COMMIT_EVENT} {name} v{version} (recorded under the grant of that write)"
         self._record("write", EVENTS_TABLE, detail, decision)
@@ -528,16 +564,22 @@ class Lakehouse:
             "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "note": note,
         }
-        with self._fenced(name):
-            dt = DeltaTable(str(self.path(name)))
-            metrics = dt.delete(
-                predicate,
-                commit_properties=CommitProperties(
-                    custom_metadata={LINEAGE_PREFIX + k: v for k, v in lineage.items()}
-                ),
-            )
+        meta = {LINEAGE_PREFIX + k: v for k, v in lineage.items()}
+        where = self.location(name)
+        with self._fenced(name) as fence:
+            if fence is not None:  # object storage: the lease token goes into the commit
+                props = CommitProperties(
+                    custom_metadata=meta, app_transactions=fence.transactions()
+                )
+                metrics = fence.commit(
+                    where, lambda dt: dt.delete(predicate, commit_properties=props)
+                )
+            else:
+                metrics = where.delta().delete(
+                    predicate, commit_properties=CommitProperties(custom_metadata=meta)
+                )
         deleted = int((metrics or {}).get("num_deleted_rows", 0) or 0)
-        version = DeltaTable(str(self.path(name))).version()
+        version = where.delta().version()
         self._record("delete", name, f"v{version} rows={deleted} {note}", decision)
         self._audit.flush()
         return version
