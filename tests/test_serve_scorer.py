@@ -158,3 +158,23 @@ def test_row_checker_lists_exactly_what_the_row_by_row_walk_lists():
         (12, "age"),
     }
     assert checker.check([])[0]["problem"] == "`rows` must be a non-empty list"
+
+
+def test_logged_features_text_is_what_the_value_by_value_encoding_gave():
+    import json
+    from datetime import UTC, date, datetime
+
+    from hortus.serving._model import features_json, json_value, output_rows
+
+    names = ["a", "b", "c", "d", "e", "f"]
+    rows = [
+        {"a": 1.5, "b": "x", "c": None, "d": True, "e": 3, "f": 1e16, "extra": "ignored"},
+        {"a": math.nan, "b": np.float64(2.25), "c": np.int64(7), "d": date(2026, 1, 2),
+         "e": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)},  # fmt: skip
+        {"a": np.float64("nan"), "b": float("-inf") * 0, "c": "é"},
+    ]
+    for row in rows:
+        want = json.dumps({n: json_value(row.get(n)) for n in names}, default=str)
+        assert features_json(row, names) == want
+    out = output_rows({"score": np.array([0.5, np.nan]), "prediction": np.array(["a", "b"])})
+    assert out == [{"score": 0.5, "prediction": "a"}, {"score": None, "prediction": "b"}]

@@ -19,6 +19,7 @@ every item of the online store.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -245,7 +246,7 @@ class RowChecker:
             seen = set(map(type, vals))
             if not seen <= allowed:
                 return False
-            if float in seen and any(math.isinf(v) for v in vals if type(v) is float):
+            if float in seen and (math.inf in vals or -math.inf in vals):
                 return False
             cats = self._cats.get(name)
             if cats is not None and not {str(v) for v in vals if v is not None} <= cats:
@@ -302,6 +303,42 @@ def request_keys(fs) -> list[str]:
             if k not in features and k not in keys:
                 keys.append(k)
     return keys
+
+
+def _encode_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+_STRICT = json.JSONEncoder(allow_nan=False, default=_encode_default)
+
+
+def features_json(row: dict, names: Sequence[str]) -> str:
+    """Return the JSON text of the `names` of a row (NaN as null, times as ISO text).
+
+    The text `json.dumps({n: json_value(row.get(n)) ...}, default=str)` gives, without
+    the per-value Python call in the common case (no NaN).
+    """
+    sub = {n: row.get(n) for n in names}
+    try:
+        return _STRICT.encode(sub)
+    except ValueError:  # a NaN somewhere: convert value by value
+        return json.dumps({n: json_value(v) for n, v in sub.items()}, default=str)
+
+
+def output_rows(columns: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Return output columns as one JSON-ready dict per row (NaN as null)."""
+    cols = {}
+    for k, v in columns.items():
+        values = v.tolist()
+        if v.dtype.kind == "f" and np.isnan(v).any() or v.dtype.kind == "O":
+            values = [json_value(x) for x in values]
+        cols[k] = values
+    keys = list(cols)
+    return [dict(zip(keys, r, strict=True)) for r in zip(*cols.values(), strict=True)]
 
 
 def json_value(value: Any) -> Any:

@@ -68,7 +68,13 @@ from hortus.governance.audit import AuditRecord
 from hortus.lakehouse.tables import Lakehouse
 from hortus.serving._features import ServingFeatures, UnknownEntity
 from hortus.serving._metrics import Metrics
-from hortus.serving._model import ServedModel, check_rows, json_value, load_served
+from hortus.serving._model import (
+    ServedModel,
+    check_rows,
+    features_json,
+    load_served,
+    output_rows,
+)
 from hortus.serving._openapi import docs_page, openapi
 from hortus.serving._swap import Watcher
 from hortus.serving._tokens import AuthError, TokenStore
@@ -396,16 +402,13 @@ def _predict(service: Service, model: ServedModel, payload, user: str, rid: str,
     if problems:
         raise _Refused(422, f"{len(problems)} problem(s) with the rows: see `problems`",
                        problems=problems)  # fmt: skip
-    cols = {k: v.tolist() for k, v in model.outputs(rows).items()}
-    outputs = [{k: json_value(v) for k, v in zip(cols, r, strict=True)}
-               for r in zip(*cols.values(), strict=True)]  # fmt: skip
+    outputs = output_rows(model.outputs(rows))
     ms = (time.perf_counter() - t0) * 1000
     now = datetime.now(UTC)
     names = model.names
     service.writer.add([
         {"batch_id": rid, "model_name": model.name, "model_version": model.version,
-         "request": json.dumps({"row": i}), "features": json.dumps(
-             {n: json_value(row.get(n)) for n in names}, default=str),
+         "request": f'{{"row": {i}}}', "features": features_json(row, names),
          "score": o["score"], "rank": None, "as_of": now, "logged_at": now,
          "prediction": None if o.get("prediction") is None else str(o["prediction"]),
          "caller": user, "latency_ms": ms}
@@ -470,7 +473,7 @@ def _recommend(service: Service, model: ServedModel, payload, user: str, rid: st
     service.writer.add([
         {"batch_id": rid, "model_name": model.name, "model_version": model.version,
          "request": json.dumps(entities[i], sort_keys=True, default=str),
-         "features": json.dumps({n: json_value(vectors[i].get(n)) for n in names}, default=str),
+         "features": features_json(vectors[i], names),
          "score": float(scores[i]), "rank": r, "as_of": feats.materialized_at,
          "logged_at": now, "prediction": None, "caller": user, "latency_ms": ms}
         for r, i in enumerate(top, start=1)
