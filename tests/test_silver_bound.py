@@ -135,7 +135,12 @@ def test_content_hash_streamed_in_batches_is_the_hash_of_the_whole_table(landing
     paths, lh = _root(tmp_path)
     shutil.copytree(landing, paths.data, dirs_exist_ok=True)
     ingest(paths.data, lh)
+    chunks = silver.chunk_sizes(lh, 300)  # what the build below will take: every bronze row
+    landed = sum(lh.read("bronze." + c.name).height for c in lh.catalog.landed())
+    assert len(chunks) > 3 and sum(n for _, n in chunks) == landed
+    assert silver.memory_bound_mb(chunks) > silver.memory_bound_mb([]) == silver.BOUND_FIXED_MB
     silver.build(lh, OPTIONS, chunk_rows=300)  # several commits, several files
+    assert silver.chunk_sizes(lh, 300) == []  # nothing left to process
     for name in ("bronze.events", "silver.events", "silver.plants", "quarantine.rows"):
         whole = frame_hash(lh.read(name))
         lf = lh.scan(name)

@@ -5,6 +5,19 @@ Every bronze row ends in exactly one place: the silver table (accepted) or
 violations).  `process` is a pure function over one batch of bronze rows;
 `build` runs it for every landed table over the bronze batches not processed
 yet, so it serves both full rebuilds (`dvc repro`) and micro-batches.
+
+Memory bound (issue 18 item 1; benchmarks/bench_hostile_ingest.py runs silver in a
+fresh process after each hostile case, tests/test_chaos.py asserts it): silver's peak
+RSS over its process baseline stays within BOUND_X (8) x the bytes + BOUND_ROW_BYTES
+(1 KB) x the rows of its largest chunk + BOUND_FIXED_MB (160 MB), whatever the
+history.  A chunk is whole bronze files, at most `chunk_rows` rows and CHUNK_BYTES
+(256 MiB) of strings unless one file is larger; a file is at most what ingest's caps
+let in (`ingest.max_file_mb` decompressed, lines under `ingest.max_line_kb`).  What
+grows with history is streamed, never held: the keys already in silver (a semi join
+with the chunk's keys), the batch ids processed, the redaction send-back scan, and
+the content hashes pinned after the run (`Lakehouse.content_hash`).  Held whole: the
+customers' direct identifiers for redaction (`known_pii_values`, one string each).
+`chunk_sizes` gives the chunks a run will take, `memory_bound_mb` the bound in MB.
 """
 
 from __future__ import annotations
@@ -36,6 +49,8 @@ QUARANTINE = "quarantine.rows"
 #: a chunk of whole bronze files holds at most this many bytes of strings (and about
 #: `chunk_rows` rows; at least one file): the unit of silver's memory bound
 CHUNK_BYTES = 256 * 2**20
+#: the stated memory bound (module docstring): x chunk bytes, per chunk row, fixed MB
+BOUND_X, BOUND_ROW_BYTES, BOUND_FIXED_MB = 8.0, 1000, 160
 _T = "__t"  # suffix of typed columns during processing
 _META = ["_source_file", "_line", "_batch_id", "_file_date"]
 
@@ -649,6 +664,28 @@ def _file_sizes(todo: pl.LazyFrame) -> pl.DataFrame:
         .sort("_source_file")
         .collect(engine="streaming")
     )
+
+
+def chunk_sizes(lh: Lakehouse, chunk_rows: int = 2_000_000) -> list[tuple[int, int]]:
+    """Return the (bytes, rows) of each chunk the next `build` will take (in process)."""
+    sizes = []
+    for contract in lh.catalog.landed():
+        bronze = "bronze." + contract.name
+        if not lh.exists(bronze):
+            continue
+        done = processed_batches(lh, contract) - set(partial_batches(lh, contract)["batch"])
+        todo = lh.scan(bronze).filter(~pl.col("_batch_id").is_in(pl.Series(sorted(done)).implode()))
+        files = _file_sizes(todo)
+        for chunk in _chunks(files, chunk_rows, CHUNK_BYTES):
+            part = files.filter(pl.col("_source_file").is_in(pl.Series(chunk).implode()))
+            sizes.append((int(part["bytes"].sum()), int(part["n"].sum())))
+    return sizes
+
+
+def memory_bound_mb(chunks: list[tuple[int, int]]) -> float:
+    """Return silver's stated memory bound, in MB over its baseline, for these chunks."""
+    worst = max((BOUND_X * b + BOUND_ROW_BYTES * n for b, n in chunks), default=0)
+    return worst / 1e6 + BOUND_FIXED_MB
 
 
 def _chunks(files: pl.DataFrame, chunk_rows: int, chunk_bytes: int) -> list[list[str]]:
