@@ -152,7 +152,7 @@ def _columns_with_tokens_of(root: Path, key: bytes) -> list[str]:
     """Return 'table.column' where a token of `key` is in the current version."""
     lh = Lakehouse.open(root, user="dana")
     values, _ = rotation._raw_values(lh)
-    olds = tokenize_series(values, key)
+    olds = tokenize_series(values["v"].unique(), key)
     left = []
     for name, cols in rotation.token_tables(lh).items():
         for col in cols:
@@ -209,7 +209,15 @@ def test_rotation_rekeys_every_table_and_keeps_every_join(root, monkeypatch, cap
         meta = DeltaTable(str(lh.path(name))).history(1)[0]
         assert meta["hortus.stage"] == "rotate_keys" and meta["hortus.pii_key_version"] == "2"
         inputs = json.loads(meta["hortus.inputs"])
-        assert inputs[name] == versions[name] and "bronze.users" in inputs
+        assert inputs[name] == versions[name]
+    # lineage names the restricted tables whose values re-keyed each table, no other
+    sources = {n: set(json.loads(DeltaTable(str(lh.path(n))).history(1)[0]["hortus.inputs"]))
+               for n in ("silver.users", "silver.events", "ops.prediction_log")}  # fmt: skip
+    assert sources == {
+        "silver.users": {"silver.users", "bronze.users"},
+        "silver.events": {"silver.events", "bronze.events"},
+        "ops.prediction_log": {"ops.prediction_log", "bronze.users"},
+    }
     assert {n: v for n, v in now.items() if not n.startswith(("silver.", "ops."))} == {
         n: v for n, v in versions.items() if not n.startswith(("silver.", "ops."))
     }
@@ -361,6 +369,16 @@ def test_rotation_without_a_key_or_grant_changes_nothing(root, monkeypatch, caps
     monkeypatch.setenv("HORTUS_PII_KEY_V2", TEST_KEY)
     code, text = _cli(monkeypatch, capsys, root, "keys", "rotate", "pii")
     assert code == 2 and "equals the current key" in text
+    # a key admin who reads the restricted zone masked cannot build the map from raw values
+    import yaml
+
+    policy = yaml.safe_load((root / "access_policy.yaml").read_text())
+    policy["users"]["kim"] = ["key-admins"]
+    policy["restricted_zone"]["bronze"].append("key-admins")
+    policy["groups"]["key-admins"] = {"tables": {"read": ["*"], "rotate_keys": ["*"]}}
+    (root / "access_policy.yaml").write_text(yaml.safe_dump(policy))
+    code, text = _cli(monkeypatch, capsys, root, "keys", "rotate", "pii", user="kim")
+    assert code == 2 and "kim reads bronze.events masked (_raw)" in text, text
     monkeypatch.delenv("HORTUS_PII_KEY_V2")
     code, text = _cli(monkeypatch, capsys, root, "keys", "rotate", "pii", "--resume")
     assert code == 2 and "no PII key rotation to resume" in text
@@ -424,3 +442,40 @@ def test_rekey_online_maps_text_columns_and_leaves_no_old_bytes(tmp_path):
     assert [r[0] for r in rows] == news.to_list()
     data = path.read_bytes()
     assert not any(o.encode() in data for o in olds.to_list())
+
+
+def _files_holding(folder: Path, value: str) -> list[str]:
+    """Return the table's data files (every version's) with a row whose email is `value`."""
+    return [
+        f.name
+        for f in sorted(folder.glob("*.parquet"))
+        if pl.read_parquet(f).filter(pl.col("email") == value).height
+    ]
+
+
+def test_erasure_across_a_rotation(root, monkeypatch, capsys):
+    """Check erasing twice across a rotation says 'already erased', and an erasure after one
+    finds the subject's old-key tokens in the history the rotation left (and removes them)."""
+    lh = Lakehouse.open(root, user="dana")
+    first, second = lh.read("silver.users")["user_id"].sort().head(2).to_list()
+    lh.close()
+    erase = ("erase", "--reason", "DSR-1", "--subject")
+    assert _cli(monkeypatch, capsys, root, *erase, first)[0] == 0
+    assert _cli(monkeypatch, capsys, root, "keys", "rotate", "pii")[0] == 0
+    code, text = _cli(monkeypatch, capsys, root, *erase, first)
+    assert code == 0 and "already erased" in text, text  # its reference under the old key
+    paths = Paths.at(root)
+    lh = Lakehouse.open(root, user="dana")
+    subject = erasure.resolve(lh, second)
+    email = lh.read("bronze.users").filter(pl.col("user_id") == second)["email"][0]
+    new = load_key(paths.secrets)
+    assert {token(email, OLD), token(email, new)} <= set(subject.tokens)
+    # the Delta history before the rotation commit holds the old token of the subject
+    assert _files_holding(lh.path("silver.users"), token(email, OLD))
+    lh.close()
+    code, text = _cli(monkeypatch, capsys, root, *erase, second)
+    assert code == 0 and "found nowhere" in text, text
+    lh = Lakehouse.open(root, user="dana")
+    assert erasure.find_subject(lh, subject) == []
+    assert not _files_holding(lh.path("silver.users"), token(email, OLD))
+    lh.close()

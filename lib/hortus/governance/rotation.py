@@ -175,14 +175,14 @@ def _tokens_in(lh: Lakehouse, name: str, column: str) -> pl.Series:
     )
 
 
-def _raw_values(lh: Lakehouse) -> tuple[pl.Series, dict[str, int]]:
-    """Return every distinct raw direct identifier in the restricted zone, and the versions read.
+def _raw_values(lh: Lakehouse) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Return every distinct raw direct identifier in the restricted zone and the versions read.
 
-    As silver tokenises them: the bronze column (or the raw JSON line's field), blanks
-    left out.  Each bronze table is read through the table API (``read`` grant on the
-    restricted zone, audited).
+    Rows (v, source): the value and the bronze table holding it.  As silver tokenises
+    them: the bronze column (or the raw JSON line's field), blanks left out.  Each bronze
+    table is read through the table API (``read`` grant on the restricted zone, audited).
     """
-    parts: list[pl.Series] = []
+    parts: list[pl.DataFrame] = []
     read: dict[str, int] = {}
     for c in lh.catalog.landed():
         direct = [col.name for col in c.columns if col.pii == "direct"]
@@ -190,6 +190,12 @@ def _raw_values(lh: Lakehouse) -> tuple[pl.Series, dict[str, int]]:
         if not direct or not lh.exists(source):
             continue
         lf = lh.scan(source)
+        masked = sorted(set(lh.masked_columns(source)) & {*direct, "_raw"})
+        if masked:  # tokens of tokens would re-key nothing
+            raise RotationError(
+                f"{lh.user} reads {source} masked ({', '.join(masked)}): a rotation needs the raw "
+                f"values of the restricted zone (unmask on {source}.*); nothing was changed"
+            )
         cols = lf.collect_schema().names()
         exprs = [
             pl.col(d).cast(pl.String) if d in cols else pl.col("_raw").str.json_path_match(f"$.{d}")
@@ -200,21 +206,31 @@ def _raw_values(lh: Lakehouse) -> tuple[pl.Series, dict[str, int]]:
             .select(pl.col("v").explode())
             .filter(pl.col("v").str.strip_chars() != "")
             .unique()
+            .with_columns(pl.lit(source).alias("source"))
             .collect()
-            .to_series()
         )
         parts.append(values)
         read[source] = lh.reads[source]
     if not parts:
-        return pl.Series("v", [], dtype=pl.String), read
-    return pl.concat(parts).unique(), read
+        return pl.DataFrame(schema={"v": pl.String, "source": pl.String}), read
+    return pl.concat(parts), read
 
 
-def token_map(values: pl.Series, old_key: bytes, new_key: bytes) -> pl.DataFrame:
-    """Return old token -> new token for each raw value (one HMAC per distinct value)."""
-    return pl.DataFrame(
-        {"old": tokenize_series(values, old_key), "new": tokenize_series(values, new_key)}
-    ).unique("old")
+def token_map(raw: pl.DataFrame, old_key: bytes, new_key: bytes) -> pl.DataFrame:
+    """Return old token -> new token, and the bronze tables holding the value (sorted list).
+
+    One HMAC per distinct value and key.
+    """
+    values = raw["v"].unique()
+    pairs = pl.DataFrame(
+        {
+            "v": values,
+            "old": tokenize_series(values, old_key),
+            "new": tokenize_series(values, new_key),
+        }
+    )
+    sources = raw.group_by("v").agg(pl.col("source").unique().sort().alias("sources"))
+    return pairs.join(sources, on="v").drop("v").unique("old")
 
 
 def unmapped(lh: Lakehouse, tables: dict[str, dict[str, bool]], mapping: pl.DataFrame) -> list[str]:
@@ -271,11 +287,16 @@ def rekey_table(
     out = TableRekey(name, sorted(cols), version_before=dt.version())
     df = pl.read_delta(str(path))
     exprs, changed, replaced = [], [], 0
+    own = f"bronze.{lh.catalog.get(name).name}"
+    used: set[str] = set()  # the restricted tables whose values re-keyed this table (lineage)
     for col, embedded in cols.items():
         here = _tokens_in(lh, name, col).to_frame().join(mapping, on="old", how="inner")
         if not here.height:
             continue
         replaced += here.height
+        src = pl.col("sources")
+        pick = pl.when(src.list.contains(own)).then(pl.lit(own)).otherwise(src.list.first())
+        used |= set(here.select(pick.alias("s"))["s"].unique().to_list())
         old, new = here["old"], here["new"]
         e = (
             pl.col(col).str.replace_many(old.to_list(), new.to_list())
@@ -287,6 +308,7 @@ def rekey_table(
     out.tokens = replaced
     if exprs:
         out.rows = int(df.select(pl.any_horizontal(changed).sum()).item())
+        read = {name: dt.version(), **{s: inputs[s] for s in sorted(used)}}
         parts = dt.metadata().partition_columns
         scope = lease.scope_for(lh.catalog.get(name).layer, name)
         with lease.fenced_commit(lh.paths.lakehouse, scope, name):
@@ -294,7 +316,7 @@ def rekey_table(
                 str(path),
                 mode="overwrite",
                 delta_write_options={
-                    "commit_properties": _commit(lh, rid, {name: dt.version(), **inputs}, versions),
+                    "commit_properties": _commit(lh, rid, read, versions),
                     **({"partition_by": parts} if parts else {}),
                 },
             )
@@ -450,8 +472,15 @@ def rotate(
                     "use that key"
                 )
             rid = rotation["id"]
+            # tokens of either key are expected now; any other stops before a change
+            lost = unmapped(lh, tables, token_map(values, old_key, new_key))
+            if lost:
+                raise RotationError(
+                    f"cannot finish rotation {rid}, nothing more was changed:\n  "
+                    + "\n  ".join(lost)
+                )
         else:
-            olds = tokenize_series(values, old_key)
+            olds = tokenize_series(values["v"].unique(), old_key)
             lost = unmapped(lh, tables, pl.DataFrame({"old": olds, "new": olds}))
             if lost:
                 raise RotationError(

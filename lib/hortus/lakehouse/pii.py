@@ -151,8 +151,7 @@ def load_key(secrets_dir: Path, version: int | None = None) -> bytes:
     if key is None:
         hint = " (`make key` writes the demo-only key)" if version == 1 else ""
         raise HortusError(
-            f"no PII tokenisation key v{version}: set {key_location(secrets_dir, version)}"
-            + hint
+            f"no PII tokenisation key v{version}: set {key_location(secrets_dir, version)}" + hint
         )
     return key
 
@@ -172,6 +171,23 @@ def token(value: str, key: bytes) -> str:
     """
     digest = hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
     return TOKEN_PREFIX + digest[:TOKEN_HEX]
+
+
+def readable_keys(secrets_dir: Path) -> dict[int, bytes]:
+    """Return every key version whose key can still be read (retired ones too), newest first.
+
+    To *find* tokens and references an older key made (an erasure searching the Delta
+    history a rotation left, a record made before it), never to tokenise: `load_key`.
+    """
+    ring = read_keyring(secrets_dir)
+    rotation = ring.get("rotation")
+    known = max(int(ring["current"]), int(rotation["to"]) if rotation else 0)
+    out = {}
+    for version in range(known, 0, -1):
+        key = read_versioned_key(KEY_ENV, secrets_dir, KEY_FILE, version)
+        if key is not None:
+            out[version] = key
+    return out
 
 
 def keyed_ref(value: str, key: bytes) -> str:
