@@ -54,7 +54,7 @@ from hortus.errors import HortusError
 from hortus.governance.audit import AuditRecord
 from hortus.lakehouse import lease
 from hortus.lakehouse.contracts import Contract
-from hortus.lakehouse.pii import load_key, token
+from hortus.lakehouse.pii import load_key, readable_keys, token
 from hortus.lakehouse.tables import LINEAGE_PREFIX, Lakehouse
 from hortus.provenance import git_state
 
@@ -146,6 +146,7 @@ def resolve(lh: Lakehouse, value: str, *, table: str | None = None) -> Subject:
     contract = subject_table(lh, table)
     key = contract.primary_key[0]
     pii_key = load_key(lh.paths.secrets)
+    olds = readable_keys(lh.paths.secrets)
     mine: dict[str, set[str]] = {}
     others: dict[str, set[str]] = {}
     for c in lh.catalog.landed():
@@ -172,7 +173,8 @@ def resolve(lh: Lakehouse, value: str, *, table: str | None = None) -> Subject:
         table=contract.full_name,
         ref=subject_ref(value, pii_key),
         raw=raw,
-        tokens=sorted({token(v, pii_key) for v in raw}),
+        # tokens of older key versions too: Delta history from before a rotation holds them
+        tokens=sorted({token(v, k) for v in raw for k in {pii_key, *olds.values()}}),
     )
 
 
@@ -590,7 +592,8 @@ def erase(
     contract = subject_table(lh, table)
     lh._require("erase", f"bronze.{contract.name}")  # before any lookup: no existence oracle
     subject = resolve(lh, value, table=table)
-    before = erasures(lh).filter(pl.col("subject_ref") == subject.ref)
+    refs = [subject.ref, *(subject_ref(value, k) for k in readable_keys(lh.paths.secrets).values())]
+    before = erasures(lh).filter(pl.col("subject_ref").is_in(refs))  # by any key version
     contracts = _tables(lh)
     found = {}
     for c in contracts:
