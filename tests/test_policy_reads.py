@@ -93,6 +93,9 @@ NOT_READS = {
     "features keys": "online store: issue 10 (policy wrapper of helper E)",
     "features skew": "Lakehouse.scan of the offline logs and the online store (issue 10)",
     "access check": "explains the policy; reads no table",
+    "audit writer": "the audit writer's own process: appends to ops.audit_log as the writer's OS "
+    "user (tests/test_audit_writer.py); reads no table for anyone",
+    "audit rotate-key": "writer side: appends one key_rotation record; reads no table data",
     "monitor run": "monitors read through Lakehouse.scan",
     "monitor stage": "pipeline stage: monitors through Lakehouse.scan",
     "monitor watch": "pipeline stage: ingest and silver through Lakehouse",
@@ -107,6 +110,10 @@ NOT_READS = {
     "tests/test_maintain.py",
     "erase": "erase grant on each table changed, audited per table; tests/test_erasure.py",
     "subject export": "reads through Lakehouse.scan as the user (audited); tests/test_erasure.py",
+    "keys rotate": "rotate_keys grant on every table (audited per table re-keyed); bronze read "
+    "through Lakehouse.scan; tests/test_key_rotation.py",
+    "keys status": "which tables hold tokens (no values shown), under the rotate_keys grant "
+    "(a denial audited); tests/test_key_rotation.py",
 }
 
 # The only places of the library that open Delta or Parquet data without the table API,
@@ -123,6 +130,9 @@ RAW_READS_ALLOWED = {
     "(audited); retention counts read through the table API",
     "hortus/governance/erasure.py": "erasure: every file of every version, under the erase "
     "grant checked per table (audited); exports read through the table API",
+    "hortus/governance/rotation.py": "PII key rotation: token columns of every table under "
+    "the rotate_keys grant checked per table (audited per table re-keyed); raw values through "
+    "the table API",
 }
 RAW_READERS = {"scan_delta", "read_delta", "DeltaTable", "scan_parquet", "read_parquet",
                "scan_pyarrow_dataset", "read_table", "ParquetFile"}  # fmt: skip
