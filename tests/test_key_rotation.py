@@ -382,6 +382,8 @@ def test_rotation_without_a_key_or_grant_changes_nothing(root, monkeypatch, caps
     monkeypatch.delenv("HORTUS_PII_KEY_V2")
     code, text = _cli(monkeypatch, capsys, root, "keys", "rotate", "pii", "--resume")
     assert code == 2 and "no PII key rotation to resume" in text
+    code, text = _cli(monkeypatch, capsys, root, "keys", "status", user="alex")
+    assert code == 2 and "may not rotate_keys" in text and "tok_" not in text
     with pytest.raises(SystemExit) as exit_:
         main(["--root", str(root), "keys", "rotate", "ssh"])  # an unknown kind of key
     assert exit_.value.code == 2 and "invalid choice: 'ssh'" in capsys.readouterr().err

@@ -559,8 +559,11 @@ def status(lh: Lakehouse, *, scan: bool = True) -> dict[str, Any]:
 
     A table re-keyed by a rotation uses that rotation's version from the Delta version
     recorded; a table the keyring does not name uses the current version (written by the
-    stages with it).  During a rotation, pending tables use the old version.
+    stages with it).  During a rotation, pending tables use the old version.  Needs the
+    ``rotate_keys`` grant on every table it looks into (a denial is audited).
     """
+    if scan:
+        _grants(lh, [c.full_name for c in _candidates(lh)])
     ring = read_keyring(lh.paths.secrets)
     rotation = ring.get("rotation")
     names = set(ring.get("tables", {}))
