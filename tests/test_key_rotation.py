@@ -23,7 +23,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from conftest import TEST_KEY, with_policy
+from conftest import TEST_KEY, USERS_HEADER, user_row, with_policy
 from hortus.cli.core import main
 from hortus.config import Paths
 from hortus.errors import HortusError
@@ -200,6 +200,7 @@ def test_rotation_rekeys_every_table_and_keeps_every_join(root, monkeypatch, cap
     assert len(_columns_with_tokens_of(root, new)) == 7  # every token column: the new key's...
     lh = Lakehouse.open(root, user="dana")
     raw = lh.read("bronze.users").sort("user_id").row(0, named=True)
+    ip = raw["ip_address"]  # shared by a buyer landed after the rotation (below)
     silver_row = lh.read("silver.users").filter(pl.col("user_id") == raw["user_id"])
     assert silver_row["email"][0] == token(raw["email"], new)  # ...as silver makes them now
     # one commit per re-keyed table, carrying its lineage; untouched tables unchanged
@@ -243,6 +244,24 @@ def test_rotation_rekeys_every_table_and_keeps_every_join(root, monkeypatch, cap
     # the retired key is refused by name
     with pytest.raises(HortusError, match="v1 is retired"):
         load_key(paths.secrets, version=1)
+    # new data after the rotation: a process still holding the old key is refused; the
+    # stage's key (the current one) makes tokens that join the re-keyed rows
+    from hortus.lakehouse import silver
+    from hortus.lakehouse.ingest import ingest
+
+    row = user_row(990001, email="late.buyer@example.org", ip_address=ip)
+    (paths.data / "users" / "users-2025-03-08-late.csv").write_text(f"{USERS_HEADER}\n{row}\n")
+    lh = Lakehouse.open(root, user="pipeline")
+    ingest(paths.data, lh)
+    with pytest.raises(HortusError, match="not the current v2 .* must be restarted"):
+        silver.build(lh, silver.SilverOptions(key=OLD))
+    silver.build(lh, silver.SilverOptions(key=load_key(paths.secrets)))
+    users = lh.read("silver.users")
+    late = users.filter(pl.col("user_id") == "u990001").row(0, named=True)
+    assert late["email"] == token("late.buyer@example.org", new)
+    twins = users.filter(pl.col("ip_address") == late["ip_address"])["user_id"].to_list()
+    assert sorted(twins) == sorted([raw["user_id"], "u990001"])  # joins the re-keyed row
+    lh.close()
 
 
 def test_rotating_twice_and_the_online_audit_names_no_entity_key(root, monkeypatch, capsys):

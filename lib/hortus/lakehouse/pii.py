@@ -173,6 +173,26 @@ def token(value: str, key: bytes) -> str:
     return TOKEN_PREFIX + digest[:TOKEN_HEX]
 
 
+def check_current(secrets_dir: Path, key: bytes) -> None:
+    """Refuse to tokenise with `key` unless it is the current version (after any rotation).
+
+    A process that loaded the key before a rotation (a running `hortus monitor watch`)
+    would otherwise add old-key tokens to re-keyed tables.  Projects that never rotated
+    (no keyring file) are not checked.
+    """
+    if not keyring_path(secrets_dir).exists():
+        return
+    current = load_key(secrets_dir)  # RotationInProgress while one is unfinished
+    if key != current:
+        ring = read_keyring(secrets_dir)
+        last = (ring.get("history") or [{}])[-1].get("id", "-")
+        raise HortusError(
+            f"refusing to tokenise with a PII key that is not the current v{ring['current']} "
+            f"(last rotation {last}): a process that loaded its key before the rotation must be "
+            "restarted; nothing was written"
+        )
+
+
 def readable_keys(secrets_dir: Path) -> dict[int, bytes]:
     """Return every key version whose key can still be read (retired ones too), newest first.
 
