@@ -41,7 +41,7 @@ from hortus.lakehouse.contracts import (
     first_broken,
     parse_columns,
 )
-from hortus.lakehouse.pii import redact_text, tokenize
+from hortus.lakehouse.pii import check_current, redact_text, tokenize
 from hortus.lakehouse.silver_schema import AGE_BANDS, stored_contract
 from hortus.lakehouse.tables import Lakehouse
 
@@ -530,6 +530,7 @@ def build(
     rows counted again in landed/accepted/quarantined of this run).  Chunks run on
     the `executor` (default: the project's; see `_chunk_results`), committed here.
     """
+    check_current(lh.paths.secrets, options.key)  # never a key a rotation retired (pii.py)
     executor = executor or executor_for(lh.paths.root)
     options = replace(options, known_pii=options.known_pii or known_pii_values(lh))
     again = redact_again(lh, known_pii_values(lh, unprocessed_only=True))
