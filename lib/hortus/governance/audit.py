@@ -62,7 +62,15 @@ Concurrency
 Single writer: an append reads the last record and writes the next ones, so two
 writers racing would fork the chain (duplicate seq, detected by `verify`).  An
 exclusive `flock` on ``<path>.lock`` serialises appends from processes on one
-machine; writers on several machines must go through one audit writer.
+machine.  Each append also commits on the Delta snapshot it read the head from,
+with a Delta transaction identifier (``txn`` appId ``hortus-audit-chain``, version =
+its last seq): an append that lands meanwhile makes Delta's conflict check refuse
+this commit, which then re-reads the head and chains again.  That is what keeps
+the chain whole on object storage (a log at ``s3://...``, where there is no flock;
+`hortus.lakehouse._objstore`): writers on several machines append to one chain.  On
+object storage the trust folder (public keys, anchors) stays local, under
+``.hortus/audit_trust/`` beside the secrets folder: each machine checks the anchors
+it wrote itself.
 
 Batching and policy changes
 ---------------------------
@@ -113,6 +121,7 @@ from hortus.governance._audit_keys import (
     rotation_statement,
     signs,
 )
+from hortus.lakehouse._objstore import TableLocation, is_uri
 from hortus.lakehouse.keys import read_key, write_demo_key
 
 if TYPE_CHECKING:
@@ -149,6 +158,8 @@ SCHEMA = pl.Schema(
 HASHED_FIELDS = tuple(c for c in SCHEMA if c not in ("hash", "key_id", "sig"))
 POLICY_OBJECT = "access_policy.yaml"  # object of policy_change records
 MAX_PENDING = 256  # AuditBuffer flushes by itself beyond this many records
+CHAIN_APP = "hortus-audit-chain"  # Delta txn appId of chain appends (see Concurrency)
+CHAIN_RETRIES = 20  # appends that lost the race re-read the head and chain again
 _ACTION = re.compile(r"[a-z][a-z0-9_]*")
 
 
@@ -156,15 +167,31 @@ class AuditError(HortusError):
     """The audit log cannot be written or read (bad record, missing key, bad table)."""
 
 
-def default_path(paths: Paths) -> Path:
-    """Return the conventional location of the audit log: `<lakehouse>/ops/audit_log`."""
+def default_path(paths: Paths) -> Path | str:
+    """Return the conventional location of the audit log: `<lakehouse>/ops/audit_log`.
+
+    A folder, or an object-store URI when the lakehouse lives there.
+    """
+    if paths.lakehouse_uri is not None:
+        return paths.table_uri("ops", "audit_log")
     return paths.table("ops", "audit_log")
 
 
-def trust_dir(path: Path) -> Path:
+def trust_dir(path: Path | str) -> Path:
     """Return the public trust folder of the log at `path`: `<path>.trust`."""
+    if is_uri(path):
+        raise AuditError(
+            f"audit log {path} is on object storage: its trust folder is local and must be "
+            "given (AuditLog.open sets it under .hortus/audit_trust/)"
+        )
     path = Path(path)
     return path.parent / f"{path.name}.trust"
+
+
+def _local_trust(path: str, secrets_dir: Path) -> Path:
+    """Return the local trust folder of a log on object storage (beside the secrets)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", path.split("://", 1)[1]).strip("_")
+    return Path(secrets_dir).parent / "audit_trust" / f"{slug}.trust"
 
 
 def load_audit_key(secrets_dir: Path) -> bytes:
@@ -324,10 +351,11 @@ class AuditLog:
     True
     """
 
-    path: Path
+    path: Path | str  # a folder, or an object-store URI (s3://...)
     key: bytes | None = field(default=None, repr=False)
     key_dir: Path | None = None
     socket: str | None = None
+    trust_root: Path | None = None  # default: trust_dir(path); given for object storage
     #: (Delta version, head, last policy_version, active key_id) after this object's
     #: last append: an append that finds the table still at that version skips re-reading
     _tail: tuple[int, tuple[int, str] | None, str | None, str | None] | None = field(
@@ -337,7 +365,7 @@ class AuditLog:
     tail_files_read: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self.path = Path(self.path)
+        self.path = self.path if is_uri(self.path) else Path(self.path)
         if self.key is not None and not self.key:
             raise AuditError(f"audit log {self.path}: empty audit key")
 
@@ -354,7 +382,8 @@ class AuditLog:
         secret = read_key(KEY_ENV, secrets_dir, KEY_FILE)
         key_dir = Path(secrets_dir) / SIGNING_DIR
         socket = os.environ.get(SOCKET_ENV) or None
-        log = cls(Path(path), secret, key_dir=key_dir, socket=socket)
+        trust = _local_trust(str(path), Path(secrets_dir)) if is_uri(path) else None
+        log = cls(path, secret, key_dir=key_dir, socket=socket, trust_root=trust)
         if signing and socket is None and not log.signer.usable():
             raise AuditError(
                 f"no audit key: set {KEY_ENV} or write one to {Path(secrets_dir) / KEY_FILE} "
@@ -371,16 +400,20 @@ class AuditLog:
     @property
     def trust(self) -> TrustStore:
         """Return the log's public trust folder (`<path>.trust`)."""
-        return TrustStore(trust_dir(self.path))
+        return TrustStore(self.trust_root or trust_dir(self.path))
+
+    @property
+    def _where(self) -> TableLocation:
+        return TableLocation.of(self.path)
 
     def exists(self) -> bool:
         """Return whether the log has been written at least once."""
-        return (self.path / "_delta_log").is_dir()
+        return self._where.exists()
 
     def _frame(self) -> pl.DataFrame:
         if not self.exists():
             return pl.DataFrame(schema=SCHEMA)
-        df = pl.read_delta(str(self.path))
+        df = pl.read_delta(self._where.uri, **self._where.write_kwargs())
         missing = [c for c in SCHEMA if c not in df.columns and c not in ("key_id", "sig")]
         if missing:
             raise AuditError(f"audit log {self.path}: column(s) {missing} missing")
@@ -401,7 +434,7 @@ class AuditLog:
         thread pool that is already shut down when buffered records are flushed
         at interpreter exit.  Columns a legacy table lacks (key_id, sig) come back null.
         """
-        dt = DeltaTable(str(self.path))
+        dt = self._where.delta()
         present = set(dt.schema().to_arrow().names)
         df = pl.DataFrame(
             pl.from_arrow(dt.to_pyarrow_table(columns=[n for n in names if n in present]))
@@ -432,11 +465,14 @@ class AuditLog:
         if any(t is None for t in tops) or any("://" in p for p in paths):
             return None
         top = max(tops)
-        files = [str(self.path / unquote(p)) for p, t in zip(paths, tops, strict=True) if t == top]
+        where = self._where
+        files = [f"{where.uri}/{unquote(p)}" for p, t in zip(paths, tops, strict=True) if t == top]
         self.tail_files_read = len(files)
         columns = ["seq", "hash", "policy_version", "key_id", "action", "detail"]
         try:
-            rows = pl.read_parquet(files, columns=columns).filter(pl.col("seq") == top)
+            rows = pl.read_parquet(files, columns=columns, **where.write_kwargs()).filter(
+                pl.col("seq") == top
+            )
         except pl.exceptions.ColumnNotFoundError:  # a file written before signatures
             return None
         if rows.height != 1:  # stats that do not match, or a forked seq: read everything
@@ -455,6 +491,9 @@ class AuditLog:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
+        if not isinstance(self.path, Path):  # object storage: the txn conflict alone
+            yield
+            return
         lock = self.path.parent / f"{self.path.name}.lock"
         lock.parent.mkdir(parents=True, exist_ok=True)
         with open(lock, "a") as fh:
@@ -497,8 +536,25 @@ class AuditLog:
         return self._append_rows(rows, track_policy=track_policy)
 
     def _append_rows(self, rows: list[dict], *, track_policy: bool) -> pl.DataFrame:
+        """Chain and commit the rows; an append that lost the race re-reads and retries."""
+        from deltalake.exceptions import CommitFailedError, DeltaError
+
+        for attempt in range(CHAIN_RETRIES):
+            try:
+                return self._append_once([dict(r) for r in rows], track_policy=track_policy)
+            except (CommitFailedError, DeltaError, _RacedError) as exc:  # another append won
+                self._tail = None
+                if attempt == CHAIN_RETRIES - 1 or not _lost_race(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _append_once(self, rows: list[dict], *, track_policy: bool) -> pl.DataFrame:
+        from deltalake import CommitProperties, Transaction
+
         with self._locked():
-            dt = DeltaTable(str(self.path)) if self.exists() else None
+            if not isinstance(self.path, Path) and not self.exists():
+                self._create_empty()  # object storage: every append then has a snapshot
+            dt = self._where.delta() if self.exists() else None
             version = dt.version() if dt is not None else -1
             if self._tail is not None and self._tail[0] == version:
                 _, head, last_policy, active = self._tail  # nobody appended since our last
@@ -510,7 +566,13 @@ class AuditLog:
                     head = self.head()
                     last_policy = self.last_policy_version() if track_policy else None
                     active = self._active_key()
-            self._check_reaches_anchor(head)
+            try:
+                self._check_reaches_anchor(head)
+            except AuditError:  # object storage: an append anchored after our snapshot?
+                remote = dt is not None and not isinstance(self.path, Path)
+                if remote and self._where.delta().version() != dt.version():
+                    raise _RacedError(str(self.path)) from None
+                raise
             if track_policy:
                 rows = _with_policy_changes(rows, last_policy)
             key = self._signing_key(active)
@@ -526,12 +588,17 @@ class AuditLog:
                 row["hash"] = prev = content_hash(row)
                 row["sig"] = key.sign(signed_message(prev)).hex()
             df = pl.DataFrame(rows, schema=SCHEMA)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(self.path, Path):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             merge = dt is not None and "key_id" not in dt.schema().to_arrow().names
+            # on the snapshot the head was read from: an append landed since fails this one
+            chain = CommitProperties(app_transactions=[Transaction(CHAIN_APP, seq)])
+            options = {"schema_mode": "merge"} if merge else {}
             df.write_delta(
-                str(self.path),
+                dt if dt is not None else self._where.uri,
                 mode="append",
-                delta_write_options={"schema_mode": "merge"} if merge else None,
+                delta_write_options=options | {"commit_properties": chain},
+                **self._where.write_kwargs(),
             )
             self._anchor(key, seq, prev, version + 1)
             # the policy tail is only known when tracked (or carried from a tracked tail)
@@ -542,6 +609,28 @@ class AuditLog:
             else:
                 self._tail = None
         return df
+
+    def _create_empty(self) -> None:
+        """Create the log with no rows (object storage), so that appends can conflict.
+
+        Appends commit on a snapshot with the chain's txn id; two first appends racing
+        to create the table would have no snapshot to conflict on.  Of two processes
+        creating it at once, one wins (put-if-absent of version 0); the other finds it.
+        """
+        from deltalake import DeltaTable as _Table
+        from deltalake.exceptions import DeltaError
+
+        where = self._where
+        try:
+            _Table.create(
+                where.uri,
+                schema=pl.DataFrame(schema=SCHEMA).to_arrow().schema,
+                mode="ignore",
+                storage_options=where.storage_options,
+            )
+        except DeltaError:
+            if not where.exists():
+                raise
 
     def _check_reaches_anchor(self, head: tuple[int, str] | None) -> None:
         """Refuse to append to a log cut below its last anchor (never re-anchor a cut tail)."""
@@ -605,7 +694,7 @@ class AuditLog:
             "ts": ts,
             "user": "hortus",
             "action": MIGRATION_ACTION,
-            "object": self.path.name,
+            "object": str(self.path).rstrip("/").rsplit("/", 1)[-1],
             "outcome": "allowed",
             "detail": _JSON.encode(detail),
             "policy_version": None,
@@ -665,7 +754,7 @@ class AuditLog:
 
     def _append_signed(self, row: dict, key: Any, key_id: str) -> None:
         """Append one record signed by `key` (under the lock held by the caller)."""
-        dt = DeltaTable(str(self.path))
+        dt = self._where.delta()
         head = self.head()
         seq, prev = head if head else (0, GENESIS)
         row |= {"seq": seq + 1, "prev_hash": prev, "key_id": key_id}
@@ -673,9 +762,10 @@ class AuditLog:
         row["sig"] = key.sign(signed_message(row["hash"])).hex()
         merge = "key_id" not in dt.schema().to_arrow().names
         pl.DataFrame([row], schema=SCHEMA).write_delta(
-            str(self.path),
+            self._where.uri,
             mode="append",
             delta_write_options={"schema_mode": "merge"} if merge else None,
+            **self._where.write_kwargs(),
         )
         self._anchor(key, seq + 1, row["hash"], dt.version() + 1)
         self._tail = None
@@ -955,8 +1045,8 @@ class AuditBuffer:
     Policy changes are tracked (`AuditLog.append(track_policy=True)`).
     """
 
-    def __init__(self, path: Path, secrets_dir: Path, *, max_pending: int = MAX_PENDING):
-        self.path = Path(path)
+    def __init__(self, path: Path | str, secrets_dir: Path, *, max_pending: int = MAX_PENDING):
+        self.path = path if is_uri(path) else Path(path)
         self.secrets_dir = Path(secrets_dir)
         self.max_pending = max_pending
         self.pending: list[AuditRecord] = []
@@ -983,3 +1073,15 @@ class AuditBuffer:
         self.log().append(*self.pending, track_policy=True)
         self.pending.clear()  # only once they are on disk
         return n
+
+
+class _RacedError(Exception):
+    """An append read a head that another append (already anchored) has moved past."""
+
+
+def _lost_race(exc: Exception) -> bool:
+    """Return whether a failed chain commit lost a race (retry) rather than failed (raise)."""
+    if isinstance(exc, _RacedError):
+        return True
+    text = str(exc).lower()
+    return any(word in text for word in ("concurrent", "already exists", "conflict", "version 0"))
