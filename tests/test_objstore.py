@@ -169,6 +169,70 @@ def test_two_processes_appending_to_one_s3_table_lose_no_commit(project, s3_lake
     assert lh.version("ops.events") == 2 * n - 1  # one commit per append, none overwritten
 
 
+def test_the_audit_chain_on_s3_appended_by_two_processes_verifies(project, s3_lake, s3_server):
+    """Check the audit log in the bucket: both processes' records chained once, chain intact."""
+    from hortus.governance.audit import AuditLog, default_path
+
+    n = 6
+    procs = [
+        subprocess.Popen([sys.executable, "-c", APPENDER, str(project.root), s3_lake, w, str(n)])
+        for w in ("a", "b")
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    lh = Lakehouse.open(project.root, lakehouse=s3_lake, stage="test")
+    path = default_path(lh.paths)
+    assert path == f"{s3_lake}/ops/audit_log"
+    prefix = s3_lake.removeprefix(f"s3://{s3_server.bucket}/")
+    assert any(k.endswith(".json") for k in s3_server.keys(f"{prefix}/ops/audit_log/_delta_log/"))
+    log = AuditLog.open(path, secrets_dir=project.secrets)
+    rows = log.show()
+    writes = rows.filter((pl.col("action") == "write") & (pl.col("object") == "ops.events"))
+    assert writes.height == 2 * n
+    assert rows["seq"].sort().to_list() == list(range(1, rows.height + 1))  # no fork, no gap
+    result = log.verify()
+    assert result.ok, str(result)
+    lh.close()
+
+
+def test_audit_appends_racing_on_s3_rechain_instead_of_forking(project, s3_lake):
+    """Check 2 writers x 8 appends at once to a new S3 audit log: 16 records, one chain.
+
+    No flock reaches object storage: an append that lost the race to the next Delta
+    version (txn conflict) re-reads the head and chains again.
+    """
+    from hortus.governance import audit
+
+    uri = f"{s3_lake}/ops/audit_log"
+    attempts: list[str] = []
+    once = audit.AuditLog._append_once
+
+    def counted(self, rows, **kw):
+        attempts.append("try")
+        return once(self, rows, **kw)
+
+    audit.AuditLog._append_once = counted
+    try:
+
+        def run(who: str) -> None:
+            log = audit.AuditLog.open(uri, secrets_dir=project.secrets)
+            for i in range(8):
+                log.append(audit.AuditRecord(who, "read", "silver.users", detail=f"{who}{i}"))
+
+        threads = [threading.Thread(target=run, args=(w,)) for w in ("a", "b")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        audit.AuditLog._append_once = once
+    log = audit.AuditLog.open(uri, secrets_dir=project.secrets)
+    rows = log.show()
+    assert sorted(rows["detail"]) == sorted(f"{w}{i}" for w in "ab" for i in range(8))
+    assert rows["seq"].sort().to_list() == list(range(1, 17))
+    assert log.verify().ok
+    assert len(attempts) >= 16  # every append once, plus the retries of those that lost
+
+
 # -------------------------------------------------------------------- fence
 def test_a_takeover_on_s3_fences_the_old_holders_commit(project, s3_lake):
     """Check S3 fencing: after a takeover the old holder's write and delete raise LeaseLost."""
