@@ -1,8 +1,9 @@
-"""Benchmark: peak memory of ingest on hostile landing files vs the largest legitimate one.
+"""Benchmark: peak memory of ingest and silver on hostile landing files vs legitimate ones.
 
-Each case is one landing folder ingested by a fresh child process (peak RSS = VmHWM of
-that process, so runs do not share a high-water mark):
-- baseline: an empty landing (imports, catalog, policy: the fixed cost)
+Each case is one landing folder ingested by a fresh child process, then taken to silver
+by another (`stages.silver`, as `hortus silver` runs it, pinned hashes included); peak
+RSS = VmHWM of that process, so runs do not share a high-water mark:
+- baseline: an empty landing (imports, catalog, policy: the fixed cost of each stage)
 - legit:    one day of `--events` realistic events (JSON lines, gzip ~9x), the largest
             legitimate file; its extra peak over the baseline, divided by its
             decompressed size, is the multiple the others are compared with
@@ -13,11 +14,22 @@ that process, so runs do not share a high-water mark):
 - long_line: a 20 MB `order_id` in one line: refused at the line cap
 - csv_unclosed: a users CSV of `--users` rows with an unclosed quote on line 2 (exact
                 parser path: one row quarantined, the rest lands)
+Silver's own hostile cases (files under every ingest cap, so they reach silver):
+- dup_day:    the legitimate day landed twice under two names: every row of the
+              second a duplicate (two chunks, the second checked against silver's keys)
+- junk_lines: `--events` lines that are not JSON (40 random hex characters): all
+              quarantined with their text
+- wide_rows:  80 events with a 0.9 MB `order_id` (under the line cap): quarantined
+              (max_length), the raw lines kept
+- history:    days 1-3 of `--events` each built first, then day 4 ingested and taken to
+              silver (measured): silver's peak must not grow with the history
 
 Usage: python benchmarks/bench_hostile_ingest.py [--events 1000000] [--users 100000]
        [--workdir DIR]
-Prints one row per case and exits non-zero if a case peaks above the bound stated in
-hortus.lakehouse.landing (BOUND_X x the MB the caps let it read + BOUND_CHUNK_MB).
+Prints two rows per case (ingest, silver) and exits non-zero if a case peaks above the
+bound stated in hortus.lakehouse.landing (BOUND_X x the MB the caps let it read +
+BOUND_CHUNK_MB) or in hortus.lakehouse.silver (`memory_bound_mb` of the chunks the run
+takes, over the silver baseline).
 """
 
 from __future__ import annotations
@@ -57,24 +69,13 @@ SILVER_CHILD = r"""
 import json, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-import polars as pl
 from _common import peak_rss_mb
 from hortus.config import Paths
 from hortus.lakehouse import silver
 from hortus.lakehouse.tables import Lakehouse
 from hortus.pipeline import stages
 root = Path(sys.argv[1])
-# the chunks silver will take (as build makes them): the largest one's bytes and rows
-lh, chunks = Lakehouse.open(root, stage="bench"), []
-for c in lh.catalog.landed():
-    if lh.exists("bronze." + c.name):
-        done = pl.Series(sorted(silver.processed_batches(lh, c))).implode()
-        files = silver._file_sizes(lh.scan("bronze." + c.name).filter(
-            ~pl.col("_batch_id").is_in(done)))
-        for chunk in silver._chunks(files, 2_000_000, silver.CHUNK_BYTES):
-            part = files.filter(pl.col("_source_file").is_in(chunk))
-            chunks.append((int(part["bytes"].sum()), int(part["n"].sum())))
-del lh
+chunks = silver.chunk_sizes(Lakehouse.open(root, stage="bench"))  # what the run will take
 t0 = time.perf_counter()
 summary = stages.silver(Paths.at(root), {})
 print(json.dumps({"s": time.perf_counter() - t0, "peak_mb": peak_rss_mb(),
@@ -237,16 +238,6 @@ def decompressed_size(folder: Path) -> int:
 #: temporaries when it holds only empty lines); x 2 for JSON lines (streamed), x 6 for CSV
 #: (parsed whole; the shop's CSV exports are a few hundred KB)
 BOUND_X, BOUND_CSV_X, BOUND_CHUNK_MB = 2.0, 6.0, 160
-#: the bound stated in hortus.lakehouse.silver: silver's peak over its baseline (the
-#: silver run of an empty lakehouse) is at most SILVER_X x the bytes + SILVER_ROW_KB x the
-#: rows of its largest chunk + SILVER_FIXED_MB, whatever the history
-SILVER_X, SILVER_ROW_KB, SILVER_FIXED_MB = 8.0, 1.0, 160
-
-
-def silver_bound_mb(chunks: list[list[int]]) -> float:
-    """Return silver's stated bound in MB over its baseline for the chunks it took."""
-    worst = max((SILVER_X * b + SILVER_ROW_KB * 1000 * n for b, n in chunks), default=0)
-    return worst / MB + SILVER_FIXED_MB
 
 
 def readable_mb(landing: Path, decomp: int | None) -> float:
@@ -267,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users", type=int, default=100_000)
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args(argv)
+    from hortus.lakehouse import silver
+
     base = Path(args.workdir or tempfile.mkdtemp(prefix="hortus-hostile-"))
     print(machine_line())
     cases = make_cases(base / f"e{args.events}-u{args.users}", args.events, args.users)
@@ -295,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{fig['peak_mb']:>8.0f} {extra:>9.0f} {bound:>9.0f}  {result[:80]}")  # fmt: skip
         sv = fig["silver"]
         sv_extra = sv["peak_mb"] - figures["baseline"]["silver"]["peak_mb"]
-        sv_bound = silver_bound_mb(sv["chunks"])
+        sv_bound = silver.memory_bound_mb(sv["chunks"])  # over the silver baseline
         big = max(sv["chunks"], default=[0, 0])
         if sv_extra > sv_bound:
             over.append(name + " (silver)")
@@ -320,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
           f"baseline = {hist / max(legit_sv, 1):.2f}x the same day without history")  # fmt: skip
     print(
         f"bounds: ingest extra <= {BOUND_X:g} x read MB (CSV: {BOUND_CSV_X:g} x) + "
-        f"{BOUND_CHUNK_MB} MB; silver extra <= {SILVER_X:g} x chunk MB + {SILVER_ROW_KB:g} KB x "
-        f"chunk rows + {SILVER_FIXED_MB} MB: "
+        f"{BOUND_CHUNK_MB} MB; silver extra <= {silver.BOUND_X:g} x chunk MB + "
+        f"{silver.BOUND_ROW_BYTES} B x chunk rows + {silver.BOUND_FIXED_MB} MB: "
         + (f"EXCEEDED by {', '.join(over)}" if over else "held in every case")
     )
     return 1 if over else 0
