@@ -440,6 +440,21 @@ def test_tokens_without_raw_values_stop_the_rotation_before_any_change(root, mon
     assert not (Paths.at(root).secrets / "pii.keyring.json").exists()
 
 
+def test_a_redis_store_with_token_features_is_refused_before_any_change(root, monkeypatch, capsys):
+    """Check a feature log holding tokens with a Redis online store: refused, nothing changed."""
+    lh = Lakehouse.open(root, user="pipeline")
+    email = lh.read("bronze.users")["email"][0]
+    row = pl.read_delta(str(lh.path("gold.fs_user_profile"))).head(1)
+    lh.write("gold.fs_user_profile", row.with_columns(latest_device=pl.lit(token(email, OLD))))
+    lh.close()
+    (root / "params.yaml").write_text("features:\n  online:\n    backend: redis\n")
+    versions = _versions(root)
+    code, text = _cli(monkeypatch, capsys, root, "keys", "rotate", "pii")
+    assert code == 2 and "online store (redis) holds features made of tokens" in text, text
+    assert "nothing was changed" in text and _versions(root) == versions
+    assert not (Paths.at(root).secrets / "pii.keyring.json").exists()
+
+
 # --------------------------------------------------------------- online store
 def test_rekey_online_maps_text_columns_and_leaves_no_old_bytes(tmp_path):
     """Check the SQLite online store re-key: tokens mapped in every text column, file compacted."""
