@@ -33,7 +33,7 @@ from conftest import with_policy
 from hortus.cli.core import main
 from hortus.config import Paths
 from hortus.governance._audit_keys import KeyStore
-from hortus.governance._audit_writer import ping, prepare
+from hortus.governance._audit_writer import WriterError, ping, prepare
 from hortus.governance.audit import AuditError, AuditLog, AuditRecord, default_path
 
 VENV = Path(sys.executable).parent
@@ -60,7 +60,7 @@ def start_writer(
             try:
                 ping(str(sock))
                 return proc
-            except AuditError:
+            except WriterError:
                 pass
         time.sleep(0.2)
     proc.kill()
@@ -122,7 +122,7 @@ def test_a_writer_refuses_a_log_whose_active_key_it_does_not_hold(project, tmp_p
     path = default_path(Paths.at(project))
     AuditLog.open(path, secrets_dir=project).append(AuditRecord("alex", "read", "t"))
     key_dir = tmp_path / "writer-keys"
-    with pytest.raises(AuditError, match="rotate-key --key-dir .* --from-key-dir"):
+    with pytest.raises(WriterError, match="rotate-key --key-dir .* --from-key-dir"):
         prepare(AuditLog(path, None, key_dir=key_dir), KeyStore(key_dir))  # the writer's start
     # the hand-over: the single-user key (derived from the audit secret) signs the rotation
     assert main(["--root", str(project), "audit", "rotate-key", "--key-dir", str(key_dir)]) == 0

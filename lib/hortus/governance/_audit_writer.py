@@ -32,13 +32,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import polars as pl
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hortus.errors import HortusError
 from hortus.governance._audit_keys import KeyStore, key_id_of
 
 MAX_REQUEST = 64 * 1024 * 1024  # bytes of one request line
 TIMEOUT = 60.0  # seconds a client waits for the writer
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class WriterError(HortusError):
+    """The audit writer cannot be reached, refuses the records, or cannot start."""
+
+
 _US = timedelta(microseconds=1)
 
 
@@ -56,23 +63,19 @@ def _from_wire(row: dict) -> dict:
     return out
 
 
-def append_remote(path: str, rows: list[dict], *, track_policy: bool) -> pl.DataFrame:
+def append_remote(path: str, rows: list[dict], *, track_policy: bool) -> list[dict]:
     """Send validated rows to the audit writer at `path`; return the rows it wrote."""
-    from hortus.governance.audit import SCHEMA, AuditError
-
     request = {"op": "append", "records": [_to_wire(r) for r in rows], "track_policy": track_policy}
-    reply = _call(path, request, AuditError)
-    return pl.DataFrame([_from_wire(r) for r in reply["rows"]], schema=SCHEMA)
+    reply = _call(path, request)
+    return [_from_wire(r) for r in reply["rows"]]
 
 
 def ping(path: str) -> dict:
     """Return the writer's answer to a ping ({"ok": True, "key_id": ...})."""
-    from hortus.governance.audit import AuditError
-
-    return _call(path, {"op": "ping"}, AuditError)
+    return _call(path, {"op": "ping"})
 
 
-def _call(path: str, request: dict, error: type[Exception]) -> dict:
+def _call(path: str, request: dict, error: type[Exception] = WriterError) -> dict:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(TIMEOUT)
@@ -116,20 +119,14 @@ class _Server(socketserver.ThreadingUnixStreamServer):
         super().__init__(path, _Handler)
 
     def answer(self, request: dict) -> dict:
-        from hortus.governance.audit import AuditRecord
-
         op = request.get("op")
         if op == "ping":
             return {"ok": True, "key_id": self.log._active_key()}
         if op != "append":
             return {"ok": False, "error": f"unknown op {op!r} (append, ping)"}
-        fields = ("user", "action", "object", "outcome", "detail", "policy_version", "ts")
-        records = [
-            AuditRecord(**{k: v for k, v in _from_wire(r).items() if k in fields})
-            for r in request.get("records") or []
-        ]
+        rows = [_from_wire(r) for r in request.get("records") or []]
         with self.lock:
-            df = self.log.append(*records, track_policy=bool(request.get("track_policy")))
+            df = self.log.append_rows(rows, track_policy=bool(request.get("track_policy")))
         return {"ok": True, "rows": [_to_wire(r) for r in df.to_dicts()]}
 
 
@@ -140,8 +137,6 @@ def prepare(log: Any, store: KeyStore) -> str:
     root; a log whose active key the writer does not hold is refused (hand it over with
     `hortus audit rotate-key --from-key-dir`).
     """
-    from hortus.governance.audit import AuditError
-
     store.ensure()
     active = log._active_key()
     if active is None:
@@ -153,7 +148,7 @@ def prepare(log: Any, store: KeyStore) -> str:
         log.trust.publish(key.public_key())
         return key_id_of(key.public_key())
     if store.load(active) is None:
-        raise AuditError(
+        raise WriterError(
             f"audit log {log.path}: its active key {active} is not in {store.dir}; hand the "
             "log over to this writer with `hortus audit rotate-key --key-dir "
             f"{store.dir} --from-key-dir <folder holding {active}>` (or run the writer "
@@ -163,8 +158,6 @@ def prepare(log: Any, store: KeyStore) -> str:
 
 
 def _new_root(store: KeyStore) -> Any:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     return Ed25519PrivateKey.generate()
 
 

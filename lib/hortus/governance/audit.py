@@ -89,8 +89,6 @@ of the demo; replace it for real use, or run an audit writer.
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import hmac
 import json
 import os
 import re
@@ -98,7 +96,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -108,18 +106,29 @@ from deltalake import DeltaTable
 
 from hortus.config import Paths
 from hortus.errors import HortusError
+from hortus.governance._audit_chain import (
+    _JSON,
+    MIGRATION_ACTION,
+    ROTATION_ACTION,
+    check_legacy,
+    check_signed,
+    content_hash,
+    legacy_check,
+    legacy_digest,
+    signed_message,
+    structural_reason,
+)
+from hortus.governance._audit_chain import canonical as canonical
+from hortus.governance._audit_chain import record_hash as record_hash
 from hortus.governance._audit_keys import (
     LEGACY_KEY_ID,
-    RECORD_DOMAIN,
     AuditKeyError,
     KeyStore,
     Signer,
     TrustStore,
     key_id_of,
-    public_from_hex,
     raw_public,
     rotation_statement,
-    signs,
 )
 from hortus.lakehouse._objstore import TableLocation, is_uri
 from hortus.lakehouse.keys import read_key, write_demo_key
@@ -132,8 +141,6 @@ KEY_ENV = "HORTUS_AUDIT_KEY"
 KEY_FILE = "audit.key"
 SOCKET_ENV = "HORTUS_AUDIT_SOCKET"  # the audit writer's Unix socket (writer mode)
 SIGNING_DIR = "audit_signing"  # single-user key folder under .hortus/secrets
-ROTATION_ACTION = "key_rotation"
-MIGRATION_ACTION = "audit_migration"
 GENESIS = "0" * 64
 OUTCOMES = ("allowed", "denied")
 # Conventional actions; any lower-case word is accepted.
@@ -255,62 +262,6 @@ class VerifyResult:
         if self.ok:
             return f"audit log intact: {self.checked} records verified"
         return f"audit log BROKEN at seq {self.broken_at}: {self.reason}"
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
-_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def canonical(row: Mapping[str, Any]) -> bytes:
-    """Return the canonical JSON bytes of a record's hashed fields.
-
-    `ts` may be a time-zone-aware datetime or integer microseconds since the epoch;
-    it is hashed as the integer.  A signed record (key_id set) also hashes its key_id;
-    a legacy record (no key_id) hashes the fields of the HMAC chain only.
-    """
-    payload = {k: row[k] for k in HASHED_FIELDS}
-    if row.get("key_id"):
-        payload["key_id"] = row["key_id"]
-    if isinstance(payload["ts"], datetime):
-        payload["ts"] = (payload["ts"] - _EPOCH) // _US
-    return _JSON.encode(payload).encode("utf-8")
-
-
-def record_hash(row: dict, key: bytes) -> str:
-    """Return HMAC-SHA256(key, canonical JSON of the record incl. prev_hash), hex.
-
-    The hash of a legacy (hmac-v0) record; signed records use `content_hash`.
-    """
-    return hmac.new(key, canonical(row), hashlib.sha256).hexdigest()
-
-
-def content_hash(row: Mapping[str, Any]) -> str:
-    """Return SHA-256 of the canonical JSON of a signed record (incl. prev_hash, key_id), hex."""
-    return hashlib.sha256(canonical(row)).hexdigest()
-
-
-def signed_message(digest: str) -> bytes:
-    """Return the bytes an audit key signs for a record whose hash is `digest`."""
-    return RECORD_DOMAIN + bytes.fromhex(digest)
-
-
-def legacy_digest(rows: list[dict]) -> str:
-    """Return SHA-256 over the canonical JSON and hash of legacy records, in seq order."""
-    h = hashlib.sha256()
-    for row in rows:  # audit records, read once at migration and at verification
-        h.update(canonical(row) + b"\n" + str(row["hash"]).encode() + b"\n")
-    return h.hexdigest()
-
-
-def _legacy_check(rows: list[dict], key: bytes | None) -> tuple[int | None, str]:
-    """Check legacy HMAC records with the audit secret: (first bad seq or None, summary)."""
-    if not key:
-        return None, "not checked (no audit secret)"
-    for row in rows:
-        if record_hash(row, key) != row["hash"]:
-            return int(row["seq"]), f"broken at seq {row['seq']}"
-    return None, "ok"
 
 
 def _with_policy_changes(rows: list[dict], last: str | None) -> list[dict]:
@@ -530,10 +481,20 @@ class AuditLog:
             return pl.DataFrame(schema=SCHEMA)
         rows = _validated(records, self.path)
         if self.socket:
-            from hortus.governance._audit_writer import append_remote
+            from hortus.governance._audit_writer import WriterError, append_remote
 
-            return append_remote(self.socket, rows, track_policy=track_policy)
+            try:
+                written = append_remote(self.socket, rows, track_policy=track_policy)
+            except WriterError as exc:
+                raise AuditError(str(exc)) from exc
+            return pl.DataFrame(written, schema=SCHEMA)
         return self._append_rows(rows, track_policy=track_policy)
+
+    def append_rows(self, rows: list[dict], *, track_policy: bool = False) -> pl.DataFrame:
+        """Append records given as dicts (what the audit writer receives); see `append`."""
+        fields = ("user", "action", "object", "outcome", "detail", "policy_version", "ts")
+        records = [AuditRecord(**{k: r.get(k) for k in fields if k in r}) for r in rows]
+        return self.append(*records, track_policy=track_policy)
 
     def _append_rows(self, rows: list[dict], *, track_policy: bool) -> pl.DataFrame:
         """Chain and commit the rows; an append that lost the race re-reads and retries."""
@@ -684,7 +645,7 @@ class AuditLog:
         """Return the record that seals a legacy HMAC chain under the first signing key."""
         legacy = self._frame().filter(pl.col("key_id").is_null())
         rows = legacy.with_columns(pl.col("ts").dt.epoch("us")).to_dicts()
-        _, checked = _legacy_check(rows, self.key)
+        _, checked = legacy_check(rows, self.key)
         detail = {
             "legacy_records": len(rows),
             "legacy_digest": legacy_digest(rows),
@@ -806,14 +767,16 @@ class AuditLog:
             trusted = self.trust.public_keys()
         except AuditKeyError as exc:
             return VerifyResult(False, 0, 1 if n else None, str(exc), head)
-        failure = self._check_legacy(legacy, rows[len(legacy)] if len(legacy) < len(rows) else None)
+        first = rows[len(legacy)] if len(legacy) < len(rows) else None
+        failure = check_legacy(legacy, first, self.key)
         if failure is None:
-            failure, keys = self._check_signed(rows[len(legacy) :], trusted, len(legacy))
+            signed, keys_dir = rows[len(legacy) :], self.trust.dir / "keys"
+            failure, keys = check_signed(signed, trusted, len(legacy), keys_dir)
         if failure is not None:
             return VerifyResult(False, failure[0], failure[1], failure[2], head)
         if limit < n:
             return VerifyResult(
-                False, limit, int(checks["seq"][limit]), _why(df, checks, limit), head
+                False, limit, int(checks["seq"][limit]), structural_reason(df, checks, limit), head
             )
         targets = [("anchored", anchor)] if anchor is not None else []
         if anchors:
@@ -849,109 +812,6 @@ class AuditLog:
                     head,
                 )
         return VerifyResult(True, n, None, None, head)
-
-    def _check_legacy(
-        self, legacy: list[dict], first_signed: dict | None
-    ) -> tuple[int, int, str] | None:
-        """Check the legacy HMAC records: (records checked, seq, reason) of a failure, or None."""
-        if not legacy:
-            return None
-        bad, _ = _legacy_check(legacy, self.key)
-        if bad is not None:
-            row = legacy[bad - 1]
-            return bad - 1, bad, self._hash_reason(row)
-        if first_signed is not None and first_signed["action"] == MIGRATION_ACTION:
-            sealed = json.loads(first_signed["detail"])
-            if (sealed.get("legacy_records"), sealed.get("legacy_digest")) != (
-                len(legacy),
-                legacy_digest(legacy),
-            ):
-                return (
-                    0,
-                    1,
-                    (
-                        f"legacy records 1..{len(legacy)} differ from the digest signed at the "
-                        f"migration (seq {first_signed['seq']}): a legacy record was edited"
-                    ),
-                )
-        elif not self.key:
-            return (
-                0,
-                1,
-                (
-                    f"{len(legacy)} legacy HMAC record(s) (hmac-v0) and no signed migration "
-                    "record: "
-                    f"they can only be checked with the old audit secret ({KEY_ENV})"
-                ),
-            )
-        return None
-
-    def _check_signed(
-        self, rows: list[dict], trusted: dict[str, Any], offset: int
-    ) -> tuple[tuple[int, int, str] | None, dict[str, Any]]:
-        """Walk the signed records and key versions in chain order."""
-        keys = dict(trusted)
-        active = rows[0]["key_id"] if rows else None
-        if active is not None and active not in trusted:
-            row = rows[0]
-            why = (
-                f"seq {row['seq']} is signed by key_id {active}, which is not a published "
-                f"audit key ({self.trust.dir / 'keys'}): a record signed by an unknown key"
-            )
-            return (offset, int(row["seq"]), why), keys
-        for i, row in enumerate(rows):  # one signature check per record, in order
-            seq = int(row["seq"])
-            fail = (offset + i, seq)
-            if row["key_id"] != active:
-                why = (
-                    f"seq {seq} is signed by key_id {row['key_id']}, but the active audit key "
-                    f"at seq {seq} is {active}: a record signed by an unknown or retired key"
-                )
-                return (*fail, why), keys
-            if content_hash(row) != row["hash"]:
-                return (*fail, self._hash_reason(row)), keys
-            if not signs(keys[active], row["sig"], signed_message(row["hash"])):
-                why = (
-                    f"signature of seq {seq} does not verify under audit key {active}: the "
-                    "record was rewritten without the audit writer's private key (chain "
-                    "recomputed with a plain unkeyed SHA-256, or re-signed with another key)"
-                )
-                return (*fail, why), keys
-            if row["action"] == ROTATION_ACTION:
-                try:
-                    info = json.loads(row["detail"])
-                    new_pub = public_from_hex(info["public_key"])
-                    ok = (
-                        info["from"] == active
-                        and key_id_of(new_pub) == info["to"]
-                        and signs(
-                            new_pub,
-                            info["new_key_sig"],
-                            rotation_statement(active, info["to"], info["public_key"]),
-                        )
-                    )
-                except (ValueError, KeyError, TypeError):
-                    ok = False
-                if not ok:
-                    why = f"key rotation record seq {seq} is malformed or not signed by the new key"
-                    return (*fail, why), keys
-                active = info["to"]
-                keys[active] = new_pub
-        return None, keys
-
-    def _hash_reason(self, row: dict) -> str:
-        seq = row["seq"]
-        plain = hashlib.sha256(canonical(row)).hexdigest()
-        if row.get("key_id"):
-            return (
-                f"hash of seq {seq} does not match its contents: record edited, or the chain "
-                "recomputed with another key"
-            )
-        if row["hash"] == plain:
-            how = "recomputed with a plain unkeyed SHA-256 (chain rewritten without the key)"
-        else:
-            how = "record edited, or the chain recomputed with another key"
-        return f"hash of legacy seq {seq} does not match its contents under the audit key: {how}"
 
     def show(self, *, denied_only: bool = False, user: str | None = None) -> pl.DataFrame:
         """Return the log as a frame in seq order (optionally denied records or one user only).
@@ -1007,29 +867,6 @@ def _validated(records: tuple[AuditRecord, ...], path: Path) -> list[dict]:
             }
         )
     return rows
-
-
-def _why(df: pl.DataFrame, checks: pl.DataFrame, limit: int) -> str:
-    """Return the reason of the first structural break (row `limit`)."""
-    row = checks.row(limit, named=True)
-    seq = int(row["seq"])
-    if not row["order_ok"]:
-        return (
-            f"seq {seq} carries no signature (key_id) after signed records: a record written "
-            "without the audit key"
-        )
-    if not row["seq_ok"]:
-        before = int(df["seq"][limit - 1]) if limit else 0
-        if seq == before:
-            return f"seq {seq} appears twice (record duplicated, or two writers forked the log)"
-        if limit == 0:
-            return f"the first record has seq {seq}, expected 1 (records deleted at the start)"
-        gap = f"{before + 1}" if seq - before == 2 else f"{before + 1}..{seq - 1}"
-        return f"seq {gap} missing between {before} and {seq} (record deleted)"
-    return (
-        f"prev_hash of seq {seq} is not the hash of seq {seq - 1} "
-        "(records reordered, inserted or deleted)"
-    )
 
 
 class AuditBuffer:
