@@ -1,6 +1,6 @@
 """A real S3-compatible server for the tests: moto's server in a child process on 127.0.0.1.
 
-Import the fixtures into a test module (``from s3server import s3_server, s3_lake``).
+Test modules load the fixtures with ``pytest_plugins = ("s3server",)``.
 `s3_server` starts one server per test session (per xdist worker) on a free loopback
 port and creates the bucket; `s3_lake` gives a test the AWS_* settings (for that
 test only) and an empty lakehouse URI ``s3://<bucket>/<unique prefix>``.
@@ -54,8 +54,10 @@ class S3Server:
         )
 
     def keys(self, prefix: str) -> list[str]:
-        pages = self.client().get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=prefix
+        pages = (
+            self.client()
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=self.bucket, Prefix=prefix)
         )
         return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
 

@@ -24,7 +24,8 @@ from hortus.governance.access import AccessDenied
 from hortus.lakehouse import lease
 from hortus.lakehouse._objstore import S3Store, TableLocation
 from hortus.lakehouse.tables import Lakehouse
-from s3server import s3_lake, s3_server  # noqa: F401  (fixtures)
+
+pytest_plugins = ("s3server",)  # the S3 server fixtures: s3_server, s3_lake
 
 USERS = "silver.users"
 
@@ -62,9 +63,8 @@ def test_s3store_puts_if_absent_and_compares_and_swaps(s3_lake):
     assert store.compare_and_swap("x", etag, b"four") is None  # stale etag: refused
     assert store.compare_and_swap("absent", etag, b"x") is None
     assert store.get("x")[0] == b"three"
-    with pytest.raises(HortusError, match="fenced inside the Delta commit"):
-        with store.exclusive("x"):
-            pass
+    with pytest.raises(HortusError, match="fenced inside the Delta commit"), store.exclusive("x"):
+        pass
 
 
 def test_s3store_compare_and_swap_loses_no_update_under_contention(s3_lake):
@@ -88,9 +88,7 @@ def test_s3store_compare_and_swap_loses_no_update_under_contention(s3_lake):
 
 
 # --------------------------------------------------------------- table API
-def test_the_table_api_on_s3_writes_reads_versions_appends_and_deletes(
-    project, s3_lake, s3_server
-):
+def test_the_table_api_on_s3_writes_reads_versions_appends_and_deletes(project, s3_lake, s3_server):
     """Check Lakehouse(lakehouse=s3://...): versions, time travel, delete, nothing on disk."""
     lh = Lakehouse.open(project.root, lakehouse=s3_lake, stage="test")
     assert lh.paths.lakehouse_uri == s3_lake
