@@ -266,6 +266,16 @@ def _model_card(body: Mapping[str, Any], where: str, root: Path | None) -> list[
     return out
 
 
+def _executor(body: Mapping[str, Any], where: str, root: Path | None) -> list[str]:
+    from hortus.executor.config import ExecutorConfig
+
+    try:
+        ExecutorConfig.from_mapping(body)
+    except HortusError as exc:  # one line per problem, each naming the key
+        return [line.replace("params.yaml: executor", where, 1) for line in str(exc).splitlines()]
+    return []
+
+
 def _simulate(body: Mapping[str, Any], where: str, root: Path | None) -> list[str]:
     """Check the keys against the project simulator's SimConfig (no simulator: not checked)."""
     import dataclasses
@@ -294,11 +304,13 @@ NESTED: dict[str, Callable[[Mapping[str, Any], str, Path | None], list[str]]] = 
     "monitor": _monitor,
     "alerts": _alerts,
     "model_card": _model_card,
+    "executor": _executor,
 }
 
 #: every section a params.yaml may have, in the order of the repository's file
 SECTIONS = ("simulate", "ingest", "silver", "kpis", "features", "train", "register", "gate",
-            "score", "monitor", "maintain", "alerts", "docs", "model_card")  # fmt: skip
+            "score", "monitor", "maintain", "alerts", "docs", "model_card",
+            "executor")  # fmt: skip
 
 
 def section_problems(

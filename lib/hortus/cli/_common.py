@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import inspect
 import json
+import os
 from pathlib import Path
 
 from hortus.config import Paths, progress_wanted  # noqa: F401 (re-exported)
@@ -69,6 +70,23 @@ def _print(obj: object, as_json: bool) -> None:
 
 
 # -------------------------------------------------------------------- stages
+def add_executor_options(parser: argparse.ArgumentParser) -> None:
+    """Add --executor and --address (where the stage's partitioned work runs)."""
+    parser.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        help="run the stage's partitioned work in-process (local) or as Ray tasks "
+        "(default: params.yaml executor.kind, env HORTUS_EXECUTOR)",
+    )
+    parser.add_argument(
+        "--address",
+        dest="ray_address",
+        metavar="RAY_ADDRESS",
+        help="Ray cluster to join: auto (make cluster-up) or ray://host:10001 (default: "
+        "params.yaml executor.address, env HORTUS_RAY_ADDRESS; none starts a local Ray instance)",
+    )
+
+
 def _stage(name: str):
     def run(args: argparse.Namespace) -> int:
         from hortus.monitoring.runlog import record_run
@@ -85,6 +103,10 @@ def _stage(name: str):
                 extra = {"model": args.model}
         if getattr(args, "rebuild", False):
             extra["rebuild"] = True
+        if getattr(args, "executor", None):  # hortus.executor.executor_for reads these
+            os.environ["HORTUS_EXECUTOR"] = args.executor
+        if getattr(args, "ray_address", None):
+            os.environ["HORTUS_RAY_ADDRESS"] = args.ray_address
         if getattr(args, "wait", None) is not None:  # a held lease: wait, else exit 2
             from hortus.lakehouse.lease import set_default_wait
 

@@ -20,6 +20,7 @@ from hortus.cli._common import (
     _project,
     _simulator,
     _stage,
+    add_executor_options,
     add_model_option,
     console,
     emit,
@@ -532,6 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default 0: exit 2 naming it; env HORTUS_LEASE_WAIT)")  # fmt: skip
         if name in ("train", "register", "score"):
             add_model_option(s, every="every model of hortus.yaml")
+        if name in ("ingest", "silver", "score"):
+            add_executor_options(s)
         if name in ("ingest", "silver"):
             s.add_argument(
                 "--rebuild",

@@ -207,7 +207,7 @@ def cmd_skew(args: argparse.Namespace) -> int:
 
 def add_parsers(sub) -> None:
     """Add `hortus features` and its subcommands."""
-    from hortus.cli._common import _stage
+    from hortus.cli._common import _stage, add_executor_options
 
     only = "only the features this model reads (default: every feature of the feature set)"
 
@@ -228,6 +228,7 @@ def add_parsers(sub) -> None:
     )
     b.add_argument("--model", metavar="NAME", help="check that hortus.yaml declares this model")
     b.add_argument("--params", help="params file (default: params.yaml at the root)")
+    add_executor_options(b)
     b.set_defaults(func=_stage("features"))
     ls = fsub.add_parser("list", help="list every feature", description="List every feature.")
     ls.add_argument("--model", metavar="NAME", help=only)

@@ -13,9 +13,30 @@ ENV_KIND = "HORTUS_EXECUTOR"
 ENV_ADDRESS = "HORTUS_RAY_ADDRESS"
 
 
+def _int(v: Any, least: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+
+#: what each key accepts (said in the message) and the check
+_RULES: dict[str, tuple[str, Any]] = {
+    "kind": ("one of local, ray", lambda v: v in ("local", "ray")),
+    "address": (
+        "null, auto or a Ray address (ray://host:10001, host:6379)",
+        lambda v: v is None or (isinstance(v, str) and bool(v.strip())),
+    ),
+    "num_cpus": ("int >= 1", lambda v: _int(v, 1)),
+    "object_store_mb": ("int >= 75 (Ray's minimum)", lambda v: _int(v, 75)),
+    "temp_dir": ("a folder (relative: under the project)", lambda v: isinstance(v, str) and v),
+    "min_rows": ("int >= 0", lambda v: _int(v, 0)),
+    "chunk_rows": ("int >= 1", lambda v: _int(v, 1)),
+    "slices": ("int >= 1", lambda v: _int(v, 1)),
+    "max_retries": ("int >= 0", lambda v: _int(v, 0)),
+}
+
+
 @dataclass(frozen=True)
 class ExecutorConfig:
-    """params.yaml's `executor` section (hortus.params_schema checks the types).
+    """params.yaml's `executor` section (checked here; `hortus params check` too).
 
     kind: local (default) or ray.  address: None starts a local Ray instance with
     `num_cpus` and `object_store_mb`; "auto" joins the cluster started on this
@@ -39,21 +60,19 @@ class ExecutorConfig:
 
     @classmethod
     def from_mapping(cls, body: Mapping[str, Any] | None) -> ExecutorConfig:
-        """Build from a params mapping; unknown keys are refused naming the valid ones."""
+        """Build from a params mapping; a wrong key or value is refused, naming it."""
         body = dict(body or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(body) - known)
-        if unknown:
-            raise HortusError(
-                f"params.yaml: executor: unknown key(s) {', '.join(unknown)}; "
-                f"valid: {', '.join(sorted(known))}"
-            )
-        cfg = cls(**body)
-        if cfg.kind not in ("local", "ray"):
-            raise HortusError(
-                f"params.yaml: executor.kind: expected local or ray, got {cfg.kind!r}"
-            )
-        return cfg
+        known = [f.name for f in fields(cls)]
+        problems = [f"params.yaml: executor.{k}: unknown key; valid: {', '.join(known)}"
+                    for k in body if k not in known]  # fmt: skip
+        for key, value in body.items():
+            if key in _RULES and not _RULES[key][1](value):
+                problems.append(
+                    f"params.yaml: executor.{key}: expected {_RULES[key][0]}, got {value!r}"
+                )
+        if problems:
+            raise HortusError("\n".join(problems))
+        return cls(**body)
 
     def with_env(self, env: Mapping[str, str] | None = None) -> ExecutorConfig:
         """Return this config with HORTUS_EXECUTOR / HORTUS_RAY_ADDRESS applied."""
