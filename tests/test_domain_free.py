@@ -26,7 +26,8 @@ DOMAIN = Project.load(ROOT)
 # column type names (`date`), the bronze payload of JSON lines (`_raw`), the policy's
 # `users` key, polars' `category` dtype, the PII scanner's `text` kind and the feature
 # store's point-in-time join `training_set` (a qualified `gold.training_set` is still found)
-GENERIC_WORDS = {"date", "text", "category", "_raw", "users", "training_set"}
+# "address": a Ray cluster's address (params.yaml executor.address), not a postal one
+GENERIC_WORDS = {"date", "text", "category", "_raw", "users", "training_set", "address"}
 
 
 def _domain_dirs() -> list[Path]:
