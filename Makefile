@@ -148,6 +148,39 @@ serve: setup ## serve the champion model(s) over HTTP on 127.0.0.1:SERVE_PORT (8
 	@echo "then:         curl -s -H \"Authorization: Bearer \$$TOKEN\" -d '{\"entity\": {\"user_id\": \"u000001\"}, \"k\": 5}' http://127.0.0.1:$(SERVE_PORT)/v1/models/recommender/recommend"
 	@hortus serve --port $(SERVE_PORT)
 
+# A local S3-compatible server (moto, a dev dependency) on 127.0.0.1 for trying the lakehouse
+# on object storage (docs/object-storage.md). Its pid and log live in .hortus/s3/; moto keeps
+# the objects in memory, so `make s3-down` discards them. cluster-up/down start it too.
+S3_PORT ?= 9000
+S3_BUCKET ?= hortus
+S3_DIR := .hortus/s3
+.PHONY: s3-up s3-down cluster-up cluster-down
+
+s3-up: setup ## start a local S3 server (moto) on 127.0.0.1:S3_PORT (9000), bucket S3_BUCKET
+	@mkdir -p $(S3_DIR)
+	@if [ -f $(S3_DIR)/pid ] && kill -0 "$$(cat $(S3_DIR)/pid)" 2>/dev/null; then \
+	  echo "s3: already running (pid $$(cat $(S3_DIR)/pid))"; else \
+	  nohup $(BIN)/python -m moto.server -H 127.0.0.1 -p $(S3_PORT) >$(S3_DIR)/server.log 2>&1 & \
+	  echo $$! >$(S3_DIR)/pid; fi
+	@for i in $$(seq 100); do $(BIN)/python -c "import urllib.request as u; \
+	  u.urlopen('http://127.0.0.1:$(S3_PORT)/moto-api/', timeout=1)" 2>/dev/null && exit 0; \
+	  sleep 0.3; done; echo "s3: the server did not start, see $(S3_DIR)/server.log"; exit 1
+	@$(BIN)/python -c "import boto3; boto3.client('s3', endpoint_url='http://127.0.0.1:$(S3_PORT)', \
+	  aws_access_key_id='local', aws_secret_access_key='local', region_name='us-east-1').create_bucket(Bucket='$(S3_BUCKET)')"
+	@echo "s3: http://127.0.0.1:$(S3_PORT), bucket $(S3_BUCKET) (log $(S3_DIR)/server.log). To use it:"
+	@echo "  export AWS_ENDPOINT_URL=http://127.0.0.1:$(S3_PORT) AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1"
+	@echo "  export HORTUS_LAKEHOUSE=s3://$(S3_BUCKET)/lakehouse"
+
+s3-down: ## stop the local S3 server of s3-up (its objects are discarded)
+	@if [ -f $(S3_DIR)/pid ] && kill -0 "$$(cat $(S3_DIR)/pid)" 2>/dev/null; then \
+	  kill "$$(cat $(S3_DIR)/pid)" && echo "s3: stopped (pid $$(cat $(S3_DIR)/pid))"; \
+	  else echo "s3: not running"; fi
+	@rm -f $(S3_DIR)/pid
+
+cluster-up: s3-up ## start the local scale-out stack: the S3 server (and the Ray cluster)
+
+cluster-down: s3-down ## stop the local scale-out stack
+
 # Debian's chromium for the browser tests (tests/test_browser.py); never a downloaded build
 browser: ## install Debian's chromium (/usr/bin/chromium) for the browser tests if missing
 	@if [ -x /usr/bin/chromium ]; then exit 0; fi; \
