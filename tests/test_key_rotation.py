@@ -226,6 +226,7 @@ def test_rotation_rekeys_every_table_and_keeps_every_join(root, monkeypatch, cap
     subject = erasure.resolve(lh, raw["user_id"])
     held = lh.read("silver.users").filter(pl.col("user_id") == raw["user_id"])
     assert set(held.select("name", "email").row(0)) <= set(subject.tokens)
+    assert token(raw["email"], OLD) in subject.tokens  # and the old ones the history holds
     lh.close()
 
     code, text = _cli(monkeypatch, capsys, root, "keys", "status", "--json")
@@ -489,6 +490,7 @@ def _files_holding(folder: Path, value: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_erasure_across_a_rotation(root, monkeypatch, capsys):
     """Check erasing twice across a rotation says 'already erased', and an erasure after one
     finds the subject's old-key tokens in the history the rotation left (and removes them)."""
