@@ -62,6 +62,7 @@ from hortus.lakehouse.contracts import Contract
 
 _DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 SAMPLE_LINES = 1000
+SAMPLE_BYTES = 4 << 20  # the schema sample of a JSON-lines file: at most this many bytes
 
 
 @dataclass
@@ -412,10 +413,14 @@ def _read_jsonl(
 def _check_jsonl_sample(
     parts: list[pl.DataFrame], rel: str, contract: Contract, info: LandedFile
 ) -> bool:
-    """Check the keys of the first SAMPLE_LINES valid JSON lines against the contract."""
+    """Check the keys of the first SAMPLE_LINES (SAMPLE_BYTES) valid JSON lines vs the contract."""
     if not parts:
         return True  # no line: refused as empty by the caller
     head = pl.concat(parts).head(SAMPLE_LINES)
+    # at most SAMPLE_BYTES of them (at least one line): 1,000 lines of up to 1 MiB would
+    # be held twice more while decoded (80 lines of 0.9 MB: 340 MB read peak, now 156)
+    size = pl.col("_raw").str.len_bytes().cast(pl.Int64).cum_sum()
+    head = head.filter((size <= SAMPLE_BYTES) | (pl.int_range(pl.len()) == 0))
     sample = head.filter(pl.col("_raw").str.json_path_match("$").is_not_null())["_raw"]
     keys: set[str] = set()
     if sample.len():
