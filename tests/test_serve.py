@@ -626,3 +626,11 @@ def test_hortus_serve_command_flushes_every_prediction_on_sigterm(served_project
     log = as_user(served_project, "mia").read("ops.prediction_log")
     mine = log.filter(pl.col("batch_id").is_in(ids))
     assert mine.height == 3 * len(ids)  # every answered request's rows, none lost
+    # and every call's audit record, buffered like the rows, flushed on the way out
+    from hortus.governance.audit import AuditLog, default_path
+
+    audit = AuditLog.open(default_path(served_project), secrets_dir=served_project.secrets)
+    calls = audit.show().filter((pl.col("action") == "predict") & (pl.col("outcome") == "allowed"))
+    logged = set(calls["detail"].str.extract(r"request=([0-9a-f]+)").to_list())
+    assert set(ids) <= logged
+    assert audit.verify().ok
