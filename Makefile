@@ -177,9 +177,40 @@ s3-down: ## stop the local S3 server of s3-up (its objects are discarded)
 	  else echo "s3: not running"; fi
 	@rm -f $(S3_DIR)/pid
 
-cluster-up: s3-up ## start the local scale-out stack: the S3 server (and the Ray cluster)
+# A local two-node Ray cluster (docs/scale-out.md): a head and one worker node of 1 CPU and
+# RAY_OBJECT_STORE bytes of object store each, session files and spills under .hortus/ray,
+# no dashboard, no usage statistics, token authentication (.hortus/ray/auth_token, made
+# once). ray-down stops only the Ray processes of this project's .hortus/ray.
+RAY_PORT ?= 6380
+RAY_OBJECT_STORE ?= 1000000000
+RAY_DIR := $(CURDIR)/.hortus/ray
+RAY_ENV := RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$(RAY_DIR)/auth_token
+RAY_NODE := --node-ip-address 127.0.0.1 --num-cpus 1 --object-store-memory $(RAY_OBJECT_STORE) \
+  --temp-dir $(RAY_DIR) --disable-usage-stats
+.PHONY: ray-up ray-down
 
-cluster-down: s3-down ## stop the local scale-out stack
+ray-up: setup ## start a local Ray head + 1 worker node (1 CPU, ~1 GB object store each)
+	@mkdir -p $(RAY_DIR)
+	@test -s $(RAY_DIR)/auth_token || (umask 077; $(BIN)/python -c \
+	  "import secrets; print(secrets.token_hex(32))" > $(RAY_DIR)/auth_token)
+	$(RAY_ENV) $(BIN)/ray start --head --port $(RAY_PORT) --include-dashboard false $(RAY_NODE)
+	$(RAY_ENV) $(BIN)/ray start --address 127.0.0.1:$(RAY_PORT) $(RAY_NODE)
+	@echo "ray: 2 nodes at 127.0.0.1:$(RAY_PORT) (logs $(RAY_DIR)/session_latest/logs). To use it:"
+	@echo "  hortus silver --executor ray --address 127.0.0.1:$(RAY_PORT)"
+	@echo "  (or params.yaml executor: {kind: ray, address: 127.0.0.1:$(RAY_PORT)})"
+
+ray-down: ## stop the local Ray cluster of ray-up (only the Ray processes under .hortus/ray)
+	@pids=$$(pgrep -f -- "$(CURDIR)/[.]hortus/ray/" || true); \
+	if [ -z "$$pids" ]; then echo "ray: not running"; exit 0; fi; \
+	all="$$pids $$(for p in $$pids; do pgrep -P $$p; done)"; kill $$all 2>/dev/null; \
+	for i in $$(seq 50); do alive=; for p in $$all; do \
+	  ps -o stat= -p $$p 2>/dev/null | grep -qv Z && alive="$$alive $$p"; done; \
+	  [ -z "$$alive" ] && break; sleep 0.2; done; \
+	if [ -n "$$alive" ]; then kill -9 $$alive 2>/dev/null; fi; echo "ray: stopped"
+
+cluster-up: s3-up ray-up ## start the local scale-out stack: the S3 server and a Ray cluster
+
+cluster-down: s3-down ray-down ## stop the local scale-out stack
 
 # Debian's chromium for the browser tests (tests/test_browser.py); never a downloaded build
 browser: ## install Debian's chromium (/usr/bin/chromium) for the browser tests if missing

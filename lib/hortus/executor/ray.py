@@ -69,8 +69,13 @@ class RayExecutor:
         """Start or join Ray (once); return the ray module."""
         if self._ray is not None:
             return self._ray
-        ray = _import_ray()
         cfg = self.config
+        token = Path(cfg.temp_dir or ".") / "auth_token"
+        if cfg.address and cfg.temp_dir and token.is_file():  # make cluster-up's token
+            os.environ.setdefault("RAY_AUTH_MODE", "token")  # read when ray is imported
+            os.environ.setdefault("RAY_AUTH_TOKEN_PATH", str(token.resolve()))
+            os.environ.setdefault("RAY_TMPDIR", str(Path(cfg.temp_dir).resolve()))  # for auto
+        ray = _import_ray()
         if not ray.is_initialized():
             quiet: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
             if cfg.address:  # join a running cluster: its nodes have their own settings
