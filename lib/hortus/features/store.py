@@ -731,9 +731,7 @@ class OnlineStore(BaseOnlineStore):
             n_keys = len(keys)
             if n_keys == 1:  # the common single request: no chunking, no padding
                 sql = self._sql.get((group, 1)) or self._select(group, 1)
-                for r in con.execute(sql, keys[0]):
-                    got[r[:width]] = r[width:]
-                out.append(got)
+                out.append({r[:width]: r[width:] for r in con.execute(sql, keys[0])})
                 continue
             step = _MAX_VARS if width == 1 else _MAX_COMPOUND
             for s in range(0, n_keys, step):
@@ -741,8 +739,8 @@ class OnlineStore(BaseOnlineStore):
                 n = 1 << (len(chunk) - 1).bit_length()  # pad: few distinct statements
                 chunk = chunk + [chunk[0]] * (min(n, step) - len(chunk))
                 params = [v for k in chunk for v in k]
-                for r in con.execute(self._select(group, len(chunk)), params):
-                    got[r[:width]] = r[width:]
+                rows = con.execute(self._select(group, len(chunk)), params).fetchall()
+                got.update({r[:width]: r[width:] for r in rows})
             out.append(got)
         return out
 

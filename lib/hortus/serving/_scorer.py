@@ -61,6 +61,7 @@ class CompiledScorer:
         from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 
         self._threads = _openmp_effective_n_threads()
+        self._bitsets = estimator._bin_mapper.make_known_categories_bitsets()
 
     @property
     def categorical(self) -> set[str]:
@@ -240,7 +241,12 @@ class CompiledScorer:
         raw = np.zeros((x.shape[0], est.n_trees_per_iteration_),
                        dtype=est._baseline_prediction.dtype, order="F")  # fmt: skip
         raw += est._baseline_prediction
-        est._predict_iterations(x, est._predictors, raw, False, self._threads)
+        # `_predict_iterations` without rebuilding the category bitsets on every call
+        bitsets, f_idx_map = self._bitsets
+        threads = self._threads
+        for trees in est._predictors:
+            for k, tree in enumerate(trees):
+                raw[:, k] += tree.predict(x, bitsets, f_idx_map, threads)
         return raw
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
