@@ -110,6 +110,16 @@ bench-peers: | $(UV) ## drift vs Evidently and Deepchecks, 1M and 5M rows (own e
 	DO_NOT_TRACK=1 .bench-peers/bin/python benchmarks/bench_drift_peers.py \
 	  --deepchecks-python .bench-peers-deepchecks/bin/python $(BENCH_ARGS)
 
+# hortus serve under load vs floors and MLflow's model server (own env .bench-peers-mlflow,
+# pins: benchmarks/peers/requirements-mlflow.txt). Options: BENCH_ARGS="--seconds 20".
+.PHONY: bench-serve-peers
+bench-serve-peers: | $(UV) ## serving load benchmark incl. MLflow's model server (own env)
+	@test -x .bench-peers-mlflow/bin/python || $(UV) venv .bench-peers-mlflow --python $(PEERS_PYTHON)
+	$(UV) pip install --quiet --python .bench-peers-mlflow/bin/python \
+	  -r benchmarks/peers/requirements-mlflow.txt
+	cd benchmarks && OMP_NUM_THREADS=1 ../.venv/bin/python bench_serve.py \
+	  --mlflow-python ../.bench-peers-mlflow/bin/python $(BENCH_ARGS)
+
 clean: ## remove build outputs (not data/, not the operations plane's history)
 	rm -rf lakehouse/silver lakehouse/gold lakehouse/restricted reports .pytest_cache
 
