@@ -319,3 +319,48 @@ def test_table_location_refuses_an_unsupported_scheme():
     """Check a lakehouse URI of another scheme fails with a clear message."""
     with pytest.raises(HortusError, match="expected a local folder or s3://bucket/prefix"):
         TableLocation.of("gs://bucket/lake")
+
+
+# ------------------------------------------------------------------ aliases
+def test_alias_compare_and_set_holds_across_machines_on_s3(project, s3_lake, tmp_path, monkeypatch):
+    """Check two "machines" (two project folders, two local locks) moving one alias in a
+    bucket: the move that decided on the older events is refused inside its Delta commit
+    (txn per model) and, re-decided, says the alias moved; no event is written twice."""
+    from conftest import with_policy
+    from hortus.models._aliases import AliasMoved
+    from hortus.models.registry import Registry
+    from test_registry import _register
+
+    monkeypatch.setenv("HORTUS_USER", "mia")
+    other = tmp_path / "machine-b"
+    other.mkdir()
+    with_policy(other)
+    here = Registry(Lakehouse.open(project.root, lakehouse=s3_lake, user="mia"), "recommender")
+    there = Registry(Lakehouse.open(other, lakehouse=s3_lake, user="mia"), "recommender")
+    for i in (1, 2):
+        _register(here, tmp_path, i)
+    write = here._write_move
+
+    def rival_first(alias: str, version: int):  # machine B moves it after A read the events
+        def move(*args, **kwargs):
+            here._write_move = write  # once
+            there.promote(version, alias=alias, reason="rival")
+            return write(*args, **kwargs)
+
+        return move
+
+    # the alias table does not exist yet when A decides: B creates it first
+    here._write_move = rival_first("staging", 1)
+    with pytest.raises(AliasMoved, match="staging of model recommender moved from unset to v1"):
+        here.promote(2, alias="staging")
+    # the table exists: A's commit is made on the snapshot it decided on, B's came after
+    here._write_move = rival_first("qa", 2)
+    with pytest.raises(AliasMoved, match="qa of model recommender moved from unset to v2"):
+        here.promote(1, alias="qa")
+    assert there.history("staging")["version"].to_list() == [1]  # A's events never landed
+    assert there.history("qa")["version"].to_list() == [2]
+    assert here.aliases() == {"qa": 2, "staging": 1}
+    events = there._events()
+    assert events["seq"].to_list() == [1, 2]  # no seq written twice
+    here._lh.close()
+    there._lh.close()

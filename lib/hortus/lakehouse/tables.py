@@ -416,6 +416,7 @@ class Lakehouse:
         note: str | None = None,
         model: str | None = None,
         features: Iterable[str] | None = None,
+        guard: tuple[str, int, int | None] | None = None,
     ) -> int:
         """Write a frame as one Delta commit with its lineage; return the new version.
 
@@ -424,6 +425,12 @@ class Lakehouse:
         write, not per stage).  `model` names the model version that wrote the rows
         ("recommender@v3") and `features` the feature groups used; both are recorded in
         the commit when given (`hortus lineage`).  `mode` is "append" or "overwrite".
+
+        `guard` = (app_id, app_version, read_version) makes the write a compare-and-set
+        (alias moves): it commits on the snapshot of `read_version` (None: the table is
+        new) with a Delta transaction identifier; if a commit carrying the same app_id
+        landed after that snapshot, Delta's conflict check refuses it and WriteConflict
+        is raised (nothing written).  Atomic on local disk and object storage alike.
         """
         if mode not in ("append", "overwrite"):
             raise ValueError(f"mode must be append or overwrite, got {mode!r}")
@@ -456,7 +463,9 @@ class Lakehouse:
         commit = CommitProperties(custom_metadata=meta)
         options = {"schema_mode": "merge" if mode == "append" else "overwrite"}
         with self._fenced(name) as fence:  # one writer per build table (hortus.lakehouse.lease)
-            if fence is not None:  # object storage: the lease token goes into the commit
+            if guard is not None:
+                _guarded_write(where, df, mode, meta, options, guard)
+            elif fence is not None:  # object storage: the lease token goes into the commit
                 fenced = CommitProperties(
                     custom_metadata=meta, app_transactions=fence.transactions()
                 )
@@ -627,6 +636,45 @@ class Lakehouse:
         """
         lf = self.scan(name, version=version)
         return frames_hash(lf.collect_batches(chunk_size=50_000), lf.collect_schema().names())
+
+
+class WriteConflict(HortusError):
+    """A guarded write lost its compare-and-set: a commit of the same app id came first."""
+
+
+def _guarded_write(
+    where: TableLocation,
+    df: pl.DataFrame,
+    mode: str,
+    meta: dict,
+    options: dict,
+    guard: tuple[str, int, int | None],
+) -> None:
+    """Commit `df` on the snapshot of the version read, with a txn action (see write)."""
+    from deltalake import Transaction
+    from deltalake.exceptions import CommitFailedError, DeltaError
+
+    app_id, app_version, read_version = guard
+    props = CommitProperties(
+        custom_metadata=meta,
+        app_transactions=[
+            Transaction(app_id, app_version, int(datetime.now(UTC).timestamp() * 1000))
+        ],
+    )
+    target = where.delta(read_version) if read_version is not None else where.uri
+    try:
+        df.write_delta(
+            target,
+            mode=mode if read_version is not None else "error",  # new: create it, or conflict
+            delta_write_options=options | {"commit_properties": props},
+            **where.write_kwargs(),
+        )
+    except CommitFailedError as exc:
+        raise WriteConflict(f"{app_id}: another commit came first ({exc})") from None
+    except DeltaError as exc:
+        if read_version is None and where.exists():  # both created the table: one won
+            raise WriteConflict(f"{app_id}: the table was created meanwhile ({exc})") from None
+        raise
 
 
 def _check_erased(dt: DeltaTable, path: Path, name: str) -> None:

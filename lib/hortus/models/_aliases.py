@@ -30,6 +30,7 @@ import polars as pl
 
 from hortus.errors import HortusError
 from hortus.lakehouse.lease import LocalStore, lease_root
+from hortus.lakehouse.tables import WriteConflict
 from hortus.models._registry_base import (
     _ALIAS,
     _VERSION_REF,
@@ -127,19 +128,33 @@ class _AliasesMixin:
         Compare-and-set: with `expected` (the holder the caller saw when it decided),
         the alias is read again under the alias' lock and the event is written only
         if it still points there; else `AliasMoved` says who moved it (nothing written).
+        The event is also committed on the snapshot it was decided on, with a Delta
+        transaction identifier per model (`Lakehouse.write(guard=...)`): an alias event
+        of the same model committed meanwhile (from another machine too: the lock is
+        local, the lakehouse may be on object storage) refuses it, and the move is
+        decided again on the new events.
         """
         self._check_alias(alias)
         # the model's alias lock (local disk: flock; the seq of its events is per model)
         with LocalStore(lease_root(self._lh.paths.lakehouse)).exclusive(f"aliases-{self.name}"):
-            events = self._events()
-            previous = self.aliases().get(alias)
-            if expected is not _ANY and previous != expected:
-                raise AliasMoved(self._moved(alias, expected, previous, version, events))
-            if previous == version:
-                return False
-            self._write_move(alias, version, previous, events, action=action, reason=reason,
-                             approved_by=approved_by, gate_run_id=gate_run_id)  # fmt: skip
-        return True
+            for _ in range(5):
+                self._lh.reads.pop(ALIASES, None)
+                events = self._events()  # one snapshot: the decision and the guard's version
+                read = self._lh.reads.get(ALIASES)  # None: the table was not written yet
+                last = events.filter(pl.col("alias") == alias).tail(1)
+                previous = last["version"][0] if last.height else None
+                if expected is not _ANY and previous != expected:
+                    raise AliasMoved(self._moved(alias, expected, previous, version, events))
+                if previous == version:
+                    return False
+                try:
+                    self._write_move(alias, version, previous, events, action=action,
+                                     reason=reason, approved_by=approved_by,
+                                     gate_run_id=gate_run_id, read=read)  # fmt: skip
+                except WriteConflict:
+                    continue  # another move of this model came first: decide again
+                return True
+        raise HortusError(f"aliases of model {self.name}: too many concurrent moves, try again")
 
     def _moved(
         self, alias: str, expected: object, now: int | None, wanted: int | None, ev: pl.DataFrame
@@ -167,6 +182,7 @@ class _AliasesMixin:
         reason: str,
         approved_by: str | None,
         gate_run_id: str | None,
+        read: int | None = None,
     ) -> None:
         row = {
             "seq": int(events["seq"].max() or 0) + 1,
@@ -182,7 +198,8 @@ class _AliasesMixin:
             "gate_run_id": gate_run_id,
         }
         inputs = {VERSIONS: self._lh.version(VERSIONS)} if self._lh.exists(VERSIONS) else {}
-        self._append(ALIASES, row, inputs=inputs, note=f"{action} {self.name} {alias}")
+        guard = (f"hortus-aliases/{self.name}", row["seq"], read)
+        self._append(ALIASES, row, inputs=inputs, note=f"{action} {self.name} {alias}", guard=guard)
 
     def rollback(self, *, alias: str = CHAMPION, reason: str = "") -> ModelVersion:
         """Point an alias back at its previous holder (see the module docstring); return it.

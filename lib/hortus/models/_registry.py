@@ -263,13 +263,21 @@ class Registry(_AliasesMixin, _ApprovalsMixin, _PromotionMixin):
             raise
         return version
 
-    def _append(self, table: str, row: dict, *, inputs: dict[str, int], note: str) -> None:
+    def _append(
+        self,
+        table: str,
+        row: dict,
+        *,
+        inputs: dict[str, int],
+        note: str,
+        guard: tuple[str, int, int | None] | None = None,
+    ) -> None:
         contract = self._lh.catalog.get(table)
         df = pl.DataFrame([row], schema=contract.schema)
         bad = check_frame(df, contract)
         if bad.height:
             raise HortusError(f"{table}: refused row: {'; '.join(bad['message'].to_list())}")
-        self._lh.write(table, df, mode="append", inputs=inputs, note=note)
+        self._lh.write(table, df, mode="append", inputs=inputs, note=note, guard=guard)
 
     # ------------------------------------------------------------ artifacts
     def artifact_path(self, ref: str | int) -> Path:
