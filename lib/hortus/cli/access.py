@@ -193,7 +193,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         lf = lf.filter(pl.col("user") == args.user)
     rows = lf.tail(args.limit).collect() if args.limit else lf.collect()
     if args.json:
-        print(json.dumps(rows.drop("prev_hash", "hash").to_dicts(), indent=2, default=str))
+        print(
+            json.dumps(
+                rows.drop("prev_hash", "hash", "sig", strict=False).to_dicts(),
+                indent=2,
+                default=str,
+            )
+        )
         return 0
     for r in rows.iter_rows(named=True):
         ts = f"{r['ts']:%Y-%m-%d %H:%M:%S}" if r["ts"] is not None else "-"
