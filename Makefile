@@ -218,6 +218,14 @@ ray-down: ## stop the local Ray cluster of ray-up (only the Ray processes under 
 	  [ -z "$$alive" ] && break; sleep 0.2; done; \
 	if [ -n "$$alive" ]; then kill -9 $$alive 2>/dev/null; fi; echo "ray: stopped"
 
+# In-process vs a two-node local Ray cluster (started and stopped by the script itself) on
+# one simulated landing: landing -> silver, training set, batch scoring; the same results
+# checked, then a MODELLED projection on N machines. SCALEOUT_ARGS="--events 1000000".
+SCALEOUT_ARGS ?=
+.PHONY: bench-scaleout
+bench-scaleout: setup ## local vs two-node Ray: landing->silver, training set, scoring (10M events)
+	OMP_NUM_THREADS=1 RAY_USAGE_STATS_ENABLED=0 $(BIN)/python benchmarks/bench_scaleout.py $(SCALEOUT_ARGS)
+
 cluster-up: s3-up ray-up ## start the local scale-out stack: the S3 server and a Ray cluster
 
 cluster-down: s3-down ray-down ## stop the local scale-out stack
