@@ -216,8 +216,10 @@ def _(chosen_column, chosen_segment, training):
 
 
 @app.cell
-def _(chosen_column, context, segment_rows):
+def _(chosen_column, context, project, segment_rows):
     # one comparison per segment choice: each day of the newest rows against the reference
+    from hortus.monitoring.drift import increments_for as _increments_for
+
     drift = None
     drift_error = None
     _time = context.time
@@ -234,6 +236,8 @@ def _(chosen_column, context, segment_rows):
                 time=_time,
                 reference_share=context.reference_share,
                 window="1d",
+                # window aggregates judged on per-entity increments too, as the monitor does
+                increments=_increments_for(project, _features),
             )
         except HortusError as _exc:
             drift_error = str(_exc)

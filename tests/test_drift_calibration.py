@@ -10,7 +10,14 @@ all with the repository's params.yaml settings.
 The features expected to be flagged are fixed before any comparison: the source
 columns the simulator's manifest lists for the scenario (``drift.changed_columns``)
 mapped through feature lineage (`features_reading`).  The drift starts on
-2025-03-17, after the training rows, so that the training rows are clean.
+2025-03-17, after the training rows, so that the training rows are clean.  Window
+aggregates are judged on their per-entity increments too (`feature_entities`), in
+every decision alike.
+
+Where a scenario's lineage set is not met (``price_change``, ``seasonal``), the test
+of the whole set is a strict xfail carrying the measured reason, so that it turns
+into a failure the day it passes; the test that nothing outside lineage is flagged
+runs for every scenario.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from hortus.checks.gate import GateConfig, drift_check
 from hortus.config import Paths
 from hortus.domains.plantshop.features import FEATURES
 from hortus.domains.plantshop.simulate import DRIFT_CHANGES, SimConfig, simulate
-from hortus.features.definitions import feature_lineage, features_reading
+from hortus.features.definitions import feature_entities, feature_lineage, features_reading
 from hortus.lakehouse.tables import Lakehouse
 from hortus.monitoring._monitor_models import staleness_inputs
 from hortus.monitoring.drift import CalibrationConfig, calibrate, calibrated_compare
@@ -43,6 +50,8 @@ SHOP = {  # the default snapshot, faults included (data.dvc pins its clean expor
 DRIFT_START = "2025-03-17"
 FEATURE_NAMES = FEATURES.feature_names
 HOLDOUT = float(PARAMS["train"]["holdout_fraction"])
+INCREMENTS = feature_entities(FEATURES)  # window aggregates and their entity keys
+KEYS = sorted({k for ks in INCREMENTS.values() for k in ks} - set(FEATURE_NAMES))
 
 
 def _build(root: Path, drift: tuple[str, ...]) -> tuple[pl.DataFrame, dict]:
@@ -80,13 +89,20 @@ def _verdicts(rows: pl.DataFrame) -> dict:
         config=gate.drift,
         time="ts",
         calibration=gate.calibration,
+        increments=INCREMENTS,
     )
     monitor = staleness_inputs(
-        train.select(*FEATURE_NAMES, "ts"), rows, features=FEATURE_NAMES, time="ts"
-    )
+        train.select(*FEATURE_NAMES, "ts", *KEYS), rows, features=FEATURE_NAMES, time="ts",
+        increments=INCREMENTS,
+    )  # fmt: skip
     daily, _ = mv.drift_by_window(
-        rows, FEATURE_NAMES, time="ts", reference_share=1 - HOLDOUT, window="1d"
-    )  # the dashboard's own split: the HOLDOUT quantile of the time
+        rows,
+        FEATURE_NAMES,
+        time="ts",
+        reference_share=1 - HOLDOUT,
+        window="1d",
+        increments=INCREMENTS,
+    )  # the dashboard's own split: the HOLDOUT quantile of the time; fmt: skip
     per_day = {
         d: set(c)
         for d, c in daily.filter("drifted").group_by("window_start").agg("column").iter_rows()
@@ -126,6 +142,18 @@ def test_lineage_is_derived_from_the_definitions():
     # a ratio reads both inputs
     assert lineage["price_vs_user_avg"] >= lineage["plant_catalog__price"]
     assert features_reading(FEATURES, ["silver.users.region"]) == ["user_profile__region"]
+
+
+def test_window_aggregates_carry_their_entity_keys():
+    assert INCREMENTS["user_activity__spend_30d"] == ("user_id",)
+    assert INCREMENTS["plant_popularity__views_7d"] == ("plant_id",)
+    # keyed by the plant's category as of t (a feature of the spine)
+    assert INCREMENTS["user_category__views_30d"] == ("user_id", "plant_catalog__category")
+    assert INCREMENTS["user_avg_line_value"] == ("user_id",)  # a ratio of two user sums
+    # recency, latest values, bands and ratios with a latest input are judged on levels
+    for name in ("user_activity__days_since_sessions", "plant_catalog__price", "price_band",
+                 "price_vs_user_avg", "user_profile__region"):  # fmt: skip
+        assert name not in INCREMENTS
 
 
 def test_manifest_lists_changed_columns_only_for_a_drifted_export(tmp_path):
@@ -169,6 +197,54 @@ def test_calibration_allows_a_trend_and_flags_a_change():
     assert {r.column for r in shifted.overall() if r.drifted} == {"calm"}
 
 
+def _counts(days: int, rng, *, rise_from: int | None = None) -> pl.DataFrame:
+    """Running 30-day-style counts of 300 users, one row per user and day (half-day jitter)."""
+    users, n = 300, 300 * days
+    day = np.repeat(np.arange(days), users)
+    rate = rng.gamma(2.0, 1.5, users)[np.tile(np.arange(users), days)]
+    if rise_from is not None:
+        rate = rate * np.where(day >= rise_from, 1.4, 1.0)  # 40% more activity
+    added = rng.poisson(rate)
+    frame = pl.DataFrame(
+        {
+            "ts": [
+                datetime(2025, 1, 1) + timedelta(days=float(x))
+                for x in day + rng.uniform(0, 0.5, n)
+            ],  # fmt: skip
+            "user": np.tile(np.arange(users), days),
+            "added": added.astype(float),
+        }
+    ).sort("ts")
+    return frame.with_columns(pl.col("added").cum_sum().over("user").alias("count_all"))
+
+
+def test_increments_see_a_rise_that_the_level_dilutes():
+    rng = np.random.default_rng(3)
+    keys = {"count_all": ["user"]}
+    clean = _counts(26, rng)
+    history, current = (
+        clean.filter(pl.col("ts") < datetime(2025, 1, 22)),
+        clean.filter(pl.col("ts") >= datetime(2025, 1, 22)),
+    )
+    cal = CalibrationConfig()
+    report, got = calibrated_compare(history, current, ["count_all"], time="ts",
+                                     calibration=cal, increments=keys)  # fmt: skip
+    assert not report.drifted, report.to_frame()
+    assert got is not None and "per-entity increments" in got.describe()
+    risen = _counts(26, np.random.default_rng(3), rise_from=21)
+    history, current = (
+        risen.filter(pl.col("ts") < datetime(2025, 1, 22)),
+        risen.filter(pl.col("ts") >= datetime(2025, 1, 22)),
+    )
+    level, _ = calibrated_compare(history, current, ["count_all"], time="ts", calibration=cal)
+    assert not level.drifted  # the all-time count dilutes five risen days
+    both, _ = calibrated_compare(history, current, ["count_all"], time="ts",
+                                 calibration=cal, increments=keys)  # fmt: skip
+    (r,) = both.overall()
+    assert r.drifted and r.statistic == "increment_mean_shift", r
+    assert r.stats["increment_value"] >= r.stats["increment_threshold"]
+
+
 def test_too_short_a_history_keeps_the_fixed_thresholds():
     rng = np.random.default_rng(1)
     day = timedelta(days=1)
@@ -191,60 +267,54 @@ def test_clean_snapshot_flags_nothing(clean):
 
 
 # --------------------------------------------------------------- drift scenarios
+SCENARIOS = ("new_region", "price_change", "seasonal")
+_BUILT: dict[str, tuple[set[str], dict]] = {}
+
+
 def _scenario(tmp_path_factory, kind: str) -> tuple[set[str], dict]:
-    rows, manifest = _build(tmp_path_factory.mktemp(kind), (kind,))
-    expected = _expected(manifest)  # fixed from lineage + manifest before any comparison
-    return expected, _verdicts(rows)
+    if kind not in _BUILT:
+        rows, manifest = _build(tmp_path_factory.mktemp(kind), (kind,))
+        expected = _expected(manifest)  # fixed from lineage + manifest before any comparison
+        _BUILT[kind] = expected, _verdicts(rows)
+    return _BUILT[kind]
 
 
-def _nothing_outside(expected: set[str], got: dict) -> None:
-    """No decision flags a feature outside the lineage-expected set, on any day."""
+#: why a scenario's whole lineage set is not flagged (measured; module docstring of
+#: hortus.monitoring._drift_calibration): the strict xfail turns into a failure once met
+NOT_MET = {
+    "price_change": "the dearer order lines raise the hold-out's spend increments by 6% over "
+    "the clean shop's (0.01 sd) and lower user_avg_line_value: below chance, from the "
+    "features' own data; price_vs_user_avg rises 0.1 sd (its user average moves by "
+    "itself, so its threshold is wide); the catalogue price and its band are flagged",
+    "seasonal": "15 of 35 flagged: user-level 30-day counts rise 0.2 sd in their increments "
+    "(0.4-0.6 of the threshold: weekday mix), ratios such as user_ctr_30d and "
+    "user_avg_line_value do not change (0.01-0.03 sd against the clean shop)",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", SCENARIOS)
+def test_scenario_flags_nothing_outside_its_lineage(tmp_path_factory, kind):
+    expected, got = _scenario(tmp_path_factory, kind)
+    assert got["gate"], got["check"].detail  # something is detected
+    assert got["gate"] == got["monitor"]  # the gate and the staleness monitor agree
     for verdict in (got["gate"], got["monitor"], *got["per_day"].values()):
         assert verdict <= expected, (verdict - expected, got["check"].detail)
 
 
 @pytest.mark.slow
-def test_new_region_flags_exactly_the_features_reading_region_and_country(tmp_path_factory):
-    expected, got = _scenario(tmp_path_factory, "new_region")
-    assert expected == {"user_profile__region", "user_profile__country"}
-    assert got["gate"] == expected, got["check"].detail
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=NOT_MET[k]))
+        if k in NOT_MET
+        else k
+        for k in SCENARIOS
+    ],
+)
+def test_scenario_flags_exactly_its_lineage_set(tmp_path_factory, kind):
+    expected, got = _scenario(tmp_path_factory, kind)
+    assert expected  # derived from the manifest and lineage, never hand-listed
+    assert got["gate"] == expected, (expected - got["gate"], got["check"].detail)
     assert got["monitor"] == expected
     assert got["last_day"] == expected  # the dashboard agrees (its newest day)
-    _nothing_outside(expected, got)
-
-
-@pytest.mark.slow
-def test_price_change_flags_features_reading_prices(tmp_path_factory):
-    expected, got = _scenario(tmp_path_factory, "price_change")
-    assert expected == {
-        "plant_catalog__price",
-        "price_band",
-        "price_vs_user_avg",
-        "user_activity__spend_30d",
-        "user_activity__spend_all",
-        "user_avg_line_value",
-    }
-    # documented deviation: the catalogue price and its band are flagged; the order
-    # lines' prices are diluted in 30-day and all-time sums of spend and in their ratios
-    # (measured scores 0.2-0.45 of the threshold: not detectable in a 5-day hold-out)
-    flagged = {"plant_catalog__price", "price_band"}
-    assert got["gate"] == flagged, got["check"].detail
-    assert got["monitor"] == flagged
-    assert got["last_day"] == flagged
-    _nothing_outside(expected, got)
-
-
-@pytest.mark.slow
-def test_seasonal_flags_features_reading_events(tmp_path_factory):
-    expected, got = _scenario(tmp_path_factory, "seasonal")
-    assert "plant_catalog__price" not in expected and "user_profile__region" not in expected
-    # documented deviation: the 7-day counts are flagged (measured on the gate: sessions,
-    # views and carts of the user, views and order lines of the plant, 1.2-1.5 x the
-    # threshold; the plant's carts 0.95); 5 days of +40% traffic are diluted in 30-day
-    # and all-time counts, which grow by construction anyway, and in their ratios
-    # (measured scores at most 0.65 of the threshold)
-    must = {"user_activity__sessions_7d", "user_activity__views_7d", "plant_popularity__views_7d"}
-    for verdict in (got["gate"], got["monitor"]):
-        assert must <= verdict, (must - verdict, got["check"].detail)
-    assert got["gate"] == got["monitor"]
-    _nothing_outside(expected, got)

@@ -221,6 +221,7 @@ def drift_check(
     config: Mapping[str, Any] | None = None,
     time: str | None = None,
     calibration: Mapping[str, Any] | None = None,
+    increments: Mapping[str, Sequence[str]] | None = None,
 ) -> CheckResult:
     """Compare `columns` of the training snapshot with newer data (hortus.monitoring.drift).
 
@@ -229,7 +230,9 @@ def drift_check(
     (and a `time` column) `reference` is the whole history: the current is compared
     with the history's last week (or its own length when longer), each column against
     a threshold from a null fitted to the history's like-window pairs
-    (`hortus.monitoring.drift.calibrated_compare`).
+    (`hortus.monitoring.drift.calibrated_compare`); window aggregates named in
+    `increments` (feature -> entity key columns) are judged on their per-entity
+    increments too.
     """
     from hortus.monitoring.drift import (
         CalibrationConfig,
@@ -249,6 +252,7 @@ def drift_check(
             time=time,
             config=drift_config,
             calibration=cal,
+            increments=increments,
         )
         note = f"; {got.describe()}"
     else:

@@ -357,3 +357,31 @@ def features_reading(
     hit = set(changed)
     names = list(among) if among is not None else features.feature_names
     return [f for f in names if lineage.get(f, frozenset()) & hit]
+
+
+def feature_entities(features: FeatureSet) -> dict[str, tuple[str, ...]]:
+    """Return, per window aggregate (or ratio of two), its entity's spine columns.
+
+    Drift detection judges these features on their per-entity increments
+    (`hortus.monitoring.drift.calibrated_compare`, ``increments=``): a window sum
+    integrates its window, so what the entity's recent rows added is the sharper
+    witness of a recent change.  A ratio of two such features is keyed by the
+    union of its inputs' keys; recency (days since), latest values and bands are left
+    out (their level is what changes).
+
+    Examples
+    --------
+    >>> g = FeatureGroup("s", ("shop_id",), "silver.sales", "ts",
+    ...                  aggs=(Agg("n", pl.lit(1.0), ("7d",)),), latest=("size",))
+    >>> feature_entities(FeatureSet(groups=(g,)))
+    {'s__n_7d': ('shop_id',)}
+    """
+    out: dict[str, tuple[str, ...]] = {}
+    for g in features.groups:
+        for a in g.aggs:
+            for w in a.windows:
+                out[f"{g.name}__{a.name}_{w}"] = tuple(features.key_columns(g))
+    for d in features.derived:
+        if isinstance(d, Ratio) and d.num in out and d.den in out:
+            out[d.name] = tuple(dict.fromkeys((*out[d.num], *out[d.den])))
+    return out

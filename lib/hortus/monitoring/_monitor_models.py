@@ -24,6 +24,7 @@ from hortus.monitoring.drift import (
     DriftConfig,
     calibrated_compare,
     compare,
+    increments_for,
 )
 
 
@@ -95,6 +96,7 @@ def staleness_inputs(
     time: str,
     drift: DriftConfig | None = None,
     calibration: CalibrationConfig | None = None,
+    increments: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """Return drift_share, newer_rows and newer_data of a model trained on `training`.
 
@@ -104,7 +106,8 @@ def staleness_inputs(
     `hortus.monitoring.drift.calibrated_compare`: the newer rows against the training
     rows' last week (or the newer rows' length when longer), thresholds from a null
     fitted to the training rows' like-window pairs (the gate's and the dashboard's
-    decision too);
+    decision too); window aggregates in `increments` (feature -> entity key columns,
+    which both frames then hold) are judged on their per-entity increments too;
     ``calibration=CalibrationConfig(enabled=False)`` compares with every training row
     at the fixed thresholds.
     """
@@ -118,13 +121,18 @@ def staleness_inputs(
     newer = latest.filter(pl.col(time) > trained_until) if trained_until is not None else latest
     report = None
     if newer.height and training.height:
+        both = set(training.columns) & set(latest.columns)
+        increments = {f: ks for f, ks in (increments or {}).items() if all(k in both for k in ks)}
+        keys = [k for ks in increments.values() for k in ks]
+        wanted = list(dict.fromkeys([*features, time, *keys]))
         report, _ = calibrated_compare(
-            training.select(*features, time),
-            newer.select(*features, time),
+            training.select(wanted),
+            newer.select(wanted),
             list(features),
             time=time,
             config=drift,
             calibration=calibration,
+            increments=increments,
         )
     return _inputs(report, features, newer.height, trained_until)
 
@@ -279,8 +287,15 @@ def _champion_staleness(
         raise MonitorError(
             f"model {model} v{mv.version}: its spec lists no features to measure drift on"
         )
-    columns = [*features, *([time] if time else [])]
     have = set(lh.scan(table).collect_schema().names())
+    # window aggregates are judged on per-entity increments too (their keys are read)
+    increments = {
+        f: keys
+        for f, keys in increments_for(_project(lh), features).items()
+        if all(k in have for k in keys)
+    }
+    keys = list(dict.fromkeys(k for ks in increments.values() for k in ks if k not in features))
+    columns = [*features, *([time] if time else []), *keys]
     missing = [c for c in columns if c not in have]
     if missing:
         raise MonitorError(
@@ -290,10 +305,11 @@ def _champion_staleness(
     latest = lh.read(table, columns=columns)
     training, snapshot = _training_rows(lh, table, mv.receipt, int(version_read), latest, time)
     if time is not None:
-        training = training.select(*features, time)
+        training = training.select(*features, time, *keys)
         got = staleness_inputs(
-            training, latest, features=features, time=time, drift=drift, calibration=calibration
-        )
+            training, latest, features=features, time=time, drift=drift,
+            calibration=calibration, increments=increments,
+        )  # fmt: skip
     else:
         training = None if training is None else training.select(*features)
         got = _untimed_inputs(training, latest, features=features, drift=drift)

@@ -85,7 +85,10 @@ the history's last week (or the current's length when longer), each column again
 threshold from a null fitted to the history's like-window pairs (a trend growing with
 the lag plus chance shrinking with the rows, widened by the pairs' own misfit);
 features that move by construction (windows still filling up, all-time totals) get
-the room their normal movement needs, stationary ones stay tight.  See
+the room their normal movement needs, stationary ones stay tight.  With
+``increments=`` (window aggregates -> entity keys, `increments_for(project, features)`)
+those are also judged on what the recent days added: their per-entity change per day
+(`with_increments`), which a 30-day or all-time level dilutes.  See
 `hortus.monitoring._drift_calibration`.  The gate, the monitors and the dashboard use it.
 
 Multiple testing: the p-values of every p-value-gated result of one `compare` call
@@ -147,6 +150,11 @@ from hortus.monitoring._drift_config import (  # noqa: F401
     DriftConfig,
     DriftError,
     default_skip_reason,
+)
+from hortus.monitoring._drift_increments import (  # noqa: F401
+    increment_name,
+    increments_for,
+    with_increments,
 )
 from hortus.monitoring._drift_profile import (  # noqa: F401
     ColumnProfile,
@@ -210,6 +218,9 @@ __all__ = [
     "adjust_p_values",
     "calibrate",
     "calibrated_compare",
+    "increment_name",
+    "increments_for",
+    "with_increments",
     "compare",
     "default_skip_reason",
 ]

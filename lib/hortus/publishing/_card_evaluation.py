@@ -107,11 +107,20 @@ def _drift(
         config=config.drift,
         time=spec.time if calibrated else None,
         calibration=config.calibration if calibrated else None,
+        increments=_increments(lh, columns) if calibrated else None,
     )
     summary = {k: v for k, v in result.to_dict().items() if k != "table"}
     summary |= {"reference": ref_what, "current": what, "reference_rows": reference.height,
                 "current_rows": current.height}  # fmt: skip
     return summary, result.table, f"{ref_what} ({reference.height:,} rows) against {what}"
+
+
+def _increments(lh: Lakehouse, columns: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Return the window aggregates among `columns` with their entity keys (as the gate)."""
+    from hortus.monitoring._monitor_base import _project
+    from hortus.monitoring.drift import increments_for
+
+    return increments_for(_project(lh), columns)
 
 
 @dataclass

@@ -308,6 +308,7 @@ def drift_by_window(
     reference_share: float,
     window: str,
     calibration: CalibrationConfig | None = None,
+    increments: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[pl.DataFrame, datetime]:
     """Compare each `window` of the newest rows with the training part, as the monitors do.
 
@@ -319,7 +320,9 @@ def drift_by_window(
     size (so features that grow by construction are not flagged for growing).  Returns
     one row per feature and window with the statistic, its threshold,
     ``score = value / threshold`` (>= 1: drifted), ``drifted`` (distribution or null
-    share) and the cutoff between history and current.
+    share) and the cutoff between history and current.  Window aggregates in
+    `increments` (feature -> entity key columns, `hortus.monitoring.drift.increments_for`)
+    are judged on their per-entity increments too, as the gate and the monitor judge them.
     Raises HortusError when the rows span too short a time to split.
     """
     cutoff = rows.select(pl.col(time).quantile(reference_share, interpolation="lower")).item()
@@ -333,17 +336,26 @@ def drift_by_window(
     starts = _window_starts(current[time], window)
     current = current.with_columns(starts.alias("__window"))
     length = _window_length(window)
+    increments = {
+        f: ks for f, ks in (increments or {}).items() if all(k in rows.columns for k in ks)
+    }
+    keys = [k for ks in increments.values() for k in ks]
+    wanted = list(dict.fromkeys([*features, time, *keys]))
     frames = []
     for (start,), part in current.partition_by(
         "__window", as_dict=True, maintain_order=True
     ).items():
         report, _ = calibrated_compare(
-            history.select(*features, time),
-            part.select(*features, time),
+            history.select(wanted),
+            part.select(wanted),
             features,
             time=time,
             calibration=calibration,
             span=length,
+            increments=increments,
+            preceding=current.filter(pl.col("__window") < start).select(wanted)
+            if increments
+            else None,
         )
         frames.append(
             report.to_frame()

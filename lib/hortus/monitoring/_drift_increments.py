@@ -1,0 +1,204 @@
+"""Window aggregates judged on what the recent days added: per-entity increments.
+
+A window aggregate (an N-day or all-time sum or count of an entity, a ratio of two,
+days since the entity's last event) integrates its whole window: five changed days
+move a 30-day count of a user by a sixth of the change, on top of the growth such a
+feature has by construction while its windows fill up.  Its level is a weak witness
+of a recent change.  What the recent days added is a strong one: for each row, the
+change of the feature since the same entity's latest row at least ``gap`` earlier,
+per day,
+
+    increment = (value(t) - value(t0)) / (t - t0 in days),   t0 <= t - gap,
+
+is what the entity's rows in ``(t0, t]`` added (minus what left an N-day window).  A
+change of the source rows (more traffic, dearer lines) shifts the mean of these
+increments by the change itself, undiluted, while a growth by construction leaves
+them steady.  Only the feature's own values, its entity key and the time are read:
+no source table, no lineage.
+
+Increments are compared by their mean: ``|mean(current) - mean(reference)| /
+std(reference)`` (a standardised mean difference; one increment per entity and
+``t0``, so the ten rows of one list count once).  Its threshold comes from the same
+like-window pairs and null model as the levels (`hortus.monitoring._drift_calibration`):
+the chance part of a mean difference shrinks exactly as ``1/n1 + 1/n2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import timedelta
+
+import polars as pl
+
+from hortus.monitoring._drift_compare import ColumnDrift, DriftReport
+
+#: suffix of the increment column of a feature
+SUFFIX = " (increment/day)"
+_ROW = "__hortus_row"
+
+
+def increment_name(feature: str) -> str:
+    """Return the name of `feature`'s increment column."""
+    return f"{feature}{SUFFIX}"
+
+
+def with_increments(
+    frame: pl.DataFrame,
+    increments: Mapping[str, Sequence[str]],
+    *,
+    time: str,
+    gap: timedelta = timedelta(days=1),
+) -> pl.DataFrame:
+    """Return `frame` with an increment column per feature of `increments` (feature -> keys).
+
+    A row's increment is its feature's change per day since the same entity's latest
+    row at least `gap` earlier (null without one, or when an earlier row of the same
+    entity already has that same starting row: one increment per entity and start).
+    Rows keep their order.  Features or keys missing from `frame` are left out.
+
+    Examples
+    --------
+    >>> from datetime import datetime
+    >>> f = pl.DataFrame({"t": [datetime(2025, 1, d) for d in (1, 2, 4)], "u": ["a"] * 3,
+    ...                   "n": [1.0, 3.0, 9.0]})
+    >>> with_increments(f, {"n": ["u"]}, time="t")[increment_name("n")].to_list()
+    [None, 2.0, 3.0]
+    """
+    wanted = {
+        f: list(keys)
+        for f, keys in increments.items()
+        if f in frame.columns and keys and all(k in frame.columns for k in keys)
+    }
+    if not wanted:
+        return frame
+    base = frame.with_row_index(_ROW)
+    ordered = base.sort(time)
+    by_keys: dict[tuple[str, ...], list[str]] = {}
+    for f, keys in wanted.items():  # one as-of join per entity
+        by_keys.setdefault(tuple(keys), []).append(f)
+    out = base
+    for keys, feats in by_keys.items():
+        vals = {f: f"__v{i}" for i, f in enumerate(feats)}
+        left = ordered.select(
+            _ROW, time, *keys, *[pl.col(f).cast(pl.Float64).alias(v) for f, v in vals.items()]
+        )
+        right = left.select(
+            *keys,
+            pl.col(time).alias("__t0"),
+            *[pl.col(v).alias(f"{v}_0") for v in vals.values()],
+            (pl.col(time) + gap).alias("__reach"),
+        ).sort("__reach")
+        joined = left.join_asof(
+            right, left_on=time, right_on="__reach", by=list(keys), strategy="backward",
+            check_sortedness=False,
+        )  # fmt: skip
+        days = (pl.col(time) - pl.col("__t0")).dt.total_microseconds() / 86_400e6
+        first = pl.struct(*keys, "__t0").is_first_distinct() & pl.col("__t0").is_not_null()
+        out = out.join(
+            joined.select(
+                _ROW,
+                *[
+                    pl.when(first)
+                    .then((pl.col(v) - pl.col(f"{v}_0")) / days)
+                    .alias(increment_name(f))
+                    for f, v in vals.items()
+                ],
+            ),
+            on=_ROW,
+            how="left",
+        )
+    return out.sort(_ROW).drop(_ROW)
+
+
+def mean_shift(earlier: pl.DataFrame, later: pl.DataFrame, columns: Sequence[str]) -> dict:
+    """Return per column (|mean later - mean earlier| / std earlier, n1, n2, std earlier).
+
+    Non-finite values are left out; a column with fewer than two earlier values or
+    no later value gives value None.
+    """
+    if not columns:
+        return {}
+
+    def stats(frame: pl.DataFrame) -> dict:
+        exprs = []
+        for i, c in enumerate(columns):
+            x = pl.col(c).filter(pl.col(c).is_finite())
+            exprs += [x.mean().alias(f"m{i}"), x.std().alias(f"s{i}"), x.count().alias(f"n{i}")]
+        return frame.select(exprs).row(0, named=True)
+
+    a, b = stats(earlier), stats(later)
+    out = {}
+    for i, c in enumerate(columns):
+        n1, n2, m1, m2, s1 = a[f"n{i}"], b[f"n{i}"], a[f"m{i}"], b[f"m{i}"], a[f"s{i}"]
+        scale = None if s1 is None else (float(s1) if s1 > 0 else (abs(float(m1)) or 1.0))
+        value = None
+        if n1 >= 2 and n2 >= 1 and scale is not None and m2 is not None:
+            value = abs(float(m2) - float(m1)) / scale
+        out[c] = (value, int(n1), int(n2), scale)
+    return out
+
+
+def merge(
+    report: DriftReport,
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    features: Sequence[str],
+    thresholds: Mapping[str, float],
+) -> DriftReport:
+    """Return `report` with each feature's increment decision folded into its result.
+
+    A feature drifted when its level or its increment reached its threshold; the
+    result's statistic, value and threshold are those of the higher score, and its
+    stats keep both (``increment_value``, ``increment_threshold``, ``level_value``...).
+    """
+    names = {f: increment_name(f) for f in features if increment_name(f) in thresholds}
+    if not names:
+        return report
+    measured = mean_shift(reference, current, list(names.values()))
+    results = []
+    for r in report.results:
+        inc = names.get(r.column)
+        if inc is None or r.segment is not None or r.window_start is not None:
+            results.append(r)
+            continue
+        value, n1, n2, _ = measured[inc]
+        threshold = thresholds[inc]
+        if value is None:
+            results.append(r)
+            continue
+        stats = {
+            **r.stats,
+            "increment_value": value,
+            "increment_threshold": threshold,
+            "increment_n_reference": float(n1),
+            "increment_n_current": float(n2),
+        }
+        level = (r.value or 0.0) / r.threshold if r.threshold else 0.0
+        if r.value is not None:
+            stats |= {"level_value": r.value, "level_threshold": r.threshold or 0.0}
+        if r.skipped is None and value / threshold > level:
+            r = replace(r, statistic="increment_mean_shift", value=value, threshold=threshold,
+                        p_value=None, p_value_adjusted=None)  # fmt: skip
+        results.append(replace(r, stats=stats, drifted=r.drifted or value >= threshold))
+    return replace(report, results=tuple(results))
+
+
+def increments_for(project, features: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Return the window aggregates among `features` with their entity keys, for a project.
+
+    From the project's feature set (`hortus.features.definitions.feature_entities`);
+    empty when `project` is None or declares no features.
+    """
+    from hortus.features.definitions import feature_entities
+
+    fs = project.feature_set() if project is not None and project.features is not None else None
+    if fs is None:
+        return {}
+    wanted = set(features)
+    return {f: keys for f, keys in feature_entities(fs).items() if f in wanted}
+
+
+def drifted_increment(r: ColumnDrift) -> bool:
+    """Return whether `r` drifted on its increment (not its level)."""
+    return r.statistic == "increment_mean_shift" and r.drifted
