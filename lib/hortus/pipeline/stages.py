@@ -520,6 +520,7 @@ def _gate_one(paths: Paths, params: dict, project: Project, name: str, version) 
     from hortus.features import store as fsm
     from hortus.models import modeling
     from hortus.models.registry import CHAMPION, Registry
+    from hortus.monitoring.drift import increments_for
     from hortus.project.definition import resolve_features, training_rows
     from hortus.provenance import git_state
 
@@ -559,6 +560,7 @@ def _gate_one(paths: Paths, params: dict, project: Project, name: str, version) 
             config=config.drift,
             time=spec.time,
             calibration=config.calibration,
+            increments=increments_for(project, spec.features),
         ),
     ]
     if project.features is not None and paths.online_store.exists():
