@@ -189,7 +189,7 @@ def run_batch(
     t0 = time.perf_counter()
     # one writer at a time: the batch holds bronze and silver (a stage holding them: LeaseHeld)
     with (
-        lease.hold(lh.paths.lakehouse, ["bronze", "silver"], holder=lh.user, stage=STAGE),
+        lease.hold(lh.paths.lakehouse_root, ["bronze", "silver"], holder=lh.user, stage=STAGE),
         record_run(lh, STAGE) as run,
     ):
         with tempfile.TemporaryDirectory(prefix="hortus-watch-") as tmp:

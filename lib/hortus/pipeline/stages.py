@@ -42,7 +42,7 @@ def _leased(scopes: Callable[..., list[str]]) -> Callable:
             from hortus.provenance import current_user
 
             held = scopes(paths, **kwargs)
-            with lease.hold(paths.lakehouse, held, holder=current_user(), stage=fn.__name__):
+            with lease.hold(paths.lakehouse_root, held, holder=current_user(), stage=fn.__name__):
                 return fn(paths, params, **kwargs)
 
         return run
@@ -518,6 +518,7 @@ def _gate_one(paths: Paths, params: dict, project: Project, name: str, version) 
     from hortus.checks._champion import champion_comparison, floors_check
     from hortus.checks.model_checks import efficiency
     from hortus.features import store as fsm
+    from hortus.features.definitions import feature_lineage
     from hortus.models import modeling
     from hortus.models.registry import CHAMPION, Registry
     from hortus.monitoring.drift import increments_for
@@ -561,6 +562,7 @@ def _gate_one(paths: Paths, params: dict, project: Project, name: str, version) 
             time=spec.time,
             calibration=config.calibration,
             increments=increments_for(project, spec.features),
+            lineage=feature_lineage(project.feature_set()) if project.features else None,
         ),
     ]
     if project.features is not None and paths.online_store.exists():
