@@ -364,3 +364,44 @@ def test_alias_compare_and_set_holds_across_machines_on_s3(project, s3_lake, tmp
     assert events["seq"].to_list() == [1, 2]  # no seq written twice
     here._lh.close()
     there._lh.close()
+
+
+# ------------------------------------------------------------------- stages
+def test_ingest_and_silver_stages_into_a_bucket_equal_a_local_build(
+    project, s3_lake, s3_server, monkeypatch
+):
+    """Check the ingest and silver stages with HORTUS_LAKEHOUSE=s3://...: under their leases
+    in the bucket, and the same silver content (hashes) as the same landing built on disk."""
+    from conftest import USERS_HEADER, event, user_row, write_jsonl
+    from hortus.config import Paths
+    from hortus.pipeline import stages
+
+    for d in range(2):
+        rows = [
+            event(d * 100 + i, ts=f"2025-03-0{d + 1}T08:00:00.000000Z", user_id="u000001")
+            for i in range(30)
+        ]
+        write_jsonl(project.data / f"events/events-2025-03-0{d + 1}.jsonl.gz", rows)
+    users = project.data / "users/users-2025-03-01.csv"
+    users.parent.mkdir(parents=True)
+    users.write_text("\n".join([USERS_HEADER, user_row(1), user_row(2)]) + "\n")
+    tables = ["silver.events", "silver.users", "quarantine.rows"]
+    hashes = {}
+    for where in ("local", "s3"):
+        if where == "s3":
+            monkeypatch.setenv("HORTUS_LAKEHOUSE", s3_lake)
+        paths = Paths.at(project.root)
+        stages.ingest(paths, {})
+        stages.silver(paths, {})
+        lh = Lakehouse.open(project.root, stage="test")
+        assert (lh.paths.lakehouse_uri is not None) == (where == "s3")
+        hashes[where] = {t: lh.content_hash(t) for t in tables}
+        lh.close()
+    assert hashes["s3"] == hashes["local"]
+    assert hashes["s3"]["silver.events"].startswith("rows=60;")
+    prefix = s3_lake.removeprefix(f"s3://{s3_server.bucket}/")
+    leases = s3_server.keys(f"{prefix}/_leases/")
+    assert leases == [f"{prefix}/_leases/bronze.json", f"{prefix}/_leases/silver.json"]
+    lh = Lakehouse.open(project.root, stage="test", lakehouse=s3_lake)
+    assert lh.location("silver.events").delta().history(1)[0]["hortus.lease"] == "silver#1"
+    lh.close()
