@@ -609,6 +609,7 @@ class OnlineStore(BaseOnlineStore):
         self.where = str(self.path)
         self._con: sqlite3.Connection | None = None
         self._sql: dict[tuple[str, int], str] = {}
+        self._cols: dict[str, list[str]] = {}  # selected columns per group
         self._ident: tuple[int, int] | None = None
         self._checked = 0.0
 
@@ -702,6 +703,8 @@ class OnlineStore(BaseOnlineStore):
             sel = ", ".join(f'"{c}"' for c in (*g.entity, *names[g.name]))
             sel += f', "{AS_OF}"' if has_as_of else ""
             self._sql[(g.name, -1)] = f'SELECT {sel} FROM "{g.name}"'
+            cols = [*g.entity, *names[g.name], *([AS_OF] if has_as_of else [])]
+            self._cols[g.name] = cols
         meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
         self._con, self._ident, self._names = con, ident, names
         self._configure(meta)
@@ -721,9 +724,34 @@ class OnlineStore(BaseOnlineStore):
             sql = self._sql[(group, n)] = f"{self._sql[(group, -1)]} WHERE {where}"
         return sql
 
+    def _joined(self, groups: tuple[str, ...]) -> str:
+        """Return one statement reading one key of each group (LEFT JOINs on primary keys)."""
+        sql = self._sql.get(("join", groups))  # type: ignore[arg-type]
+        if sql is None:
+            sel, joins = [], []
+            for i, group in enumerate(groups):
+                sel += [f't{i}."{c}"' for c in self._cols[group]]
+                on = " AND ".join(f't{i}."{e}" = ?' for e in self.fs.group(group).entity)
+                joins.append(f'LEFT JOIN "{group}" AS t{i} ON {on}')
+            sql = f"SELECT {', '.join(sel)} FROM (SELECT 1) {' '.join(joins)}"
+            self._sql[("join", groups)] = sql  # type: ignore[index]
+        return sql
+
     def _fetch(self, wanted: list[tuple[str, list[tuple]]]) -> list[dict[tuple, tuple]]:
         con = self._con
         assert con is not None
+        if len(wanted) > 1 and all(len(keys) == 1 for _, keys in wanted):
+            # one request's wave: every group in one statement instead of one per group
+            groups = tuple(g for g, _ in wanted)
+            row = con.execute(self._joined(groups), [v for _, k in wanted for v in k[0]])
+            row = row.fetchone()
+            out, at = [], 0
+            for group, keys in wanted:
+                n, width = len(self._cols[group]), self._width[group]
+                part = row[at : at + n]
+                at += n
+                out.append({keys[0]: part[width:]} if part[0] is not None else {})
+            return out
         out = []
         for group, keys in wanted:
             width = self._width[group]
