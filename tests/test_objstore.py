@@ -108,6 +108,8 @@ def test_the_table_api_on_s3_writes_reads_versions_appends_and_deletes(project, 
     assert not (project.root / "lakehouse" / "silver").exists()  # nothing written locally
     with pytest.raises(HortusError, match="lives on object storage"):
         lh.path(USERS)  # no local folder to hand out: reads go through the API
+    with pytest.raises(HortusError, match="needs a lakehouse on local disk"):
+        lh.paths.table("silver", "users")  # nor to code that still wants folders
     assert lh.content_hash(USERS) == lh.content_hash(USERS, version=2)
     lh.close()
 

@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from hortus.errors import HortusError
+
 LAYERS = ("bronze", "quarantine", "silver", "gold", "ops")
 RESTRICTED_LAYERS = ("bronze", "quarantine")
 POLICY_FILE = "access_policy.yaml"
@@ -106,14 +108,24 @@ class Paths:
         return self.lakehouse / layer
 
     def table(self, layer: str, name: str) -> Path:
-        """Return the folder of one Delta table."""
+        """Return the folder of one Delta table (a lakehouse on local disk only).
+
+        On object storage there is no such folder: refused with a clear error rather
+        than a path to an empty local folder (use `table_uri` and the table API).
+        """
+        if self.lakehouse_uri is not None:
+            raise HortusError(
+                f"table {layer}.{name} lives on object storage ({self.table_uri(layer, name)}), "
+                "not in a local folder: this operation needs a lakehouse on local disk "
+                "(docs/object-storage.md says what runs on object storage)"
+            )
         return self.layer(layer) / name
 
     def table_uri(self, layer: str, name: str) -> str:
         """Return the location of one Delta table: its folder, or its object-store URI."""
         if self.lakehouse_uri is None:
             return str(self.table(layer, name))
-        rel = self.table(layer, name).relative_to(self.lakehouse).as_posix()
+        rel = (self.layer(layer) / name).relative_to(self.lakehouse).as_posix()
         return f"{self.lakehouse_uri}/{rel}"
 
 
