@@ -115,6 +115,14 @@ class TableLocation:
 
         return DeltaTable(self.uri, version=version, storage_options=self.storage_options)
 
+    def read_text(self, relpath: str) -> str:
+        """Return the text of a file of the table (FileNotFoundError if there is none)."""
+        if not self.remote:
+            return (Path(self.uri) / relpath).read_text(encoding="utf-8")
+        import obstore
+
+        return bytes(obstore.get(_s3(self.uri), relpath).bytes()).decode("utf-8")
+
     def write_kwargs(self) -> dict:
         """Return the keyword arguments polars' write_delta/scan_delta need for this location."""
         return {"storage_options": self.storage_options} if self.storage_options else {}

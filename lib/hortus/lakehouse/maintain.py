@@ -46,6 +46,7 @@ import polars as pl
 from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties
 
 from hortus.errors import HortusError
+from hortus.lakehouse._objstore import TableLocation
 
 if TYPE_CHECKING:
     from hortus.lakehouse.tables import Lakehouse
@@ -188,8 +189,15 @@ def receipt_versions(lh: Lakehouse) -> dict[str, list[tuple[str, int]]]:
     return out
 
 
-def _table_path(lh: Lakehouse, name: str) -> Path:
-    return lh.path(name)
+def _table_path(lh: Lakehouse, name: str) -> Path | str:
+    """Return a table's folder, or its object-store URI (hortus.lakehouse._objstore)."""
+    where = lh.location(name)
+    return where.local if where.local is not None else where.uri
+
+
+def _dt(path: Path | str, version: int | None = None) -> DeltaTable:
+    """Open a table by folder or URI (storage options from the environment)."""
+    return TableLocation.of(path).delta(version)
 
 
 def _lineage(lh: Lakehouse, note: str) -> CommitProperties:
@@ -205,10 +213,10 @@ def _lineage(lh: Lakehouse, note: str) -> CommitProperties:
     return CommitProperties(custom_metadata={LINEAGE_PREFIX + k: v for k, v in meta.items()})
 
 
-def _last_checkpoint(path: Path) -> int | None:
-    marker = path / "_delta_log" / "_last_checkpoint"
+def _last_checkpoint(path: Path | str) -> int | None:
     try:
-        return int(json.loads(marker.read_text(encoding="utf-8"))["version"])
+        text = TableLocation.of(path).read_text("_delta_log/_last_checkpoint")
+        return int(json.loads(text)["version"])
     except (OSError, ValueError, KeyError):
         return None
 
@@ -223,13 +231,13 @@ def _oldest(lh: Lakehouse, name: str, column: str, version: int | None = None) -
     return lh.scan(name, version=version).select(pl.col(column).min()).collect().item()
 
 
-def _version_oldest(path: Path, column: str, version: int) -> Any:
+def _version_oldest(path: Path | str, column: str, version: int) -> Any:
     """Return the oldest `column` value of one table version, from the log's file statistics.
 
     Read by the maintaining process (its `maintain` grant), not a user read: only the
     minimum of one column, from the Delta log (the data files when it has no statistics).
     """
-    dt = DeltaTable(str(path), version=version)
+    dt = _dt(path, version)
     actions = dt.get_add_actions(flatten=True)
     key = f"min.{column}"
     if actions.num_rows == 0:
@@ -319,7 +327,7 @@ def _retention(
         info["message"] = "dry run: would delete"
         return keep
     decision = lh.authorize("maintain", name, detail=note)
-    dt = DeltaTable(str(_table_path(lh, name)))
+    dt = _dt(_table_path(lh, name))
     metrics = dt.delete(
         f'"{ret.column}" < {lit}',
         commit_properties=_lineage(lh, note),
@@ -327,7 +335,7 @@ def _retention(
     )
     deleted = int((metrics or {}).get("num_deleted_rows", 0) or 0)
     info["rows_deleted"] = deleted
-    version = DeltaTable(str(_table_path(lh, name))).version()
+    version = _dt(_table_path(lh, name)).version()
     lh._record("delete", name, f"v{version} rows={deleted} {note}", decision)
     return keep
 
@@ -335,7 +343,7 @@ def _retention(
 def _vacuum(
     lh: Lakehouse, name: str, hours: float, keep: list[int], dry_run: bool, report: TableReport
 ) -> None:
-    dt = DeltaTable(str(_table_path(lh, name)))
+    dt = _dt(_table_path(lh, name))
     files = dt.vacuum(
         retention_hours=max(0, int(hours)),
         dry_run=dry_run,
@@ -362,7 +370,7 @@ def maintain_table(
     if not lh.exists(name):
         return report
     decision = lh._require("maintain", name)  # refused before anything is looked at
-    dt = DeltaTable(str(path))
+    dt = _dt(path)
     _count_files(dt, config, report)
     is_ops = name.startswith("ops.")
     compact = report.small_files >= (2 if is_ops else config.min_small_files)
@@ -388,7 +396,7 @@ def maintain_table(
             keep, vacuum_hours = keep_ret, config.retention_vacuum_hours
     if is_ops or compact or has_retention:  # other tables keep their time travel as it is
         _vacuum(lh, name, vacuum_hours, keep, dry_run, report)
-    version = DeltaTable(str(path)).version()
+    version = _dt(path).version()
     last = _last_checkpoint(path)
     rows = (report.retention or {}).get("rows_deleted")
     if last != version and (
@@ -396,7 +404,7 @@ def maintain_table(
     ):
         report.checkpoint = version
         if not dry_run:
-            DeltaTable(str(path)).create_checkpoint()
+            _dt(path).create_checkpoint()
     if not dry_run and report.changed:
         lh._record("maintain", name, json.dumps(_summary(report)), decision)
     return report
@@ -476,14 +484,14 @@ def _maintain_audit(
     """Compact and checkpoint the audit log under its append lock (records of this run wait)."""
     path = _table_path(lh, AUDIT_TABLE)
     report = TableReport(table=AUDIT_TABLE)
-    dt = DeltaTable(str(path))
+    dt = _dt(path)
     _count_files(dt, config, report)
     if report.small_files >= 2:
         _compact(lh, dt, config, report)
     _vacuum(lh, AUDIT_TABLE, config.vacuum_hours, [v for _, v in receipts], False, report)
-    version = DeltaTable(str(path)).version()
+    version = _dt(path).version()
     if _last_checkpoint(path) != version:
-        DeltaTable(str(path)).create_checkpoint()
+        _dt(path).create_checkpoint()
         report.checkpoint = version
     return report
 
@@ -517,7 +525,7 @@ def removed_by_retention(lh: Lakehouse, name: str, version: int) -> str | None:
     from hortus.lakehouse.tables import LINEAGE_PREFIX
 
     try:
-        history = DeltaTable(str(_table_path(lh, name))).history()
+        history = _dt(_table_path(lh, name)).history()
     except Exception:  # noqa: BLE001
         return None
     for h in history:
