@@ -18,6 +18,9 @@ with the chunk's keys), the batch ids processed, the redaction send-back scan, a
 the content hashes pinned after the run (`Lakehouse.content_hash`).  Held whole: the
 customers' direct identifiers for redaction (`known_pii_values`, one string each).
 `chunk_sizes` gives the chunks a run will take, `memory_bound_mb` the bound in MB.
+Measured (benchmarks/README.md): one day of 1M events (221 MB), 1,019 MB over the
+baseline (0.35 of the bound), and the same after 3 days of history; the day landed
+twice, 1M non-JSON lines, 80 rows of 0.9 MB: 0.42, 0.46, 0.63 of the bound.
 """
 
 from __future__ import annotations
