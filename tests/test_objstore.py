@@ -8,12 +8,15 @@ table, and the lease fence inside the Delta commit.
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -140,6 +143,7 @@ def test_policy_masking_and_row_filters_apply_on_s3(project, s3_lake):
 APPENDER = """
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 import polars as pl
 from hortus.lakehouse.tables import Lakehouse
 root, lake, who, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -443,3 +447,64 @@ def test_maintain_compacts_checkpoints_and_vacuums_tables_in_the_bucket(
     lh.close()
     log = AuditLog.open(default_path(lh.paths), secrets_dir=project.secrets)
     assert log.verify().ok
+
+
+STAGE_HOLDER = """
+import sys, time
+from hortus.lakehouse import lease
+lease.acquire(sys.argv[1], "bronze", holder="other", stage="ingest", ttl=60)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_stage_waits_for_a_lease_held_in_the_bucket_then_takes_it_over(
+    project, s3_lake, monkeypatch
+):
+    """Check `hortus ingest` on S3 beside a live holder: exit 2 naming it; with --wait it takes
+    the lease over once the holder dies (token 3) and fences the scope's tables first."""
+    from conftest import event, write_jsonl
+    from hortus.lakehouse._objstore import S3Store
+
+    hortus = Path(sys.executable).with_name("hortus")
+    shutil.copy(Path(__file__).resolve().parents[1] / "params.yaml", project.root)
+    monkeypatch.setenv("HORTUS_LAKEHOUSE", s3_lake)
+    write_jsonl(project.data / "events/events-2025-03-01.jsonl.gz", [event(i) for i in range(5)])
+
+    def cli(*args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [str(hortus), "--root", str(project.root), "ingest", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=os.environ | {"OMP_NUM_THREADS": "1"},
+        )
+
+    first = cli()
+    assert first.wait(timeout=120) == 0, first.stdout.read()  # token 1, released
+    write_jsonl(project.data / "events/events-2025-03-02.jsonl.gz", [event(i) for i in range(5, 9)])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", STAGE_HOLDER, s3_lake], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"  # token 2
+        refused = cli()
+        out = refused.communicate(timeout=120)[0]
+        assert refused.returncode == 2, out
+        assert f"bronze is being written by other (pid {holder.pid}" in out
+        waiting = cli("--wait", "60")
+        time.sleep(1.0)
+    finally:
+        holder.kill()  # its pid is gone from this host: the lease may be taken over
+        holder.wait()
+    out = waiting.communicate(timeout=120)[0]
+    assert waiting.returncode == 0, out
+    record = S3Store(f"{s3_lake}/_leases").get("bronze")
+    assert lease.LeaseRecord.from_bytes(record[0]).token == 3
+    lh = Lakehouse.open(project.root, stage="test")
+    dt = lh.location("bronze.events").delta()
+    assert dt.transaction_version("hortus-lease/bronze") == 3
+    notes = [h.get("hortus.note") for h in dt.history()]
+    assert "lease fence bronze#3" in notes  # the takeover fenced the table first
+    assert lh.read("bronze.events").height == 9
+    lh.close()
