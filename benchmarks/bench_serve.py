@@ -149,8 +149,13 @@ def prepare(root: Path, users: int, plants: int, days: int) -> dict:
     clean = lambda v: {k: (None if isinstance(x, float) and x != x else x) for k, x in v.items()}  # noqa: E731
     champion = reg.get("champion")
     names = reg.load("champion")[1].names
-    return {"users": users_sample, "rows": [clean(r) for r in rows], "names": names,
-            "artifact": str(reg.verify("champion")), "sha256": champion.artifact_sha256}
+    return {
+        "users": users_sample,
+        "rows": [clean(r) for r in rows],
+        "names": names,
+        "artifact": str(reg.verify("champion")),
+        "sha256": champion.artifact_sha256,
+    }
 
 
 # ------------------------------------------------------------------------ servers
@@ -251,10 +256,15 @@ def mlflow_save(out: Path, artifact: Path, sha256: str, rows_file: Path) -> None
     from importlib.metadata import version
 
     pins = [f"{p}=={version(p)}" for p in ("mlflow", "scikit-learn", "skops", "numpy")]
-    mlflow.sklearn.save_model(pipeline, str(out), serialization_format="skops",
-                              skops_trusted_types=trusted, signature=signature,
-                              pyfunc_predict_fn="predict_proba",
-                              pip_requirements=pins)  # fmt: skip (no requirement inference)
+    mlflow.sklearn.save_model(
+        pipeline,
+        str(out),
+        serialization_format="skops",
+        skops_trusted_types=trusted,
+        signature=signature,
+        pyfunc_predict_fn="predict_proba",
+        pip_requirements=pins,
+    )  # fmt: skip (no requirement inference)
 
 
 def free_port() -> int:
@@ -275,10 +285,14 @@ def start(kind: str, root: Path, users: list[str], mlflow: tuple | None = None
                "-h", "127.0.0.1", "-p", str(port), "-w", "1"]  # fmt: skip
         # its uvicorn is in its environment's bin; without its access log and the
         # per-request scikit-learn warning (feature names of a DataFrame) on stderr
-        env |= {"MLFLOW_TRACKING_URI": f"file://{root / 'mlruns'}", "DO_NOT_TRACK": "1",
-                "MLFLOW_ENABLE_TELEMETRY": "false", "UVICORN_ACCESS_LOG": "false",
-                "PYTHONWARNINGS": "ignore",
-                "PATH": f"{Path(python).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        env |= {
+            "MLFLOW_TRACKING_URI": f"file://{root / 'mlruns'}",
+            "DO_NOT_TRACK": "1",
+            "MLFLOW_ENABLE_TELEMETRY": "false",
+            "UVICORN_ACCESS_LOG": "false",
+            "PYTHONWARNINGS": "ignore",
+            "PATH": f"{Path(python).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
         ready = "/ping"
     else:
         cmd = [sys.executable, __file__, "--server", kind, "--workdir", str(root), "--port",
@@ -507,6 +521,82 @@ def compare(ports: dict[str, int], users: list[str], rows: list[dict], mlflow_bo
     return bad
 
 
+def breakdown(root: Path, users: list[str], rows: list[dict], n: int = 300) -> None:
+    """Print where one request's CPU goes, in process (the service's own objects, no HTTP)."""
+    os.environ["HORTUS_SERVE_TOKENS"] = f"shop-web={TOKEN}@2099-01-01T00:00:00Z"
+    from hortus.serving.service import ServeConfig, Service, build_app
+
+    service = Service(ServeConfig(root=root, flush_interval=3600.0)).start()
+    app = build_app(service)
+    model, feats = service.models[MODEL], service.features
+    cands = feats.candidate_rows(feats.item_keys(["user_id"]))
+    stages: dict[str, list[float]] = {}
+
+    def timed(name, fn, *a):
+        c = time.thread_time()
+        out = fn(*a)
+        stages.setdefault(name, []).append((time.thread_time() - c) * 1e3)
+        return out
+
+    async def call(path: str, body: bytes) -> int:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
+                 "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
+                 "server": ("127.0.0.1", 2), "headers": [
+                     (b"authorization", f"Bearer {TOKEN}".encode()),
+                     (b"content-type", b"application/json"),
+                     (b"content-length", str(len(body)).encode())]}  # fmt: skip
+        sent, status = [False], []
+
+        async def receive():
+            if not sent[0]:
+                sent[0] = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.sleep(3600)
+
+        async def send(msg):
+            if msg["type"] == "http.response.start":
+                status.append(msg["status"])
+
+        await app(scope, receive, send)
+        return status[0]
+
+    rec = f"/v1/models/{MODEL}/recommend"
+
+    async def run() -> None:
+        for i in range(n):
+            await one(i)
+
+    async def one(i: int) -> None:
+        u = users[i % len(users)]
+        ents = [{"user_id": u} | c for c in cands]
+        vectors = timed("online lookup (policy, audit record), 54 candidates", feats.vectors, ents)
+        x = timed("estimator matrix from the vectors (compiled scorer)", model.scorer.matrix,
+                  vectors)  # fmt: skip
+        timed("trees: 200 iterations x 54 rows (compiled scorer)", model.scorer.predict_proba, x)
+        timed("the same by the scikit-learn pipeline (typed frame + predict_proba)",
+              lambda v: model.score(model.frame(v)), vectors)  # fmt: skip
+        body = json.dumps({"entity": {"user_id": u}, "k": 10}).encode()
+        c = time.process_time()
+        assert await call(rec, body) == 200
+        stages.setdefault("whole /recommend through the ASGI app (no HTTP parsing)", []).append(
+            (time.process_time() - c) * 1e3)  # fmt: skip
+
+    asyncio.run(run())
+    backlog = service.writer.backlog
+    c = time.process_time()
+    service.writer.flush()
+    flush_ms = (time.process_time() - c) * 1e3
+    print(f"in-process CPU per /recommend (median of {n}; OMP_NUM_THREADS=1):")
+    for name, v in stages.items():
+        print(f"  {name:<70} {np.median(v):6.2f} ms")
+    print(
+        f"  one prediction log flush of {backlog} rows and {2 * n} audit records: "
+        f"{flush_ms:.0f} ms CPU (every 2 s while serving)"
+    )
+    service.stop()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=2000)
@@ -516,14 +606,23 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--rate", type=float, default=100.0)
     ap.add_argument("--workdir", default=None)
-    ap.add_argument("--mlflow-python", default=None,
-                    help="a Python with MLflow (make bench-serve-peers: .bench-peers-mlflow)")
-    ap.add_argument("--server", choices=["hortus", "floor", "floor-compiled"],
-                    help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--mlflow-python",
+        default=None,
+        help="a Python with MLflow (make bench-serve-peers: .bench-peers-mlflow)",
+    )
+    ap.add_argument(
+        "--server", choices=["hortus", "floor", "floor-compiled"], help=argparse.SUPPRESS
+    )
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--users-json", help=argparse.SUPPRESS)
     ap.add_argument("--client", help=argparse.SUPPRESS)
     ap.add_argument("--mlflow-save", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="print where one /recommend's CPU goes (in process) and exit",
+    )
     args = ap.parse_args()
     if args.client:
         run_client(Path(args.client))
@@ -545,6 +644,9 @@ def main() -> int:
     data = prepare(root, args.users, args.plants, args.days)
     users, rows = data["users"], data["rows"]
     names = data["names"]
+    if args.breakdown:
+        breakdown(root, users, rows)
+        return 0
 
     def mlflow_body(rs: list[dict]) -> bytes:
         return json.dumps({"dataframe_split": {"columns": names,
