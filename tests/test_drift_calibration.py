@@ -90,6 +90,7 @@ def _verdicts(rows: pl.DataFrame) -> dict:
         time="ts",
         calibration=gate.calibration,
         increments=INCREMENTS,
+        lineage=feature_lineage(FEATURES),
     )
     monitor = staleness_inputs(
         train.select(*FEATURE_NAMES, "ts", *KEYS), rows, features=FEATURE_NAMES, time="ts",
@@ -260,6 +261,8 @@ def test_clean_snapshot_flags_nothing(clean):
     got = _verdicts(rows)
     assert got["gate"] == set(), got["check"].detail
     assert got["check"].passed and "like-window pairs" in got["check"].detail
+    assert "per-entity increments" in got["check"].detail
+    assert got["check"].stats["via_lineage"] == {"sources": [], "features": []}
     assert got["monitor"] == set()
     # every daily window of the dashboard too (fixed thresholds: 70-80% of the features
     # on every day; the previous calibration: one feature-day)
@@ -300,6 +303,9 @@ def test_scenario_flags_nothing_outside_its_lineage(tmp_path_factory, kind):
     assert got["gate"] == got["monitor"]  # the gate and the staleness monitor agree
     for verdict in (got["gate"], got["monitor"], *got["per_day"].values()):
         assert verdict <= expected, (verdict - expected, got["check"].detail)
+    # the lineage explanation names only unflagged features of the scenario's lineage set
+    via = set(got["check"].stats["via_lineage"]["features"])
+    assert via <= expected - got["gate"], via - (expected - got["gate"])
 
 
 @pytest.mark.slow

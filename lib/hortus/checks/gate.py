@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -222,6 +222,7 @@ def drift_check(
     time: str | None = None,
     calibration: Mapping[str, Any] | None = None,
     increments: Mapping[str, Sequence[str]] | None = None,
+    lineage: Mapping[str, Iterable[str]] | None = None,
 ) -> CheckResult:
     """Compare `columns` of the training snapshot with newer data (hortus.monitoring.drift).
 
@@ -232,7 +233,10 @@ def drift_check(
     a threshold from a null fitted to the history's like-window pairs
     (`hortus.monitoring.drift.calibrated_compare`); window aggregates named in
     `increments` (feature -> entity key columns) are judged on their per-entity
-    increments too.
+    increments too.  With `lineage` (feature -> source columns it reads) the detail
+    and ``stats["via_lineage"]`` also name the compared features that were *not*
+    flagged but read a source column of a flagged one: an explanation ("likely
+    affected via lineage"), never counted as drifted.
     """
     from hortus.monitoring.drift import (
         CalibrationConfig,
@@ -269,6 +273,14 @@ def drift_check(
         )
     if crit:
         reasons.append(f"critical column(s) drifted: {', '.join(crit)}")
+    via = _via_lineage(drifted, [r.column for r in judged], lineage)
+    if via["features"]:
+        named = ", ".join(via["sources"][:5]) + (" ..." if len(via["sources"]) > 5 else "")
+        note += (
+            f"; source drift, likely affected via lineage (not flagged by their own data): "
+            f"{len(via['features'])} more feature(s) read a source column of a flagged one "
+            f"({named})"
+        )
     frame = report.to_frame()
     keep = [
         c
@@ -284,8 +296,32 @@ def drift_check(
         if reasons
         else f"{len(drifted)} of {len(judged)} columns drifted (share {share:.3f}){note}",
         table=frame.select(keep),
-        stats={"drifted": drifted, "compared": len(judged), "critical_drifted": crit},
+        stats={
+            "drifted": drifted,
+            "compared": len(judged),
+            "critical_drifted": crit,
+            "via_lineage": via,
+        },
     )
+
+
+def _via_lineage(
+    drifted: Sequence[str], compared: Sequence[str], lineage: Mapping[str, Iterable[str]] | None
+) -> dict[str, list[str]]:
+    """Return the source columns of the drifted features and the other compared features
+    that read one of them (lineage propagation: an explanation, not a detection).
+
+    Examples
+    --------
+    >>> _via_lineage(["a"], ["a", "b", "c"], {"a": ["t.x"], "b": ["t.x", "t.y"], "c": ["t.z"]})
+    {'sources': ['t.x'], 'features': ['b']}
+    """
+    if not lineage or not drifted:
+        return {"sources": [], "features": []}
+    sources = sorted({s for f in drifted for s in lineage.get(f, ())})
+    hit = set(sources)
+    others = [c for c in compared if c not in set(drifted) and hit & set(lineage.get(c, ()))]
+    return {"sources": sources, "features": others}
 
 
 def skew_check(report: Any) -> CheckResult:

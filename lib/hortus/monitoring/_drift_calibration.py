@@ -39,9 +39,11 @@ column's threshold is derived from the history itself:
    is also judged on its per-entity increments since the entity's row at least
    ``increment_gap_days`` earlier (`hortus.monitoring._drift_increments`): what the
    recent days added, which a 30-day or all-time level dilutes.  Their mean shift
-   (``|mean difference| / reference std``) gets a threshold from the same pairs and
-   null model; the feature drifted when its level or its increment reached its
-   threshold.  Only the feature's own values, key and time are read.
+   (``|mean difference| / reference std`` of ``asinh(increment)``) gets a threshold
+   from the same pairs and null model; the feature drifted when its level or its
+   increment reached its threshold.  Only the feature's own values, key and time are
+   read.  A current covering less than half its span (the dashboard's first, partial
+   day) is judged on levels only: its hours are unlike the pairs' whole days.
 
 The null-share change of each column gets the same model (rows instead of non-null
 values), at least the config's ``null_share_threshold``.  With fewer than
@@ -496,7 +498,8 @@ def calibrated_compare(
     `increments` maps window aggregates among `columns` to their entity key columns
     (`hortus.features.definitions.feature_entities`): each is also judged on its
     per-entity increments (`hortus.monitoring._drift_increments`), calibrated alike,
-    and drifted when its level or its increment reached its threshold.  `preceding`
+    and drifted when its level or its increment reached its threshold (not in a
+    current that covers less than half of a given `span`: levels only).  `preceding`
     (rows between the history and the current: the dashboard's earlier windows) only
     provides the starting rows of the current's increments.
     """
@@ -515,11 +518,14 @@ def calibrated_compare(
         for f, k in (increments or {}).items()
         if f in columns and all(c in have for c in k)
     }
-    if wanted and cal.increment_gap_days > 0:
+    c_lo, c_hi = current[time].min(), current[time].max()
+    # a window the rows cover less than half of (the dashboard's first, from the cut-off
+    # to midnight) is unlike the pairs' whole days (other hours, other users): levels only
+    partial = span is not None and (c_hi - c_lo) < span / 2
+    if wanted and cal.increment_gap_days > 0 and not partial:
         history, current, steps = _with_increments(history, current, wanted, time, cal,
                                                    preceding)  # fmt: skip
     h_end = history[time].max() + timedelta(microseconds=1)
-    c_lo, c_hi = current[time].min(), current[time].max()
     if span is None:
         span = timedelta(days=max(1, math.ceil((c_hi - c_lo) / _DAY)))
     ref_span = max(span, timedelta(days=cal.reference_days))

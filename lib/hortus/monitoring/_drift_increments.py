@@ -16,9 +16,10 @@ increments by the change itself, undiluted, while a growth by construction leave
 them steady.  Only the feature's own values, its entity key and the time are read:
 no source table, no lineage.
 
-Increments are compared by their mean: ``|mean(current) - mean(reference)| /
-std(reference)`` (a standardised mean difference; one increment per entity and
-``t0``, so the ten rows of one list count once).  Its threshold comes from the same
+Increments are compared by their mean on an ``asinh`` scale (``|mean(current) -
+mean(reference)| / std(reference)`` of ``asinh(increment)``: a standardised mean
+difference in which a few large orders do not swamp a day; one increment per entity
+and ``t0``, so the ten rows of one list count once).  Its threshold comes from the same
 like-window pairs and null model as the levels (`hortus.monitoring._drift_calibration`):
 the chance part of a mean difference shrinks exactly as ``1/n1 + 1/n2``.
 """
@@ -114,7 +115,8 @@ def with_increments(
 def mean_shift(earlier: pl.DataFrame, later: pl.DataFrame, columns: Sequence[str]) -> dict:
     """Return per column (|mean later - mean earlier| / std earlier, n1, n2, std earlier).
 
-    Non-finite values are left out; a column with fewer than two earlier values or
+    Of ``asinh(value)`` (linear near 0, logarithmic for large values: heavy tails
+    tamed, signs kept).  Non-finite values are left out; a column with fewer than two earlier values or
     no later value gives value None.
     """
     if not columns:
@@ -123,7 +125,7 @@ def mean_shift(earlier: pl.DataFrame, later: pl.DataFrame, columns: Sequence[str
     def stats(frame: pl.DataFrame) -> dict:
         exprs = []
         for i, c in enumerate(columns):
-            x = pl.col(c).filter(pl.col(c).is_finite())
+            x = pl.col(c).filter(pl.col(c).is_finite()).arcsinh()
             exprs += [x.mean().alias(f"m{i}"), x.std().alias(f"s{i}"), x.count().alias(f"n{i}")]
         return frame.select(exprs).row(0, named=True)
 
