@@ -171,6 +171,7 @@ def test_two_processes_appending_to_one_s3_table_lose_no_commit(project, s3_lake
         got = events.filter(pl.col("subject") == who)["detail"].cast(pl.Int64).sort()
         assert got.to_list() == list(range(n))
     assert lh.version("ops.events") == 2 * n - 1  # one commit per append, none overwritten
+    lh.close()
 
 
 def test_the_audit_chain_on_s3_appended_by_two_processes_verifies(project, s3_lake, s3_server):
@@ -316,6 +317,7 @@ def test_an_unleased_write_into_a_held_s3_scope_is_refused(project, s3_lake):
         with pytest.raises(lease.LeaseHeld, match="being written by other"):
             lh.write("gold.kpi_daily", pl.DataFrame(schema=schema))
         assert not lh.exists("gold.kpi_daily")
+        lh.close()
     finally:
         proc.kill()
         proc.wait()
