@@ -95,16 +95,26 @@ def test_append_then_verify_is_ok(log):
     assert df["ts"].to_list()[0] == T0  # microseconds and UTC survive the Delta round trip
 
 
-def test_hash_is_sha256_of_canonical_json_signed_by_the_published_key(log):
-    """Check hash = SHA-256(canonical JSON incl. prev_hash and key_id) and an Ed25519 sig."""
+def test_hash_is_sha256_of_canonical_json_and_each_commit_head_is_signed(log):
+    """Check hash = SHA-256(canonical JSON incl. prev_hash, key_id, os_user) and that the
+    last record of each commit (seq 3 and 6) carries an Ed25519 signature of its hash."""
+    import os
+    import pwd
+
     pub = derived_key(KEY).public_key()
+    me = pwd.getpwuid(os.geteuid()).pw_name
     assert set(TrustStore(log.trust.dir).public_keys()) == {key_id_of(pub)}
     for row in stored(log).to_dicts():
         assert row["key_id"] == key_id_of(pub)
+        assert row["os_user"] == me
         assert row["hash"] == hashlib.sha256(canonical(row)).hexdigest()
         assert b'"prev_hash":"' + row["prev_hash"].encode() in canonical(row)
         assert b'"key_id":"' + row["key_id"].encode() in canonical(row)
-        pub.verify(bytes.fromhex(row["sig"]), signed_message(row["hash"]))  # raises if bad
+        assert b'"os_user":"' + me.encode() in canonical(row)
+        if row["seq"] in (3, 6):
+            pub.verify(bytes.fromhex(row["sig"]), signed_message(row["hash"]))  # raises if bad
+        else:
+            assert row["sig"] is None
 
 
 def test_append_continues_the_chain_from_another_instance(log):
@@ -194,7 +204,8 @@ def test_verify_detects_a_duplicated_record(log):
 
 
 def test_verify_detects_a_plain_sha256_rewrite_from_the_edited_record(log):
-    """Check that an edit at seq 3 with the chain recomputed by plain SHA-256 breaks at 3."""
+    """Check that an edit at seq 3 with the chain recomputed by plain SHA-256 fails the
+    signed head of its commit (seq 3): reported as seq 1..3, after the last good head."""
     df = stored(log).with_columns(
         outcome=pl.when(pl.col("seq") == 3).then(pl.lit("allowed")).otherwise("outcome")
     )
@@ -203,8 +214,9 @@ def test_verify_detects_a_plain_sha256_rewrite_from_the_edited_record(log):
     # the forged chain is internally consistent: every link matches
     assert forged["prev_hash"].to_list()[1:] == forged["hash"].to_list()[:-1]
     result = log.verify()
-    assert not result.ok and result.broken_at == 3 and result.checked == 2
-    assert "plain unkeyed SHA-256" in result.reason
+    assert not result.ok and result.broken_at == 1 and result.checked == 0
+    assert "plain unkeyed SHA-256" in result.reason and "seq 1..3" in result.reason
+    assert "chain head at seq 3" in result.reason
 
 
 def test_verify_detects_a_rewrite_with_another_key(log):
@@ -245,11 +257,17 @@ def test_verify_fails_a_rewrite_re_signed_with_an_unknown_key(log, start):
 
 
 def test_verify_detects_a_truncated_tail_against_the_latest_anchor(log):
-    """Check that dropping the last record passes the chain alone but fails the anchor."""
+    """Check that dropping the last commit's records passes the chain alone but fails the
+    anchor, and that dropping only its signed head fails even without anchors."""
     anchor = log.head()
+    df = stored(log)
     assert log.trust.latest_anchor()["seq"] == 6  # written by the append
-    rewrite(log, stored(log).filter(pl.col("seq") != 6))
-    assert log.verify(anchors=False).ok  # a shorter chain is still a chain
+    rewrite(log, df.filter(pl.col("seq") != 6))
+    cut = log.verify(anchors=False)  # seq 4..5 are left without their signed head
+    assert not cut.ok and cut.broken_at == 4 and cut.checked == 3
+    assert "seq 4..5 carry no signed chain head" in cut.reason
+    rewrite(log, df.filter(pl.col("seq") <= 3))
+    assert log.verify(anchors=False).ok  # a shorter chain of whole commits is still a chain
     result = log.verify()  # anchored by default
     assert not result.ok and result.broken_at == 6 and "truncated" in result.reason
     explicit = log.verify(anchor=anchor, anchors=False)
@@ -454,3 +472,92 @@ def test_audit_key_comes_from_env_then_file(tmp_path, monkeypatch):
     assert load_audit_key(secrets) == b"mine"
     monkeypatch.setenv("HORTUS_AUDIT_KEY", "from-env")
     assert AuditLog.open(tmp_path / "log", secrets_dir=secrets).key == b"from-env"
+
+
+# ------------------------------------------------- tail reads and per-commit signatures
+def test_appends_read_only_the_tail_files_of_a_long_log(tmp_path):
+    """Check that an append to a log of 40 commits opens the file of the last seq (and, when
+    that record names no policy_version, the newest file that does), not every file, and
+    still tracks the policy version and chains on the head."""
+    path = tmp_path / "ops" / "audit_log"
+    writer = AuditLog(path, KEY)
+    for i in range(40):  # the last commit's record names no policy_version
+        writer.append(*records(2, start=2 * i), track_policy=True)
+    writer.append(AuditRecord("hortus", "maintain", "ops.audit_log"))
+    fresh = AuditLog(path, KEY)  # a new process: no cached tail
+    assert fresh.head() == (82, stored(fresh)["hash"][-1]) and fresh.tail_files_read == 1
+    assert fresh.last_policy_version() == "v" * 64 and fresh.tail_files_read == 2
+    out = fresh.append(*records(1, start=100), track_policy=True)
+    assert fresh.tail_files_read == 2  # not the 41 files of the log
+    assert out["seq"].to_list() == [83]  # same policy version: no policy_change record
+    changed = AuditLog(path, KEY).append(
+        AuditRecord("alex", "read", "t", policy_version="w" * 64), track_policy=True
+    )
+    assert changed["action"].to_list() == ["policy_change", "read"]
+    assert f"{'v' * 64} -> {'w' * 64}" in changed["detail"][0]
+    assert AuditLog(path, KEY).verify().ok
+
+
+def test_concurrent_appenders_on_one_long_log_re_chain_instead_of_forking(tmp_path):
+    """Check that several processes appending at once (tail reads each) keep one chain."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "ops" / "audit_log"
+    AuditLog(path, KEY).append(*records(3))
+    code = (
+        "import sys; from hortus.governance.audit import AuditLog, AuditRecord\n"
+        "log = AuditLog(sys.argv[1], b'test-audit-key')\n"
+        "for i in range(5): log.append(AuditRecord(sys.argv[2], 'read', f't{i}'))\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(path), f"user{j}"]) for j in range(3)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0]
+    log = AuditLog(path, KEY)
+    df = stored(log)
+    assert df["seq"].to_list() == list(range(1, 19))
+    assert log.verify().ok
+
+
+def test_an_edit_re_chained_inside_a_commit_is_reported_as_the_range_of_that_commit(log):
+    """Check that an edit at seq 5 with a consistent re-chain (plain SHA-256) is reported as
+    seq 4..6: after the last good signed head (seq 3) up to the head that fails (seq 6)."""
+    df = stored(log).with_columns(
+        detail=pl.when(pl.col("seq") == 5).then(pl.lit("nothing")).otherwise("detail")
+    )
+    rewrite(log, rechain(df, 5, lambda b: hashlib.sha256(b).hexdigest()))
+    result = log.verify(anchors=False)
+    assert not result.ok and result.broken_at == 4 and result.checked == 3
+    assert "seq 4..6" in result.reason and "last good signed head, seq 3" in result.reason
+
+
+def test_an_unsigned_record_appended_with_a_valid_hash_is_reported(log):
+    """Check that a record added at the end with the right prev_hash and hash but no
+    signature (no key) fails as unsigned, even without anchors."""
+    rows = stored(log).to_dicts()
+    extra = rows[-1] | {"seq": 7, "prev_hash": rows[-1]["hash"], "detail": "added", "sig": None}
+    extra["hash"] = content_hash(extra)
+    rewrite(log, pl.DataFrame([*rows, extra], schema=stored(log).schema))
+    result = log.verify(anchors=False)
+    assert not result.ok and result.broken_at == 7 and result.checked == 6
+    assert "seq 7 carry no signed chain head" in result.reason
+
+
+def test_a_log_signed_on_every_record_still_verifies_and_appends(log):
+    """Check the format written earlier in session 8 (a signature on every record): each
+    signature is checked, and a per-commit append continues it."""
+    key = derived_key(KEY)
+    rows = stored(log).to_dicts()
+    for row in rows:
+        row["sig"] = key.sign(signed_message(row["hash"])).hex()
+    rewrite(log, pl.DataFrame(rows, schema=stored(log).schema))
+    assert log.verify().ok
+    rows[1]["sig"] = Ed25519PrivateKey.generate().sign(signed_message(rows[1]["hash"])).hex()
+    rewrite(log, pl.DataFrame(rows, schema=stored(log).schema))
+    bad = log.verify()
+    assert not bad.ok and bad.broken_at == 2 and "chain head at seq 2" in bad.reason
+    rows[1]["sig"] = key.sign(signed_message(rows[1]["hash"])).hex()
+    rewrite(log, pl.DataFrame(rows, schema=stored(log).schema))
+    AuditLog(log.path, KEY).append(*records(2, start=6))
+    assert log.verify().ok and log.verify().checked == 8

@@ -44,11 +44,21 @@ CLI_USER = "hortus-cli"
 
 
 def start_writer(
-    root: Path, sock: Path, key_dir: Path, hortus: list[str] | None = None, **popen
+    root: Path,
+    sock: Path,
+    key_dir: Path,
+    hortus: list[str] | None = None,
+    extra: tuple[str, ...] = ("--socket",),
+    **popen,
 ) -> subprocess.Popen:
-    """Start `hortus audit writer` and wait until it answers on its socket."""
-    cmd = [*(hortus or [HORTUS]), "--root", str(root), "audit", "writer", "--socket", str(sock)]
+    """Start `hortus audit writer` and wait until it answers on its socket.
+
+    `extra`: arguments after the key folder; ``--socket`` alone means ``--socket SOCK``.
+    """
+    cmd = [*(hortus or [HORTUS]), "--root", str(root), "audit", "writer"]
     cmd += ["--key-dir", str(key_dir)]
+    for arg in extra:
+        cmd += ["--socket", str(sock)] if arg == "--socket" else [arg]
     if popen.get("extra_groups"):
         cmd += ["--group", GROUP]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
@@ -131,8 +141,18 @@ def test_a_writer_refuses_a_log_whose_active_key_it_does_not_hold(project, tmp_p
     key_dir = tmp_path / "writer-keys"
     with pytest.raises(WriterError, match="rotate-key --key-dir .* --from-key-dir"):
         prepare(AuditLog(path, None, key_dir=key_dir), KeyStore(key_dir))  # the writer's start
-    # the hand-over: the single-user key (derived from the audit secret) signs the rotation
-    assert main(["--root", str(project), "audit", "rotate-key", "--key-dir", str(key_dir)]) == 0
+    # the hand-over: the single-user key (derived from the audit secret) signs the rotation;
+    # `hortus keys rotate audit` is `hortus audit rotate-key` (one command family for keys)
+    root_key = AuditLog(path).key_versions()
+    assert main(["--root", str(project), "keys", "rotate", "audit", "--key-dir", str(key_dir)]) == 0
+    from hortus.cli.keys import _audit_key_status
+
+    status = _audit_key_status(Paths.at(project))
+    assert status == {
+        "active": KeyStore(key_dir).current_id(),
+        "versions": [*root_key, status["active"]],
+    }
+    assert len(root_key) == 1
     proc = start_writer(project, tmp_path / "s.sock", key_dir)
     try:
         rows = AuditLog(path, socket=str(tmp_path / "s.sock")).append(
@@ -143,6 +163,85 @@ def test_a_writer_refuses_a_log_whose_active_key_it_does_not_hold(project, tmp_p
         stop(proc)
     log = AuditLog(path)
     assert log.verify().ok and log.show()["action"].to_list()[-2] == "key_rotation"
+
+
+def test_the_writer_records_the_os_user_from_the_socket_and_applies_its_identity_map(
+    project, tmp_path
+):
+    """Check SO_PEERCRED: each record names the sender's OS user (from the kernel, covered by
+    the hash); with an identity map a claimed user the map does not allow is refused."""
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    sock, key_dir = tmp_path / "a.sock", tmp_path / "writer-keys"
+    idmap = tmp_path / "identities.yaml"
+    idmap.write_text(f"{me}: [alex, dana]\nsomeone-else: '*'\n")
+    proc = start_writer(project, sock, key_dir)
+    path = default_path(Paths.at(project))
+    try:
+        assert ping(str(sock))["os_user"] == me
+        rows = AuditLog(path, socket=str(sock)).append(AuditRecord("sam", "read", "t"))
+        assert rows["os_user"].to_list() == [me]  # no map yet: recorded as claimed
+    finally:
+        stop(proc)
+    proc = start_writer(project, sock, key_dir, extra=("--socket", "--identities", str(idmap)))
+    try:
+        client = AuditLog(path, socket=str(sock))
+        ok = client.append(AuditRecord("alex", "read", "t"), AuditRecord("dana", "read", "u"))
+        assert ok["os_user"].to_list() == [me, me]
+        with pytest.raises(AuditError, match=f"OS user {me} may not record as hortus user 'sam'"):
+            client.append(AuditRecord("alex", "read", "t"), AuditRecord("sam", "read", "t"))
+    finally:
+        stop(proc)
+    assert b"refused: OS user" in proc.stderr.read()
+    log = AuditLog(path)
+    assert log.show()["user"].to_list() == ["sam", "alex", "dana"]  # nothing of the refused
+    assert log.verify().ok
+    # os_user is covered by the hash: changing it breaks the chain at that record
+    df = pl.read_delta(str(path)).sort("seq")
+    df.with_columns(
+        os_user=pl.when(pl.col("seq") == 2).then(pl.lit("nobody")).otherwise("os_user")
+    ).write_delta(str(path), mode="overwrite")
+    bad = log.verify(anchors=False)
+    assert not bad.ok and bad.broken_at == 2 and "does not match its contents" in bad.reason
+
+
+def test_a_map_that_does_not_name_the_os_user_refuses_everything(project, tmp_path):
+    """Check that an OS user absent from the identity map (params.yaml audit.identities)
+    cannot record as anyone, and that params.yaml's audit.socket is where clients send."""
+    (project / "params.yaml").write_text(
+        "audit:\n  socket: run/audit.sock\n  identities: {someone-else: '*'}\n"
+    )
+    key_dir = tmp_path / "writer-keys"
+    sock = project / "run" / "audit.sock"
+    proc = start_writer(project, sock, key_dir, extra=())  # the socket from params.yaml
+    try:
+        paths = Paths.at(project)
+        log = AuditLog.open(default_path(paths), secrets_dir=paths.secrets)
+        assert log.socket == str(sock)  # from params.yaml, relative to the project
+        with pytest.raises(AuditError, match="is not in the audit writer's identity map"):
+            log.append(AuditRecord("alex", "read", "t"))
+    finally:
+        stop(proc)
+    assert not default_path(Paths.at(project)).exists()
+
+
+def test_the_socket_comes_from_params_yaml_and_the_environment_wins(project, monkeypatch):
+    """Check the order: HORTUS_AUDIT_SOCKET, else params.yaml audit.socket; "" turns it off;
+    a bad section is refused naming file and key."""
+    from hortus.governance.audit import configured_socket
+
+    secrets = Paths.at(project).secrets
+    monkeypatch.delenv("HORTUS_AUDIT_SOCKET", raising=False)
+    assert configured_socket(secrets) is None  # no params.yaml: single-user mode
+    (project / "params.yaml").write_text("audit:\n  socket: /run/hortus/audit.sock\n")
+    assert configured_socket(secrets) == "/run/hortus/audit.sock"
+    monkeypatch.setenv("HORTUS_AUDIT_SOCKET", "/tmp/other.sock")
+    assert configured_socket(secrets) == "/tmp/other.sock"
+    monkeypatch.setenv("HORTUS_AUDIT_SOCKET", "")
+    assert configured_socket(secrets) is None
+    monkeypatch.delenv("HORTUS_AUDIT_SOCKET")
+    (project / "params.yaml").write_text("audit:\n  socket: 5\n  identities: {bob: []}\n")
+    with pytest.raises(AuditError, match=r"params.yaml: audit.socket: expected a path"):
+        configured_socket(secrets)
 
 
 # ----------------------------------------------------------- separate OS users
@@ -287,8 +386,12 @@ def test_a_cli_user_can_neither_read_the_key_nor_forge_a_rewrite_that_verifies(o
         subprocess.run(["chown", "-R", f"{u.pw_uid}:{u.pw_gid}", str(root)], check=True)
         os.chown(ops, w.pw_uid, w.pw_gid)  # the writer owns the audit log's folder
         sock, key_dir = base / "run" / "audit.sock", base / "writer" / "keys"
+        idmap = base / "identities.yaml"  # root's file: the writer reads it, users cannot write
+        idmap.write_text(f"{CLI_USER}: [audrey]\n")
+        idmap.chmod(0o644)
         as_others = _hortus_for_others()
-        writer = start_writer(root, sock, key_dir, as_others, **_as(w, gid, base / "home-w"))
+        extra = ("--socket", "--identities", str(idmap))
+        writer = start_writer(root, sock, key_dir, as_others, extra, **_as(w, gid, base / "home-w"))
         try:
             cli = _as(u, gid, base / "home-u")
             cli["env"] |= {"HORTUS_AUDIT_SOCKET": str(sock), "HORTUS_USER": "audrey"}
@@ -304,6 +407,16 @@ def test_a_cli_user_can_neither_read_the_key_nor_forge_a_rewrite_that_verifies(o
             log = AuditLog(path)
             assert log.verify().ok and log.show().height >= 2
             assert set(log.show()["key_id"]) == {KeyStore(key_dir).current_id()}
+            # the writer names the sender's OS account (from the socket, not the client)
+            assert set(log.show()["os_user"]) == {CLI_USER}
+            assert ping(str(sock))["os_user"] == "root"  # this test process
+            # the identity map lets the CLI user record as audrey only
+            cli["env"]["HORTUS_USER"] = "sam"
+            claimed = hortus("audit", "verify")
+            assert claimed.returncode != 0
+            assert f"OS user {CLI_USER} may not record as hortus user 'sam'" in claimed.stderr
+            cli["env"]["HORTUS_USER"] = "audrey"
+            assert "sam" not in set(log.show()["user"])
             assert (path.stat().st_uid, log.trust.dir.stat().st_uid) == (w.pw_uid, w.pw_uid)
 
             # 1. the private key cannot be read by the CLI user (nor listed)
@@ -324,9 +437,11 @@ def test_a_cli_user_can_neither_read_the_key_nor_forge_a_rewrite_that_verifies(o
             subprocess.run(["chmod", "-R", "a+rwX", str(path)], check=True)
             backup = base / "backup"
             shutil.copytree(path, backup)
-            for mode, why in (
-                ("writer-key-id", "does not verify under audit key"),
-                ("own-key-id", "unknown or retired key"),
+            # the first commit is seq 1..2 (policy_change, read): a re-chain under the
+            # writer's key_id fails its signed head (seq 2), reported as seq 1..2
+            for mode, at, why in (
+                ("writer-key-id", 1, "seq 1..2 (after the last good signed head, seq 0)"),
+                ("own-key-id", 2, "unknown or retired key"),
             ):
                 py = _python_for_others()
                 forge = subprocess.run(
@@ -339,7 +454,7 @@ def test_a_cli_user_can_neither_read_the_key_nor_forge_a_rewrite_that_verifies(o
                 )
                 check = hortus("audit", "verify")
                 assert check.returncode == 1, check.stdout + check.stderr
-                assert "BROKEN at seq 2:" in check.stdout and why in check.stdout, check.stdout
+                assert f"BROKEN at seq {at}:" in check.stdout and why in check.stdout, check.stdout
                 shutil.rmtree(path)
                 shutil.copytree(backup, path)
                 subprocess.run(["chmod", "-R", "a+rwX", str(path)], check=True)

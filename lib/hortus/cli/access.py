@@ -142,17 +142,35 @@ def _key_dir(args: argparse.Namespace, paths: Paths) -> Path:
 
 def cmd_writer(args: argparse.Namespace) -> int:
     from hortus.governance._audit_keys import KeyStore
-    from hortus.governance._audit_writer import prepare, serve
+    from hortus.governance._audit_writer import (
+        load_identities,
+        load_settings,
+        prepare,
+        serve,
+    )
     from hortus.governance.audit import AuditLog, default_path
 
     paths = _paths(args)
+    settings = load_settings(paths.root)
+    sock = args.socket or settings.socket
+    if not sock:
+        print(
+            "hortus: audit writer: no socket: give --socket PATH or set audit.socket in "
+            f"{paths.root / 'params.yaml'}",
+            file=sys.stderr,
+        )
+        return 2
+    identities = load_identities(Path(args.identities)) if args.identities else settings.identities
     log = AuditLog(default_path(paths), None, key_dir=_key_dir(args, paths), socket=None)
     key_id = prepare(log, KeyStore(log.key_dir))
 
     def ready(path: str) -> None:
-        print(f"audit writer: {log.path} signed with {key_id}, listening on {path}", flush=True)
+        who = f"; identity map: {len(identities)} OS user(s)" if identities is not None else ""
+        print(
+            f"audit writer: {log.path} signed with {key_id}, listening on {path}{who}", flush=True
+        )
 
-    serve(log, args.socket, group=args.group, ready=ready)
+    serve(log, sock, group=args.group, ready=ready, identities=identities)
     return 0
 
 
@@ -261,8 +279,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     v = ausub.add_parser(
         "verify",
         help="check the hash chain (exit 0 intact, 1 broken, naming where)",
-        description="Recompute every record's hash, check its Ed25519 signature against "
-        "the public key of its key version, the seq and prev_hash links, and the latest "
+        description="Recompute every record's hash, check the Ed25519 signature of each "
+        "commit's chain head against the public key of its key version, the seq and "
+        "prev_hash links, and the latest "
         "signed anchor (so a cut tail fails).  Exit 0 when intact, 1 when broken: the "
         "message names the first broken record (seq) and why (edited, deleted, "
         "reordered, signed by an unknown key, truncated).  Needs read on ops.audit_log, "
@@ -290,7 +309,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "Users set HORTUS_AUDIT_SOCKET to that path; without it each process signs itself "
         "(single-user mode).  Stops on SIGTERM or Ctrl-C.",
     )
-    w.add_argument("--socket", required=True, help="path of the Unix socket to listen on")
+    w.add_argument(
+        "--socket", help="path of the Unix socket to listen on (default: params.yaml audit.socket)"
+    )
+    w.add_argument(
+        "--identities",
+        help="YAML file mapping OS user -> hortus users it may record as ('*': any); "
+        "default: params.yaml audit.identities (none: any claimed user is recorded)",
+    )
     w.add_argument("--key-dir", required=True, help="private key folder of the writer")
     w.add_argument("--group", help="group that may write to the socket (the hortus users)")
     w.set_defaults(func=cmd_writer)

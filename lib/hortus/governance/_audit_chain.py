@@ -45,12 +45,15 @@ def canonical(row: Mapping[str, Any]) -> bytes:
     """Return the canonical JSON bytes of a record's hashed fields.
 
     `ts` may be a time-zone-aware datetime or integer microseconds since the epoch;
-    it is hashed as the integer.  A signed record (key_id set) also hashes its key_id;
-    a legacy record (no key_id) hashes the fields of the HMAC chain only.
+    it is hashed as the integer.  A signed record (key_id set) also hashes its key_id
+    and, when set, os_user; a legacy record (no key_id) hashes the fields of the HMAC
+    chain only.
     """
     payload = {k: row[k] for k in HASHED_FIELDS}
     if row.get("key_id"):
         payload["key_id"] = row["key_id"]
+        if row.get("os_user"):  # records since the writer names the sender's OS user
+            payload["os_user"] = row["os_user"]
     if isinstance(payload["ts"], datetime):
         payload["ts"] = (payload["ts"] - _EPOCH) // _US
     return _JSON.encode(payload).encode("utf-8")
@@ -130,9 +133,19 @@ def check_legacy(
 
 
 def check_signed(
-    rows: list[dict], trusted: dict[str, Any], offset: int, keys_dir: Path
+    rows: list[dict], trusted: dict[str, Any], offset: int, keys_dir: Path, *, whole: bool = True
 ) -> tuple[tuple[int, int, str] | None, dict[str, Any]]:
-    """Walk the signed records and key versions in chain order."""
+    """Walk the signed records and key versions in chain order.
+
+    Every record's hash is recomputed (an edited record fails at its own seq).  A
+    record that carries a signature (the head of its commit; before per-commit signing,
+    every record) is checked against the key active at its position: since each hash
+    binds the one before, a good signed head vouches for every record up to it.  A
+    head whose signature fails reports the range from the record after the last good
+    head; records after the last signed head are reported as unsigned (unless not
+    `whole`: the rows stop at a structural break, which is reported instead).  Returns
+    ((records verified, seq, reason) of the first failure, or None; the keys by id).
+    """
     keys = dict(trusted)
     active = rows[0]["key_id"] if rows else None
     if active is not None and active not in trusted:
@@ -142,24 +155,31 @@ def check_signed(
             f"audit key ({keys_dir}): a record signed by an unknown key"
         )
         return (offset, int(row["seq"]), why), keys
-    for i, row in enumerate(rows):  # one signature check per record, in order
+    good, good_seq = offset, int(rows[0]["seq"]) - 1 if rows else 0  # last good signed head
+    for i, row in enumerate(rows):  # one hash per record, one signature check per commit
         seq = int(row["seq"])
-        fail = (offset + i, seq)
         if row["key_id"] != active:
             why = (
                 f"seq {seq} is signed by key_id {row['key_id']}, but the active audit key "
                 f"at seq {seq} is {active}: a record signed by an unknown or retired key"
             )
-            return (*fail, why), keys
+            return (good, seq, why), keys
         if content_hash(row) != row["hash"]:
-            return (*fail, hash_reason(row)), keys
+            return (good, seq, hash_reason(row)), keys
+        if not row["sig"]:
+            if row["action"] == ROTATION_ACTION:
+                return (good, seq, f"key rotation record seq {seq} carries no signature"), keys
+            continue  # covered by the signed head of its commit, checked below
         if not signs(keys[active], row["sig"], signed_message(row["hash"])):
+            span = f"seq {good_seq + 1}..{seq}" if good_seq + 1 < seq else f"seq {seq}"
             why = (
-                f"signature of seq {seq} does not verify under audit key {active}: the "
-                "record was rewritten without the audit writer's private key (chain "
-                "recomputed with a plain unkeyed SHA-256, or re-signed with another key)"
+                f"signature of the chain head at seq {seq} does not verify under audit key "
+                f"{active}: {span} (after the last good signed head, seq {good_seq}) were "
+                "rewritten without the audit writer's private key (chain recomputed with a "
+                "plain unkeyed SHA-256, or re-signed with another key)"
             )
-            return (*fail, why), keys
+            return (good, good_seq + 1, why), keys
+        good, good_seq = offset + i + 1, seq
         if row["action"] == ROTATION_ACTION:
             try:
                 info = json.loads(row["detail"])
@@ -177,9 +197,17 @@ def check_signed(
                 ok = False
             if not ok:
                 why = f"key rotation record seq {seq} is malformed or not signed by the new key"
-                return (*fail, why), keys
+                return (good - 1, seq, why), keys
             active = info["to"]
             keys[active] = new_pub
+    if whole and rows and good < offset + len(rows):
+        last = int(rows[-1]["seq"])
+        span = f"seq {good_seq + 1}..{last}" if good_seq + 1 < last else f"seq {last}"
+        why = (
+            f"{span} carry no signed chain head (the last signed head is seq {good_seq}): "
+            "records appended without the audit key, or a commit's signed head was cut"
+        )
+        return (good, good_seq + 1, why), keys
     return None, keys
 
 

@@ -3,7 +3,7 @@
 Every read, write, re-identification and denied attempt through the table API,
 every promotion, approval and policy change is one record: seq, ts, user,
 action, object, outcome (allowed | denied), detail, policy_version, prev_hash,
-hash, key_id, sig.  The table lives at an explicit path (by convention
+hash, key_id, sig, os_user.  The table lives at an explicit path (by convention
 `<lakehouse>/ops/audit_log`, see `default_path`) and is written with
 deltalake/polars directly, not through `hortus.lakehouse.tables.Lakehouse`, so that the
 table API can audit its own reads without recursing.
@@ -11,22 +11,32 @@ table API can audit its own reads without recursing.
 Hash chain and signatures
 -------------------------
 Each record's ``hash`` is SHA-256 of the canonical JSON of its fields seq, ts, user,
-action, object, outcome, detail, policy_version, prev_hash and key_id; ``prev_hash``
-is the previous record's hash (64 zeros for seq 1); ``sig`` is the Ed25519
-signature of that hash by the private key named by ``key_id`` (see
-`hortus.governance._audit_keys`).  Editing, deleting, inserting or reordering
-records breaks the chain at the first record touched, and `AuditLog.verify` says
-where (`broken_at`) and why.  Verifying needs only public keys, so every user can
-verify while only the signer can write records that verify.
+action, object, outcome, detail, policy_version, prev_hash, key_id and os_user (the
+OS account that sent it; absent from records written before it existed); ``prev_hash``
+is the previous record's hash (64 zeros for seq 1).  The last record of each commit
+carries ``sig``, the Ed25519 signature of its hash (the chain head) by the private key
+named by ``key_id`` (see `hortus.governance._audit_keys`): as each hash binds the one
+before, one signature vouches for the whole commit, so verifying costs one signature
+check per commit, not per record.  Records written with a signature each (earlier in
+session 8) are checked record by record.  Editing, deleting, inserting or reordering
+records breaks the chain, and `AuditLog.verify` says where (`broken_at`) and why: the
+exact seq whose stored hash differs from its contents, or, for a stretch re-chained
+consistently, the range from the record after the last good signed head up to the
+head whose signature fails; records after the last signed head count as unsigned.
+Verifying needs only public keys, so every user can verify while only the signer can
+write records that verify.
 
 Who signs:
 
 - **audit writer mode** (several users): `hortus audit writer --socket PATH --key-dir DIR`
   runs as its own OS user, holds the private key (mode 0600 in a 0700 folder) and
   appends the records every other process sends over the Unix socket
-  (HORTUS_AUDIT_SOCKET names it; `hortus.governance._audit_writer`).  A user who
-  rewrites the Delta table directly cannot produce signatures that verify;
-- **single-user mode** (no HORTUS_AUDIT_SOCKET; development, CI, one person's
+  (HORTUS_AUDIT_SOCKET or params.yaml's ``audit.socket`` names it, `configured_socket`;
+  `hortus.governance._audit_writer`).  The writer records the sender's OS user from
+  the socket (``SO_PEERCRED``) and may restrict which hortus users each OS user can
+  claim.  A user who rewrites the Delta table directly cannot produce signatures that
+  verify;
+- **single-user mode** (no socket configured; development, CI, one person's
   machine): each process signs itself, with the key stored in
   `.hortus/secrets/audit_signing/` or, without one, a key derived from the audit secret
   (HORTUS_AUDIT_KEY or `.hortus/secrets/audit.key`).  Whoever holds that secret can
@@ -54,12 +64,15 @@ threat model in docs/security.md.
 
 Canonical JSON is Python's JSON encoder with sorted keys, separators ``,``/``:``
 and UTF-8 text (no ASCII escaping), with ts as integer microseconds since the
-Unix epoch (UTC).  Signing and checking one record costs tens of microseconds in
-Python; the structural checks (seq gaps, duplicates, prev_hash links) are vectorised.
+Unix epoch (UTC).  Hashing one record costs microseconds in Python, a signature check
+hundreds (one per commit); the structural checks (seq gaps, duplicates, prev_hash
+links) are vectorised.
 
 Concurrency
 -----------
-Single writer: an append reads the last record and writes the next ones, so two
+An append reads the end of the log from the file(s) that hold it (the Delta log's
+file statistics name them, `hortus.governance._audit_tail`: one small file however
+long the log) and writes the next records, so two
 writers racing would fork the chain (duplicate seq, detected by `verify`).  An
 exclusive `flock` on ``<path>.lock`` serialises appends from processes on one
 machine.  Each append also commits on the Delta snapshot it read the head from,
@@ -91,6 +104,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import pwd
 import re
 import warnings
 from collections.abc import Iterator, Mapping
@@ -99,7 +113,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 import polars as pl
 from deltalake import DeltaTable
@@ -130,6 +143,7 @@ from hortus.governance._audit_keys import (
     raw_public,
     rotation_statement,
 )
+from hortus.governance._audit_tail import TAIL_COLUMNS, read_tail
 from hortus.lakehouse._objstore import TableLocation, is_uri
 from hortus.lakehouse.keys import read_key, write_demo_key
 
@@ -158,11 +172,12 @@ SCHEMA = pl.Schema(
         "prev_hash": pl.String(),
         "hash": pl.String(),
         "key_id": pl.String(),  # None on legacy HMAC records (hmac-v0)
-        "sig": pl.String(),  # Ed25519 signature of hash, hex
+        "sig": pl.String(),  # Ed25519 signature of hash, hex: on the last record of a commit
+        "os_user": pl.String(),  # OS user of the sending process (None on older records)
     }
 )
 #: the fields of a legacy (HMAC) record's hash; signed records also hash key_id
-HASHED_FIELDS = tuple(c for c in SCHEMA if c not in ("hash", "key_id", "sig"))
+HASHED_FIELDS = tuple(c for c in SCHEMA if c not in ("hash", "key_id", "sig", "os_user"))
 POLICY_OBJECT = "access_policy.yaml"  # object of policy_change records
 MAX_PENDING = 256  # AuditBuffer flushes by itself beyond this many records
 CHAIN_APP = "hortus-audit-chain"  # Delta txn appId of chain appends (see Concurrency)
@@ -199,6 +214,25 @@ def _local_trust(path: str, secrets_dir: Path) -> Path:
     """Return the local trust folder of a log on object storage (beside the secrets)."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", path.split("://", 1)[1]).strip("_")
     return Path(secrets_dir).parent / "audit_trust" / f"{slug}.trust"
+
+
+def configured_socket(secrets_dir: Path) -> str | None:
+    """Return the audit writer's socket: HORTUS_AUDIT_SOCKET, else params.yaml's `audit.socket`.
+
+    The project is the one whose secrets folder is `secrets_dir` (`<root>/.hortus/secrets`).
+    HORTUS_AUDIT_SOCKET set to an empty string turns a configured socket off (single-user).
+    """
+    if SOCKET_ENV in os.environ:
+        return os.environ[SOCKET_ENV] or None
+    secrets_dir = Path(secrets_dir)
+    if secrets_dir.parent.name != ".hortus":
+        return None
+    from hortus.governance._audit_writer import WriterError, load_settings
+
+    try:
+        return load_settings(secrets_dir.parent.parent).socket
+    except (WriterError, HortusError) as exc:
+        raise AuditError(str(exc)) from exc
 
 
 def load_audit_key(secrets_dir: Path) -> bytes:
@@ -324,7 +358,8 @@ class AuditLog:
     def open(cls, path: Path, *, secrets_dir: Path, signing: bool = True) -> AuditLog:
         """Open the log at `path` for this process.
 
-        With HORTUS_AUDIT_SOCKET set, appends go to that audit writer.  Otherwise
+        With HORTUS_AUDIT_SOCKET (or params.yaml's `audit.socket`) set, appends go to
+        that audit writer (`configured_socket`).  Otherwise
         (single-user mode) the process signs itself with the key of
         `secrets_dir/audit_signing/` or one derived from HORTUS_AUDIT_KEY /
         `secrets_dir/audit.key`; with neither, AuditError (unless `signing` is False:
@@ -332,7 +367,7 @@ class AuditLog:
         """
         secret = read_key(KEY_ENV, secrets_dir, KEY_FILE)
         key_dir = Path(secrets_dir) / SIGNING_DIR
-        socket = os.environ.get(SOCKET_ENV) or None
+        socket = configured_socket(Path(secrets_dir))
         trust = _local_trust(str(path), Path(secrets_dir)) if is_uri(path) else None
         log = cls(path, secret, key_dir=key_dir, socket=socket, trust_root=trust)
         if signing and socket is None and not log.signer.usable():
@@ -365,25 +400,26 @@ class AuditLog:
         if not self.exists():
             return pl.DataFrame(schema=SCHEMA)
         df = pl.read_delta(self._where.uri, **self._where.write_kwargs())
-        missing = [c for c in SCHEMA if c not in df.columns and c not in ("key_id", "sig")]
+        late = ("key_id", "sig", "os_user")  # columns added after the first logs
+        missing = [c for c in SCHEMA if c not in df.columns and c not in late]
         if missing:
             raise AuditError(f"audit log {self.path}: column(s) {missing} missing")
-        extra = [pl.lit(None, pl.String()).alias(c) for c in ("key_id", "sig") if c not in df]
+        extra = [pl.lit(None, pl.String()).alias(c) for c in late if c not in df]
         return df.with_columns(extra).select(list(SCHEMA)).sort("seq", maintain_order=True)
 
     def head(self) -> tuple[int, str] | None:
         """Return (seq, hash) of the last record, or None for an empty log."""
         if not self.exists():
             return None
-        last = self._columns("seq", "hash").sort("seq").tail(1)
-        return (int(last["seq"][0]), str(last["hash"][0])) if last.height else None
+        return self._end(self._where.delta(), policy=False)[0]
 
     def _columns(self, *names: str) -> pl.DataFrame:
         """Read some columns of the log through deltalake's own (Arrow) reader.
 
-        Appends use this rather than a polars Delta scan, which runs on a Python
-        thread pool that is already shut down when buffered records are flushed
-        at interpreter exit.  Columns a legacy table lacks (key_id, sig) come back null.
+        Used when the file statistics cannot name the tail (see `_end`), rather than a
+        polars Delta scan, which runs on a Python thread pool that is already shut down
+        when buffered records are flushed at interpreter exit.  Columns a legacy table
+        lacks (key_id, sig, os_user) come back null.
         """
         dt = self._where.delta()
         present = set(dt.schema().to_arrow().names)
@@ -394,51 +430,36 @@ class AuditLog:
             [pl.lit(None, SCHEMA[n]).alias(n) for n in names if n not in present]
         ).select(names)
 
-    def _read_tail(
-        self, dt: DeltaTable
-    ) -> tuple[tuple[int, str] | None, str | None, str | None] | None:
-        """Return (head, last policy_version, active key_id) from the file(s) of the last seq.
+    def _end(
+        self, dt: DeltaTable, *, policy: bool
+    ) -> tuple[tuple[int, str] | None, str | None, str | None]:
+        """Return (head, last policy_version, active key_id) of the log at snapshot `dt`.
 
-        The Delta log's per-file statistics (max of seq) name the file that holds the
-        head, so an append opens one small file however many commits the log has (with
-        `hortus maintain`'s checkpoints, not even every commit).  None when the log has
-        no statistics, the last file names no policy_version or predates signatures:
-        read everything then.
+        Reads the file(s) that hold the last seq, named by the Delta log's statistics
+        (`hortus.governance._audit_tail`), so an append opens one small file however
+        many commits the log has; `tail_files_read` says how many.  The last
+        policy_version is looked up only with `policy` (else None).  Without usable
+        statistics, the columns of every file are read (`tail_files_read` = 0).
         """
-        self.tail_files_read = 0
-        actions = dt.get_add_actions(flatten=True)
-        if actions.num_rows == 0:
-            return None, None, None
-        if "max.seq" not in actions.column_names:
-            return None
-        tops = actions.column("max.seq").to_pylist()
-        paths = actions.column("path").to_pylist()
-        if any(t is None for t in tops) or any("://" in p for p in paths):
-            return None
-        top = max(tops)
         where = self._where
-        files = [f"{where.uri}/{unquote(p)}" for p, t in zip(paths, tops, strict=True) if t == top]
-        self.tail_files_read = len(files)
-        columns = ["seq", "hash", "policy_version", "key_id", "action", "detail"]
-        try:
-            rows = pl.read_parquet(files, columns=columns, **where.write_kwargs()).filter(
-                pl.col("seq") == top
-            )
-        except pl.exceptions.ColumnNotFoundError:  # a file written before signatures
-            return None
-        if rows.height != 1:  # stats that do not match, or a forked seq: read everything
-            return None
-        last = rows.row(0, named=True)
-        if last["policy_version"] is None:  # the full read finds the last one
-            return None
-        return (int(last["seq"]), str(last["hash"])), str(last["policy_version"]), _active(last)
+        tail = read_tail(dt, where.uri, where.write_kwargs(), policy=policy)
+        if tail is not None:
+            self.tail_files_read = tail.files_read
+            return tail.head, tail.last_policy, _active(tail.last) if tail.last else None
+        self.tail_files_read = 0
+        cols = self._columns(*TAIL_COLUMNS).sort("seq", maintain_order=True)
+        if cols.height == 0:
+            return None, None, None
+        last = cols.row(cols.height - 1, named=True)
+        policies = cols["policy_version"].drop_nulls()
+        last_policy = str(policies[-1]) if policy and len(policies) else None
+        return (int(last["seq"]), str(last["hash"])), last_policy, _active(last)
 
     def _active_key(self) -> str | None:
         """Return the key_id that signs the next record (None: no signed record yet)."""
         if not self.exists():
             return None
-        last = self._columns("seq", "key_id", "action", "detail").sort("seq").tail(1)
-        return _active(last.row(0, named=True)) if last.height else None
+        return self._end(self._where.delta(), policy=False)[2]
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -458,15 +479,11 @@ class AuditLog:
         """Return the policy_version of the last record that carries one (None if none does)."""
         if not self.exists():
             return None
-        last = (
-            self._columns("seq", "policy_version")
-            .filter(pl.col("policy_version").is_not_null())
-            .sort("seq")
-            .tail(1)
-        )
-        return str(last["policy_version"][0]) if last.height else None
+        return self._end(self._where.delta(), policy=True)[1]
 
-    def append(self, *records: AuditRecord, track_policy: bool = False) -> pl.DataFrame:
+    def append(
+        self, *records: AuditRecord, track_policy: bool = False, os_user: str | None = None
+    ) -> pl.DataFrame:
         """Append records as one Delta commit, chaining and signing them; return the rows.
 
         With `track_policy`, a record whose policy_version differs from the last one
@@ -475,7 +492,9 @@ class AuditLog:
         user: whoever first acted under the new policy).  The comparison happens
         under the append lock, so concurrent writers record one change once.  In
         writer-client mode (`socket`) the records go to the audit writer, which does
-        all that and signs.
+        all that and signs.  Each record names the OS user of the process that sent
+        it (`os_user`: given by the audit writer from its socket peer; by default
+        this process's own user), covered by the hash.
         """
         if not records:
             return pl.DataFrame(schema=SCHEMA)
@@ -488,13 +507,16 @@ class AuditLog:
             except WriterError as exc:
                 raise AuditError(str(exc)) from exc
             return pl.DataFrame(written, schema=SCHEMA)
-        return self._append_rows(rows, track_policy=track_policy)
+        who = os_user or _os_user_name(os.geteuid())
+        return self._append_rows([r | {"os_user": who} for r in rows], track_policy=track_policy)
 
-    def append_rows(self, rows: list[dict], *, track_policy: bool = False) -> pl.DataFrame:
+    def append_rows(
+        self, rows: list[dict], *, track_policy: bool = False, os_user: str | None = None
+    ) -> pl.DataFrame:
         """Append records given as dicts (what the audit writer receives); see `append`."""
         fields = ("user", "action", "object", "outcome", "detail", "policy_version", "ts")
         records = [AuditRecord(**{k: r.get(k) for k in fields if k in r}) for r in rows]
-        return self.append(*records, track_policy=track_policy)
+        return self.append(*records, track_policy=track_policy, os_user=os_user)
 
     def _append_rows(self, rows: list[dict], *, track_policy: bool) -> pl.DataFrame:
         """Chain and commit the rows; an append that lost the race re-reads and retries."""
@@ -519,14 +541,10 @@ class AuditLog:
             version = dt.version() if dt is not None else -1
             if self._tail is not None and self._tail[0] == version:
                 _, head, last_policy, active = self._tail  # nobody appended since our last
+            elif dt is not None:  # the file(s) holding the last seq only
+                head, last_policy, active = self._end(dt, policy=track_policy)
             else:
-                tail = self._read_tail(dt) if dt is not None else None
-                if tail is not None:  # the file holding the last seq only
-                    head, last_policy, active = tail
-                else:  # no file statistics: read the columns of every file
-                    head = self.head()
-                    last_policy = self.last_policy_version() if track_policy else None
-                    active = self._active_key()
+                head, last_policy, active = None, None, None
             try:
                 self._check_reaches_anchor(head)
             except AuditError:  # object storage: an append anchored after our snapshot?
@@ -541,20 +559,23 @@ class AuditLog:
             if active is None:  # the first signed record: publish the root public key
                 self.trust.publish(key.public_key())
                 if head is not None:  # on a legacy HMAC chain: sign a digest of it first
-                    rows = [self._migration_row(rows[0]["ts"]), *rows]
+                    rows = [
+                        self._migration_row(rows[0]["ts"]) | {"os_user": rows[0]["os_user"]},
+                        *rows,
+                    ]
             seq, prev = head if head else (0, GENESIS)
             for row in rows:  # the chain is sequential by nature
                 seq += 1
-                row |= {"seq": seq, "prev_hash": prev, "key_id": key_id}
+                row |= {"seq": seq, "prev_hash": prev, "key_id": key_id, "sig": None}
                 row["hash"] = prev = content_hash(row)
-                row["sig"] = key.sign(signed_message(prev)).hex()
+            # one signature per commit, of its head: the chain binds every record before it
+            rows[-1]["sig"] = key.sign(signed_message(prev)).hex()
             df = pl.DataFrame(rows, schema=SCHEMA)
             if isinstance(self.path, Path):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            merge = dt is not None and "key_id" not in dt.schema().to_arrow().names
             # on the snapshot the head was read from: an append landed since fails this one
             chain = CommitProperties(app_transactions=[Transaction(CHAIN_APP, seq)])
-            options = {"schema_mode": "merge"} if merge else {}
+            options = _merge(dt) if dt is not None else {}
             df.write_delta(
                 dt if dt is not None else self._where.uri,
                 mode="append",
@@ -715,17 +736,20 @@ class AuditLog:
 
     def _append_signed(self, row: dict, key: Any, key_id: str) -> None:
         """Append one record signed by `key` (under the lock held by the caller)."""
+        from deltalake import CommitProperties, Transaction
+
         dt = self._where.delta()
-        head = self.head()
+        head = self._end(dt, policy=False)[0]
         seq, prev = head if head else (0, GENESIS)
-        row |= {"seq": seq + 1, "prev_hash": prev, "key_id": key_id}
+        who = _os_user_name(os.geteuid())
+        row |= {"seq": seq + 1, "prev_hash": prev, "key_id": key_id, "os_user": who}
         row["hash"] = content_hash(row)
         row["sig"] = key.sign(signed_message(row["hash"])).hex()
-        merge = "key_id" not in dt.schema().to_arrow().names
+        chain = CommitProperties(app_transactions=[Transaction(CHAIN_APP, seq + 1)])
         pl.DataFrame([row], schema=SCHEMA).write_delta(
-            self._where.uri,
+            dt,
             mode="append",
-            delta_write_options={"schema_mode": "merge"} if merge else None,
+            delta_write_options=_merge(dt) | {"commit_properties": chain},
             **self._where.write_kwargs(),
         )
         self._anchor(key, seq + 1, row["hash"], dt.version() + 1)
@@ -760,7 +784,7 @@ class AuditLog:
         )
         bad = checks.filter(~(pl.col("seq_ok") & pl.col("link_ok") & pl.col("order_ok")))
         limit = int(bad["i"][0]) if bad.height else n
-        fields = [*HASHED_FIELDS, "hash", "key_id", "sig"]
+        fields = [*HASHED_FIELDS, "hash", "key_id", "sig", "os_user"]
         rows = df.head(limit).select(fields).with_columns(pl.col("ts").dt.epoch("us")).to_dicts()
         legacy = [r for r in rows if r["key_id"] is None]
         try:
@@ -771,7 +795,7 @@ class AuditLog:
         failure = check_legacy(legacy, first, self.key)
         if failure is None:
             signed, keys_dir = rows[len(legacy) :], self.trust.dir / "keys"
-            failure, keys = check_signed(signed, trusted, len(legacy), keys_dir)
+            failure, keys = check_signed(signed, trusted, len(legacy), keys_dir, whole=limit == n)
         if failure is not None:
             return VerifyResult(False, failure[0], failure[1], failure[2], head)
         if limit < n:
@@ -813,6 +837,19 @@ class AuditLog:
                 )
         return VerifyResult(True, n, None, None, head)
 
+    def key_versions(self) -> list[str]:
+        """Return the signing key_ids of the log in chain order (root, then each rotation's)."""
+        if not self.exists():
+            return []
+        df = self._columns("seq", "key_id", "action", "detail").sort("seq")
+        signed = df.filter(pl.col("key_id").is_not_null())
+        if signed.height == 0:
+            return []
+        out = [str(signed["key_id"][0])]
+        rotations = signed.filter(pl.col("action") == ROTATION_ACTION)
+        out += [_active(r) or "" for r in rotations.iter_rows(named=True)]  # a few records
+        return out
+
     def show(self, *, denied_only: bool = False, user: str | None = None) -> pl.DataFrame:
         """Return the log as a frame in seq order (optionally denied records or one user only).
 
@@ -824,6 +861,20 @@ class AuditLog:
         if user is not None:
             df = df.filter(pl.col("user") == user)
         return df
+
+
+def _merge(dt: DeltaTable) -> dict:
+    """Return the write options that add the columns an older log lacks (key_id, sig, os_user)."""
+    names = set(dt.schema().to_arrow().names)
+    return {"schema_mode": "merge"} if any(c not in names for c in SCHEMA) else {}
+
+
+def _os_user_name(uid: int) -> str:
+    """Return the OS user name of `uid` (``uid:<n>`` when it has no passwd entry)."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid:{uid}"
 
 
 def _active(last: Mapping[str, Any]) -> str | None:
