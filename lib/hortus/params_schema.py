@@ -276,6 +276,12 @@ def _executor(body: Mapping[str, Any], where: str, root: Path | None) -> list[st
     return []
 
 
+def _audit(body: Mapping[str, Any], where: str, root: Path | None) -> list[str]:
+    from hortus.governance._audit_writer import AuditSettings
+
+    return _delegate(where, lambda: AuditSettings.from_mapping(body, root, where))
+
+
 def _simulate(body: Mapping[str, Any], where: str, root: Path | None) -> list[str]:
     """Check the keys against the project simulator's SimConfig (no simulator: not checked)."""
     import dataclasses
@@ -305,12 +311,13 @@ NESTED: dict[str, Callable[[Mapping[str, Any], str, Path | None], list[str]]] = 
     "alerts": _alerts,
     "model_card": _model_card,
     "executor": _executor,
+    "audit": _audit,
 }
 
 #: every section a params.yaml may have, in the order of the repository's file
 SECTIONS = ("simulate", "ingest", "silver", "kpis", "features", "train", "register", "gate",
             "score", "monitor", "maintain", "alerts", "docs", "model_card",
-            "executor")  # fmt: skip
+            "executor", "audit")  # fmt: skip
 
 
 def section_problems(
