@@ -1,5 +1,9 @@
 """`hortus keys rotate pii [--resume]` and `hortus keys status`: PII key versions and rotation.
 
+`hortus keys rotate audit [--key-dir DIR] [--from-key-dir DIR]` is `hortus audit rotate-key`
+(the audit log's Ed25519 signing key, `hortus.governance.audit`), so that every key
+rotation is one command family; `hortus keys status` also shows the audit key version.
+
 See `hortus.governance.rotation` (what a rotation does, resumption, Delta history) and
 `hortus.lakehouse.pii` (key versions, the keyring file).
 """
@@ -8,12 +12,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from hortus.cli._common import _paths
 
 
 def cmd_rotate(args: argparse.Namespace) -> int:
     """Rotate the PII key: re-key every table's tokens, the online store, then switch."""
+    if args.kind == "audit":  # the same as `hortus audit rotate-key`
+        from hortus.cli.access import cmd_rotate_key
+
+        return cmd_rotate_key(args)
+    if args.key_dir or args.from_key_dir:
+        print("hortus: --key-dir and --from-key-dir are for `keys rotate audit`", file=sys.stderr)
+        return 2
     from hortus.governance import rotation
     from hortus.lakehouse.tables import Lakehouse
 
@@ -57,9 +69,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         st = rotation.status(lh)
     finally:
         lh.close()
+    st["audit"] = _audit_key_status(_paths(args))
     if args.json:
         print(json.dumps(st, indent=2, sort_keys=True, default=str))
         return 0
+    a = st["audit"]
+    if a["active"] is None:
+        print("audit key: none yet (no signed audit record)")
+    else:
+        print(f"audit key: v{len(a['versions'])} {a['active']} "
+              f"(versions in chain order: {', '.join(a['versions'])})")  # fmt: skip
     retired = ", ".join(f"v{v}" for v in st["retired"]) or "none"
     print(f"PII key: current v{st['current']}; retired: {retired}")
     r = st["rotation"]
@@ -84,6 +103,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_key_status(paths) -> dict:
+    """Return the audit log's signing key versions in chain order and the active one."""
+    from hortus.governance.audit import AuditLog, default_path
+
+    versions = AuditLog(default_path(paths)).key_versions()
+    return {"active": versions[-1] if versions else None, "versions": versions}
+
+
 def add_parsers(sub) -> None:
     """Add `hortus keys rotate pii` and `hortus keys status`."""
     k = sub.add_parser(
@@ -102,7 +129,14 @@ def add_parsers(sub) -> None:
         "current and retire the old one. Interrupted, it is finished with --resume. Exit 0 when "
         "done, 2 when refused (no key, a rotation unfinished, tokens without raw values).",
     )
-    r.add_argument("kind", choices=["pii"], help="which key: pii (the tokenisation key)")
+    r.add_argument(
+        "kind",
+        choices=["pii", "audit"],
+        help="which key: pii (the tokenisation key) or audit (the audit log's signing key, "
+        "as `hortus audit rotate-key`)",
+    )
+    r.add_argument("--key-dir", help="audit: private key folder of the signer (writer)")
+    r.add_argument("--from-key-dir", help="audit: folder holding the active key, if another")
     r.add_argument("--resume", action="store_true", help="finish an interrupted rotation")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_rotate)
