@@ -376,9 +376,10 @@ def _recompute(key: bytes | None):
             )
             rows.append(row)
         out = pl.DataFrame(rows).with_columns(pl.from_epoch("ts", "us").dt.replace_time_zone("UTC"))
-        # a plain SHA-256 is the hash of a signed record: seq 1-2 come out unchanged (and
-        # keep their signatures), the edited seq 3 is the first whose signature fails
-        return out.select(df.columns).cast(dict(df.schema)), 1 if key else 3
+        # a plain SHA-256 is the hash of a signed record: seq 1-2 come out unchanged, but
+        # the signed head of their commit (seq 3, edited) fails: reported as seq 1..3, from
+        # the record after the last good signed head (none: seq 1)
+        return out.select(df.columns).cast(dict(df.schema)), 1
 
     return tamper
 

@@ -125,6 +125,7 @@ RAW_READS_ALLOWED = {
     "tables for tables.py and audit.py, which check the grants",
     "hortus/lakehouse/locate.py": "reads commit metadata only, to refuse Hortus tables",
     "hortus/governance/audit.py": "the audit log's own reader/writer (grant checked by callers)",
+    "hortus/governance/_audit_tail.py": "the audit log's tail reader for appends (audit.py)",
     "hortus/governance/access.py": "a docstring example",
     "hortus/cli/drift.py": "files outside every lakehouse only (table_at first)",
     "hortus/project/_read.py": "the init source file, refused inside a lakehouse (table_at)",
