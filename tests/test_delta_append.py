@@ -61,6 +61,33 @@ def test_fast_appends_create_and_extend_a_table_readers_agree_on(tmp_path):
     assert [h.get("hortus.stage") for h in dt.history()] == ["test", "test"]
 
 
+def test_a_large_frame_is_written_in_row_groups_capped_in_bytes(tmp_path, monkeypatch):
+    """Check row groups of at most ROW_GROUP_BYTES + one row, wide rows among short ones."""
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(delta_append, "ROW_GROUP_BYTES", 4096)
+    n = 300
+    frame = pl.concat([_frame(20, offset=k) for k in range(0, n, 20)]).with_columns(
+        # rows 100-104: 3,000-byte values, the rest short (the wide ones one a group)
+        pl.when(pl.col("i").is_between(100, 104)).then(pl.lit("w" * 3000)).otherwise("s").alias("s")
+    )
+    path = tmp_path / "t"
+    assert delta_append.append(path, frame, COMMIT)
+    (part,) = path.glob("*.parquet")
+    meta = pq.ParquetFile(part).metadata
+    sizes = delta_append.row_bytes(frame).to_list()
+    start, widest = 0, 0
+    for g in range(meta.num_row_groups):
+        rows = meta.row_group(g).num_rows
+        group = sizes[start : start + rows]
+        assert sum(group[:-1]) < 4096, (g, rows)  # under the cap until its last row
+        widest, start = max(widest, sum(group)), start + rows
+    assert start == n and meta.num_row_groups > 5 and widest <= 4096 + 3000 + 8 * 7
+    assert pl.read_delta(str(path)).sort("i").equals(frame)  # every row, every type
+    assert pl.from_arrow(DeltaTable(str(path)).to_pyarrow_table()).sort("i").equals(frame)
+    assert _add_stats(path)[0]["numRecords"] == n
+
+
 def test_statistics_are_exact_bounds(tmp_path):
     """Check the add action's statistics: counts, and min/max only where they bound exactly."""
     path = tmp_path / "t"
