@@ -67,7 +67,8 @@ def _env(monkeypatch):
     monkeypatch.setenv("HORTUS_AUDIT_KEY", TEST_AUDIT_KEY)
     monkeypatch.setenv("HORTUS_USER", "pipeline")
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
-    for var in ("HORTUS_ROOT", "HORTUS_LAKEHOUSE", "HORTUS_CONTRACTS", "HORTUS_AUDIT_SOCKET"):
+    for var in ("HORTUS_ROOT", "HORTUS_LAKEHOUSE", "HORTUS_CONTRACTS", "HORTUS_AUDIT_SOCKET",
+                "HORTUS_EXECUTOR", "HORTUS_RAY_ADDRESS"):  # fmt: skip
         monkeypatch.delenv(var, raising=False)
 
 
