@@ -204,6 +204,18 @@ def test_the_writer_records_the_os_user_from_the_socket_and_applies_its_identity
     assert not bad.ok and bad.broken_at == 2 and "does not match its contents" in bad.reason
 
 
+def test_audit_show_names_the_os_user_beside_the_claimed_user(project, monkeypatch, capsys):
+    """Check that `hortus audit show` prints each record's OS account next to its user."""
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    paths = Paths.at(project)
+    AuditLog.open(default_path(paths), secrets_dir=paths.secrets).append(
+        AuditRecord("alex", "read", "gold.kpi_daily")
+    )
+    monkeypatch.setenv("HORTUS_USER", "audrey")
+    assert main(["--root", str(project), "audit", "show", "--user", "alex"]) == 0
+    assert f"alex ({me})" in capsys.readouterr().out
+
+
 def test_a_map_that_does_not_name_the_os_user_refuses_everything(project, tmp_path):
     """Check that an OS user absent from the identity map (params.yaml audit.identities)
     cannot record as anyone, and that params.yaml's audit.socket is where clients send."""

@@ -221,8 +221,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     for r in rows.iter_rows(named=True):
         ts = f"{r['ts']:%Y-%m-%d %H:%M:%S}" if r["ts"] is not None else "-"
+        who = f"{r['user']} ({r['os_user']})" if r.get("os_user") else r["user"]
         print(
-            f"{r['seq']:>6} {ts} {r['user']:<10} {r['outcome']:<7} {r['action']:<13} "
+            f"{r['seq']:>6} {ts} {who:<10} {r['outcome']:<7} {r['action']:<13} "
             f"{r['object']:<28} {r['detail']}"
         )
     print(f"{rows.height} record(s)")
