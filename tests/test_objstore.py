@@ -374,6 +374,97 @@ def test_alias_compare_and_set_holds_across_machines_on_s3(project, s3_lake, tmp
     there._lh.close()
 
 
+# ------------------------------------------------------------------ registry
+def test_registry_artifacts_live_in_the_bucket_and_load_verified_on_another_machine(
+    project, s3_lake, s3_server, tmp_path, monkeypatch
+):
+    """Check a model registered by one "machine" is stored in the bucket beside the lakehouse,
+    content-addressed by its sha256 (nothing on local disk), loads from there on another
+    machine (another project folder) with the same predictions, and altered or missing
+    bytes in the bucket are refused before anything is deserialised."""
+    import hashlib
+    import re
+
+    import numpy as np
+
+    from conftest import with_policy
+    from hortus.errors import ArtifactError
+    from hortus.models import modeling
+    from hortus.models.registry import Receipt, Registry
+
+    monkeypatch.setenv("HORTUS_USER", "mia")
+    other = tmp_path / "machine-b"
+    other.mkdir()
+    with_policy(other)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=300)
+    df = pl.DataFrame({"x": x, "y": (x + rng.normal(size=300) > 0).astype(int)})
+    spec = modeling.ModelSpec(target="y", features=("x",), estimator="logreg", seed=1)
+    result = modeling.train(df, spec, curve_points=2, importance_repeats=1)
+    build = tmp_path / "build"
+    sha = modeling.save_model(result.pipeline, result.signature, build / "m.skops")
+    here = Registry(Lakehouse.open(project.root, lakehouse=s3_lake, user="mia"), "recommender")
+    register = dict(
+        sha256=sha, signature=result.signature.to_dict(), metrics={},
+        receipt=Receipt.collect(tmp_path, params={}, tables_read={}),
+    )  # fmt: skip
+    mv = here.register(build / "m.skops", **register)
+    assert mv.version == 1 and here.register(build / "m.skops", **register).version == 1
+    prefix = s3_lake.removeprefix(f"s3://{s3_server.bucket}/") + "/ops/models/recommender/"
+    assert [k.removeprefix(prefix) for k in s3_server.keys(prefix)] == [
+        f"sha256/{sha}.signature.json",
+        f"sha256/{sha}.skops",
+        "v1.claim",
+    ]
+    uri = f"{s3_lake}/ops/models/recommender/sha256/{sha}.skops"
+    assert mv.artifact_path == uri and here.verify(1) == uri
+    assert not (project.root / ".hortus" / "objstore" / "ops" / "models").exists()
+    there = Registry(Lakehouse.open(other, lakehouse=s3_lake, user="mia"), "recommender")
+    pipeline, signature = there.load(1)
+    want = modeling.predict_scores(result.pipeline, df, spec)
+    assert np.array_equal(modeling.predict_scores(pipeline, df, spec), want)
+    assert list(signature.names) == ["x"]
+    # a second version of other bytes claims v2; the first stays as it was
+    _, sha2 = _dummy_artifact(tmp_path / "build2", result.signature.to_dict())
+    v2 = there.register(tmp_path / "build2" / "model2.skops", **(register | {"sha256": sha2}))
+    assert v2.version == 2 and v2.artifact_path.endswith(f"/sha256/{sha2}.skops")
+    assert there.get(1).artifact_sha256 == sha
+    # altered bytes in the bucket are refused, naming both digests; nothing is built
+    key = uri.removeprefix(f"s3://{s3_server.bucket}/")
+    client = s3_server.client()
+    altered = client.get_object(Bucket=s3_server.bucket, Key=key)["Body"].read()[:-1] + b"!"
+    client.put_object(Bucket=s3_server.bucket, Key=key, Body=altered)
+    have = hashlib.sha256(altered).hexdigest()
+    expected = re.escape(f"expected sha256 {sha}, actual {have}; refusing to load it")
+    for reg in (here, there):
+        with pytest.raises(ArtifactError, match=expected):
+            reg.load(1)
+        with pytest.raises(ArtifactError, match=expected):
+            reg.verify(1)
+    client.delete_object(Bucket=s3_server.bucket, Key=key)
+    with pytest.raises(ArtifactError, match=re.escape(f"is missing: {uri} not found")):
+        there.load(1)
+    assert there.load(2)[0] is not None  # the other version is untouched
+    here._lh.close()
+    there._lh.close()
+
+
+def _dummy_artifact(folder: Path, signature: dict) -> tuple[Path, str]:
+    """Write test_registry's dummy skops archive 2 with a signature recording its sha256."""
+    import hashlib
+    import json
+
+    from test_registry import dummy_model_bytes
+
+    folder.mkdir(parents=True)
+    data = dummy_model_bytes(2)
+    sha = hashlib.sha256(data).hexdigest()
+    (folder / "model2.skops").write_bytes(data)
+    sidecar = signature | {"model_sha256": sha}
+    (folder / "model2.signature.json").write_text(json.dumps(sidecar))
+    return folder / "model2.skops", sha
+
+
 # ------------------------------------------------------------------- stages
 def test_ingest_and_silver_stages_into_a_bucket_equal_a_local_build(
     project, s3_lake, s3_server, monkeypatch

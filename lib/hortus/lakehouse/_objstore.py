@@ -155,6 +155,49 @@ def _s3(uri: str):
     )
 
 
+def _object(uri: str):
+    """Return (store rooted at the bucket, key) for an object URI ``s3://bucket/key``."""
+    bucket, key = split(uri)
+    if not key:
+        raise HortusError(f"{uri!r} names a bucket, not an object")
+    return _s3(f"s3://{bucket}"), key
+
+
+def put_object(uri: str, data: bytes, *, if_absent: bool = False) -> bool:
+    """Write an object whole (S3 PUTs are all or nothing); return whether it was written.
+
+    With `if_absent` the PUT is conditional (``If-None-Match: *``): an object already
+    there is left as it is and False is returned.
+    """
+    import obstore
+    from obstore.exceptions import AlreadyExistsError, PreconditionError
+
+    store, key = _object(uri)
+    try:
+        obstore.put(store, key, data, mode="create" if if_absent else "overwrite")
+    except (AlreadyExistsError, PreconditionError):
+        if if_absent:
+            return False
+        raise
+    return True
+
+
+def get_object(uri: str) -> bytes:
+    """Return the bytes of an object (FileNotFoundError when there is none)."""
+    import obstore
+
+    store, key = _object(uri)
+    return bytes(obstore.get(store, key).bytes())
+
+
+def delete_object(uri: str) -> None:
+    """Delete an object (no error when there is none)."""
+    import obstore
+
+    store, key = _object(uri)
+    obstore.delete(store, key)
+
+
 class S3Store:
     """`AtomicStore` on an S3 prefix: conditional PUTs (If-None-Match: *, If-Match: etag).
 

@@ -163,30 +163,62 @@ def load_model(
         data = path.read_bytes()
     except OSError as exc:
         raise ArtifactError(f"{path}: cannot read the model file ({exc})") from exc
+    _check_expected(data, expected_sha256, str(path))  # before the signature file is read
+    side = signature_path(path)
+    try:
+        sidecar = side.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"{side}: cannot read the model signature ({exc})") from exc
+    return load_model_bytes(
+        data, sidecar, where=str(path), side=str(side), expected_sha256=expected_sha256,
+        trusted=trusted,
+    )  # fmt: skip
+
+
+def _check_expected(data: bytes, expected_sha256: str | None, where: str) -> str:
+    """Return the sha256 of `data`; raise ArtifactError when it is not the expected one."""
     actual = _sha256(data)
     if expected_sha256 is not None and actual != expected_sha256:
         raise ArtifactError(
-            f"{path}: sha256 mismatch, expected {expected_sha256}, actual {actual}; "
+            f"{where}: sha256 mismatch, expected {expected_sha256}, actual {actual}; "
             "the file was changed or is not the registered model, refusing to load it"
         )
-    side = signature_path(path)
+    return actual
+
+
+def load_model_bytes(
+    data: bytes,
+    sidecar: bytes,
+    *,
+    where: str,
+    side: str,
+    expected_sha256: str | None = None,
+    trusted: Iterable[str] = (),
+) -> tuple[Pipeline, Signature]:
+    """Load a model from its bytes and its signature file's bytes (e.g. objects in a bucket).
+
+    The same checks as `load_model`, in the same order, before anything is built:
+    the sha256 against `expected_sha256` and the one the signature records, then the
+    reviewed types; `where` and `side` name the two in errors.  skops only, no pickle.
+    """
+    actual = _check_expected(data, expected_sha256, where)
     try:
-        doc = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        doc = json.loads(sidecar.decode("utf-8"))
+    except ValueError as exc:
         raise ArtifactError(f"{side}: cannot read the model signature ({exc})") from exc
     recorded = doc.get("model_sha256")
     if recorded is not None and recorded != actual:
         raise ArtifactError(
-            f"{path}: sha256 mismatch, expected {recorded} (recorded in {side.name}), "
-            f"actual {actual}; refusing to load it"
+            f"{where}: sha256 mismatch, expected {recorded} (recorded in "
+            f"{side.rsplit('/', 1)[-1]}), actual {actual}; refusing to load it"
         )
-    untrusted = _trusted_types(data, str(path), trusted)
+    untrusted = _trusted_types(data, where, trusted)
     try:
         pipeline = sio.loads(data, trusted=untrusted)
     except Exception as exc:
-        raise ArtifactError(f"{path}: cannot load the model ({exc})") from exc
+        raise ArtifactError(f"{where}: cannot load the model ({exc})") from exc
     if not isinstance(pipeline, Pipeline):
-        raise ArtifactError(f"{path}: holds a {type(pipeline).__name__}, not a Pipeline")
+        raise ArtifactError(f"{where}: holds a {type(pipeline).__name__}, not a Pipeline")
     return pipeline, Signature.from_dict(doc)
 
 

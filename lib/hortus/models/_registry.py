@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from hortus.errors import ArtifactError, HortusError
+from hortus.lakehouse._objstore import delete_object, get_object, is_uri, put_object
 from hortus.lakehouse.contracts import check_frame
 from hortus.lakehouse.tables import Lakehouse
 from hortus.models._aliases import _AliasesMixin
@@ -63,8 +64,16 @@ class Registry(_AliasesMixin, _ApprovalsMixin, _PromotionMixin):
         """Return the folder holding this model's stored artifacts."""
         return self._lh.paths.layer("ops") / "models" / self.name
 
-    def _stored(self, relpath: str) -> Path:
+    def _stored(self, relpath: str) -> Path | str:
+        if is_uri(relpath):  # an object in the bucket of a lakehouse on object storage
+            return relpath
         return self._lh.paths.root / relpath  # an absolute relpath stays absolute
+
+    @property
+    def _bucket_root(self) -> str | None:
+        """Return the object-store URI of this model's artifacts (None: lakehouse on disk)."""
+        uri = self._lh.paths.lakehouse_uri
+        return f"{uri}/ops/models/{self.name}" if uri else None
 
     # ---------------------------------------------------------------- reads
     def _versions_frame(self) -> pl.DataFrame:
@@ -208,32 +217,11 @@ class Registry(_AliasesMixin, _ApprovalsMixin, _PromotionMixin):
         spec: dict | None = None,
     ) -> int:
         version = int(frame["version"].max() or 0) + 1
-        self.root.mkdir(parents=True, exist_ok=True)
-        while True:  # claim v<N> atomically; a folder that exists is never reused
-            folder = self.root / f"v{version}"
-            try:
-                folder.mkdir()
-                break
-            except FileExistsError:
-                version += 1
+        if self._bucket_root is not None:
+            version, relpath, undo = self._store_objects(artifact, version, sha256)
+        else:
+            version, relpath, undo = self._store_files(artifact, version, sha256)
         try:
-            stored = folder / artifact.name
-            shutil.copyfile(artifact, stored)
-            copied = sha256_file(stored)
-            if copied != sha256:
-                raise ArtifactError(
-                    f"copy of model artifact {artifact} to {stored} has sha256 {copied}, "
-                    f"expected {sha256}; nothing registered"
-                )
-            sig_file = artifact.with_name(f"{artifact.stem}.signature.json")
-            if sig_file.is_file():
-                shutil.copyfile(sig_file, folder / sig_file.name)
-            for f in folder.iterdir():
-                f.chmod(0o444)  # stored artifacts are read-only
-            try:
-                relpath = stored.relative_to(self._lh.paths.root).as_posix()
-            except ValueError:
-                relpath = str(stored)
             r = receipt.to_dict()
             row = {
                 "version": version,
@@ -259,9 +247,77 @@ class Registry(_AliasesMixin, _ApprovalsMixin, _PromotionMixin):
                 VERSIONS, row, inputs=receipt.tables_read, note=f"register {self.name} v{version}"
             )
         except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
+            undo()
             raise
         return version
+
+    def _store_files(self, artifact: Path, version: int, sha256: str):
+        """Copy the artifact (and its signature) to ``v<N>/`` on disk; return (N, relpath, undo)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        while True:  # claim v<N> atomically; a folder that exists is never reused
+            folder = self.root / f"v{version}"
+            try:
+                folder.mkdir()
+                break
+            except FileExistsError:
+                version += 1
+        try:
+            stored = folder / artifact.name
+            shutil.copyfile(artifact, stored)
+            copied = sha256_file(stored)
+            if copied != sha256:
+                raise ArtifactError(
+                    f"copy of model artifact {artifact} to {stored} has sha256 {copied}, "
+                    f"expected {sha256}; nothing registered"
+                )
+            sig_file = artifact.with_name(f"{artifact.stem}.signature.json")
+            if sig_file.is_file():
+                shutil.copyfile(sig_file, folder / sig_file.name)
+            for f in folder.iterdir():
+                f.chmod(0o444)  # stored artifacts are read-only
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        try:
+            relpath = stored.relative_to(self._lh.paths.root).as_posix()
+        except ValueError:
+            relpath = str(stored)
+        return version, relpath, lambda: shutil.rmtree(folder, ignore_errors=True)
+
+    def _store_objects(self, artifact: Path, version: int, sha256: str):
+        """Put the artifact in the bucket beside the lakehouse; return (N, its URI, undo).
+
+        The model is content-addressed, ``ops/models/<name>/sha256/<sha256><suffix>``,
+        with its signature file beside it (``<sha256>.signature.json``); both are written
+        with a conditional PUT, so the same bytes registered again (or by another
+        machine) are kept as first written.  v<N> is claimed by a conditional PUT of
+        ``ops/models/<name>/v<N>.claim`` (the bucket's version of the folder claimed by
+        mkdir on disk).  The stored bytes are read back and their sha256 checked.
+        """
+        base = self._bucket_root
+        while True:
+            claim = f"{base}/v{version}.claim"
+            if put_object(claim, _dumps({"sha256": sha256}).encode(), if_absent=True):
+                break
+            version += 1
+        try:
+            stored = f"{base}/sha256/{sha256}{artifact.suffix}"
+            put_object(stored, artifact.read_bytes(), if_absent=True)
+            copied = hashlib.sha256(get_object(stored)).hexdigest()
+            if copied != sha256:
+                raise ArtifactError(
+                    f"model artifact {artifact} stored as {stored} has sha256 {copied}, "
+                    f"expected {sha256}; nothing registered"
+                )
+            sig_file = artifact.with_name(f"{artifact.stem}.signature.json")
+            if sig_file.is_file():
+                put_object(
+                    f"{base}/sha256/{sha256}.signature.json", sig_file.read_bytes(), if_absent=True
+                )
+        except BaseException:
+            delete_object(claim)
+            raise
+        return version, stored, lambda: delete_object(claim)
 
     def _append(
         self,
@@ -280,34 +336,70 @@ class Registry(_AliasesMixin, _ApprovalsMixin, _PromotionMixin):
         self._lh.write(table, df, mode="append", inputs=inputs, note=note, guard=guard)
 
     # ------------------------------------------------------------ artifacts
-    def artifact_path(self, ref: str | int) -> Path:
-        """Return the absolute path of a version's stored artifact."""
+    def artifact_path(self, ref: str | int) -> Path | str:
+        """Return where a version's stored artifact is: its absolute path, or its s3:// URI."""
         return self._stored(self.get(ref).artifact_path)
 
-    def verify(self, ref: str | int) -> Path:
-        """Return the stored artifact's path if its SHA-256 matches the registry, else raise."""
+    def verify(self, ref: str | int) -> Path | str:
+        """Return the stored artifact's path (or URI) if its SHA-256 matches, else raise."""
         mv = self.get(ref)
-        path = self._stored(mv.artifact_path)
-        if not path.is_file():
+        where = self._stored(mv.artifact_path)
+        if isinstance(where, str):
+            self._fetch_verified(mv)
+            return where
+        if not where.is_file():
             raise ArtifactError(
-                f"artifact of model {self.name} v{mv.version} is missing: {path} not found"
+                f"artifact of model {self.name} v{mv.version} is missing: {where} not found"
             )
-        actual = sha256_file(path)
+        self._check(mv, where, sha256_file(where))
+        return where
+
+    def _check(self, mv: ModelVersion, where: Path | str, actual: str) -> None:
         if actual != mv.artifact_sha256:
             raise ArtifactError(
-                f"artifact {path} of model {self.name} v{mv.version} has been altered: "
+                f"artifact {where} of model {self.name} v{mv.version} has been altered: "
                 f"expected sha256 {mv.artifact_sha256}, actual {actual}; refusing to load it"
             )
-        return path
+
+    def _fetch_verified(self, mv: ModelVersion) -> tuple[bytes, bytes]:
+        """Return (model bytes, signature bytes) of an artifact in the bucket, hash checked."""
+        uri = mv.artifact_path
+        try:
+            data = get_object(uri)
+        except FileNotFoundError:
+            raise ArtifactError(
+                f"artifact of model {self.name} v{mv.version} is missing: {uri} not found"
+            ) from None
+        self._check(mv, uri, hashlib.sha256(data).hexdigest())
+        side = f"{uri.rsplit('/', 1)[0]}/{mv.artifact_sha256}.signature.json"
+        try:
+            sidecar = get_object(side)
+        except FileNotFoundError:
+            raise ArtifactError(
+                f"{side}: cannot read the model signature of {self.name} v{mv.version} (not found)"
+            ) from None
+        return data, sidecar
 
     def load(self, ref: str | int) -> tuple[Any, Any]:
         """Verify then load a version's artifact; return `hortus.models.load_model`'s result.
 
         That is `(pipeline, signature)`.  The hash is checked here before any
-        bytes are deserialised, and passed on so the loader checks it too.
+        bytes are deserialised, and passed on so the loader checks it too.  An
+        artifact in the bucket (lakehouse on object storage) is read as bytes and
+        loaded from them with the same checks (skops, never pickle).
         """
-        path = self.verify(ref)
+        mv = self.get(ref)
+        trusted = project_trust(self._lh.paths.root)
+        if is_uri(mv.artifact_path):
+            from hortus.models._artifacts import load_model_bytes
+
+            data, sidecar = self._fetch_verified(mv)
+            side = f"{mv.artifact_path.rsplit('/', 1)[0]}/{mv.artifact_sha256}.signature.json"
+            return load_model_bytes(
+                data, sidecar, where=mv.artifact_path, side=side,
+                expected_sha256=mv.artifact_sha256, trusted=trusted,
+            )  # fmt: skip
+        path = self.verify(mv.version)
         from hortus.models.modeling import load_model
 
-        trusted = project_trust(self._lh.paths.root)
-        return load_model(path, expected_sha256=self.get(ref).artifact_sha256, trusted=trusted)
+        return load_model(path, expected_sha256=mv.artifact_sha256, trusted=trusted)

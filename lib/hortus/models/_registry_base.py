@@ -50,7 +50,7 @@ class ModelVersion:
     name: str
     created_at: datetime
     author: str
-    artifact_path: str  # relative to the project root (absolute if the lakehouse is elsewhere)
+    artifact_path: str  # relative to the project root (absolute elsewhere; s3:// in a bucket)
     artifact_sha256: str
     signature: dict
     params: dict
