@@ -116,8 +116,8 @@ def mean_shift(earlier: pl.DataFrame, later: pl.DataFrame, columns: Sequence[str
     """Return per column (|mean later - mean earlier| / std earlier, n1, n2, std earlier).
 
     Of ``asinh(value)`` (linear near 0, logarithmic for large values: heavy tails
-    tamed, signs kept).  Non-finite values are left out; a column with fewer than two earlier values or
-    no later value gives value None.
+    tamed, signs kept).  Non-finite values are left out; a column with fewer than two
+    earlier values or no later value gives value None.
     """
     if not columns:
         return {}
