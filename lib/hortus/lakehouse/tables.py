@@ -482,7 +482,11 @@ class Lakehouse:
                 fast = (
                     path is not None
                     and mode == "append"
-                    and df.height >= FAST_APPEND_ROWS
+                    # large rows too: its row groups are capped in bytes (delta_append)
+                    and (
+                        df.height >= FAST_APPEND_ROWS
+                        or df.estimated_size() > delta_append.ROW_GROUP_BYTES
+                    )
                     and delta_append.append(path, df, commit)
                 )
                 if not fast:
