@@ -601,3 +601,68 @@ def test_a_stage_waits_for_a_lease_held_in_the_bucket_then_takes_it_over(
     assert "lease fence bronze#3" in notes  # the takeover fenced the table first
     assert lh.read("bronze.events").height == 9
     lh.close()
+
+
+# ------------------------------------------------------------------ DVC remote
+@pytest.mark.slow  # ~25 s on the loaded 2-core machine: six dvc processes
+@pytest.mark.integration
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_dvc_remote_in_the_bucket_pushes_and_a_fresh_clone_pulls_the_same_bytes(
+    s3_lake, s3_server, tmp_path
+):
+    """Check a real DVC repo with its remote at s3://<bucket>/<prefix>/dvcstore on the S3
+    server (dvc-s3; endpointurl in the repo's config, credentials only in the environment):
+    `dvc push` puts the pinned files in the bucket, and a fresh git clone's `dvc pull` gets
+    the same bytes back."""
+    import hashlib
+
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}  # config's, not env's
+    env |= {"DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0"}
+
+    def run(cwd: Path, *args: str) -> str:
+        out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, f"{' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
+        return out.stdout
+
+    def git(cwd: Path, *args: str) -> str:
+        return run(cwd, "git", "-c", "user.name=t", "-c", "user.email=t@t", *args)
+
+    def dvc(cwd: Path, *args: str) -> str:
+        return run(cwd, sys.executable, "-m", "dvc", *args)
+
+    repo, clone = tmp_path / "repo", tmp_path / "clone"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    dvc(repo, "init", "-q")
+    data = repo / "data"
+    (data / "sub").mkdir(parents=True)
+    files = {
+        "events.jsonl": b"".join(b'{"i": %d}\n' % i for i in range(2000)),
+        "sub/blob.bin": bytes(range(256)) * 64,
+        "sub/empty.txt": b"",
+    }
+    for rel, body in files.items():
+        (data / rel).write_bytes(body)
+    dvc(repo, "add", "-q", "data")
+    remote = f"{s3_lake}/dvcstore"
+    dvc(repo, "remote", "add", "-d", "bucket", remote)
+    dvc(repo, "remote", "modify", "bucket", "endpointurl", s3_server.endpoint)
+    config = (repo / ".dvc" / "config").read_text()
+    assert remote in config and s3_server.endpoint in config
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in config.replace(s3_server.endpoint, "")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "pin data")
+    dvc(repo, "push", "-q")
+    prefix = remote.removeprefix(f"s3://{s3_server.bucket}/") + "/"
+    keys = s3_server.keys(prefix)
+    md5s = {hashlib.md5(body).hexdigest() for body in files.values()}
+    stored = {k.removeprefix(prefix).replace("files/md5/", "").replace("/", "") for k in keys}
+    assert md5s <= stored  # every file's content is an object in the bucket
+    assert len(keys) == len(md5s) + 1  # and the directory listing (.dir) beside them
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    assert not (clone / "data").exists()
+    dvc(clone, "pull", "-q")
+    for rel, body in files.items():
+        assert (clone / "data" / rel).read_bytes() == body, rel
+    assert sorted(p.relative_to(clone / "data").as_posix() for p in (clone / "data").rglob("*")
+                  if p.is_file()) == sorted(files)  # fmt: skip
