@@ -64,13 +64,15 @@ def cluster():
         mp.setenv("OMP_NUM_THREADS", "1")
         mp.setenv("HORTUS_USER", "pipeline")
         node = {"num_cpus": 1, "object_store_memory": OBJECT_STORE, "include_dashboard": False}
-        c = _start(Cluster, node)
+        c = None
         try:
+            c = _start(Cluster, node)
             yield c
         finally:
             if ray.is_initialized():
                 ray.shutdown()
-            c.shutdown()
+            if c is not None:
+                c.shutdown()
             shutil.rmtree(temp, ignore_errors=True)
 
 
