@@ -156,14 +156,34 @@ lh.close()
 """
 
 
+def _run_appenders(root: Path, lake: str, n: int) -> None:
+    """Run two APPENDER processes at once; fail with each one's output if one fails.
+
+    The wait is generous (a loaded 2-core machine starts and runs them several times
+    slower than an idle one); what is asserted after it does not depend on timing.
+    """
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", APPENDER, str(root), lake, who, str(n)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for who in ("a", "b")
+    ]
+    outs = [p.communicate(timeout=400)[0] for p in procs]
+    failed = [
+        f"appender {who} exit {p.returncode}:\n{out}"
+        for who, p, out in zip("ab", procs, outs, strict=True)
+        if p.returncode != 0
+    ]
+    assert not failed, "\n".join(failed)
+
+
 def test_two_processes_appending_to_one_s3_table_lose_no_commit(project, s3_lake):
     """Check 2 processes x 6 appends to one new S3 table: 12 rows, 12 versions, none lost."""
     n = 6
-    procs = [
-        subprocess.Popen([sys.executable, "-c", APPENDER, str(project.root), s3_lake, w, str(n)])
-        for w in ("a", "b")
-    ]
-    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    _run_appenders(project.root, s3_lake, n)
     lh = Lakehouse.open(project.root, lakehouse=s3_lake, stage="test")
     events = lh.read("ops.events")
     assert events.height == 2 * n
@@ -179,11 +199,7 @@ def test_the_audit_chain_on_s3_appended_by_two_processes_verifies(project, s3_la
     from hortus.governance.audit import AuditLog, default_path
 
     n = 6
-    procs = [
-        subprocess.Popen([sys.executable, "-c", APPENDER, str(project.root), s3_lake, w, str(n)])
-        for w in ("a", "b")
-    ]
-    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    _run_appenders(project.root, s3_lake, n)
     lh = Lakehouse.open(project.root, lakehouse=s3_lake, stage="test")
     path = default_path(lh.paths)
     assert path == f"{s3_lake}/ops/audit_log"
@@ -545,9 +561,9 @@ def test_maintain_compacts_checkpoints_and_vacuums_tables_in_the_bucket(
 STAGE_HOLDER = """
 import sys, time
 from hortus.lakehouse import lease
-lease.acquire(sys.argv[1], "bronze", holder="other", stage="ingest", ttl=60)
+lease.acquire(sys.argv[1], "bronze", holder="other", stage="ingest", ttl=600)
 print("held", flush=True)
-time.sleep(60)
+time.sleep(600)  # killed by the test; alive (and unexpired) however slow the machine is
 """
 
 
@@ -574,23 +590,29 @@ def test_a_stage_waits_for_a_lease_held_in_the_bucket_then_takes_it_over(
         )
 
     first = cli()
-    assert first.wait(timeout=120) == 0, first.stdout.read()  # token 1, released
+    assert first.wait(timeout=300) == 0, first.stdout.read()  # token 1, released
     write_jsonl(project.data / "events/events-2025-03-02.jsonl.gz", [event(i) for i in range(5, 9)])
     holder = subprocess.Popen(
         [sys.executable, "-c", STAGE_HOLDER, s3_lake], stdout=subprocess.PIPE, text=True
     )
     try:
         assert holder.stdout.readline().strip() == "held"  # token 2
+        started = time.monotonic()
         refused = cli()
-        out = refused.communicate(timeout=120)[0]
+        out = refused.communicate(timeout=300)[0]
+        to_refusal = time.monotonic() - started  # start-up to the lease check, at this load
         assert refused.returncode == 2, out
         assert f"bronze is being written by other (pid {holder.pid}" in out
-        waiting = cli("--wait", "60")
-        time.sleep(1.0)
+        # the holder's ttl (600 s) outlasts the wait: only its death can free the lease
+        waiting = cli("--wait", "300")
+        # let the waiter reach the held lease before the holder dies: as long as the
+        # refused run needed to get there, measured at the same load (not a fixed sleep)
+        time.sleep(max(1.0, 1.2 * to_refusal))
+        assert waiting.poll() is None, waiting.stdout.read()  # still waiting, not refused
     finally:
         holder.kill()  # its pid is gone from this host: the lease may be taken over
         holder.wait()
-    out = waiting.communicate(timeout=120)[0]
+    out = waiting.communicate(timeout=300)[0]
     assert waiting.returncode == 0, out
     record = S3Store(f"{s3_lake}/_leases").get("bronze")
     assert lease.LeaseRecord.from_bytes(record[0]).token == 3
