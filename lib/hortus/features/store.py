@@ -157,9 +157,26 @@ def read_source(lh: Lakehouse, group: FeatureGroup) -> pl.LazyFrame:
     return group.prepare(src, lh.scan) if group.prepare else src
 
 
-def build_offline(lh: Lakehouse, fs: FeatureSet) -> dict[str, dict]:
-    """Write every group's cumulative log to its gold table; return rows and versions."""
+def build_offline(lh: Lakehouse, fs: FeatureSet, executor=None) -> dict[str, dict]:
+    """Write every group's cumulative log to its gold table; return rows and versions.
+
+    On a distributing executor (default: the project's, `hortus.executor`) per entity
+    shard as tasks (`hortus.executor.parallel.feature_logs`); the same rows, one
+    commit per table.
+    """
+    from hortus.executor.base import executor_for
+
+    executor = executor or executor_for(lh.paths.root)
     out = {}
+    if executor.kind != "local":
+        from hortus.executor import parallel
+
+        for g, log, reads in parallel.feature_logs(lh, fs, executor):
+            lh.reads.clear()
+            lh.reads.update(reads)
+            version = lh.write(g.table, log, mode="overwrite")
+            out[g.table] = {"rows": log.height, "version": version}
+        return out
     for g in fs.groups:
         lh.reads.clear()
         log = g.log(read_source(lh, g)).collect()
