@@ -1,11 +1,16 @@
-"""The partitioned stages on an executor: training-set build per time slice, scoring per shard.
+"""The partitioned stages on an executor: feature logs and scoring per entity shard,
+the training-set build per time slice.
 
-Each function is called by the stage's own code (`hortus.features.store.training_set`,
-`hortus.serving.batch.batch_score`) when the project's executor distributes work.
+Each function is called by the stage's own code (`hortus.features.store.build_offline`,
+`hortus.features.store.training_set`, `hortus.serving.batch.batch_score`) when the
+project's executor distributes work.
 The driver resolves and audits every read (`hortus.executor.plan.resolve_read`),
 the tasks compute, the driver concatenates in task order and makes the one write.
 Both results equal the in-process ones row for row (tests/test_executor_ray.py):
 
+- a feature log is computed per entity (group-by, running sums and forward fills
+  over the entity), so partitioning the prepared source rows by a hash of the
+  entity columns and concatenating the shards' logs gives the same rows;
 - point-in-time joins are row-wise (each spine row takes the log state strictly
   before its own time), so slicing the spine into contiguous time ranges and
   joining each against the logs read up to the slice's last time is exact;
@@ -15,14 +20,105 @@ Both results equal the in-process ones row for row (tests/test_executor_ray.py):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
-from hortus.executor.base import Executor
+from hortus.executor.base import Executor, LocalExecutor
 from hortus.executor.plan import TableRead, resolve_read
-from hortus.features.definitions import FeatureSet, point_in_time
+from hortus.features.definitions import FeatureGroup, FeatureSet, point_in_time
 from hortus.lakehouse.tables import Lakehouse
+
+
+# ------------------------------------------------------------------ feature logs
+def shard_key(columns: list[str] | tuple[str, ...]) -> pl.Expr:
+    """Return a process-independent hash of `columns` (cast to text: categorical codes differ
+    between processes, their text does not)."""
+    return pl.struct([pl.col(c).cast(pl.String) for c in columns]).hash(seed=0)
+
+
+@dataclass(frozen=True)
+class LogShard:
+    """One task of the feature-log build: shard `index` of `of` of one group's entities."""
+
+    group: FeatureGroup
+    source: TableRead
+    others: dict[str, TableRead]  # the tables the group's `prepare` reads
+    schema: dict[str, pl.DataType]  # the log table's contract schema
+    index: int
+    of: int
+
+
+def _log_shard(task: LogShard) -> pl.DataFrame:
+    """Task: the feature log of one entity shard of one group (the rows `build_offline` writes)."""
+    g = task.group
+    src = task.source.scan()
+    if g.prepare is not None:
+        src = g.prepare(src, lambda name: task.others[name].scan())
+    if task.of > 1:
+        src = src.filter(shard_key(g.entity) % task.of == task.index)
+    log = g.log(src).collect()
+    return log.select([pl.col(c).cast(t) for c, t in task.schema.items()])
+
+
+def _resolve_group(lh: Lakehouse, g: FeatureGroup) -> tuple[TableRead, dict[str, TableRead]]:
+    """Resolve (check, audit) the source of a group and every table its `prepare` reads.
+
+    `prepare` is called once on the driver to build its lazy plan only (nothing is
+    collected): the tables it asks for are resolved as it asks, as `lh.scan` would.
+    """
+    source = resolve_read(lh, g.source)
+    others: dict[str, TableRead] = {}
+
+    def read(name: str) -> pl.LazyFrame:
+        if name not in others:
+            others[name] = resolve_read(lh, name)
+        return others[name].scan()
+
+    if g.prepare is not None:
+        g.prepare(source.scan(), read)
+    return source, others
+
+
+def feature_logs(
+    lh: Lakehouse, fs: FeatureSet, executor: Executor, *, shards: int | None = None
+) -> Iterator[tuple[FeatureGroup, pl.DataFrame, dict[str, int]]]:
+    """Yield (group, log, reads) per group: its feature log built per entity shard on `executor`.
+
+    The driver resolves every read first (versions, row filters, masks; audited
+    once each); a group of n source rows gets max(2, n / `executor.config.chunk_rows`)
+    shards (`shards` to choose), one task each; one shard below
+    `executor.config.min_rows`, and in-process when no group reaches it.  Every
+    task has finished (`settle`) before the first log is yielded, so a task that
+    fails leaves every table as it was.  `reads`
+    are the Delta versions read (the lineage of the group's write).
+    """
+    tasks: list[LogShard] = []
+    lineage: list[dict[str, int]] = []
+    counts: list[int] = []
+    for g in fs.groups:
+        lh.reads.clear()
+        source, others = _resolve_group(lh, g)
+        lineage.append(dict(lh.reads))
+        rows = source.scan().select(pl.len()).collect().item()
+        if shards is not None:
+            n = max(1, shards)
+        elif executor.distributes(rows):
+            n = max(2, math.ceil(rows / executor.config.chunk_rows))
+        else:
+            n = 1
+        schema = dict(lh.catalog.get(g.table).schema)
+        tasks += [LogShard(g, source, others, schema, i, n) for i in range(n)]
+        counts.append(n)
+    if shards is None and max(counts, default=1) == 1:  # nothing worth a task: in-process
+        executor = LocalExecutor(executor.config)
+    results = executor.map(_log_shard, tasks, settle=True)
+    for gi, g in enumerate(fs.groups):
+        parts = [next(results) for _ in range(counts[gi])]
+        log = pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
+        yield g, log.sort("ts", maintain_order=True), lineage[gi]
 
 
 # ------------------------------------------------------------------ training set
