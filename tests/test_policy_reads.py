@@ -133,6 +133,8 @@ RAW_READS_ALLOWED = {
     "(audited); retention counts read through the table API",
     "hortus/governance/erasure.py": "erasure: every file of every version, under the erase "
     "grant checked per table (audited); exports read through the table API",
+    "hortus/executor/plan.py": "workers run a read plan the driver resolved through "
+    "Lakehouse.scan (grant, masks, row filter, audit record) at a fixed Delta version",
     "hortus/governance/rotation.py": "PII key rotation: token columns of every table under "
     "the rotate_keys grant checked per table (audited per table re-keyed); raw values through "
     "the table API",
