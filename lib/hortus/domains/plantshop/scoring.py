@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 import polars as pl
 
 from hortus.domains.plantshop.features import FEATURES
+from hortus.executor import parallel
+from hortus.executor.base import executor_for
 from hortus.features import store as fsm
 from hortus.features.definitions import point_in_time
 from hortus.lakehouse.tables import Lakehouse
@@ -72,13 +74,23 @@ def recommend(
     top_k: int,
     model_name: str,
     model_version: int,
+    executor=None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Score all candidates as of `at`; return (top-k recommendations, prediction log rows)."""
+    """Score all candidates as of `at`; return (top-k recommendations, prediction log rows).
+
+    On a distributing executor (default: the project's) the candidates are scored
+    per user shard as tasks (`hortus.executor.parallel.score_spine`): the same top-k.
+    """
     from hortus.models.modeling import score_frame
 
     pairs = candidates(lh, at)
-    frame = point_in_time(FEATURES, fsm.read_logs(lh, FEATURES), pairs, "as_of")
-    scored = score_frame(pipeline, signature, frame, spec)
+    executor = executor or executor_for(lh.paths.root)
+    if executor.kind != "local" and executor.distributes(pairs.height):
+        scored = parallel.score_spine(lh, FEATURES, pairs, "as_of", ["user_id"], pipeline,
+                                      signature, spec, executor)  # fmt: skip
+    else:
+        frame = point_in_time(FEATURES, fsm.read_logs(lh, FEATURES), pairs, "as_of")
+        scored = score_frame(pipeline, signature, frame, spec)
     inputs = list(signature.names)
     top = (
         scored.select(
