@@ -241,3 +241,31 @@ def test_build_offline_on_a_distributing_executor_commits_once_per_table(shop, t
     store.build_offline(lh, FEATURES, executor=small)
     assert small.calls == []
     assert all(lh.content_hash(g.table) == shop.content_hash(g.table) for g in FEATURES.groups)
+
+
+def test_the_plant_shops_scoring_hook_per_user_shard_equals_the_in_process_one(shop):
+    """Check recommend() through score_spine on a distributing executor: the same top-k, scores."""
+    from datetime import timedelta
+
+    from hortus.domains.plantshop import scoring
+    from hortus.domains.plantshop.features import FEATURES
+    from hortus.domains.plantshop.training import build_spine
+    from hortus.features import store
+    from hortus.models.modeling import ModelSpec, train
+
+    spine = build_spine(shop, {"label_horizon_days": 7})
+    examples = store.training_set(shop, FEATURES, spine, "ts", executor=LocalExecutor())
+    windows = [c for c in examples.columns if c.endswith(("_7d", "_30d"))]  # never null
+    spec = ModelSpec(target="label", features=tuple(windows[:8]), time="ts",
+                     params={"max_iter": 10})  # fmt: skip
+    result = train(examples, spec, curve_points=1, importance_repeats=1, importance_rows=100)
+    at = examples["ts"].max() - timedelta(days=2)
+    kw = {"at": at, "top_k": 5, "model_name": "recommender", "model_version": 1}
+    args = (shop, result.pipeline, result.signature, result.spec)
+    recs, log = scoring.recommend(*args, **kw, executor=LocalExecutor())
+    ex = _Sharding(ExecutorConfig(chunk_rows=4000))
+    recs_sharded, log_sharded = scoring.recommend(*args, **kw, executor=ex)
+    assert ex.calls[0][0] == "_score_spine_shard" and ex.calls[0][1] >= 2
+    assert recs.height > 100 and recs_sharded.equals(recs)
+    assert scoring.predictions_hash(recs_sharded) == scoring.predictions_hash(recs)
+    assert log_sharded.drop("logged_at").equals(log.drop("logged_at"))

@@ -201,3 +201,52 @@ def scoring_read(lh: Lakehouse, source: str, how: str, target: str, time: str | 
     plan = resolve_read(lh, source)
     where = selection(plan, how, target, time)
     return plan if where is None else plan.sliced(where)
+
+
+# ------------------------------------------------- scoring a spine (project hooks)
+def _score_spine_shard(
+    spine: pl.DataFrame,
+    fs: FeatureSet,
+    logs: dict[str, TableRead],
+    time_col: str,
+    pipeline: Any,
+    signature: Any,
+    spec: Any,
+) -> pl.DataFrame:
+    """Task: join the features to one entity shard of a scoring spine, then score it."""
+    from hortus.models.modeling import score_frame
+
+    return score_frame(pipeline, signature, _join_slice(spine, fs, logs, time_col), spec)
+
+
+def score_spine(
+    lh: Lakehouse,
+    fs: FeatureSet,
+    spine: pl.DataFrame,
+    time_col: str,
+    keys: list[str],
+    pipeline: Any,
+    signature: Any,
+    spec: Any,
+    executor: Executor,
+    *,
+    shards: int | None = None,
+) -> pl.DataFrame:
+    """Return `spine` with its point-in-time features and the model's scores, per entity shard.
+
+    For a project's own scoring hook whose rows are built on the driver (a spine of
+    candidates) rather than read from one table: the driver resolves (and audits)
+    every feature log, cuts the spine by a hash of `keys` into
+    max(2, rows / `executor.config.chunk_rows`) shards (`shards` to choose), and each
+    task joins its shard's features (logs read before the shard's last time) and
+    scores it.  Shards come back in shard order; a result that depends on rows of
+    one key only (a top-k per user, with `keys` the user) is the in-process one.
+    """
+    logs = {g.name: resolve_read(lh, g.table) for g in fs.groups}
+    n = shards or max(2, math.ceil(spine.height / executor.config.chunk_rows))
+    n = max(1, min(n, spine.height))
+    shard = shard_key(keys) % n
+    parts = [p for p in (spine.filter(shard == i) for i in range(n)) if p.height] or [spine]
+    shared = (fs, logs, time_col, pipeline, signature, spec)
+    scored = list(executor.map(_score_spine_shard, parts, shared=shared))
+    return pl.concat(scored, how="vertical") if len(scored) > 1 else scored[0]
