@@ -234,9 +234,10 @@ def decompressed_size(folder: Path) -> int:
 
 #: the bound stated in hortus.lakehouse.landing: ingest's peak over the process baseline is
 #: at most BOUND_X x the bytes the caps let the largest file be read (its decompressed size,
-#: at most min(max_file_mb, max_ratio x its compressed size)) + BOUND_CHUNK_MB (one chunk's
-#: temporaries when it holds only empty lines); x 2 for JSON lines (streamed), x 6 for CSV
-#: (parsed whole; the shop's CSV exports are a few hundred KB)
+#: at most min(max_file_mb, max_ratio x its compressed size)) + BOUND_CHUNK_MB (~50 MB fixed,
+#: ~55 MB to write one Parquet row group, cut at delta_append.ROW_GROUP_BYTES + one line,
+#: ~55 MB margin for allocator noise; or one chunk of empty lines); x 2 for JSON lines
+#: (streamed), x 6 for CSV (parsed whole; the shop's CSV exports are a few hundred KB)
 BOUND_X, BOUND_CSV_X, BOUND_CHUNK_MB = 2.0, 6.0, 160
 
 

@@ -22,16 +22,35 @@ other files go on):
 Blank lines are skipped and counted (a warning of the file, and the ingest report).
 
 Memory bound (benchmarks/bench_hostile_ingest.py, each case in a fresh process; a slow
-test runs it): ingest's peak RSS over its process baseline stays within 2x the
-decompressed bytes it holds for one bronze commit (the files read until `flush_rows`
-rows, at least the largest file; a CSV counts 6x as it is parsed whole) + about 160 MB
-(fixed costs of the Delta write; or one chunk of empty lines), and no file is read past
-min(max_file_mb, max_ratio x its compressed size).  Measured: one 222 MB day of 1M
-events, 1.84x its size; the demo's 28 days (46 MB, one commit), 240 MB over; a 142 MB
-CSV, 4.0x.  With the default caps a 1 GB gzip bomb of event lines (3.9 MB) stops at
-388 MB read, 469 MB over the baseline (the probe saw 9.9 GB); the probe's 19 KB gzip of
-20M blank lines at 16.8 MB, 148 MB over (12.3 GB and 20M rows before); a gzip of 1 GB
-of zeros or a 20 MB line at the 1 MiB line cap, 46 MB over.
+test runs it, and `make test-chaos` asserts it in every ingest run it completes):
+ingest's peak RSS over its process baseline stays within
+
+    2 x the decompressed bytes it holds for one bronze commit (the files read until
+        `flush_rows` rows, at least the largest file; a CSV counts 6x as it is parsed
+        whole)                                               -- the read: line frames
+        as they grow chunk by chunk + their concatenation (measured 1.85x for 72 MB of
+        0.9 MB lines; 1.73-1.84x for a 1M-event day)
+  + 160 MB = ~50 MB fixed (opening and reading a file at all: a refused 1 GB gzip of
+        zeros peaks 47 MB over) + ~55 MB for the Parquet write of one row group (row
+        groups are cut at `delta_append.ROW_GROUP_BYTES`, 8 MiB, + one line of at most
+        `max_line_kb`, so the writer holds a few times 9 MiB, whatever the file: 25-55
+        MB measured) + ~55 MB margin for allocator noise (glibc arenas, the read-ahead
+        threads); or one chunk of empty lines instead of the write,
+
+and no file is read past min(max_file_mb, max_ratio x its compressed size).  Before the
+row groups were cut by bytes (e049cf8), the write of one row group held the whole
+frame 3-4 times: 80 lines of 0.9 MB peaked 363-374 MB over the baseline, above this
+bound (304 MB); after, 203 MB, and a 200k-event day 183 MB (0.73 of 249; it measured
+226-253 before) in the 200k-event run of benchmarks/README.md.  Measured before that
+change (the write only shrank since): one 222 MB day of 1M events, 1.84x its size; the
+demo's 28 days (46 MB, one commit), 240 MB over; a 142 MB CSV, 4.0x.  With the default
+caps a 1 GB gzip bomb of event lines (3.9 MB) stops at 388 MB read, 459 MB over the
+baseline (the probe saw 9.9 GB); the probe's 19 KB gzip of 20M blank lines at 16.8 MB,
+148 MB over (12.3 GB and 20M rows before); a gzip of 1 GB of zeros or a 20 MB line at the
+line cap, 47 MB over.  Not covered: the bound counts bytes, not rows, and a row costs
+~30 bytes besides its text (a 16-byte string view, an 8-byte line number), so a file of
+very short lines costs more per byte (200k lines of 40 characters, 8.2 MB: 142 MB
+over, 0.81 of the bound); a per-row term is still to be stated.
 
 Row-level problems (malformed JSON lines and CSV rows, wrong types, bad bytes,
 out-of-range or duplicate values) are not decided here: the rows land in bronze as
