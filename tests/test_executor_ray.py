@@ -2,9 +2,10 @@
 
 `ray.cluster_utils.Cluster` starts a head and a worker node (separate raylets and
 worker processes, one CPU and a small object store each) on this machine.  The
-same small shop is built twice, in-process and with ingest, silver, the
-training-set build and batch scoring as Ray tasks: every bronze, silver and
-quarantine table has the same content hash, the training sets the same frame
+same small shop is built twice, in-process and with ingest, silver, the feature
+logs, the training-set build and batch scoring (the generic scorer and the plant
+shop's hook) as Ray tasks: every bronze, silver, quarantine and feature-log
+table has the same content hash, the training sets the same frame
 hash, the models trained on them the same bytes and the scores the same values.
 A worker process killed mid-task is retried (the table equals the in-process
 one); with no retries the run fails, leaves no torn table, and a rerun converges.
@@ -211,6 +212,44 @@ def test_models_and_sharded_scores_equal(cluster, local_shop, tmp_path):
         whole = score_frame(result.pipeline, result.signature, lh.read("gold.training_set"), spec)
         assert sharded.height == whole.height > 1000
         assert frame_hash(sharded) == frame_hash(whole)
+    finally:
+        ex.shutdown()
+
+
+def test_feature_logs_and_the_shops_scoring_hook_per_shard_equal_the_local_run(
+    cluster, local_shop, tmp_path
+):
+    """Check the feature logs per entity shard on Ray (one commit a table, the in-process
+    hashes) and the plant shop's recommend per user shard on them (the same top-k)."""
+    from datetime import timedelta
+
+    from hortus.domains.plantshop import scoring
+    from hortus.domains.plantshop.features import FEATURES
+    from hortus.executor.base import LocalExecutor
+    from hortus.features import store
+    from hortus.models.modeling import ModelSpec, train
+
+    paths, lh_local, examples = local_shop
+    shutil.copytree(paths.root, tmp_path / "shop")
+    lh = _lh(Paths.at(tmp_path / "shop"))
+    before = {g.table: lh.version(g.table) for g in FEATURES.groups}
+    ex = _executor(cluster, chunk_rows=4000)
+    try:
+        out = store.build_offline(lh, FEATURES, executor=ex)
+        for g in FEATURES.groups:
+            assert out[g.table]["version"] == lh.version(g.table) == before[g.table] + 1
+            assert lh.content_hash(g.table) == lh_local.content_hash(g.table), g.table
+        windows = [c for c in examples.columns if c.endswith(("_7d", "_30d"))]  # never null
+        spec = ModelSpec(target="label", features=tuple(windows[:8]), time="ts",
+                         params={"max_iter": 10})  # fmt: skip
+        result = train(examples, spec, curve_points=1, importance_repeats=1, importance_rows=100)
+        kw = {"at": examples["ts"].max() - timedelta(days=2), "top_k": 5,
+              "model_name": "recommender", "model_version": 1}  # fmt: skip
+        model = (result.pipeline, result.signature, result.spec)
+        recs, log = scoring.recommend(lh_local, *model, **kw, executor=LocalExecutor())
+        recs_ray, log_ray = scoring.recommend(lh, *model, **kw, executor=ex)  # Ray-built logs
+        assert recs.height > 100 and recs_ray.equals(recs)
+        assert log_ray.drop("logged_at").equals(log.drop("logged_at"))
     finally:
         ex.shutdown()
 
