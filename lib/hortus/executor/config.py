@@ -44,7 +44,7 @@ class ExecutorConfig:
     (KubeRay's head service).  temp_dir: Ray's session folder (relative: under the
     project).  min_rows: below this many rows a stage runs in-process even on Ray
     (a task costs tens of milliseconds).  chunk_rows: rows per task (silver chunks,
-    scoring shards); slices: time slices of the training-set build.  max_retries:
+    feature-log and scoring shards); slices: time slices of the training-set build.  max_retries:
     how often Ray reruns a task whose worker died.
     """
 
