@@ -5,13 +5,13 @@ one run, each into its own lakehouse:
 - local: `LocalExecutor` (Hortus's default, in this process);
 - ray:   `RayExecutor` on a two-node `ray.cluster_utils.Cluster` (1 CPU and
          --object-store-mb per node, as `make cluster-up` starts it), tasks per
-         landing file (ingest), per silver chunk, per time slice of the training
-         set and per entity shard of batch scoring.
-Stages timed: landing -> bronze -> silver; the training-set build (point-in-time
-join of every feature log, gold.training_set); batch scoring of the training set
-with a small model (trained once on a sample, not timed).  The feature logs are
-built in-process for both (not timed).  Each Ray result is checked identical to the
-local one (content hashes).
+         landing file (ingest), per silver chunk, per entity shard of the feature
+         logs, per time slice of the training set and per entity shard of batch
+         scoring.
+Stages timed: landing -> bronze -> silver; the feature logs (gold.fs_*); the
+training-set build (point-in-time join of every feature log, gold.training_set);
+batch scoring of the training set with a small model (trained once on a sample,
+not timed).  Each Ray result is checked identical to the local one (content hashes).
 
 On this machine (2 cores shared with other work) the two Ray nodes, the driver and
 the object store compete for the same cores: the ratio measures Ray's overhead
@@ -117,7 +117,14 @@ def run_stages(root: Path, data: Path, executor, model=None) -> dict:
     out["land_commit_s"], out["land_tasks"] = commits["s"], ex.tasks
     out["events"] = lh.scan("bronze.events").select(__import__("polars").len()).collect().item()
     out["hash_silver"] = {n: lh.content_hash(n) for n in ("silver.events", "quarantine.rows")}
-    store.build_offline(lh, FEATURES)  # not timed, in-process for both
+    commits["s"], ex.tasks = 0.0, 0
+    with commit_time(commits):
+        t = time.perf_counter()
+        store.build_offline(lh, FEATURES, executor=ex)
+        out["feature_logs"] = time.perf_counter() - t
+    out["feature_logs_commit_s"], out["fl_tasks"] = commits["s"], max(ex.tasks, 1)
+    out["hash_logs"] = {g.table: lh.content_hash(g.table) for g in FEATURES.groups}
+    logs_mb = sum(lh.scan(g.table).collect().estimated_size("mb") for g in FEATURES.groups)
     spine = build_spine(lh, {"label_horizon_days": 7})
     ex.tasks = 0
     t = time.perf_counter()
@@ -145,6 +152,7 @@ def run_stages(root: Path, data: Path, executor, model=None) -> dict:
     out["hash_scores"] = frame_hash(scored.select("event_id", "score"))
     out["result_mb"] = {
         "land": lh.scan("silver.events").collect().estimated_size("mb"),
+        "feature_logs": logs_mb,
         "training_set": examples.estimated_size("mb"),
         "score": scored.estimated_size("mb"),
     }
@@ -192,8 +200,8 @@ def projection(local: dict, ray: dict, nodes: list[int]) -> None:
     print("\nMODELLED projection (not measured): seconds per stage on N machines")
     print("  assumptions:")
     print("  - each machine has the cores this run's local executor had (one stage process);")
-    print("  - the driver's serial part D stays serial: for landing, the Delta commits measured")
-    print("    in the local run (Lakehouse.write time); for the training set and scoring, 0;")
+    print("  - the driver's serial part D stays serial: for landing and the feature logs, the")
+    print("    Delta commits measured in the local run (Lakehouse.write time); else 0;")
     print("  - the rest of the local time W splits evenly over the N machines (tasks of equal")
     print("    size, no stragglers, enough tasks: at least N);")
     print("  - each task costs the per-task overhead c measured here: (ray - local) / tasks,")
@@ -201,11 +209,12 @@ def projection(local: dict, ray: dict, nodes: list[int]) -> None:
     print("  - results move to the driver at 1 GB/s (10 GbE), results size measured here;")
     print("  - object storage (S3) read/write throughput is not modelled (local disk here).")
     print("  T(N) = D + W / N + c * ceil(tasks / N) + result_MB / 1000")
-    stages = [("land", "land_tasks"), ("training_set", "ts_tasks"), ("score", "score_tasks")]
+    stages = [("land", "land_tasks"), ("feature_logs", "fl_tasks"), ("training_set", "ts_tasks"),
+              ("score", "score_tasks")]  # fmt: skip
     print(f"{'stage':>13} {'D s':>7} {'W s':>8} {'c s':>7} {'tasks':>6} "
           + " ".join(f"{'N=' + str(n):>8}" for n in nodes))  # fmt: skip
     for stage, tasks_key in stages:
-        d = local["land_commit_s"] if stage == "land" else 0.0
+        d = local.get(f"{stage}_commit_s", 0.0)
         w = max(local[stage] - d, 0.0)
         tasks = max(ray[tasks_key], 1)
         c = max(ray[stage] - local[stage], 0.0) / tasks
@@ -263,11 +272,12 @@ def main() -> None:
     print(f"{'stage':>13} {'local s':>9} {'ray s':>9} {'ray/local':>10} {'tasks':>6} {'same':>5}")
     same = {
         "land": local["hash_silver"] == ray_figs["hash_silver"],
+        "feature_logs": local["hash_logs"] == ray_figs["hash_logs"],
         "training_set": local["hash_examples"] == ray_figs["hash_examples"],
         "score": local["hash_scores"] == ray_figs["hash_scores"],
     }
-    for stage, tasks in (("land", "land_tasks"), ("training_set", "ts_tasks"),
-                         ("score", "score_tasks")):  # fmt: skip
+    for stage, tasks in (("land", "land_tasks"), ("feature_logs", "fl_tasks"),
+                         ("training_set", "ts_tasks"), ("score", "score_tasks")):  # fmt: skip
         print(f"{stage:>13} {local[stage]:>9.2f} {ray_figs[stage]:>9.2f} "
               f"{ray_figs[stage] / local[stage]:>10.2f} {ray_figs[tasks]:>6} "
               f"{'yes' if same[stage] else 'NO':>5}")  # fmt: skip
