@@ -428,6 +428,10 @@ def test_price_change_writes_an_incremental_snapshot_with_higher_prices(drifted)
     assert changed["category"].n_unique() <= 2
     ratio = changed["price_new"] / changed["price"]
     assert ratio.min() >= 1.24 and ratio.max() <= 1.41
+    info = manifest["drift"]["price_change"]  # the magnitude is recorded
+    assert info["price_factor_range"] == [1.25, 1.40]
+    assert info["mean_price_factor"] == pytest.approx(ratio.mean(), abs=0.01)
+    assert info["plants_changed"] == changed.height
     assert (changed["updated_at_new"] == f"{day}T00:00:00Z").all()
     both = first.join(second.select("plant_id", "price"), on="plant_id", how="left", suffix="_new")
     both = both.with_columns(pl.coalesce("price_new", "price").alias("price_new"))

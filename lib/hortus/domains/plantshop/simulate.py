@@ -118,6 +118,8 @@ _REGION_PRICE_SENS = np.array([1.0, 0.9, 1.1, 1.0, 0.85])
 _LIGHT_PENALTY = np.array([[0.0, -0.4, -1.2], [0.0, 0.0, -0.5], [-0.2, 0.0, 0.0]])
 _PET_PENALTY = -2.5
 _REF_PRICE = 15.0
+# price_change: the chosen categories' prices rise by 25-40% (a factor per plant)
+_PRICE_RISE = (1.25, 1.40)
 _SEASONAL_FLOWERING = 0.8
 _SEASONAL_TRAFFIC = 1.4
 _SEASONAL_MOBILE = 0.10
@@ -672,7 +674,7 @@ def _price_change(
     near = np.flatnonzero(dist <= max(0.06, dist.min()))
     chosen = list(options[int(near[rng.integers(0, len(near))])])
     changed = np.isin(cat.category, chosen)
-    factor = rng.uniform(1.25, 1.40, len(changed))
+    factor = rng.uniform(*_PRICE_RISE, len(changed))
     new_price = np.where(changed, np.clip(np.round(cat.price * factor, 2), 0.5, 499.99), cat.price)
     stamp = day.isoformat() + "T00:00:00Z"
     frame = cat.frame.with_columns(
@@ -686,6 +688,11 @@ def _price_change(
         "categories": sorted(CATEGORIES[c] for c in chosen),
         "plants_changed": int(changed.sum()),
         "plants_total": len(changed),
+        # the documented magnitude: each changed plant's price times a factor in this range
+        "price_factor_range": list(_PRICE_RISE),
+        "mean_price_factor": round(float((new_price[changed] / cat.price[changed]).mean()), 4)
+        if changed.any()
+        else None,
     }
     return frame, new_price, info
 
