@@ -118,8 +118,7 @@ _REGION_PRICE_SENS = np.array([1.0, 0.9, 1.1, 1.0, 0.85])
 _LIGHT_PENALTY = np.array([[0.0, -0.4, -1.2], [0.0, 0.0, -0.5], [-0.2, 0.0, 0.0]])
 _PET_PENALTY = -2.5
 _REF_PRICE = 15.0
-# price_change: the chosen categories' prices rise by 25-40% (a factor per plant)
-_PRICE_RISE = (1.25, 1.40)
+_PRICE_RISE = (1.25, 1.40)  # price_change: a factor per changed plant, in the manifest
 _SEASONAL_FLOWERING = 0.8
 _SEASONAL_TRAFFIC = 1.4
 _SEASONAL_MOBILE = 0.10
@@ -684,16 +683,10 @@ def _price_change(
     ).filter(pl.Series(changed))  # fmt: skip
     # the drift-day file is an incremental export: only the plants whose row changed, so
     # an unchanged plant never repeats its (plant_id, updated_at) key
-    info = {
-        "categories": sorted(CATEGORIES[c] for c in chosen),
-        "plants_changed": int(changed.sum()),
-        "plants_total": len(changed),
-        # the documented magnitude: each changed plant's price times a factor in this range
-        "price_factor_range": list(_PRICE_RISE),
-        "mean_price_factor": round(float((new_price[changed] / cat.price[changed]).mean()), 4)
-        if changed.any()
-        else None,
-    }
+    ratio = new_price[changed] / cat.price[changed]  # the magnitude, recorded
+    info = {"categories": sorted(CATEGORIES[c] for c in chosen), "plants_total": len(changed),
+            "plants_changed": int(changed.sum()), "price_factor_range": list(_PRICE_RISE),
+            "mean_price_factor": round(float(ratio.mean()), 4) if ratio.size else None}  # fmt: skip
     return frame, new_price, info
 
 
