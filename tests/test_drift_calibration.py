@@ -17,7 +17,9 @@ every decision alike.
 Where a scenario's lineage set is not met (``price_change``, ``seasonal``), the test
 of the whole set is a strict xfail carrying the measured reason, so that it turns
 into a failure the day it passes; the test that nothing outside lineage is flagged
-runs for every scenario.
+runs for every scenario.  Lineage features that the scenario does not really change
+(under ``NO_CHANGE`` sd against the clean shop of the same seed) are named in
+``EXCEPTIONS`` with their measured effects, and a slow test measures them again.
 """
 
 from __future__ import annotations
@@ -246,6 +248,55 @@ def test_increments_see_a_rise_that_the_level_dilutes():
     assert r.stats["increment_value"] >= r.stats["increment_threshold"]
 
 
+def _weekly_counts(days: int, seed: int, *, rise_from: int | None = None) -> pl.DataFrame:
+    """All-time counts of 400 users from a Monday, busy weekends (1.6-1.7x a weekday)."""
+    rng = np.random.default_rng(seed)
+    users, n = 400, 400 * days
+    day = np.repeat(np.arange(days), users)
+    weekday = np.array([0.8, 0.8, 0.8, 0.8, 0.9, 1.6, 1.7])[day % 7]
+    rate = rng.gamma(2.0, 0.5, users)[np.tile(np.arange(users), days)] * weekday
+    if rise_from is not None:
+        rate = rate * np.where(day >= rise_from, 1.25, 1.0)  # 25% more activity
+    frame = pl.DataFrame(
+        {
+            "ts": [
+                datetime(2025, 1, 6) + timedelta(days=float(x))
+                for x in day + rng.uniform(0, 0.5, n)
+            ],  # fmt: skip
+            "user": np.tile(np.arange(users), days),
+            "added": rng.poisson(rate).astype(float),
+        }
+    ).sort("ts")
+    return frame.with_columns(pl.col("added").cum_sum().over("user").alias("count_all"))
+
+
+def test_increments_are_compared_with_the_same_weekdays():
+    """Three weeks of history, a Monday-Friday current: against the history's last week
+    (weekends included) a 25% rise hides in the weekday mix the pairs have to allow for;
+    against the same weekdays a week earlier, with same-weekday pairs, it shows."""
+    keys, cut = {"count_all": ["user"]}, datetime(2025, 1, 27)  # a Monday
+
+    def score(frame: pl.DataFrame, aligned: bool) -> tuple[float, bool, str]:
+        history, current = frame.filter(pl.col("ts") < cut), frame.filter(pl.col("ts") >= cut)
+        cal = CalibrationConfig(weekday_aligned=aligned)
+        report, got = calibrated_compare(history, current, ["count_all"], time="ts",
+                                         calibration=cal, increments=keys)  # fmt: skip
+        (r,) = report.overall()
+        return (
+            r.stats["increment_value"] / r.stats["increment_threshold"],
+            r.drifted,
+            got.describe(),
+        )
+
+    clean_score, clean_drifted, how = score(_weekly_counts(26, 1), True)
+    assert not clean_drifted and clean_score < 1 and "same weekdays" in how
+    risen = _weekly_counts(26, 1, rise_from=21)
+    aligned, drifted, _ = score(risen, True)
+    assert drifted and aligned >= 1
+    mixed, mixed_drifted, how = score(risen, False)
+    assert not mixed_drifted and mixed < aligned / 2 and "same weekdays" not in how
+
+
 def test_too_short_a_history_keeps_the_fixed_thresholds():
     rng = np.random.default_rng(1)
     day = timedelta(days=1)
@@ -271,27 +322,104 @@ def test_clean_snapshot_flags_nothing(clean):
 
 # --------------------------------------------------------------- drift scenarios
 SCENARIOS = ("new_region", "price_change", "seasonal")
-_BUILT: dict[str, tuple[set[str], dict]] = {}
+_BUILT: dict[str, tuple[set[str], dict, pl.DataFrame]] = {}
 
 
 def _scenario(tmp_path_factory, kind: str) -> tuple[set[str], dict]:
+    return _scenario_rows(tmp_path_factory, kind)[:2]
+
+
+def _scenario_rows(tmp_path_factory, kind: str) -> tuple[set[str], dict, pl.DataFrame]:
     if kind not in _BUILT:
         rows, manifest = _build(tmp_path_factory.mktemp(kind), (kind,))
         expected = _expected(manifest)  # fixed from lineage + manifest before any comparison
-        _BUILT[kind] = expected, _verdicts(rows)
+        _BUILT[kind] = expected, _verdicts(rows), rows
     return _BUILT[kind]
 
+
+GAP = timedelta(days=float(PARAMS["gate"]["drift"].get("calibration", {}).get(
+    "increment_gap_days", 3.0)))  # fmt: skip
+
+
+def _holdout(rows: pl.DataFrame) -> pl.DataFrame:
+    """Return the hold-out rows (the gate's split) with their per-entity increments."""
+    from hortus.models.modeling import ModelSpec, time_split
+    from hortus.monitoring._drift_increments import with_increments
+
+    rows = rows.filter(pl.col("label").is_not_null())
+    spec = ModelSpec("label", tuple(FEATURE_NAMES), time="ts", group="rec_id",
+                     holdout_fraction=HOLDOUT)  # fmt: skip
+    _, holdout, _ = time_split(rows, spec)
+    both = with_increments(rows.sort("ts"), INCREMENTS, time="ts", gap=GAP)
+    return both.filter(pl.col("ts") >= holdout["ts"].min())
+
+
+def _effect(drifted: pl.DataFrame, clean: pl.DataFrame, feature: str) -> float:
+    """Return how far a feature moved in the hold-out against the clean shop of the same
+    seed (the counterfactual), in clean standard deviations: the larger of its level's
+    and (window aggregates) its increments' |mean difference| (increments on the asinh
+    scale the detector uses); categories: the largest Cohen's h of a category's share
+    (``|2 asin sqrt(p1) - 2 asin sqrt(p2)|``, on the same scale as a standardised mean)."""
+    from hortus.monitoring._drift_increments import increment_name
+
+    if not clean[feature].dtype.is_numeric():
+        a = drifted[feature].cast(pl.String).value_counts(normalize=True)
+        b = clean[feature].cast(pl.String).value_counts(normalize=True)
+        j = a.join(b, on=feature, how="full", coalesce=True).fill_null(0.0)
+        h = 2 * (j[:, 1].sqrt().arcsin() - j[:, 2].sqrt().arcsin())
+        return float(h.abs().max())
+    cols = [(feature, False)]
+    if feature in INCREMENTS:
+        cols.append((increment_name(feature), True))
+    out = 0.0
+    for c, asinh in cols:
+        x, y = (f[c].cast(pl.Float64).drop_nulls() for f in (drifted, clean))
+        x, y = x.filter(x.is_finite()), y.filter(y.is_finite())
+        if asinh:
+            x, y = x.arcsinh(), y.arcsinh()
+        sd = y.std()
+        out = max(out, abs(x.mean() - y.mean()) / sd if sd else 0.0)
+    return out
+
+
+#: a lineage feature that moved less than this (clean standard deviations, hold-out
+#: against the clean shop of the same seed: `_effect`) does not really change under
+#: the scenario: a measured exception, not a miss of the detector
+NO_CHANGE = 0.10
+
+#: the measured exceptions, each with its effect (seed 42, default snapshot; the test
+#: below measures them again and checks that the list is exactly the lineage features
+#: under NO_CHANGE, so it can neither hide a miss nor go stale)
+EXCEPTIONS: dict[str, dict[str, float]] = {
+    "new_region": {},
+    # buyers answer the dearer fern and foliage plants by buying fewer of them (orders of
+    # the two categories -30%, all orders -11% over the drifted days): spend barely
+    # moves, and the average line value falls a little (fewer lines of dearer-than-
+    # average categories), below chance either way
+    "price_change": {"user_activity__spend_30d": 0.025, "user_activity__spend_all": 0.025,
+                     "user_avg_line_value": 0.042,
+                     "price_vs_user_avg": 0.0997},  # just under NO_CHANGE
+    # more traffic and flowering plants favoured leave the ratios and a user's counts of
+    # one plant or category where they were
+    "seasonal": {"category_affinity_30d": 0.027, "price_vs_user_avg": 0.011,
+                 "user_activity__days_since_sessions": 0.012, "user_category__carts_30d": 0.052,
+                 "user_category__order_lines_all": 0.068,  # flagged all the same (score 1.9)
+                 "user_ctr_30d": 0.019, "user_plant__carts_30d": 0.067,
+                 "user_plant__clicks_30d": 0.027, "user_plant__order_lines_all": 0.072,
+                 "user_plant__views_30d": 0.022},
+}  # fmt: skip
 
 #: why a scenario's whole lineage set is not flagged (measured; module docstring of
 #: hortus.monitoring._drift_calibration): the strict xfail turns into a failure once met
 NOT_MET = {
-    "price_change": "the dearer order lines raise the hold-out's spend increments by 6% over "
-    "the clean shop's (0.01 sd) and lower user_avg_line_value: below chance, from the "
-    "features' own data; price_vs_user_avg rises 0.1 sd (its user average moves by "
-    "itself, so its threshold is wide); the catalogue price and its band are flagged",
-    "seasonal": "15 of 35 flagged: user-level 30-day counts rise 0.2 sd in their increments "
-    "(0.32-0.67 of the threshold: weekday mix), ratios such as user_ctr_30d and "
-    "user_avg_line_value do not change (0.01-0.03 sd against the clean shop)",
+    "price_change": "2 of 6 flagged (the catalogue price and its band); the other 4 are "
+    "measured exceptions (EXCEPTIONS: spend and the average line value move 0.03-0.04 sd "
+    "against the clean shop, price_vs_user_avg 0.0997 sd, scoring 0.31 of its threshold)",
+    "seasonal": "20 of 35 flagged; 9 unflagged are measured exceptions (EXCEPTIONS, "
+    "0.01-0.07 sd); 6 move 0.11-0.48 sd and stay under their thresholds "
+    "(plant_popularity__carts_7d 0.95, plant_conversion_30d 0.78, user_category__views_30d, "
+    "user_activity__carts_30d, "
+    "days since clicks / order lines)",
 }
 
 
@@ -330,3 +458,20 @@ def test_scenario_flags_exactly_its_lineage_set(tmp_path_factory, kind):
     assert got["gate"] == expected, (expected - got["gate"], got["check"].detail)
     assert got["monitor"] == expected
     assert got["last_day"] == expected  # the dashboard agrees (its newest day)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", SCENARIOS)
+def test_exceptions_are_the_lineage_features_that_do_not_change(tmp_path_factory, clean, kind):
+    """The exception list is measured: exactly the lineage features that moved less than
+    NO_CHANGE against the clean shop of the same seed (flagged or not)."""
+    expected, got, rows = _scenario_rows(tmp_path_factory, kind)
+    drifted, base = _holdout(rows), _holdout(clean[0])
+    effects = {f: _effect(drifted, base, f) for f in sorted(expected)}
+    still = {f: round(e, 3) for f, e in effects.items() if e < NO_CHANGE}
+    assert set(still) == set(EXCEPTIONS[kind]), effects
+    for f, e in EXCEPTIONS[kind].items():
+        assert effects[f] == pytest.approx(e, abs=0.005), (f, effects[f])  # seeded
+    # the detector's misses outside the exceptions are the ones NOT_MET explains
+    missed = expected - got["gate"] - set(still)
+    assert not missed or kind in NOT_MET, missed
