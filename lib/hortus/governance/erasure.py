@@ -55,8 +55,7 @@ from hortus.governance.audit import AuditRecord
 from hortus.lakehouse import lease
 from hortus.lakehouse.contracts import Contract
 from hortus.lakehouse.pii import load_key, readable_keys, token
-from hortus.lakehouse.tables import LINEAGE_PREFIX, Lakehouse
-from hortus.provenance import git_state
+from hortus.lakehouse.tables import Lakehouse
 
 ERASURES = "ops.erasures"
 AUDIT_TABLE = "ops.audit_log"
@@ -366,17 +365,8 @@ def _log_text(log: Path) -> bytes:
 
 
 def _commit(lh: Lakehouse, note: str) -> CommitProperties:
-    sha, dirty = git_state(lh.paths.root)
-    lineage = {
-        "stage": "erase",
-        "inputs": "{}",
-        "git_commit": sha,
-        "git_dirty": str(dirty).lower(),
-        "user": lh.user,
-        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "note": note,
-    }
-    return CommitProperties(custom_metadata={LINEAGE_PREFIX + k: v for k, v in lineage.items()})
+    meta = lh.lineage_metadata(inputs={}, note=note, stage="erase")
+    return CommitProperties(custom_metadata=meta)
 
 
 def _erase_table(lh: Lakehouse, c: Contract, subject: Subject, ref: str) -> TableErasure:

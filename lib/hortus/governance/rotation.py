@@ -38,7 +38,6 @@ they are past the retention window, and the retired key file can then be deleted
 
 from __future__ import annotations
 
-import json
 import shutil
 import sqlite3
 from collections.abc import Callable
@@ -66,8 +65,7 @@ from hortus.lakehouse.pii import (
     tokenize_series,
     write_keyring,
 )
-from hortus.lakehouse.tables import LINEAGE_PREFIX, Lakehouse
-from hortus.provenance import git_state
+from hortus.lakehouse.tables import Lakehouse
 
 GRANT = "rotate_keys"
 KIND = "pii"
@@ -253,18 +251,13 @@ def unmapped(lh: Lakehouse, tables: dict[str, dict[str, bool]], mapping: pl.Data
 def _commit(
     lh: Lakehouse, rid: str, inputs: dict[str, int], versions: tuple[int, int]
 ) -> CommitProperties:
-    sha, dirty = git_state(lh.paths.root)
-    lineage = {
-        "stage": GRANT,
-        "inputs": json.dumps(inputs, sort_keys=True),
-        "git_commit": sha,
-        "git_dirty": str(dirty).lower(),
-        "user": lh.user,
-        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "note": f"{rid}: PII tokens re-keyed v{versions[0]} -> v{versions[1]}",
-        "pii_key_version": str(versions[1]),
-    }
-    return CommitProperties(custom_metadata={LINEAGE_PREFIX + k: v for k, v in lineage.items()})
+    meta = lh.lineage_metadata(
+        inputs=inputs,
+        note=f"{rid}: PII tokens re-keyed v{versions[0]} -> v{versions[1]}",
+        stage=GRANT,
+        pii_key_version=str(versions[1]),
+    )
+    return CommitProperties(custom_metadata=meta)
 
 
 def rekey_table(

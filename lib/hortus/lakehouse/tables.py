@@ -47,7 +47,7 @@ import json
 import sys
 import weakref
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -406,6 +406,30 @@ class Lakehouse:
         scope = lease.scope_for(contract.layer, contract.full_name)
         return lease.fenced_commit(self.paths.lakehouse_root, scope, name)
 
+    def lineage_metadata(
+        self, *, inputs: Mapping, note: str | None = None, stage: str | None = None, **extra: str
+    ) -> dict[str, str]:
+        """Return the lineage a commit carries (its Delta commitInfo custom metadata).
+
+        Stage (default: this table API's), the tables and versions read (`inputs`), the
+        git commit and whether the tree was dirty, the user, the time, an optional note
+        and any `extra` fields (rows, model, features, lease, ...), each prefixed with
+        LINEAGE_PREFIX.  Every writer of a Hortus table (the table API, erasure, key
+        rotation) builds its commit's lineage here.
+        """
+        sha, dirty = git_state(self.paths.root)
+        lineage = {
+            "stage": stage or self.stage,
+            "inputs": json.dumps(dict(inputs), sort_keys=True),
+            "git_commit": sha,
+            "git_dirty": str(dirty).lower(),
+            "user": self.user,
+            "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **({"note": note} if note is not None else {}),
+            **extra,
+        }
+        return {LINEAGE_PREFIX + k: v for k, v in lineage.items()}
+
     def write(
         self,
         name: str,
@@ -440,26 +464,17 @@ class Lakehouse:
         path = where.local
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        sha, dirty = git_state(self.paths.root)
-        lineage = {
-            "stage": self.stage,
-            "inputs": json.dumps(inputs if inputs is not None else self.reads, sort_keys=True),
-            "git_commit": sha,
-            "git_dirty": str(dirty).lower(),
-            "user": self.user,
-            "rows": str(df.height),
-            "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        if note:
-            lineage["note"] = note
+        extra = {"rows": str(df.height)}
         if model:
-            lineage["model"] = model
+            extra["model"] = model
         if features:
-            lineage["features"] = json.dumps(sorted(set(features)))
+            extra["features"] = json.dumps(sorted(set(features)))
         held = lease.held(self.paths.lakehouse_root, lease.scope_for(contract.layer, name))
         if held is not None:  # the fencing token this commit was made under
-            lineage["lease"] = f"{held.scope}#{held.token}"
-        meta = {LINEAGE_PREFIX + k: v for k, v in lineage.items()}
+            extra["lease"] = f"{held.scope}#{held.token}"
+        meta = self.lineage_metadata(
+            inputs=inputs if inputs is not None else self.reads, note=note or None, **extra
+        )
         commit = CommitProperties(custom_metadata=meta)
         options = {"schema_mode": "merge" if mode == "append" else "overwrite"}
         with self._fenced(name) as fence:  # one writer per build table (hortus.lakehouse.lease)
@@ -499,7 +514,9 @@ class Lakehouse:
             version = where.delta().version()
         self._record("write", name, f"v{version} mode={mode} rows={df.height}", decision)
         if contract.layer not in UNEVENTED_LAYERS and EVENTS_TABLE in self.catalog.names("ops"):
-            self._commit_event(name, version, mode, df.height, decision, sha)
+            self._commit_event(
+                name, version, mode, df.height, decision, meta[LINEAGE_PREFIX + "git_commit"]
+            )
         self._audit.flush()
         return version
 
@@ -567,17 +584,7 @@ class Lakehouse:
 
         predicate = f'"{column}" IN ({", ".join(lit(v) for v in values)})'
         predicate += "".join(f' AND "{c}" = {lit(v)}' for c, v in (where or {}).items())
-        sha, dirty = git_state(self.paths.root)
-        lineage = {
-            "stage": self.stage,
-            "inputs": "{}",
-            "git_commit": sha,
-            "git_dirty": str(dirty).lower(),
-            "user": self.user,
-            "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "note": note,
-        }
-        meta = {LINEAGE_PREFIX + k: v for k, v in lineage.items()}
+        meta = self.lineage_metadata(inputs={}, note=note)
         where = self.location(name)
         with self._fenced(name) as fence:
             if fence is not None:  # object storage: the lease token goes into the commit
