@@ -169,8 +169,13 @@ def test_logged_features_text_is_what_the_value_by_value_encoding_gave():
     names = ["a", "b", "c", "d", "e", "f"]
     rows = [
         {"a": 1.5, "b": "x", "c": None, "d": True, "e": 3, "f": 1e16, "extra": "ignored"},
-        {"a": math.nan, "b": np.float64(2.25), "c": np.int64(7), "d": date(2026, 1, 2),
-         "e": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)},  # fmt: skip
+        {
+            "a": math.nan,
+            "b": np.float64(2.25),
+            "c": np.int64(7),
+            "d": date(2026, 1, 2),
+            "e": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        },  # fmt: skip
         {"a": np.float64("nan"), "b": float("-inf") * 0, "c": "é"},
     ]
     for row in rows:
