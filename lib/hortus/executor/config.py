@@ -31,6 +31,9 @@ _RULES: dict[str, tuple[str, Any]] = {
     "chunk_rows": ("int >= 1", lambda v: _int(v, 1)),
     "slices": ("int >= 1", lambda v: _int(v, 1)),
     "max_retries": ("int >= 0", lambda v: _int(v, 0)),
+    "drift_min_rows": ("int >= 0", lambda v: _int(v, 0)),
+    "bootstrap_min_rows": ("int >= 0", lambda v: _int(v, 0)),
+    "importance_min_rows": ("int >= 0", lambda v: _int(v, 0)),
 }
 
 
@@ -46,6 +49,12 @@ class ExecutorConfig:
     (a task costs tens of milliseconds).  chunk_rows: rows per task (silver chunks,
     feature-log and scoring shards); slices: time slices of the training-set build.  max_retries:
     how often Ray reruns a task whose worker died.
+
+    The analytics (`hortus.executor.analytics`) go to tasks only on Ray and only
+    from a size where the work outweighs a task's overhead: drift from
+    `drift_min_rows` rows of the compared frame, the segment bootstrap from
+    `bootstrap_min_rows` evaluation rows, permutation importance from
+    `importance_min_rows` sampled rows; below, in-process as before.
     """
 
     kind: str = "local"
@@ -57,6 +66,9 @@ class ExecutorConfig:
     chunk_rows: int = 500_000
     slices: int = 4
     max_retries: int = 3
+    drift_min_rows: int = 1_000_000
+    bootstrap_min_rows: int = 1_000_000
+    importance_min_rows: int = 100_000
 
     @classmethod
     def from_mapping(cls, body: Mapping[str, Any] | None) -> ExecutorConfig:

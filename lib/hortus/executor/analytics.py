@@ -1,0 +1,124 @@
+"""Analytics on the executor: drift, bootstrap intervals and permutation importance.
+
+These run in the stage's process unless three things hold: a stage made an
+executor the analytics executor (`use`; the gate stage does, with the project's
+executor), that executor is Ray (or a local one with `split_local`, which the
+tests use to run the split path in-process), and the work reaches the size
+threshold of its kind in params.yaml's `executor` section, where it outweighs a
+task's overhead (scheduling, shipping the inputs, a fresh worker's imports):
+
+- ``drift``: `drift_min_rows` rows of the frame profiled or compared.  Per
+  column (or group of small segment / window parts of columns) tasks over the
+  exact statistics (`drift_map`, called by the drift module's one map of
+  per-column work); each task gets only the columns it reads.
+- ``bootstrap``: `bootstrap_min_rows` evaluation rows.  One task per segment
+  value, in replicate batches where the replicates resample rows
+  (`hortus.checks._segments`).
+- ``importance``: `importance_min_rows` sampled rows.  One task per feature
+  (`hortus.checks._importance`); the fitted model goes to the workers through
+  the object store as the in-memory object (never a file).
+
+Results are the same whichever executor runs them and however the work is
+split: the per-column statistics are deterministic, each bootstrap replicate
+draws from its own seed (SeedSequence spawn key: segment, value, replicate), and
+each feature is permuted with the seed scikit-learn gives every feature.  The
+driver keeps the access checks and the audit: workers get frames or arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import polars as pl
+
+from hortus.executor.base import Executor
+
+#: work kind -> the `ExecutorConfig` key of its threshold (rows)
+THRESHOLDS = {
+    "drift": "drift_min_rows",
+    "bootstrap": "bootstrap_min_rows",
+    "importance": "importance_min_rows",
+}
+
+# the analytics executor of this process: (executor, split_local) or None.  A plain
+# module global, not a context variable: the drift module maps columns on threads too.
+_CURRENT: list[tuple[Executor, bool] | None] = [None]
+
+
+@contextmanager
+def use(executor: Executor | None, *, split_local: bool = False) -> Iterator[Executor | None]:
+    """Make `executor` the analytics executor inside the block (None: in-process).
+
+    `split_local`: a local executor splits the work too (in this process, task by
+    task): the tests compare the split path with the unsplit one this way.
+    """
+    before = _CURRENT[0]
+    _CURRENT[0] = None if executor is None else (executor, split_local)
+    try:
+        yield executor
+    finally:
+        _CURRENT[0] = before
+
+
+def executor_for_work(kind: str, rows: int) -> Executor | None:
+    """Return the executor to split work of `kind` over `rows` rows on, or None (in-process)."""
+    current = _CURRENT[0]
+    if current is None:
+        return None
+    executor, split_local = current
+    if executor.kind == "local" and not split_local:
+        return None
+    if rows < getattr(executor.config, THRESHOLDS[kind]):
+        return None
+    return executor
+
+
+# ------------------------------------------------------------------------ drift
+def _slim(item: tuple) -> tuple:
+    """Cut each frame of a work item to the columns the item names (its string arguments).
+
+    The per-column functions of the drift module read only their own column of
+    the frame they get (and its height), so a task need not carry the others.
+    """
+    names = {a for a in item if isinstance(a, str)}
+    return tuple(
+        a.select([c for c in a.columns if c in names]) if isinstance(a, pl.DataFrame) else a
+        for a in item
+    )
+
+
+def _rows(item: tuple) -> int:
+    return max((a.height for a in item if isinstance(a, pl.DataFrame)), default=0)
+
+
+def _run_batch(batch: list[tuple], fn: Callable[..., Any]) -> list[Any]:
+    """Task: fn over the items of one batch, in order."""
+    return [fn(*item) for item in batch]
+
+
+def drift_map(fn: Callable[..., Any], items: Sequence[tuple], rows: int) -> list[Any] | None:
+    """Return [fn(*item) ...] computed as executor tasks, or None when it stays in-process.
+
+    A task is one item (a column of the frame, or of one segment / window part),
+    or consecutive items whose frames hold fewer than `executor.chunk_rows` rows
+    together (small parts); results come back in item order.
+    """
+    executor = executor_for_work("drift", rows)
+    if executor is None or len(items) < 2:
+        return None
+    batches: list[list[tuple]] = []
+    size = executor.config.chunk_rows
+    held = size
+    for item in items:
+        n = _rows(item)
+        if held + n > size:
+            batches.append([])
+            held = 0
+        batches[-1].append(_slim(item))
+        held += n
+    out: list[Any] = []
+    for part in executor.map(_run_batch, batches, shared=(fn,)):
+        out += part
+    return out
