@@ -393,8 +393,13 @@ def _parallel_map(fn: Callable[..., Any], items: Sequence[Any], rows: int) -> li
     """Map `fn` over items in order, on threads when the data is large.
 
     The per-column work is numpy sorts, searches and arithmetic on large arrays, which
-    release the GIL; results do not depend on the number of threads.
+    release the GIL; results do not depend on the number of threads.  Large work on Ray
+    runs as tasks instead (`hortus.executor.analytics.drift_map`, params `executor`).
     """
+    from hortus.executor.analytics import drift_map  # the executor hook (issue 16)
+
+    if (done := drift_map(fn, items, rows)) is not None:
+        return done
     workers = min(os.cpu_count() or 1, len(items))
     if workers < 2 or rows < PARALLEL_MIN_ROWS:
         return [fn(*item) for item in items]
