@@ -14,11 +14,14 @@ of the subject key, e.g. a user id) from the whole lakehouse:
   them, or a column holds one of their tokens) are deleted in one Delta commit per
   table; restricted-zone text that only mentions one of their raw values (another
   person's review naming them) is redacted to ``[ERASED]`` instead;
-- **history**: every data file on disk that is no longer part of the current version
-  and holds such a row is deleted, and the statistics of those files are removed from
-  the Delta log, so every version that held the subject becomes unreadable (reading one
+- **history**: every data file that is no longer part of the current version and
+  holds such a row is deleted, and the statistics of those files are removed from the
+  Delta log, so every version that held the subject becomes unreadable (reading one
   says it was erased, `hortus.lakehouse.tables`), while older versions that never held
-  them stay readable;
+  them stay readable.  The same on disk and with the lakehouse in a bucket (s3://):
+  files are listed, read, rewritten and deleted through `TableFiles`, and each commit
+  is made under the table's lease fence (on object storage the lease token goes into
+  the commit, `hortus.lakehouse.lease`);
 - **online store**: the subject's entity rows are deleted and the file compacted;
 - **reports**: text files under reports/ naming the subject are redacted in place;
 - **record**: one row in ``ops.erasures`` (a keyed reference of the subject, never the
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -53,6 +57,7 @@ from hortus.config import RESTRICTED_LAYERS
 from hortus.errors import HortusError
 from hortus.governance.audit import AuditRecord
 from hortus.lakehouse import lease
+from hortus.lakehouse._objstore import TableFiles
 from hortus.lakehouse.contracts import Contract
 from hortus.lakehouse.pii import load_key, readable_keys, token
 from hortus.lakehouse.tables import Lakehouse
@@ -133,11 +138,24 @@ def _raw_col(contract: Contract, bronze_cols: list[str], name: str) -> pl.Expr:
     return pl.col("_raw").str.json_path_match(f"$.{name}")
 
 
-def _bronze(lh: Lakehouse, contract: Contract) -> pl.DataFrame | None:
-    path = lh.paths.table("bronze", contract.name)
-    if not (path / "_delta_log").is_dir():
+def _read(lh: Lakehouse, name: str) -> pl.DataFrame | None:
+    """Return a whole table as stored (None if never written), on disk or in a bucket.
+
+    Below the table API: erasure must see every row as it is, and audits what it does.
+    """
+    where = lh.location(name)
+    if not where.exists():
         return None
-    return pl.read_delta(str(path))
+    return pl.read_delta(where.uri, **where.write_kwargs())
+
+
+def _scan(lh: Lakehouse, name: str) -> pl.LazyFrame:
+    where = lh.location(name)
+    return pl.scan_delta(where.uri, **where.write_kwargs())
+
+
+def _bronze(lh: Lakehouse, contract: Contract) -> pl.DataFrame | None:
+    return _read(lh, f"bronze.{contract.name}")
 
 
 def resolve(lh: Lakehouse, value: str, *, table: str | None = None) -> Subject:
@@ -250,31 +268,32 @@ def _tables(lh: Lakehouse) -> list[Contract]:
     return [c for c in lh.catalog if c.full_name not in UNTOUCHED and lh.exists(c.full_name)]
 
 
-def _files(dt: DeltaTable, path: Path) -> set[str]:
-    """Return the data files of a table version, relative to the table folder."""
-    out = set()
-    for uri in dt.file_uris():
-        f = Path(uri.removeprefix("file://"))
-        out.add(str(f.relative_to(path)) if f.is_absolute() else str(f))
-    return out
+def _files(dt: DeltaTable, files: TableFiles) -> set[str]:
+    """Return the data files of a table version, relative to the table (folder or prefix)."""
+    return {files.relative(uri) for uri in dt.file_uris()}
 
 
-def _data_files(path: Path) -> list[Path]:
-    return sorted(p for p in path.rglob("*.parquet") if "_delta_log" not in p.parts)
-
-
-def _file_holds(file: Path, subject: Subject, restricted: bool) -> bool:
+def _file_holds(files: TableFiles, rel: str, subject: Subject, restricted: bool) -> bool:
+    data = files.read(rel)
     try:
-        df = pl.read_parquet(file)
+        df = pl.read_parquet(io.BytesIO(data))
     except Exception:  # noqa: BLE001 - an unreadable file is checked by bytes below
-        return any(n.encode() in file.read_bytes() for n in subject.needles())
+        return any(n.encode() in data for n in subject.needles())
     cond = keyed(subject, df.schema)
     if restricted:
         cond = cond | mentions(subject, df.schema)
     return bool(df.select(cond.any()).item())
 
 
-def _held_versions(path: Path, held: set[str]) -> list[int]:
+_COMMIT = re.compile(r"^_delta_log/(\d{20})\.json$")
+
+
+def _commits(files: TableFiles) -> list[tuple[int, str]]:
+    """Return (version, relative path) of the JSON commits of a table's Delta log, in order."""
+    return sorted((int(m.group(1)), f) for f in files.log_files() if (m := _COMMIT.match(f)))
+
+
+def _held_versions(files: TableFiles, held: set[str]) -> list[int]:
     """Return the versions of a table whose files include one of `held` (relative paths).
 
     Replays the JSON commits of the Delta log (add/remove actions) once, instead of
@@ -285,8 +304,8 @@ def _held_versions(path: Path, held: set[str]) -> list[int]:
         return []
     active: set[str] = set()
     out = []
-    for log in sorted((path / "_delta_log").glob("*.json")):
-        for line in log.read_text(encoding="utf-8").splitlines():
+    for version, log in _commits(files):
+        for line in files.read(log).decode("utf-8").splitlines():
             if not line.strip():
                 continue
             action = json.loads(line)
@@ -295,11 +314,11 @@ def _held_versions(path: Path, held: set[str]) -> list[int]:
             elif "remove" in action:
                 active.discard(unquote(action["remove"]["path"]))
         if active & held:
-            out.append(int(log.stem))
+            out.append(version)
     return out
 
 
-def _scrub_log(path: Path, removed: set[str], subject: Subject, erasure_id: str) -> None:
+def _scrub_log(files: TableFiles, removed: set[str], subject: Subject, erasure_id: str) -> None:
     """Keep the subject out of the Delta log: statistics of removed files, erasure predicates.
 
     The add/remove actions of the deleted files lose their column statistics (min/max
@@ -307,8 +326,8 @@ def _scrub_log(path: Path, removed: set[str], subject: Subject, erasure_id: str)
     ``[ERASED] <erasure id>`` instead of the predicate that named the subject.
     """
     needles = subject.needles()
-    for log in sorted((path / "_delta_log").glob("*.json")):
-        lines = log.read_text(encoding="utf-8").splitlines()
+    for _, log in _commits(files):
+        lines = files.read(log).decode("utf-8").splitlines()
         changed = False
         for i, line in enumerate(lines):
             if not line.strip():
@@ -329,17 +348,18 @@ def _scrub_log(path: Path, removed: set[str], subject: Subject, erasure_id: str)
                 lines[i] = json.dumps(action, separators=(",", ":"))
             changed = changed or before
         if changed:
-            log.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    for cp in sorted((path / "_delta_log").glob("*.checkpoint*.parquet")):
-        _scrub_checkpoint(cp, removed)
+            files.write(log, ("\n".join(lines) + "\n").encode("utf-8"))
+    for cp in files.log_files():
+        if ".checkpoint" in cp and cp.endswith(".parquet"):
+            _scrub_checkpoint(files, cp, removed)
 
 
-def _scrub_checkpoint(cp: Path, removed: set[str]) -> None:
+def _scrub_checkpoint(files: TableFiles, cp: str, removed: set[str]) -> None:
     """Drop the statistics of removed files from a Delta checkpoint (hortus maintain makes some)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(cp)
+    table = pq.read_table(io.BytesIO(files.read(cp)))
     if "add" not in table.column_names:
         return
     rows = table.to_pylist()
@@ -352,49 +372,64 @@ def _scrub_checkpoint(cp: Path, removed: set[str]) -> None:
                     add[k] = None
                     changed = True
     if changed:
-        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), cp)
+        sink = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), sink)
+        files.write(cp, sink.getvalue())
 
 
-def _log_text(log: Path) -> bytes:
+def _log_text(files: TableFiles, log: str) -> bytes:
     """Return a Delta log file's content as bytes to search (a checkpoint: its rows as text)."""
-    if log.suffix == ".parquet":
+    data = files.read(log)
+    if log.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        return str(pq.read_table(log).to_pylist()).encode()
-    return log.read_bytes() if log.is_file() else b""
+        return str(pq.read_table(io.BytesIO(data)).to_pylist()).encode()
+    return data
 
 
-def _commit(lh: Lakehouse, note: str) -> CommitProperties:
+def _commit(lh: Lakehouse, note: str, txns: list | None = None) -> CommitProperties:
     meta = lh.lineage_metadata(inputs={}, note=note, stage="erase")
-    return CommitProperties(custom_metadata=meta)
+    return CommitProperties(custom_metadata=meta, app_transactions=txns or None)
+
+
+def _fenced(lh: Lakehouse, c: Contract, make):
+    """Make one Delta commit of a table under its lease's fence; return what `make` returned.
+
+    ``make(dt, txns)`` commits on snapshot `dt` carrying the transaction actions `txns`
+    (the lease token, on object storage: the fence is inside the commit) or none (on
+    disk the fence is the commit lock held around it).  `hortus.lakehouse.lease`.
+    """
+    scope = lease.scope_for(c.layer, c.full_name)
+    where = lh.location(c.full_name)
+    with lease.fenced_commit(lh.paths.lakehouse_root, scope, c.full_name) as fence:
+        if fence is not None:
+            return fence.commit(where, lambda dt: make(dt, fence.transactions()))
+        return make(where.delta(), None)
 
 
 def _erase_table(lh: Lakehouse, c: Contract, subject: Subject, ref: str) -> TableErasure:
     """Delete the subject's rows from a table's current version and its older files."""
-    path = lh.paths.table(c.layer, c.name)
+    where = lh.location(c.full_name)
+    files = TableFiles(where)
     restricted = c.layer in RESTRICTED_LAYERS
-    dt = DeltaTable(str(path))
+    dt = where.delta()
     out = TableErasure(c.full_name, version_before=dt.version())
-    current = _files(dt, path)
-    df = pl.read_delta(str(path))
+    current = _files(dt, files)
+    df = pl.read_delta(where.uri, **where.write_kwargs())
     rows = df.filter(keyed(subject, df.schema))
-    held = {
-        str(f.relative_to(path)) for f in _data_files(path) if _file_holds(f, subject, restricted)
-    }
-    out.versions_held = _held_versions(path, held)
-    scope = lease.scope_for(c.layer, c.full_name)
+    held = {f for f in files.data_files() if _file_holds(files, f, subject, restricted)}
+    out.versions_held = _held_versions(files, held)
     if rows.height:
-        with lease.fenced_commit(lh.paths.lakehouse, scope, c.full_name):
-            metrics = dt.delete(
-                _keyed_sql(subject, df.schema, rows), commit_properties=_commit(lh, ref)
-            )
+        predicate = _keyed_sql(subject, df.schema, rows)
+        metrics = _fenced(
+            lh, c, lambda dt, txns: dt.delete(predicate, commit_properties=_commit(lh, ref, txns))
+        )
         out.rows = int((metrics or {}).get("num_deleted_rows", 0) or 0)
     if restricted:
-        left = pl.read_delta(str(path))
+        left = pl.read_delta(where.uri, **where.write_kwargs())
         hit = left.filter(mentions(subject, left.schema))
         if hit.height:
             values = [v for v in subject.raw if len(v) >= MIN_TEXT]
-            dt = DeltaTable(str(path))
             updates = {}
             for n, t in left.schema.items():
                 if t != pl.String or not hit[n].str.contains_any(values).any():
@@ -404,24 +439,29 @@ def _erase_table(lh: Lakehouse, c: Contract, subject: Subject, ref: str) -> Tabl
                     expr = f"replace({expr}, {_sql_lit(v)}, {_sql_lit(ERASED)})"
                 updates[n] = expr
             pred = " OR ".join(f'"{n}" LIKE {_sql_like(v)}' for n in updates for v in values)
-            with lease.fenced_commit(lh.paths.lakehouse, scope, c.full_name):
-                m = dt.update(updates=updates, predicate=pred, commit_properties=_commit(lh, ref))
+            m = _fenced(
+                lh,
+                c,
+                lambda dt, txns: dt.update(
+                    updates=updates, predicate=pred, commit_properties=_commit(lh, ref, txns)
+                ),
+            )
             out.redacted = int((m or {}).get("num_updated_rows", 0) or 0)
-    dt = DeltaTable(str(path))
+    dt = where.delta()
     out.version_after = dt.version()
-    now = _files(dt, path)
+    now = _files(dt, files)
     # files written between the delete and the redaction hold the mentions too
     held |= {
-        str(f.relative_to(path))
-        for f in _data_files(path)
-        if str(f.relative_to(path)) not in now | held and _file_holds(f, subject, restricted)
+        f
+        for f in files.data_files()
+        if f not in now | held and _file_holds(files, f, subject, restricted)
     }
-    out.versions_held = _held_versions(path, held)
+    out.versions_held = _held_versions(files, held)
     removed = {f for f in held if f not in now}
     for f in removed:
-        (path / f).unlink(missing_ok=True)
+        files.delete(f)
     out.files_removed = len(removed)
-    _scrub_log(path, removed | (current - now), subject, ref)
+    _scrub_log(files, removed | (current - now), subject, ref)
     return out
 
 
@@ -489,11 +529,11 @@ def landing_files(lh: Lakehouse, subject: Subject) -> list[str]:
 # ------------------------------------------------------------------ models
 def affected_models(lh: Lakehouse, held: dict[str, list[int]]) -> list[str]:
     """Return the model versions (name@vN) whose receipts read a table version that held them."""
-    path = lh.paths.table("ops", "model_versions")
-    if not (path / "_delta_log").is_dir():
+    versions = _read(lh, "ops.model_versions")
+    if versions is None:
         return []
     out = []
-    for r in pl.read_delta(str(path)).select("name", "version", "tables_read").iter_rows():
+    for r in versions.select("name", "version", "tables_read").iter_rows():
         read = json.loads(r[2] or "{}")
         if any(int(v) in held.get(t, []) for t, v in read.items()):
             out.append(f"{r[0]}@v{r[1]}")
@@ -502,10 +542,8 @@ def affected_models(lh: Lakehouse, held: dict[str, list[int]]) -> list[str]:
 
 def erasures(lh: Lakehouse) -> pl.DataFrame:
     """Return ops.erasures (empty with its schema when no erasure happened)."""
-    path = lh.paths.table("ops", "erasures")
-    if not (path / "_delta_log").is_dir():
-        return pl.DataFrame(schema=lh.catalog.get(ERASURES).schema)
-    return pl.read_delta(str(path))
+    df = _read(lh, ERASURES)
+    return pl.DataFrame(schema=lh.catalog.get(ERASURES).schema) if df is None else df
 
 
 def erasures_of(lh: Lakehouse, tables_read: dict[str, int]) -> list[str]:
@@ -587,7 +625,7 @@ def erase(
     contracts = _tables(lh)
     found = {}
     for c in contracts:
-        df = pl.scan_delta(str(lh.paths.table(c.layer, c.name)))
+        df = _scan(lh, c.full_name)
         cond = keyed(subject, df.collect_schema())
         found[c.full_name] = int(df.filter(cond).select(pl.len()).collect().item())
     if not any(found.values()) and not find_subject(lh, subject):
@@ -609,7 +647,7 @@ def erase(
     # one writer at a time: the build tables' leases for the whole erasure (a stage
     # running meanwhile refuses it, naming the holder, before anything changes)
     scopes = {lease.scope_for(c.layer, c.full_name) for c in targets} - {None}
-    with lease.hold(lh.paths.lakehouse, sorted(scopes), holder=lh.user, stage="erase"):
+    with lease.hold(lh.paths.lakehouse_root, sorted(scopes), holder=lh.user, stage="erase"):
         done = _erase_all(lh, targets, subject, erasure_id)
     held = {t.table: t.versions_held for t in done}
     models = affected_models(lh, held)
@@ -630,11 +668,13 @@ def erase(
         "models_affected": json.dumps(models),
         "complete": not remaining,
     }
-    path = lh.paths.table("ops", "erasures")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    where = lh.location(ERASURES)
+    if where.local is not None:
+        where.local.parent.mkdir(parents=True, exist_ok=True)
     pl.DataFrame([row], schema=lh.catalog.get(ERASURES).schema).write_delta(
-        str(path), mode="append",
+        where.uri, mode="append",
         delta_write_options={"commit_properties": _commit(lh, erasure_id)},
+        **where.write_kwargs(),
     )  # fmt: skip
     lh.authorize(
         "erase",
@@ -662,15 +702,15 @@ def find_subject(lh: Lakehouse, subject: Subject) -> list[str]:
     others = [n.encode() for n in needles if n != subject.value]
     where = []
     for c in lh.catalog:
-        path = lh.paths.table(c.layer, c.name)
-        if not path.is_dir():
-            continue
-        for f in _data_files(path):
+        files = TableFiles(lh.location(c.full_name))
+        for f in files.data_files():
+            data = files.read(f)
+            name = f.rsplit("/", 1)[-1]
             try:
-                df = pl.read_parquet(f)
+                df = pl.read_parquet(io.BytesIO(data))
             except Exception:  # noqa: BLE001 - unreadable: fall back to the bytes
-                if any(b in f.read_bytes() for b in raw_bytes):
-                    where.append(f"{c.full_name}: {f.name}")
+                if any(b in data for b in raw_bytes):
+                    where.append(f"{c.full_name}: {name}")
                 continue
             strings = [n for n, t in df.schema.items() if t == pl.String]
             conds = [pl.col(n).str.contains(_word(subject.value)) for n in strings]
@@ -678,11 +718,11 @@ def find_subject(lh: Lakehouse, subject: Subject) -> list[str]:
             if subject.key in df.columns:
                 conds.append(pl.col(subject.key).cast(pl.String) == subject.value)
             if conds and df.select(pl.any_horizontal(conds).fill_null(False).any()).item():
-                where.append(f"{c.full_name}: {f.name}")
-        for log in sorted((path / "_delta_log").glob("*")):
-            data = _log_text(log) if log.is_file() else b""
+                where.append(f"{c.full_name}: {name}")
+        for log in files.log_files():
+            data = _log_text(files, log)
             if word.search(data) or any(b in data for b in others):
-                where.append(f"{c.full_name}: _delta_log/{log.name}")
+                where.append(f"{c.full_name}: {log}")
     files = [lh.paths.online_store] if lh.paths.online_store.exists() else []
     for f in files + _report_files(lh.paths.reports):
         data = f.read_bytes()

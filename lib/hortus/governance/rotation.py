@@ -117,18 +117,19 @@ def _candidates(lh: Lakehouse) -> list[Contract]:
         for c in lh.catalog
         if c.layer not in RESTRICTED_LAYERS
         and c.full_name not in UNTOUCHED
-        and (lh.paths.table(c.layer, c.name) / "_delta_log").is_dir()
+        and lh.exists(c.full_name)
     ]
 
 
-def _path(lh: Lakehouse, name: str) -> Path:
-    c = lh.catalog.get(name)
-    return lh.paths.table(c.layer, c.name)
+def _scan(lh: Lakehouse, name: str) -> pl.LazyFrame:
+    """Return a lazy scan of a whole table as stored, on disk or in a bucket (no masking)."""
+    where = lh.location(name)
+    return pl.scan_delta(where.uri, **where.write_kwargs())
 
 
 def token_columns(lh: Lakehouse, name: str) -> dict[str, bool]:
     """Return the columns of a table holding tokens -> whether some sit inside longer text."""
-    lf = pl.scan_delta(str(_path(lh, name)))
+    lf = _scan(lh, name)
     strings = [n for n, t in lf.collect_schema().items() if t == pl.String]
     if not strings:
         return {}
@@ -165,7 +166,7 @@ def token_tables(lh: Lakehouse) -> dict[str, dict[str, bool]]:
 def _tokens_in(lh: Lakehouse, name: str, column: str) -> pl.Series:
     """Return the distinct tokens a column holds (whole values or inside text)."""
     return (
-        pl.scan_delta(str(_path(lh, name)))
+        _scan(lh, name)
         .select(pl.col(column).str.extract_all(TOKEN_PATTERN).explode().drop_nulls().unique())
         .collect()
         .to_series()
@@ -249,7 +250,11 @@ def unmapped(lh: Lakehouse, tables: dict[str, dict[str, bool]], mapping: pl.Data
 
 # ------------------------------------------------------------------ re-key
 def _commit(
-    lh: Lakehouse, rid: str, inputs: dict[str, int], versions: tuple[int, int]
+    lh: Lakehouse,
+    rid: str,
+    inputs: dict[str, int],
+    versions: tuple[int, int],
+    txns: list | None = None,
 ) -> CommitProperties:
     meta = lh.lineage_metadata(
         inputs=inputs,
@@ -257,7 +262,7 @@ def _commit(
         stage=GRANT,
         pii_key_version=str(versions[1]),
     )
-    return CommitProperties(custom_metadata=meta)
+    return CommitProperties(custom_metadata=meta, app_transactions=txns or None)
 
 
 def rekey_table(
@@ -275,10 +280,10 @@ def rekey_table(
     Only the old tokens a column holds go into its replacement (a hash replace for whole
     values, Aho-Corasick for tokens inside text).
     """
-    path = _path(lh, name)
-    dt = DeltaTable(str(path))
+    where = lh.location(name)
+    dt = where.delta()
     out = TableRekey(name, sorted(cols), version_before=dt.version())
-    df = pl.read_delta(str(path))
+    df = pl.read_delta(where.uri, version=dt.version(), **where.write_kwargs())
     exprs, changed, replaced = [], [], 0
     own = f"bronze.{lh.catalog.get(name).name}"
     used: set[str] = set()  # the restricted tables whose values re-keyed this table (lineage)
@@ -304,16 +309,28 @@ def rekey_table(
         read = {name: dt.version(), **{s: inputs[s] for s in sorted(used)}}
         parts = dt.metadata().partition_columns
         scope = lease.scope_for(lh.catalog.get(name).layer, name)
-        with lease.fenced_commit(lh.paths.lakehouse, scope, name):
-            df.with_columns(exprs).write_delta(
-                str(path),
+        new = df.with_columns(exprs)
+
+        def overwrite(snapshot: DeltaTable, txns: list | None) -> None:
+            # on disk: on the snapshot the rows were read from (a commit landed since is
+            # refused by Delta's conflict check); in a bucket: on the snapshot the fence
+            # checked, which under our lease only a takeover's fence commit can move
+            new.write_delta(
+                snapshot,
                 mode="overwrite",
                 delta_write_options={
-                    "commit_properties": _commit(lh, rid, read, versions),
+                    "commit_properties": _commit(lh, rid, read, versions, txns),
                     **({"partition_by": parts} if parts else {}),
                 },
+                **where.write_kwargs(),
             )
-    out.version_after = DeltaTable(str(path)).version()
+
+        with lease.fenced_commit(lh.paths.lakehouse_root, scope, name) as fence:
+            if fence is None:
+                overwrite(dt, None)
+            else:  # object storage: the lease token goes into the commit
+                fence.commit(where, lambda now: overwrite(now, fence.transactions()))
+    out.version_after = where.delta().version()
     out.status = "done"
     return out
 
@@ -440,7 +457,8 @@ def rotate(
     candidates = [c.full_name for c in _candidates(lh)]
     _grants(lh, candidates)  # every grant before any change
     scopes = {lease.scope_for(c.layer, c.full_name) for c in _candidates(lh)} - {None}
-    with lease.hold(lh.paths.lakehouse, sorted(scopes | {LOCK_SCOPE}), holder=lh.user, stage=GRANT):
+    root = lh.paths.lakehouse_root
+    with lease.hold(root, sorted(scopes | {LOCK_SCOPE}), holder=lh.user, stage=GRANT):
         ring = read_keyring(secrets_dir)  # again, under the lock
         rotation = ring.get("rotation")
         if resume and not rotation:

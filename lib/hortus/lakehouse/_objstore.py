@@ -266,3 +266,156 @@ class S3Store:
             if any(len(chunk) for chunk in log):
                 out.append(f"{self.uri}/{name}")
         return sorted(out)
+
+
+# ------------------------------------------------------------ table files
+class TableFiles:
+    """The files of one Delta table, by path relative to the table: a folder or an S3 prefix.
+
+    What governance needs below the table API (erasure deletes data files of old
+    versions and scrubs statistics from the Delta log, which no Delta operation does):
+    list, read, overwrite and delete files, the same on disk and in a bucket.  On S3 an
+    overwrite is one PUT (an object is replaced whole or not at all, like the rename
+    on disk).
+    """
+
+    def __init__(self, location: TableLocation):
+        self.location = location
+        self._store = _s3(location.uri) if location.remote else None
+
+    @property
+    def uri(self) -> str:
+        return self.location.uri
+
+    def relative(self, uri: str) -> str:
+        """Return the path of a file URI (``file://``, ``s3://`` or absolute) within the table."""
+        from urllib.parse import unquote
+
+        base = self.uri.rstrip("/") + "/"
+        text = unquote(uri.removeprefix("file://"))
+        if text.startswith(base):
+            return text[len(base) :]
+        if not self.location.remote and Path(text).is_absolute():
+            return str(Path(text).relative_to(Path(self.uri)))
+        return text
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Return the relative paths of every file under `prefix` (sorted)."""
+        if self._store is None:
+            root = Path(self.uri)
+            folder = root / prefix if prefix else root
+            if not folder.is_dir():
+                return []
+            return sorted(str(p.relative_to(root)) for p in folder.rglob("*") if p.is_file())
+        import obstore
+
+        out = []
+        for chunk in obstore.list(self._store, prefix.rstrip("/") + "/" if prefix else None):
+            out.extend(str(meta["path"]) for meta in chunk)
+        return sorted(out)
+
+    def data_files(self) -> list[str]:
+        """Return the Parquet data files of every version (the Delta log left out)."""
+        return [
+            f for f in self.list() if f.endswith(".parquet") and not f.startswith("_delta_log/")
+        ]
+
+    def log_files(self) -> list[str]:
+        """Return the files of the Delta log (commits, checkpoints, ``_last_checkpoint``)."""
+        return self.list("_delta_log")
+
+    def exists(self, rel: str) -> bool:
+        if self._store is None:
+            return (Path(self.uri) / rel).is_file()
+        import obstore
+
+        try:
+            obstore.head(self._store, rel)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def read(self, rel: str) -> bytes:
+        """Return a file's bytes (FileNotFoundError when there is none)."""
+        if self._store is None:
+            return (Path(self.uri) / rel).read_bytes()
+        import obstore
+
+        return bytes(obstore.get(self._store, rel).bytes())
+
+    def write(self, rel: str, data: bytes) -> None:
+        """Replace a file whole (temp file + rename on disk; one PUT on S3)."""
+        if self._store is None:
+            path = Path(self.uri) / rel
+            tmp = path.with_name(path.name + ".hortus-tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+            return
+        import obstore
+
+        obstore.put(self._store, rel, data)
+
+    def delete(self, rel: str) -> None:
+        """Delete a file (no error when there is none)."""
+        if self._store is None:
+            (Path(self.uri) / rel).unlink(missing_ok=True)
+            return
+        import obstore
+
+        obstore.delete(self._store, rel)  # S3 DELETE of a missing key succeeds
+
+
+class ObjectFolder:
+    """A folder of small objects under an S3 prefix, with conditional PUTs (trust material).
+
+    `put_if_absent` never replaces an object; `swap` replaces one only if it still has
+    the etag read (compare-and-swap), so two writers cannot overwrite each other.
+    """
+
+    def __init__(self, uri: str):
+        self.uri = uri.rstrip("/")
+        self._store = _s3(self.uri)
+
+    def __str__(self) -> str:
+        return self.uri
+
+    def __truediv__(self, name: str) -> str:
+        return f"{self.uri}/{name}"
+
+    def get(self, key: str) -> tuple[bytes, str] | None:
+        import obstore
+
+        try:
+            got = obstore.get(self._store, key)
+        except FileNotFoundError:
+            return None
+        return bytes(got.bytes()), str(got.meta["e_tag"])
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        import obstore
+        from obstore.exceptions import AlreadyExistsError, PreconditionError
+
+        try:
+            obstore.put(self._store, key, data, mode="create")
+        except (AlreadyExistsError, PreconditionError):
+            return False
+        return True
+
+    def swap(self, key: str, etag: str, data: bytes) -> bool:
+        import obstore
+        from obstore.exceptions import PreconditionError
+
+        try:
+            obstore.put(self._store, key, data, mode={"e_tag": etag})
+        except (PreconditionError, FileNotFoundError):
+            return False
+        return True
+
+    def list(self, prefix: str) -> list[str]:
+        """Return the keys under `prefix` (relative to this folder, sorted)."""
+        import obstore
+
+        out = []
+        for chunk in obstore.list(self._store, prefix.rstrip("/") + "/"):
+            out.extend(str(meta["path"]) for meta in chunk)
+        return sorted(out)
