@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 from sklearn.inspection import permutation_importance
+from sklearn.metrics import check_scoring
+from sklearn.utils import Bunch, check_array
 
 from hortus.checks._inputs import _binary, _need_columns, _positive_int
 from hortus.checks._result import CheckResult, _decide
@@ -87,6 +89,59 @@ def _association(f: pl.Series, f_cat: bool, a: pl.Series, a_cat: bool) -> tuple[
     return "spearman", 0.0 if rho is None or not math.isfinite(rho) else abs(float(rho))
 
 
+def _permuted_scores(
+    col: int, pipeline: Any, x: np.ndarray, y: np.ndarray, scoring: str, seed: int, repeats: int
+) -> np.ndarray:
+    """Task: the scores of `repeats` shuffles of feature column `col` (scikit-learn's steps).
+
+    As `sklearn.inspection.permutation_importance` does for each feature: a
+    RandomState of the shared per-feature seed shuffles one index array again
+    for each repeat and the column is permuted cumulatively on a copy.
+    """
+    scorer = check_scoring(pipeline, scoring=scoring)
+    rs = np.random.RandomState(seed)
+    permuted = x.copy()
+    order = np.arange(permuted.shape[0])
+    scores = []
+    for _ in range(repeats):
+        rs.shuffle(order)
+        permuted[:, col] = permuted[order, col]
+        scores.append(scorer(pipeline, permuted, y))
+    return np.array(scores)
+
+
+def _permutation(
+    pipeline: Any, x: np.ndarray, y: np.ndarray, spec: ModelSpec, repeats: int, seed: int
+) -> Any:
+    """Return permutation importances (importances_mean, importances_std) of every feature.
+
+    In-process with scikit-learn; on the analytics executor (Ray, from
+    `executor.importance_min_rows` sampled rows, `hortus.executor.analytics`) one
+    task per feature, the fitted model and the rows shipped once through the
+    object store (in memory, no file): the same numbers, since every feature is
+    shuffled with the seed scikit-learn derives from `seed` for each feature.
+    """
+    from hortus.executor.analytics import executor_for_work
+
+    scoring = TASKS[spec.task].scoring
+    executor = executor_for_work("importance", len(y))
+    if executor is None:
+        return permutation_importance(
+            pipeline, x, y, scoring=scoring, n_repeats=repeats, random_state=seed
+        )
+    x = check_array(x, ensure_all_finite="allow-nan", dtype=None)
+    feature_seed = np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1)
+    baseline = check_scoring(pipeline, scoring=scoring)(pipeline, x, y)
+    shared = (pipeline, x, y, scoring, feature_seed, repeats)
+    scores = np.array(list(executor.map(_permuted_scores, range(x.shape[1]), shared=shared)))
+    drops = baseline - scores
+    return Bunch(
+        importances_mean=np.mean(drops, axis=1),
+        importances_std=np.std(drops, axis=1),
+        importances=drops,
+    )
+
+
 def importance_check(
     pipeline: Any,
     df: pl.DataFrame,
@@ -155,14 +210,7 @@ def importance_check(
                     f"{what}: the {len(y)} sampled rows hold one class of {spec.target!r}; "
                     "F1 macro importance is not informative"
                 )
-        result = permutation_importance(
-            pipeline,
-            to_model_input(sample, spec),
-            y,
-            scoring=TASKS[spec.task].scoring,
-            n_repeats=n_repeats,
-            random_state=seed,
-        )
+        result = _permutation(pipeline, to_model_input(sample, spec), y, spec, n_repeats, seed)
         importance = pl.DataFrame(
             {
                 "feature": list(spec.features),

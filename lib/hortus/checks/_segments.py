@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -163,6 +164,53 @@ def _drawn_counts(counts: np.ndarray, n_boot: int, rng: np.random.Generator) -> 
     return rng.multinomial(n, counts / n, size=n_boot).astype(np.float64)
 
 
+def _cells(
+    metric: str,
+    y: np.ndarray,
+    s: np.ndarray,
+    levels: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None,
+) -> tuple[np.ndarray, tuple] | None:
+    """Return (counts per cell, how `_from_counts` finishes), or None where rows must be drawn.
+
+    The cells of `_cell_bootstrap`: (label, score level) for ROC AUC, (label,
+    distinct score) for average precision, (true, predicted class) for F1, the
+    distinct per-row values of a mean metric.
+    """
+    if metric == "roc_auc":
+        pos, neg, within = _auc_levels(y, s, _LEVELS) if levels is None else levels
+        return np.concatenate([pos, neg]), ("auc", len(pos), within)
+    if metric == "average_precision":
+        distinct, inverse = np.unique(s, return_inverse=True)
+        if 2 * len(distinct) > _MAX_CELLS:
+            return None
+        width = len(distinct)
+        pos = np.bincount(inverse, weights=y.astype(np.float64), minlength=width)
+        return np.concatenate([pos, np.bincount(inverse) - pos]), ("ap", width)
+    if metric == "f1_macro":
+        k = int(max(y.max(), s.max())) + 1
+        if k * k > _MAX_CELLS:
+            return None
+        return np.bincount(y * k + s, minlength=k * k), ("f1", k)
+    values, inverse = np.unique(_per_row(metric, y, s), return_inverse=True)
+    if len(values) > _MAX_CELLS:
+        return None
+    return np.bincount(inverse), ("mean", values, len(y), metric == "rmse")
+
+
+def _from_counts(drawn: np.ndarray, how: tuple) -> np.ndarray:
+    """Return the metric of each row of drawn cell counts (`_cells` says how)."""
+    if how[0] == "auc":
+        width, within = how[1], how[2]
+        return _auc_from_counts(drawn[:, :width], drawn[:, width:], within)
+    if how[0] == "ap":
+        return _ap_from_counts(drawn[:, : how[1]], drawn[:, how[1] :])
+    if how[0] == "f1":
+        return _f1_from_counts(drawn.reshape(len(drawn), how[1], how[1]))
+    values, n, root = how[1], how[2], how[3]
+    out = drawn @ values / n
+    return np.sqrt(out) if root else out
+
+
 def _cell_bootstrap(
     metric: str,
     y: np.ndarray,
@@ -186,29 +234,10 @@ def _cell_bootstrap(
     tests/test_bootstrap_agreement.py checks the agreement).  `levels`: the
     result of `_auc_levels` if already computed.
     """
-    if metric == "roc_auc":
-        pos, neg, within = _auc_levels(y, s, _LEVELS) if levels is None else levels
-        drawn = _drawn_counts(np.concatenate([pos, neg]), n_boot, rng)
-        return _auc_from_counts(drawn[:, : len(pos)], drawn[:, len(pos) :], within)
-    if metric == "average_precision":
-        distinct, inverse = np.unique(s, return_inverse=True)
-        if 2 * len(distinct) > _MAX_CELLS:
-            return None
-        width = len(distinct)
-        pos = np.bincount(inverse, weights=y.astype(np.float64), minlength=width)
-        drawn = _drawn_counts(np.concatenate([pos, np.bincount(inverse) - pos]), n_boot, rng)
-        return _ap_from_counts(drawn[:, :width], drawn[:, width:])
-    if metric == "f1_macro":
-        k = int(max(y.max(), s.max())) + 1
-        if k * k > _MAX_CELLS:
-            return None
-        drawn = _drawn_counts(np.bincount(y * k + s, minlength=k * k), n_boot, rng)
-        return _f1_from_counts(drawn.reshape(n_boot, k, k))
-    values, inverse = np.unique(_per_row(metric, y, s), return_inverse=True)
-    if len(values) > _MAX_CELLS:
+    cells = _cells(metric, y, s, levels)
+    if cells is None:
         return None
-    out = _drawn_counts(np.bincount(inverse), n_boot, rng) @ values / len(y)
-    return np.sqrt(out) if metric == "rmse" else out
+    return _from_counts(_drawn_counts(cells[0], n_boot, rng), cells[1])
 
 
 def _bootstrap(
@@ -219,10 +248,12 @@ def _bootstrap(
     rng: np.random.Generator,
     levels: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None,
 ) -> np.ndarray:
-    """Return `n_boot` resampled metric values.
+    """Return `n_boot` resampled metric values, all drawn from one generator `rng`.
 
     Counts per cell where the metric allows it (`_cell_bootstrap`), otherwise
     rows drawn with replacement (index arrays drawn at once, chunked by size).
+    `segment_metrics_ci` draws each replicate from its own seed instead
+    (`_replicates`), so that the intervals do not depend on how the work is split.
     """
     drawn = _cell_bootstrap(metric, y, s, n_boot, rng, levels)
     if drawn is not None:
@@ -234,6 +265,68 @@ def _bootstrap(
         size = min(per_chunk, n_boot - start)
         parts.append(_boot_metric(metric, y, s, rng.integers(0, n, size=(size, n))))
     return np.concatenate(parts)
+
+
+@dataclass(frozen=True)
+class _Draws:
+    """What one segment value's replicates are drawn from: cell counts, or its rows."""
+
+    metric: str
+    key: tuple[int, ...]  # (segment column, value) indices: the replicates' spawn key
+    cells: tuple[np.ndarray, tuple] | None
+    y: np.ndarray | None = None
+    s: np.ndarray | None = None
+
+
+def _replicates(task: tuple[int, int, int], draws: Sequence[_Draws], seed: int) -> np.ndarray:
+    """Task: replicates start..stop-1 of segment value `draws[i]`, for task (i, start, stop).
+
+    Replicate r draws from its own generator, `SeedSequence(seed, spawn_key=(*key,
+    r))`: the same values whichever process draws it and in whatever batch.  Cells:
+    one multinomial redraw of the counts (`_drawn_counts`); rows: n row indices
+    with replacement, at most `_BOOT_CELLS` drawn rows at a time.
+    """
+    i, start, stop = task
+    d = draws[i]
+    rngs = [
+        np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(*d.key, r)))
+        for r in range(start, stop)
+    ]
+    if d.cells is not None:
+        drawn = np.concatenate([_drawn_counts(d.cells[0], 1, rng) for rng in rngs])
+        return _from_counts(drawn, d.cells[1])
+    n = len(d.y)
+    per_chunk = max(1, _BOOT_CELLS // max(n, 1))
+    parts = []
+    for at in range(0, len(rngs), per_chunk):
+        idx = np.stack([rng.integers(0, n, size=n) for rng in rngs[at : at + per_chunk]])
+        parts.append(_boot_metric(d.metric, d.y, d.s, idx))
+    return np.concatenate(parts)
+
+
+def _run_replicates(draws: list[_Draws], n_boot: int, seed: int, rows: int) -> list[np.ndarray]:
+    """Return the `n_boot` replicates of each segment value, in-process or as executor tasks.
+
+    On the analytics executor (`hortus.executor.analytics`, from
+    `executor.bootstrap_min_rows` evaluation rows): one task per segment value,
+    and a value whose replicates resample rows in batches of about
+    `executor.chunk_rows` x 10 drawn rows; the values' inputs go to the object
+    store once.  Identical to the in-process replicates (`_replicates`).
+    """
+    from hortus.executor.analytics import executor_for_work
+
+    executor = executor_for_work("bootstrap", rows)
+    if executor is None:
+        return [_replicates((i, 0, n_boot), draws, seed) for i in range(len(draws))]
+    tasks: list[tuple[int, int, int]] = []
+    for i, d in enumerate(draws):
+        per = n_boot if d.cells is not None else max(1, 10 * executor.config.chunk_rows // len(d.y))
+        tasks += [(i, a, min(a + per, n_boot)) for a in range(0, n_boot, per)]
+    out: list[list[np.ndarray]] = [[] for _ in draws]
+    parts = executor.map(_replicates, tasks, shared=(draws, seed))
+    for (i, _, _), part in zip(tasks, parts, strict=True):
+        out[i].append(part)
+    return [np.concatenate(parts) for parts in out]
 
 
 def _point(
@@ -283,6 +376,11 @@ def segment_metrics_ci(
     above overall x (1 + `max_gap`).  Segments with fewer than `min_segment_size` rows, or where the
     metric is undefined on their rows or on more than half of the resamples
     (a rare class), are reported as "insufficient".
+
+    Replicate r of the j-th value of the i-th segment column draws from its own
+    generator, seeded by `seed` with spawn key (i, j, r): the intervals are the
+    same whether they are computed in this process or as executor tasks (on
+    Ray from `executor.bootstrap_min_rows` rows, `hortus.executor.analytics`).
 
     Parameters
     ----------
@@ -353,9 +451,10 @@ def segment_metrics_ci(
     else:
         bound = overall * (1 + max_gap) if relative else overall + max_gap
     alpha = (1 - confidence) / 2
-    rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
-    for seg in segments:
+    draws: list[_Draws] = []  # the segment values to bootstrap
+    judged_rows: list[dict[str, Any]] = []  # their rows, in the same order
+    for si, seg in enumerate(segments):
         parts = (
             df.select(pl.col(seg).cast(pl.String).alias("_value"))
             .with_row_index("_i")
@@ -366,7 +465,7 @@ def segment_metrics_ci(
         flat = parts["_i"].explode().to_numpy().astype(np.int64)  # no Python lists of rows
         ends = np.cumsum(parts["_i"].list.len().to_numpy().astype(np.int64))
         starts = np.concatenate([[0], ends[:-1]])
-        for value, start, end in zip(parts["_value"], starts, ends, strict=True):
+        for vi, (value, start, end) in enumerate(zip(parts["_value"], starts, ends, strict=True)):
             rows_of = flat[start:end]
             ys, ss = y[rows_of], s[rows_of]
             row: dict[str, Any] = {
@@ -385,20 +484,21 @@ def segment_metrics_ci(
             if math.isfinite(estimate):
                 row["estimate"] = estimate
             if len(rows_of) >= min_segment_size and math.isfinite(estimate):
-                boot = _bootstrap(metric, ys, ss, n_boot, rng, levels)
-                defined = boot[np.isfinite(boot)]
-                row["undefined_replicates"] = int(n_boot - len(defined))
-                if 2 * len(defined) < n_boot:
-                    rows.append(row)  # e.g. a rare class missing from most resamples
-                    continue
-                low, high = np.quantile(defined, [alpha, 1 - alpha])
-                worse = high < bound if higher else low > bound
-                row |= {
-                    "ci_low": float(low),
-                    "ci_high": float(high),
-                    "status": "worse" if worse else "ok",
-                }
+                cells = _cells(metric, ys, ss, levels)
+                rows_drawn = (None, None) if cells is not None else (ys, ss)
+                draws.append(_Draws(metric, (si, vi), cells, *rows_drawn))
+                judged_rows.append(row)
             rows.append(row)
+    # every replicate from its own seed: the same intervals in-process and as tasks
+    boots = _run_replicates(draws, n_boot, seed, df.height)
+    for row, boot in zip(judged_rows, boots, strict=True):
+        defined = boot[np.isfinite(boot)]
+        row["undefined_replicates"] = int(n_boot - len(defined))
+        if 2 * len(defined) < n_boot:
+            continue  # e.g. a rare class missing from most resamples: insufficient
+        low, high = np.quantile(defined, [alpha, 1 - alpha])
+        worse = high < bound if higher else low > bound
+        row |= {"ci_low": float(low), "ci_high": float(high), "status": "worse" if worse else "ok"}
     schema = {
         "segment": pl.String,
         "value": pl.String,
