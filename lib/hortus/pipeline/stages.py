@@ -491,7 +491,12 @@ def gate(
         registered = _registered(paths)
         names = [project.model(model).name] if model else list(registered)
         targets = {n: registered[n]["version"] for n in names}
-    results = {name: _gate_one(paths, params, project, name, v) for name, v in targets.items()}
+    from hortus.executor import analytics
+    from hortus.executor.base import executor_for
+
+    # drift, the segment bootstrap and importance as executor tasks above their sizes
+    with analytics.use(executor_for(paths.root)):
+        results = {n: _gate_one(paths, params, project, n, v) for n, v in targets.items()}
     default = project.default_model if project.default_model in results else next(iter(results))
     summary = results[default] | {"models": results}
     _write_json(paths.reports / "gate.json", summary)
