@@ -11,6 +11,16 @@ Two places, two owners:
   `anchors.jsonl` (one signed line per audit commit: the chain head seq and hash).
   Every user may read it; nobody but the signer should be able to write it.
 
+With the lakehouse in a bucket the log is ``s3://.../ops/audit_log`` and its trust
+folder is the prefix ``s3://.../ops/audit_log.trust/`` beside it, so every machine
+verifies the same chain against the same keys and anchors (never a private key: those
+stay with the signer, on its machine or in its environment).  There, `keys/<key_id>.pub`
+is written with a conditional PUT (If-None-Match: a published key is never replaced),
+each anchor is kept as ``anchors/<seq>.json`` (put-if-absent, one per commit) and the
+newest as ``anchors/head.json``, replaced only by compare-and-swap (If-Match: etag) and
+only by an anchor of a greater seq: two writers anchoring at once cannot roll the head
+back, whichever finishes last.
+
 A key_id names its key: ``ed25519:`` + the first 16 hex digits of the SHA-256 of the
 raw public key, so a public key file cannot be swapped under its name.  The legacy
 records of an HMAC chain (before signatures) carry no key_id and count as
@@ -35,6 +45,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from hortus.errors import HortusError
+from hortus.lakehouse._objstore import ObjectFolder, is_uri
 
 LEGACY_KEY_ID = "hmac-v0"
 RECORD_DOMAIN = b"hortus-audit-record\x00"
@@ -221,22 +232,47 @@ class Signer:
         return bool(self.secret) or (self.store is not None and self.store.current_id() is not None)
 
 
+ANCHOR_HEAD = "anchors/head.json"
+_ANCHOR_RETRIES = 20
+
+
+def _entry_bytes(entry: dict) -> bytes:
+    return (_JSON.encode(entry) + "\n").encode()
+
+
 @dataclass
 class TrustStore:
-    """The public trust folder of one log: root public keys and signed anchors."""
+    """The public trust folder of one log: root public keys and signed anchors.
 
-    dir: Path
+    `dir` is a local folder, or an ``s3://`` prefix when the log lives in a bucket
+    (module docstring): the same keys and anchors for every machine.
+    """
+
+    dir: Path | ObjectFolder
 
     def __post_init__(self) -> None:
-        self.dir = Path(self.dir)
+        if isinstance(self.dir, ObjectFolder):
+            return
+        self.dir = ObjectFolder(self.dir) if is_uri(self.dir) else Path(self.dir)
 
     @property
-    def anchors_path(self) -> Path:
+    def remote(self) -> bool:
+        return isinstance(self.dir, ObjectFolder)
+
+    @property
+    def anchors_path(self) -> Path | str:
+        if isinstance(self.dir, ObjectFolder):
+            return self.dir / ANCHOR_HEAD
         return self.dir / "anchors.jsonl"
 
-    def publish(self, pub: Ed25519PublicKey) -> Path:
+    def publish(self, pub: Ed25519PublicKey) -> Path | str:
         """Write keys/<key_id>.pub (world-readable) unless it exists; return its path."""
         key_id = key_id_of(pub)
+        if isinstance(self.dir, ObjectFolder):  # a conditional PUT: never replaced
+            name = f"keys/{_file_name(key_id)}.pub"
+            body = _JSON.encode({"key_id": key_id, "public_key": raw_public(pub).hex()}) + "\n"
+            self.dir.put_if_absent(name, body.encode())
+            return self.dir / name
         keys = self.dir / "keys"
         keys.mkdir(parents=True, exist_ok=True)
         for folder in (self.dir, keys):
@@ -255,12 +291,21 @@ class TrustStore:
     def public_keys(self) -> dict[str, Ed25519PublicKey]:
         """Return the published root keys by key_id (a file whose key_id lies is refused)."""
         keys: dict[str, Ed25519PublicKey] = {}
-        folder = self.dir / "keys"
-        if not folder.is_dir():
-            return keys
-        for path in sorted(folder.glob("*.pub")):
+        if isinstance(self.dir, ObjectFolder):
+            folder = self.dir
+            names = [k for k in folder.list("keys") if k.endswith(".pub")]
+            files = [(folder / k, lambda k=k: folder.get(k)[0].decode("utf-8")) for k in names]
+        else:
+            local = self.dir / "keys"
+            if not local.is_dir():
+                return keys
+            files = [
+                (path, lambda path=path: path.read_text(encoding="utf-8"))
+                for path in sorted(local.glob("*.pub"))
+            ]
+        for path, read in files:
             try:
-                entry = json.loads(path.read_text(encoding="utf-8"))
+                entry = json.loads(read())
                 pub = public_from_hex(entry["public_key"])
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise AuditKeyError(f"audit public key {path}: unreadable ({exc})") from exc
@@ -281,6 +326,9 @@ class TrustStore:
             "key_id": key_id_of(key.public_key()),
         }
         entry["sig"] = key.sign(ANCHOR_DOMAIN + _JSON.encode(entry).encode()).hex()
+        if isinstance(self.dir, ObjectFolder):
+            self._anchor_remote(self.dir, entry)
+            return entry
         self.dir.mkdir(parents=True, exist_ok=True)
         line = (_JSON.encode(entry) + "\n").encode()
         fd = os.open(self.anchors_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -291,8 +339,67 @@ class TrustStore:
             os.close(fd)
         return entry
 
+    @staticmethod
+    def _anchor_remote(folder: ObjectFolder, entry: dict) -> None:
+        """Keep the anchor of a seq (put-if-absent), then move the head forward, never back.
+
+        The head is replaced by compare-and-swap on the etag read, and only when the
+        anchor is of a greater seq than the head's: of two writers anchoring at once, the
+        one with the lower seq either loses the swap and then finds a greater head, or
+        swaps first and is overtaken.  Object-store failures are raised as OSError (the
+        commit stands; `AuditLog` warns).
+        """
+        from obstore.exceptions import BaseError
+
+        data = _entry_bytes(entry)
+        try:
+            folder.put_if_absent(f"anchors/{int(entry['seq']):020d}.json", data)
+            for _ in range(_ANCHOR_RETRIES):
+                got = folder.get(ANCHOR_HEAD)
+                if got is None:
+                    if folder.put_if_absent(ANCHOR_HEAD, data):
+                        return
+                    continue
+                head = json.loads(got[0])
+                if int(head["seq"]) >= int(entry["seq"]):
+                    return  # a later commit is anchored already: never roll it back
+                if folder.swap(ANCHOR_HEAD, got[1], data):
+                    return
+        except BaseError as exc:
+            raise OSError(f"audit anchor in {folder}: {exc}") from exc
+        raise OSError(f"audit anchor in {folder}: head kept changing ({_ANCHOR_RETRIES} tries)")
+
+    def adopt(self, local: Path) -> int:
+        """Copy a local trust folder's public keys and last anchor here (once); return keys copied.
+
+        A log moved to (or first written in) a bucket by an older Hortus kept its trust
+        folder on the machine that wrote it; its published keys and newest anchor (signed,
+        so copying cannot forge one) move to the bucket, where every machine finds them.
+        """
+        local = Path(local)
+        if not isinstance(self.dir, ObjectFolder) or not local.is_dir():
+            return 0
+        mark = local / "adopted"
+        if mark.exists() and mark.read_text(encoding="utf-8").strip() == str(self.dir):
+            return 0
+        old = TrustStore(local)
+        keys = old.public_keys()
+        for pub in keys.values():
+            self.publish(pub)
+        latest = old.latest_anchor()
+        if latest is not None:
+            self._anchor_remote(self.dir, latest)
+        mark.write_text(str(self.dir) + "\n", encoding="utf-8")
+        return len(keys)
+
     def latest_anchor(self) -> dict | None:
-        """Return the last anchor line (parsed), or None when there is none."""
+        """Return the last anchor line (parsed), or None when there is none.
+
+        In a bucket: the head, or a kept anchor of a greater seq if the head was moved
+        back (listing from the head's own seq on: one short LIST).
+        """
+        if isinstance(self.dir, ObjectFolder):
+            return self._latest_remote(self.dir)
         try:
             with open(self.anchors_path, "rb") as fh:
                 fh.seek(0, os.SEEK_END)
@@ -308,6 +415,24 @@ class TrustStore:
             return json.loads(lines[-1])
         except ValueError as exc:
             raise AuditKeyError(f"audit anchors {self.anchors_path}: last line unreadable") from exc
+
+    @staticmethod
+    def _latest_remote(folder: ObjectFolder) -> dict | None:
+        got = folder.get(ANCHOR_HEAD)
+        try:
+            head = json.loads(got[0]) if got is not None else None
+        except ValueError as exc:
+            raise AuditKeyError(f"audit anchors {folder / ANCHOR_HEAD}: unreadable") from exc
+        after = f"anchors/{int(head['seq']):020d}.json" if head else None
+        later = [k for k in folder.list("anchors", offset=after) if k != ANCHOR_HEAD]
+        if later:  # the head was moved back (or its swap is still under way): the newest
+            newest = folder.get(later[-1])
+            if newest is not None:
+                try:
+                    return json.loads(newest[0])
+                except ValueError as exc:
+                    raise AuditKeyError(f"audit anchors {folder / later[-1]}: unreadable") from exc
+        return head
 
     @staticmethod
     def anchor_signed(entry: dict, pub: Ed25519PublicKey) -> bool:

@@ -411,11 +411,11 @@ class ObjectFolder:
             return False
         return True
 
-    def list(self, prefix: str) -> list[str]:
-        """Return the keys under `prefix` (relative to this folder, sorted)."""
+    def list(self, prefix: str, *, offset: str | None = None) -> list[str]:
+        """Return the keys under `prefix` (relative to this folder, sorted), after `offset`."""
         import obstore
 
         out = []
-        for chunk in obstore.list(self._store, prefix.rstrip("/") + "/"):
+        for chunk in obstore.list(self._store, prefix.rstrip("/") + "/", offset=offset):
             out.extend(str(meta["path"]) for meta in chunk)
         return sorted(out)
