@@ -81,9 +81,10 @@ its last seq): an append that lands meanwhile makes Delta's conflict check refus
 this commit, which then re-reads the head and chains again.  That is what keeps
 the chain whole on object storage (a log at ``s3://...``, where there is no flock;
 `hortus.lakehouse._objstore`): writers on several machines append to one chain.  On
-object storage the trust folder (public keys, anchors) stays local, under
-``.hortus/audit_trust/`` beside the secrets folder: each machine checks the anchors
-it wrote itself.
+object storage the trust folder (public keys, anchors) is in the bucket too, the prefix
+``<log>.trust/`` (`hortus.governance._audit_keys.TrustStore`, conditional PUTs), so
+every machine verifies the same chain against the same anchors; a trust folder an
+older version kept under ``.hortus/audit_trust/`` is copied there once.
 
 Batching and policy changes
 ---------------------------
@@ -199,19 +200,16 @@ def default_path(paths: Paths) -> Path | str:
     return paths.table("ops", "audit_log")
 
 
-def trust_dir(path: Path | str) -> Path:
-    """Return the public trust folder of the log at `path`: `<path>.trust`."""
+def trust_dir(path: Path | str) -> Path | str:
+    """Return the public trust folder of the log at `path`: `<path>.trust` (a URI in a bucket)."""
     if is_uri(path):
-        raise AuditError(
-            f"audit log {path} is on object storage: its trust folder is local and must be "
-            "given (AuditLog.open sets it under .hortus/audit_trust/)"
-        )
+        return f"{str(path).rstrip('/')}.trust"
     path = Path(path)
     return path.parent / f"{path.name}.trust"
 
 
 def _local_trust(path: str, secrets_dir: Path) -> Path:
-    """Return the local trust folder of a log on object storage (beside the secrets)."""
+    """Return where an older version kept the trust folder of a log on object storage."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", path.split("://", 1)[1]).strip("_")
     return Path(secrets_dir).parent / "audit_trust" / f"{slug}.trust"
 
@@ -340,7 +338,7 @@ class AuditLog:
     key: bytes | None = field(default=None, repr=False)
     key_dir: Path | None = None
     socket: str | None = None
-    trust_root: Path | None = None  # default: trust_dir(path); given for object storage
+    trust_root: Path | str | None = None  # default: trust_dir(path)
     #: (Delta version, head, last policy_version, active key_id) after this object's
     #: last append: an append that finds the table still at that version skips re-reading
     _tail: tuple[int, tuple[int, str] | None, str | None, str | None] | None = field(
@@ -368,8 +366,9 @@ class AuditLog:
         secret = read_key(KEY_ENV, secrets_dir, KEY_FILE)
         key_dir = Path(secrets_dir) / SIGNING_DIR
         socket = configured_socket(Path(secrets_dir))
-        trust = _local_trust(str(path), Path(secrets_dir)) if is_uri(path) else None
-        log = cls(path, secret, key_dir=key_dir, socket=socket, trust_root=trust)
+        log = cls(path, secret, key_dir=key_dir, socket=socket)
+        if is_uri(path):  # the trust folder is in the bucket; adopt one kept locally before
+            log.trust.adopt(_local_trust(str(path), Path(secrets_dir)))
         if signing and socket is None and not log.signer.usable():
             raise AuditError(
                 f"no audit key: set {KEY_ENV} or write one to {Path(secrets_dir) / KEY_FILE} "
