@@ -153,9 +153,11 @@ def test_window_aggregates_carry_their_entity_keys():
     # keyed by the plant's category as of t (a feature of the spine)
     assert INCREMENTS["user_category__views_30d"] == ("user_id", "plant_catalog__category")
     assert INCREMENTS["user_avg_line_value"] == ("user_id",)  # a ratio of two user sums
-    # recency, latest values, bands and ratios with a latest input are judged on levels
-    for name in ("user_activity__days_since_sessions", "plant_catalog__price", "price_band",
-                 "price_vs_user_avg", "user_profile__region"):  # fmt: skip
+    # recency: +1 a day while idle, a drop where an event happened (the recent event rate)
+    assert INCREMENTS["user_activity__days_since_clicks"] == ("user_id",)
+    # latest values, bands and ratios with a latest input are judged on levels
+    for name in ("plant_catalog__price", "price_band", "price_vs_user_avg",
+                 "user_profile__region"):  # fmt: skip
         assert name not in INCREMENTS
 
 

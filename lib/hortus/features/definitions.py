@@ -366,21 +366,26 @@ def feature_entities(features: FeatureSet) -> dict[str, tuple[str, ...]]:
     (`hortus.monitoring.drift.calibrated_compare`, ``increments=``): a window sum
     integrates its window, so what the entity's recent rows added is the sharper
     witness of a recent change.  A ratio of two such features is keyed by the
-    union of its inputs' keys; recency (days since), latest values and bands are left
-    out (their level is what changes).
+    union of its inputs' keys.  Recency (days since the entity's last event) is
+    included: its increment is 1 per day while nothing happens and drops where an
+    event happened, so its mean witnesses the recent event rate, which the level
+    (dominated by long-idle entities) hides.  Latest values and bands are left out
+    (their level is what changes).
 
     Examples
     --------
     >>> g = FeatureGroup("s", ("shop_id",), "silver.sales", "ts",
-    ...                  aggs=(Agg("n", pl.lit(1.0), ("7d",)),), latest=("size",))
+    ...                  aggs=(Agg("n", pl.lit(1.0), ("7d",), recency=True),), latest=("size",))
     >>> feature_entities(FeatureSet(groups=(g,)))
-    {'s__n_7d': ('shop_id',)}
+    {'s__n_7d': ('shop_id',), 's__days_since_n': ('shop_id',)}
     """
     out: dict[str, tuple[str, ...]] = {}
     for g in features.groups:
         for a in g.aggs:
             for w in a.windows:
                 out[f"{g.name}__{a.name}_{w}"] = tuple(features.key_columns(g))
+            if a.recency:
+                out[f"{g.name}__days_since_{a.name}"] = tuple(features.key_columns(g))
     for d in features.derived:
         if isinstance(d, Ratio) and d.num in out and d.den in out:
             out[d.name] = tuple(dict.fromkeys((*out[d.num], *out[d.den])))
