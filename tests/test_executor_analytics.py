@@ -50,7 +50,7 @@ def _frames(n: int = 24_000, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]
     ref = pl.DataFrame({
         "x": rng.normal(size=n),
         "k": rng.integers(0, 6, n),
-        "c": rng.choice(["a", "b", "c", None], n),
+        "c": pl.Series(rng.choice(["a", "b", "c", ""], n)).replace("", None),
         "seg": rng.choice(["north", "south", "west"], n),
         "ts": ts,
     })  # fmt: skip
@@ -75,12 +75,20 @@ def test_drift_split_into_column_tasks_equals_the_unsplit_report():
     assert whole.drifted_columns == split.drifted_columns and "x" in whole.drifted_columns
 
 
+def _names(frame: pl.DataFrame, column: str) -> list[str]:
+    return frame.columns
+
+
 def test_drift_task_items_carry_only_their_columns():
     """Check that a task's frame is cut to the columns its item names."""
     frame = pl.DataFrame({"a": [1.0], "b": [2.0], "seg": ["b"]})
     slim = analytics._slim(("a", frame, DriftConfig(), "b"))
     assert slim[1].columns == ["a", "b"] and slim[0] == "a"
     assert analytics._slim((frame, "a"))[0].columns == ["a"]
+    objects = pl.DataFrame({"o": pl.Series([object(), None], dtype=pl.Object), "x": [1.0, 2.0]})
+    with analytics.use(_split(), split_local=True):  # cannot be shipped: in-process
+        assert analytics.drift_map(_names, [(objects, "o"), (objects, "x")], 2) is None
+        assert analytics.drift_map(_names, [(objects, "x"), (frame, "b")], 2) == [["x"], ["b"]]
 
 
 def test_nothing_is_submitted_below_the_thresholds_or_on_the_local_executor(fitted):

@@ -103,11 +103,15 @@ def drift_map(fn: Callable[..., Any], items: Sequence[tuple], rows: int) -> list
 
     A task is one item (a column of the frame, or of one segment / window part),
     or consecutive items whose frames hold fewer than `executor.chunk_rows` rows
-    together (small parts); results come back in item order.
+    together (small parts); results come back in item order.  A frame with a column
+    of Python objects (dtype Object, which polars cannot serialise) stays in-process.
     """
     executor = executor_for_work("drift", rows)
     if executor is None or len(items) < 2:
         return None
+    items = [_slim(item) for item in items]
+    if any(pl.Object in a.dtypes for item in items for a in item if isinstance(a, pl.DataFrame)):
+        return None  # Python objects in a column: polars cannot ship them; in-process
     batches: list[list[tuple]] = []
     size = executor.config.chunk_rows
     held = size
@@ -116,7 +120,7 @@ def drift_map(fn: Callable[..., Any], items: Sequence[tuple], rows: int) -> list
         if held + n > size:
             batches.append([])
             held = 0
-        batches[-1].append(_slim(item))
+        batches[-1].append(item)
         held += n
     out: list[Any] = []
     for part in executor.map(_run_batch, batches, shared=(fn,)):

@@ -1,0 +1,95 @@
+"""Drift, bootstrap intervals and permutation importance on a real two-node Ray cluster.
+
+The cluster is tests/test_executor_ray.py's fixture (`ray.cluster_utils.Cluster`: a
+head and a worker node, one CPU each).  With the thresholds at 0 and small chunks
+the work goes to Ray tasks (recorded), and every result equals the in-process one
+bit for bit: the drift report, the segment intervals (each replicate from its own
+seed), the permutation importances (the model shipped through the object store).
+Slow (the cluster takes about 10 s to start on two shared cores): `make test-slow`.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from hortus.checks._importance import importance_check
+from hortus.checks._segments import segment_metrics_ci
+from hortus.executor import analytics
+from hortus.monitoring.drift import Profile, compare
+from test_executor_analytics import _frames, _scored, fitted  # noqa: F401 (a fixture)
+from test_executor_ray import _executor, cluster  # noqa: F401 (the two-node fixture)
+
+pytestmark = pytest.mark.slow
+
+ray = pytest.importorskip("ray")
+
+LOW = {"drift_min_rows": 0, "bootstrap_min_rows": 0, "importance_min_rows": 0}
+
+
+class Counting:
+    """The Ray executor, counting the tasks it submits."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.kind, self.config = inner, inner.kind, inner.config
+        self.tasks: list[int] = []
+
+    def map(self, fn, items, **kw):
+        items = list(items)
+        self.tasks.append(len(items))
+        return self.inner.map(fn, items, **kw)
+
+
+@pytest.fixture(scope="module")
+def on_ray(cluster):  # noqa: F811
+    """A Ray executor on the two-node cluster with every analytics threshold at 0."""
+    ex = _executor(cluster, chunk_rows=5_000, **LOW)
+    ex.connect()
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    yield ex
+    ex.shutdown()
+
+
+def test_drift_on_two_nodes_equals_the_local_report(on_ray):
+    """Check profile and compare (overall, per segment, per window) as Ray tasks: same report."""
+    ref, cur = _frames(40_000, seed=2)
+    kw = {"segment": "seg", "time": "ts", "window": "3h"}
+    local = compare(ref, cur, **kw)
+    stored = Profile.from_frame(ref.drop("ts"), exact=True)
+    ex = Counting(on_ray)
+    with analytics.use(ex):
+        remote = compare(ref, cur, **kw)
+        remote_stored = Profile.from_frame(ref.drop("ts"), exact=True)
+    assert len(ex.tasks) >= 3 and sum(ex.tasks) > 10
+    assert remote.to_dict() == local.to_dict()
+    assert remote.to_frame().equals(local.to_frame())
+    assert remote_stored.to_dict() == stored.to_dict()
+    assert "x" in remote.drifted_columns
+
+
+@pytest.mark.parametrize("metric", ["roc_auc", "log_loss"])
+def test_bootstrap_on_two_nodes_equals_the_local_intervals(on_ray, metric):
+    """Check segment intervals as Ray tasks (per value; rows in replicate batches): same table."""
+    y, s, df, spec = _scored(20_000, seed=9)
+    kw = {"scores": s, "n_boot": 80, "metric": metric, "seed": 3, "max_gap": 1.0}
+    local = segment_metrics_ci(None, df, spec, **kw)
+    ex = Counting(on_ray)
+    with analytics.use(ex):
+        remote = segment_metrics_ci(None, df, spec, **kw)
+    assert ex.tasks and ex.tasks[0] >= local.table.height
+    assert remote.table.equals(local.table)
+    assert remote.stats == local.stats
+    assert local.table["ci_low"].null_count() == 0
+
+
+def test_importance_on_two_nodes_equals_the_local_numbers(on_ray, fitted):  # noqa: F811
+    """Check one Ray task per feature (model through the object store): scikit-learn's numbers."""
+    model, df, spec = fitted
+    local = importance_check(model, df, spec, n_repeats=3, max_rows=2_000, seed=1)
+    ex = Counting(on_ray)
+    with analytics.use(ex):
+        remote = importance_check(model, df, spec, n_repeats=3, max_rows=2_000, seed=1)
+    assert ex.tasks == [len(spec.features)]
+    assert remote.table.equals(local.table)
+    assert remote.table["importance_mean"].is_finite().all()
+    assert remote.table.filter(pl.col("importance_mean") > 0).height >= 2
