@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from hortus.domains.plantshop import simulate as sim
+from hortus.domains.plantshop.drift_changes import SEASONAL
 from hortus.domains.plantshop.simulate import DRIFTS, FAULTS, SimConfig, simulate
 
 CONTRACTS = yaml.safe_load(Path(sim.__file__).with_name("contracts.yaml").read_text("utf-8"))
@@ -454,21 +455,29 @@ def test_drift_leaves_days_before_drift_start_identical(drifted):
                 assert (out / rel).read_bytes() == (plain / rel).read_bytes(), rel
 
 
-def test_seasonal_drift_raises_traffic_and_flowering_share(drifted):
-    """Check that seasonal drift brings more sessions and flowering views than the plain run."""
+def test_seasonal_drift_raises_traffic_engagement_and_flowering_share(drifted):
+    """Check that seasonal drift brings more sessions, keener visitors (click-through and
+    orders per session) and more flowering views than the plain run, as its manifest says."""
     out, manifest, plain = drifted
     day = manifest["drift"]["start"]
+    assert manifest["drift"]["seasonal"] == SEASONAL  # the magnitudes are recorded
 
-    def after(root: Path) -> tuple[int, float]:
+    def after(root: Path) -> tuple[int, float, float, float]:
         ev = _raw_table(root, "events").filter(pl.col("ts") >= day)
         plants = _raw_table(root, "plants").unique("plant_id").select("plant_id", "category")
         views = ev.filter(pl.col("event_type") == "view").join(plants, on="plant_id")
-        sessions = ev.filter(pl.col("event_type") == "session_start").height
-        return sessions, (views["category"] == "flowering").mean()
+        n = dict(ev["event_type"].value_counts().iter_rows())
+        sessions = n["session_start"]
+        return (sessions, (views["category"] == "flowering").mean(),
+                n["rec_click"] / n["rec_impression"], n["order"] / sessions)  # fmt: skip
 
-    (s_drift, f_drift), (s_plain, f_plain) = after(out), after(plain)
+    (s_drift, f_drift, ctr_drift, o_drift), (s_plain, f_plain, ctr_plain, o_plain) = (
+        after(out), after(plain),
+    )  # fmt: skip
     assert s_drift > 1.25 * s_plain
     assert f_drift > f_plain + 0.03
+    assert ctr_drift > 1.3 * ctr_plain  # more clicks per impression, not only more visits
+    assert o_drift > 1.3 * o_plain  # and more order lines per session
 
 
 # ------------------------------------------------------------------ behaviour and reviews

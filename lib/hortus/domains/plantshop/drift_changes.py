@@ -17,9 +17,23 @@ DRIFT_CHANGES: dict[str, tuple[str, ...]] = {
     "new_region": ("silver.users.country", "silver.users.region"),
     # 25-40% dearer plants in one or two categories: the catalogue and the order lines
     "price_change": ("silver.plants.price", "silver.events.price"),
-    # 40% more traffic (every events count), flowering plants favoured, more mobile
+    # spring: 40% more traffic and keener visitors (more clicks, carts and orders per
+    # visit: every events count and ratio), flowering plants favoured, more mobile
     "seasonal": ("silver.events.*", "silver.events.plant_id", "silver.events.device"),
 }
+
+#: what the seasonal scenario changes in the buyers' behaviour from its first day (the
+#: drifted export's manifest records it under ``drift.seasonal``): sessions per user
+#: (times ``traffic``), the share of mobile sessions (plus ``mobile``), the utility of
+#: flowering plants (plus ``flowering``; recommendations favour them by half of it), the
+#: logit of a click on a recommendation and of an add to cart (plus ``click_logit``,
+#: ``cart_logit``) and the share of sessions that order their cart (``convert``, 0.60
+#: otherwise).  Spring visitors engage more, not only more often: a change of volume
+#: alone leaves the ratios (click-through, conversion) where they were.
+SEASONAL: dict[str, float] = {
+    "traffic": 1.4, "mobile": 0.10, "flowering": 0.8, "click_logit": 0.7, "cart_logit": 0.4,
+    "convert": 0.75,
+}  # fmt: skip
 
 
 def changed_columns(drifts: Iterable[str]) -> dict:

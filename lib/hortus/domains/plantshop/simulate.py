@@ -38,7 +38,7 @@ import polars as pl
 
 from hortus.domains.plantshop._closed_loop import Served, apply_served
 from hortus.domains.plantshop._closed_loop import served_recommendations as served_recommendations
-from hortus.domains.plantshop.drift_changes import DRIFT_CHANGES, changed_columns
+from hortus.domains.plantshop.drift_changes import DRIFT_CHANGES, SEASONAL, changed_columns
 
 __all__ = ["DRIFTS", "DRIFT_CHANGES", "FAULTS", "SimConfig", "simulate", "simulate_more"]
 
@@ -119,11 +119,7 @@ _LIGHT_PENALTY = np.array([[0.0, -0.4, -1.2], [0.0, 0.0, -0.5], [-0.2, 0.0, 0.0]
 _PET_PENALTY = -2.5
 _REF_PRICE = 15.0
 _PRICE_RISE = (1.25, 1.40)  # price_change: a factor per changed plant, in the manifest
-_SEASONAL_FLOWERING = 0.8
-_SEASONAL_TRAFFIC = 1.4
-_SEASONAL_MOBILE = 0.10
-_MAX_REC = 10
-_MAX_BROWSE = 6
+_MAX_REC, _MAX_BROWSE = 10, 6
 _CLICK_BIAS, _CLICK_SLOPE = -2.2, 0.9
 _ATC_BIAS, _ATC_SLOPE = -4.1, 1.0
 _CONVERT_P = 0.60
@@ -925,11 +921,11 @@ def _simulate_day(
     active = np.flatnonzero(users.signup_day < d)
     lam = users.activity[active] * _WEEKDAY[day.weekday()]
     if seasonal:
-        lam = lam * _SEASONAL_TRAFFIC
+        lam = lam * SEASONAL["traffic"]
     su = np.repeat(active, rng.poisson(lam))
     n_s = len(su)
     # --- session attributes
-    mobile = users.mobile[su] + (_SEASONAL_MOBILE if seasonal else 0.0)
+    mobile = users.mobile[su] + (SEASONAL["mobile"] if seasonal else 0.0)
     device = _draw_device(rng.random(n_s), mobile)
     home = rng.random(n_s) < 0.7
     ip = np.where(home[:, None], users.home_ip[su], rng.integers(1, 255, (n_s, 4)))
@@ -944,7 +940,7 @@ def _simulate_day(
     n_browse = np.minimum(rng.poisson(1.3, n_s), b_max)
     # --- recommendation lists and browsing, in chunks of sessions (bounded memory)
     log_price = np.log(price)
-    flowering = _SEASONAL_FLOWERING if seasonal else 0.0
+    flowering = SEASONAL["flowering"] if seasonal else 0.0
     rec_plants = np.empty((n_s, k_max), dtype=np.int64)
     rec_util = np.empty((n_s, k_max))
     browse_plants = np.empty((n_s, b_max), dtype=np.int64)
@@ -965,7 +961,8 @@ def _simulate_day(
     pos = np.arange(1, k_max + 1)
     shown = pos[None, :] <= n_rec[:, None]
     pos_mult = 1.7 * pos**-0.45
-    p_click = np.clip(pos_mult[None, :] * _sigmoid(_CLICK_BIAS + _CLICK_SLOPE * rec_util), 0, 1)
+    click_bias = _CLICK_BIAS + (SEASONAL["click_logit"] if seasonal else 0.0)  # + 0.0: exact
+    p_click = np.clip(pos_mult[None, :] * _sigmoid(click_bias + _CLICK_SLOPE * rec_util), 0, 1)
     clicked = shown & (rng.random(shown.shape) < p_click)
     imp_s, imp_k = np.nonzero(shown)
     clk_s, clk_k = np.nonzero(clicked)
@@ -976,12 +973,13 @@ def _simulate_day(
     v_util = np.concatenate([rec_util[clk_s, clk_k], browse_util[brw_s, brw_k]])
     v_click = np.concatenate([np.ones(len(clk_s), bool), np.zeros(len(brw_s), bool)])
     v_key = rng.random(len(v_s))
-    p_atc = _sigmoid(_ATC_BIAS + _ATC_SLOPE * v_util) * cat.in_stock[v_plant]
+    atc_bias = _ATC_BIAS + (SEASONAL["cart_logit"] if seasonal else 0.0)
+    p_atc = _sigmoid(atc_bias + _ATC_SLOPE * v_util) * cat.in_stock[v_plant]
     v_atc = rng.random(len(v_s)) < p_atc
     qty_extra = np.where(cat.category[v_plant] == _HERB, 0.9, 0.25)
     v_qty = 1 + rng.poisson(qty_extra)
     # --- orders: converting sessions buy most of their cart (one line per plant)
-    converts = rng.random(n_s) < _CONVERT_P
+    converts = rng.random(n_s) < (SEASONAL["convert"] if seasonal else _CONVERT_P)
     a = np.flatnonzero(v_atc & converts[v_s])
     a = a[np.lexsort((v_key[a], v_s[a]))]
     keep = rng.random(len(a)) < _KEEP_LINE_P
@@ -1502,6 +1500,8 @@ def _generate(cfg: SimConfig, exp: _Export, served=None) -> tuple[dict, dict[str
         frame, new_price, info = _price_change(cfg, cat, day)
         exp.write(f"plants/plants-{day}.csv", _csv(frame), frame.height)
         drift_info["price_change"] = info | {"file": f"plants/plants-{day}.csv"}
+    if "seasonal" in drifts:  # its magnitudes, as price_change records its own
+        drift_info["seasonal"] = dict(SEASONAL)
 
     # initial population: signed up between the opening and the start
     rng0 = _rng(cfg.seed, _S_USERS0)
