@@ -402,3 +402,132 @@ def test_a_rotation_whose_lease_is_taken_over_in_the_bucket_writes_nothing_more(
         assert dt.history(1)[0]["hortus.note"] == f"lease fence silver#{taken[0].token}"
     taken[0].release()
     lh.close()
+
+
+# ------------------------------------------------------ the audit trust folder
+ANCHORER = """
+import sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hortus.governance._audit_keys import TrustStore
+
+uri, start = sys.argv[1], int(sys.argv[2])
+key = Ed25519PrivateKey.from_private_bytes(bytes(32))
+trust = TrustStore(uri)
+for seq in range(start, 41, 2):  # interleaved with the other writer's seqs
+    trust.anchor(key, seq, f"{seq:064x}", seq)
+    trust.anchor(key, max(1, seq - 7), f"{max(1, seq - 7):064x}", seq)  # a late, older one
+"""
+
+
+def _records(n: int, who: str = "alex") -> list:
+    from hortus.governance.audit import AuditRecord
+
+    return [AuditRecord(who, "read", "silver.users", detail=f"{who}{i}") for i in range(n)]
+
+
+def test_the_audit_trust_is_in_the_bucket_and_another_machine_catches_a_cut_tail(
+    project, s3_lake, s3_server, tmp_path, monkeypatch
+):
+    """Check the trust folder of a log in a bucket: public keys and anchors in the bucket
+    (no private key there, nothing local); a second machine (another project folder,
+    verifying only) verifies the same chain, and catches a cut last commit."""
+    uri = f"{s3_lake}/ops/audit_log"
+    a = AuditLog.open(uri, secrets_dir=project.secrets)
+    for i in range(3):  # three commits, three anchors
+        a.append(*_records(2, f"a{i}"))
+    head = a.head()
+    prefix = s3_lake.removeprefix(f"s3://{s3_server.bucket}/")
+    trust = [k.removeprefix(f"{prefix}/ops/audit_log.trust/")
+             for k in s3_server.keys(f"{prefix}/ops/audit_log.trust/")]  # fmt: skip
+    assert [k for k in trust if k.startswith("keys/")] == [
+        f"keys/{next(iter(a.trust.public_keys())).replace(':', '-')}.pub"
+    ]
+    assert "anchors/head.json" in trust and f"anchors/{head[0]:020d}.json" in trust
+    client = s3_server.client()
+    for key in s3_server.keys(f"{prefix}/ops/audit_log.trust/"):
+        body = client.get_object(Bucket=s3_server.bucket, Key=key)["Body"].read()
+        assert b"PRIVATE" not in body  # public material only
+    assert not (project.root / ".hortus" / "audit_trust").exists()  # nothing kept locally
+    assert json.loads(client.get_object(Bucket=s3_server.bucket,
+                                        Key=f"{prefix}/ops/audit_log.trust/anchors/head.json")
+                      ["Body"].read())["seq"] == head[0]  # fmt: skip
+
+    # another machine: its own project folder, no trust folder, no signing key
+    other = tmp_path / "machine-b"
+    monkeypatch.delenv("HORTUS_AUDIT_KEY")
+    b = AuditLog.open(uri, secrets_dir=other / ".hortus" / "secrets", signing=False)
+    result = b.verify()
+    assert result.ok, str(result)
+    # the last commit of the log is cut in the bucket: machine B sees it
+    last = s3_server.keys(f"{prefix}/ops/audit_log/_delta_log/")[-1]
+    assert last.endswith(".json")
+    client.delete_object(Bucket=s3_server.bucket, Key=last)
+    result = AuditLog.open(uri, secrets_dir=other / ".hortus" / "secrets", signing=False).verify()
+    assert not result.ok and "anchor" in str(result), str(result)
+    # and machine A refuses to extend the cut log (it never re-anchors a cut tail)
+    monkeypatch.setenv("HORTUS_AUDIT_KEY", "test-only-audit-key")
+    a = AuditLog.open(uri, secrets_dir=project.secrets)
+    with pytest.raises(Exception, match="does not reach the last anchor"):
+        a.append(_records(1)[0])
+
+
+def test_anchors_in_the_bucket_never_roll_back_with_two_writers(s3_lake, s3_server):
+    """Check two processes anchoring interleaved (and late, older) seqs at once: the head
+    ends at the greatest seq, every seq is kept; a head moved back by hand is overruled."""
+    import subprocess
+    import sys
+
+    from hortus.governance._audit_keys import ANCHOR_HEAD, TrustStore
+
+    uri = f"{s3_lake}/ops/audit_log.trust"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", ANCHORER, uri, str(start)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for start in (1, 2)
+    ]  # fmt: skip
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    trust = TrustStore(uri)
+    client = s3_server.client()
+    prefix = s3_lake.removeprefix(f"s3://{s3_server.bucket}/")
+    head_key = f"{prefix}/ops/audit_log.trust/{ANCHOR_HEAD}"
+    head = json.loads(client.get_object(Bucket=s3_server.bucket, Key=head_key)["Body"].read())
+    assert head["seq"] == 40  # the head object itself: never moved back by the late anchors
+    assert trust.latest_anchor() == head
+    kept = [k.rsplit("/", 1)[-1] for k in s3_server.keys(f"{prefix}/ops/audit_log.trust/anchors/")]
+    assert kept == [f"{s:020d}.json" for s in range(1, 41)] + ["head.json"]
+    # an older anchor put over the head by hand (not through TrustStore): the kept
+    # anchors after it still name the true head
+    old = client.get_object(
+        Bucket=s3_server.bucket, Key=f"{prefix}/ops/audit_log.trust/anchors/{12:020d}.json"
+    )["Body"]
+    client.put_object(Bucket=s3_server.bucket, Key=f"{prefix}/ops/audit_log.trust/{ANCHOR_HEAD}",
+                      Body=old.read())  # fmt: skip
+    assert trust.latest_anchor()["seq"] == 40
+
+
+def test_a_trust_folder_kept_locally_by_an_older_version_moves_to_the_bucket(
+    project, s3_lake, tmp_path, monkeypatch
+):
+    """Check a log whose trust folder an older version kept on the writer's machine: the
+    next open copies its public keys and last anchor into the bucket (once), and another
+    machine then verifies the chain."""
+    from hortus.governance import audit
+
+    uri = f"{s3_lake}/ops/audit_log"
+    local = audit._local_trust(uri, project.secrets)
+    old = audit.AuditLog.open(uri, secrets_dir=project.secrets)
+    old.trust_root = local  # where the older version put it
+    old.append(*_records(3))
+    trust_dir = f"{uri}.trust"
+    assert (local / "anchors.jsonl").exists() and audit.TrustStore(
+        trust_dir
+    ).latest_anchor() is None
+    audit.AuditLog.open(uri, secrets_dir=project.secrets)  # adopts it
+    moved = audit.TrustStore(trust_dir)
+    assert moved.latest_anchor()["seq"] == old.head()[0]
+    assert set(moved.public_keys()) == set(audit.TrustStore(local).public_keys())
+    monkeypatch.delenv("HORTUS_AUDIT_KEY")
+    other = tmp_path / "machine-b" / ".hortus" / "secrets"
+    result = audit.AuditLog.open(uri, secrets_dir=other, signing=False).verify()
+    assert result.ok, str(result)
