@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 import polars as pl
 
+from hortus.lakehouse._objstore import TableLocation
 from hortus.lakehouse.tables import Lakehouse
 
 
@@ -32,7 +33,10 @@ class TableRead:
 
     def scan(self) -> pl.LazyFrame:
         """Return the rows of this plan, lazily (policy filter, masks, then the slice)."""
-        lf = pl.scan_delta(self.uri, version=self.version)
+        # on object storage the worker's own environment gives the credentials
+        # (AWS_*): none travel with the plan
+        options = TableLocation.of(self.uri).write_kwargs()
+        lf = pl.scan_delta(self.uri, version=self.version, **options)
         if self.row_filter is not None:
             lf = lf.filter(self.row_filter)
         lf = lf.select(list(self.select))
@@ -63,7 +67,7 @@ def resolve_read(
     names = tuple(columns) if columns else tuple(lf.collect_schema().names())
     return TableRead(
         table=name,
-        uri=str(lh.path(name)),
+        uri=lh.location(name).uri,
         version=read_version,
         row_filter=plan.row_filter,
         select=plan.select,
