@@ -308,9 +308,8 @@ class Lakehouse:
         self.catalog.get(name)  # unknown tables: TableNotFound
         self._require("read", name)  # before touching the table: no existence oracle
         dt = self._delta(name, version)
-        local = self.location(name).local
-        if version is not None and local is not None:  # time travel: an erased version says so
-            _check_erased(dt, local, name)
+        if version is not None:  # time travel: an erased version says so
+            _check_erased(dt, self.location(name), name)
         lf = pl.scan_delta(dt, **self.location(name).write_kwargs())
         plan = self._plan(name, lf.collect_schema().names(), self._read_contract(name))
         self.reads[name] = dt.version()
@@ -688,11 +687,18 @@ def _guarded_write(
         raise
 
 
-def _check_erased(dt: DeltaTable, path: Path, name: str) -> None:
+def _check_erased(dt: DeltaTable, where: TableLocation, name: str) -> None:
     """Refuse, saying why, a table version whose data files an erasure deleted."""
-    missing = [u for u in dt.file_uris() if not Path(u.removeprefix("file://")).exists()]
+    if where.local is None:  # object storage: one listing of the table's files
+        from hortus.lakehouse._objstore import TableFiles
+
+        files = TableFiles(where)
+        there = set(files.data_files())
+        missing = [u for u in dt.file_uris() if files.relative(u) not in there]
+    else:
+        missing = [u for u in dt.file_uris() if not Path(u.removeprefix("file://")).exists()]
     if missing:
-        removed = _removed_by_maintain(path, dt.version())  # hortus maintain's retention or vacuum
+        removed = _removed_by_maintain(where, dt.version())  # hortus maintain's retention or vacuum
         if removed:
             raise HortusError(f"{name} v{dt.version()} cannot be read: {removed}")
         raise HortusError(
@@ -703,9 +709,9 @@ def _check_erased(dt: DeltaTable, path: Path, name: str) -> None:
         )
 
 
-def _removed_by_maintain(path: Path, version: int) -> str | None:
+def _removed_by_maintain(where: TableLocation, version: int) -> str | None:
     """Say which `hortus maintain` commit removed a version's files (None: not maintain)."""
-    later = [h for h in DeltaTable(str(path)).history() if h["version"] > version]
+    later = [h for h in where.delta().history() if h["version"] > version]
     for h in sorted(later, key=lambda h: h["version"]):
         note = str(h.get(LINEAGE_PREFIX + "note") or "")
         when = datetime.fromtimestamp(h["timestamp"] / 1000, UTC)
