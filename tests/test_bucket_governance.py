@@ -28,6 +28,7 @@ import pytest
 from conftest import TEST_KEY, with_policy
 from hortus.cli.core import main
 from hortus.config import Paths
+from hortus.errors import HortusError
 from hortus.governance import erasure, rotation
 from hortus.governance.audit import AuditLog, default_path
 from hortus.lakehouse import lease
@@ -208,6 +209,10 @@ def test_erase_in_a_bucket_removes_the_subject_from_every_object(
     assert last["hortus.stage"] == "erase" and last["hortus.user"] == "dana"
     assert last["hortus.note"] == rec["erasure_id"] and "hortus.git_commit" in last
     assert json.loads(rec["tables"])["silver.events"]["versions_held"][-1] == events_v
+    # time travel to a version that held them says so (its files left the bucket)
+    with pytest.raises(HortusError, match="right-to-erasure request"):
+        lh.read("silver.events", version=events_v)
+    assert lh.read("silver.events", version=lh.version("silver.events")).height > 0
     # the audit log (in the bucket) verifies and says what was removed where
     audit = AuditLog.open(default_path(lh.paths), secrets_dir=lh.paths.secrets)
     assert audit.verify().ok
@@ -531,3 +536,58 @@ def test_a_trust_folder_kept_locally_by_an_older_version_moves_to_the_bucket(
     other = tmp_path / "machine-b" / ".hortus" / "secrets"
     result = audit.AuditLog.open(uri, secrets_dir=other, signing=False).verify()
     assert result.ok, str(result)
+
+
+KILL_AFTER_COMMIT = r"""
+import os, signal, sys
+from hortus.governance import rotation
+real, calls = rotation.rekey_table, [0]
+def patched(*a, **k):
+    out = real(*a, **k)
+    calls[0] += 1
+    if calls[0] == 2:  # the 2nd table committed in the bucket, the keyring not updated yet
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+rotation.rekey_table = patched
+from hortus.cli.core import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow  # builds a shop into the bucket, then a rotation killed and resumed: ~40 s
+def test_rotation_in_a_bucket_killed_after_a_commit_resumes_with_one_commit_per_table(
+    shop, monkeypatch, capsys
+):
+    """Check kill -9 right after a table's commit in the bucket (before the keyring says so):
+    `--resume` takes the dead process's leases over (fence commits), finishes, and every
+    table holds exactly one re-key commit; joins and counts kept, no old token left."""
+    import os
+    import subprocess
+    import sys
+
+    root, _, _ = shop
+    before = _snapshot(root)
+    lh = Lakehouse.open(root, user="dana")
+    tables = sorted(rotation.token_tables(lh))
+    versions = {t: lh.version(t) for t in tables}
+    lh.close()
+    env = os.environ | {"HORTUS_USER": "dana", "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_COMMIT, "--root", str(root), "keys", "rotate", "pii"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    ring = read_keyring(Paths.at(root).secrets)
+    assert [s["status"] for s in ring["rotation"]["tables"].values()].count("done") == 1
+    code, text = _cli(monkeypatch, capsys, root, "keys", "rotate", "pii", "--resume")
+    assert code == 0 and "resumed and finished" in text, text
+    assert text.count("already re-keyed") == 2  # recorded, and found done from its data
+    lh = Lakehouse.open(root, user="dana")
+    for t in tables:
+        later = [h for h in lh.location(t).delta().history() if h["version"] > versions[t]]
+        stages = [h.get("hortus.stage") for h in later]
+        assert stages.count("rotate_keys") == 1, (t, stages)  # the fence commits aside
+        assert set(stages) <= {"rotate_keys", "lease"}, (t, stages)
+    lh.close()
+    assert _snapshot(root) == before
+    assert _old_tokens_left(root) == []
