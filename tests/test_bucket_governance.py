@@ -43,8 +43,11 @@ SHOP = {"seed": 3, "days": 6, "users": 120, "plants": 15}
 OLD = TEST_KEY.encode()
 
 
-def _build(root: Path, lake: str) -> str:
-    """Build a small shop into the bucket; return the data subject (a buyer who reviewed)."""
+def _build(root: Path, lake: str, *, full: bool = True) -> str:
+    """Build a small shop into the bucket; return the data subject (a buyer who reviewed).
+
+    Not `full`: bronze, silver and the prediction log only (what a rotation re-keys).
+    """
     from hortus.domains.plantshop.features import FEATURES
     from hortus.domains.plantshop.simulate import SimConfig, simulate
     from hortus.features import store as feature_store
@@ -76,16 +79,17 @@ def _build(root: Path, lake: str) -> str:
     lh = Lakehouse(paths=paths, catalog=Catalog.load(), stage="test", user="pipeline")
     ingest(paths.data, lh)
     silver.build(lh, silver.SilverOptions(key=OLD))
-    offline = feature_store.build_offline(lh, FEATURES)
-    at = lh.read("silver.events")["ts"].max()
-    store = feature_store.OnlineStore(paths.online_store, FEATURES)
-    store.materialize(
-        feature_store.read_logs(lh, FEATURES), at + timedelta(microseconds=1),
-        {c.full_name: c for c in lh.catalog},
-        versions={t: v["version"] for t, v in offline.items()},
-    )  # fmt: skip
-    store.close()
-    lh.location("silver.users").delta().create_checkpoint()  # hortus maintain makes them
+    offline = feature_store.build_offline(lh, FEATURES) if full else {"silver.events": 0}
+    if full:
+        at = lh.read("silver.events")["ts"].max()
+        store = feature_store.OnlineStore(paths.online_store, FEATURES)
+        store.materialize(
+            feature_store.read_logs(lh, FEATURES), at + timedelta(microseconds=1),
+            {c.full_name: c for c in lh.catalog},
+            versions={t: v["version"] for t, v in offline.items()},
+        )  # fmt: skip
+        store.close()
+        lh.location("silver.users").delta().create_checkpoint()  # hortus maintain makes them
     # a log whose JSON requests carry ids and tokens inside text
     logged = lh.read("silver.users").select("user_id", "email").sort("user_id")
     now = datetime.now(UTC)
@@ -101,6 +105,9 @@ def _build(root: Path, lake: str) -> str:
     lh.write(
         "ops.prediction_log", log.select(lh.catalog.get("ops.prediction_log").column_names[:9])
     )
+    if not full:
+        lh.close()
+        return subject
     group = next(iter(offline))
     read = {group: lh.version(group), "silver.users": lh.version("silver.users")}
     mv = {c.name: None for c in lh.catalog.get("ops.model_versions").columns}
@@ -126,6 +133,16 @@ def shop(tmp_path, s3_lake, monkeypatch) -> tuple[Path, str, str]:
     root.mkdir()
     subject = _build(root, s3_lake)
     monkeypatch.setenv("HORTUS_LAKEHOUSE", s3_lake)  # what every CLI run below reads
+    return root, s3_lake, subject
+
+
+@pytest.fixture
+def small_shop(tmp_path, s3_lake, monkeypatch) -> tuple[Path, str, str]:
+    """Return (root, lakehouse URI, subject) of a shop in the bucket: bronze, silver, a log."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    subject = _build(root, s3_lake, full=False)
+    monkeypatch.setenv("HORTUS_LAKEHOUSE", s3_lake)
     return root, s3_lake, subject
 
 
@@ -372,10 +389,10 @@ def test_rotation_in_a_bucket_interrupted_resumes(shop, monkeypatch, capsys):
     assert _old_tokens_left(root) == []
 
 
-def test_a_rotation_whose_lease_is_taken_over_in_the_bucket_writes_nothing_more(shop):
+def test_a_rotation_whose_lease_is_taken_over_in_the_bucket_writes_nothing_more(small_shop):
     """Check the fence on s3://: the rotation's silver lease is taken over after its first
     table; its next commit into silver fails with LeaseLost and nothing lands there."""
-    root, lake, _ = shop
+    root, lake, _ = small_shop
     lh = Lakehouse.open(root, user="dana")
     tables = sorted(rotation.token_tables(lh))
     versions = {t: lh.version(t) for t in tables}
