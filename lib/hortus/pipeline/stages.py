@@ -102,11 +102,23 @@ def pin_tables(paths: Paths, stage: str, lh: Lakehouse, tables: list[str]) -> di
 
 
 def _drop(paths: Paths, *layers: str) -> None:
-    """Remove the folders of whole layers: what DVC did when they were its outputs."""
+    """Remove whole layers: what DVC did when they were its outputs.
+
+    On disk their folders; on object storage every object under their prefix, the
+    Delta logs first (a table is gone once its log is; data files left by an
+    interrupted drop belong to no table and go with the next one).
+    """
     import shutil
 
     for layer in layers:
-        if paths.layer(layer).exists():
+        if paths.lakehouse_uri is not None:
+            from hortus.lakehouse._objstore import TableFiles, TableLocation
+
+            rel = paths.layer(layer).relative_to(paths.lakehouse).as_posix()
+            files = TableFiles(TableLocation.of(f"{paths.lakehouse_uri}/{rel}"))
+            for name in sorted(files.list(), key=lambda f: "/_delta_log/" not in f):
+                files.delete(name)
+        elif paths.layer(layer).exists():
             shutil.rmtree(paths.layer(layer))
 
 
