@@ -19,8 +19,21 @@ the object store compete for the same cores: the ratio measures Ray's overhead
 The last table is a MODELLED projection of per-stage time on N machines (not
 measured; its assumptions are printed with it).
 
-Usage: python benchmarks/bench_scaleout.py [--events 10000000] [--workdir DIR]
-       [--chunk-rows 500000] [--object-store-mb 1024] [--nodes-model 1,2,4,8,16]
+The analytics part (`--part analytics`, or `all`) times the gate's analytics on
+synthetic frames, in-process and on the same two-node cluster with the default
+thresholds of params.yaml `executor` (hortus.executor.analytics): drift (exact
+profile + compare, per-column tasks) at --drift-rows, the segment bootstrap
+(--n-boot replicates, ROC AUC drawn as cell counts and log loss drawn as rows, in
+replicate batches) at --boot-rows, and permutation importance (one task per
+feature, the model through the object store) on --importance-rows sampled rows;
+each Ray result is checked identical to the in-process one.  Again the ratio is
+Ray's overhead on 2 shared cores, not a speed-up.
+
+Usage: python benchmarks/bench_scaleout.py [--part all|stages|analytics]
+       [--events 10000000] [--workdir DIR] [--chunk-rows 500000]
+       [--object-store-mb 1024] [--nodes-model 1,2,4,8,16]
+       [--drift-rows 1000000,5000000] [--boot-rows 1000000] [--n-boot 200]
+       [--importance-rows 200000] [--analytics-min-rows N]
 """
 
 from __future__ import annotations
@@ -224,6 +237,135 @@ def projection(local: dict, ray: dict, nodes: list[int]) -> None:
               + " ".join(f"{v:>8.2f}" for v in cells))  # fmt: skip
 
 
+# ------------------------------------------------------------------- analytics
+def _drift_frames(rows: int, seed: int):
+    """A reference and a current of `rows` rows: 6 float, 1 integer, 2 text columns."""
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+
+    def frame(shift: float):
+        cols = {f"x{i}": rng.normal(shift * (i % 2), 1 + i / 10, rows) for i in range(6)}
+        cols["count"] = rng.poisson(3 + shift, rows)
+        cols["region"] = pl.Series(rng.choice(["n", "s", "e", "w", "c"], rows))
+        shares = [0.5 - shift, 0.3, 0.2 + shift]
+        cols["band"] = pl.Series(rng.choice(["a", "b", "c"], rows, p=shares))
+        return pl.DataFrame(cols)
+
+    return frame(0.0), frame(0.05)
+
+
+def _boot_frame(rows: int, seed: int):
+    """Scores, labels and two segment columns (6 and 3 values) of `rows` rows."""
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=rows)
+    y = (x + rng.normal(size=rows) > 0).astype(np.int64)
+    frame = pl.DataFrame({"y": y, "region": rng.choice(list("abcdef"), rows),
+                          "band": rng.choice(["young", "mid", "old"], rows)})  # fmt: skip
+    return frame, 1 / (1 + np.exp(-x))
+
+
+def _importance_model(rows: int, seed: int):
+    """A frame of `rows` rows with 8 features and a model fitted on 50,000 of them."""
+    import numpy as np
+    import polars as pl
+
+    from hortus.models.modeling import ModelSpec, train
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 8))
+    start = pl.datetime(2025, 1, 1)
+    frame = pl.DataFrame({f"f{i}": x[:, i] for i in range(8)}).with_columns(
+        ts=pl.datetime_range(start, start + pl.duration(seconds=rows - 1), "1s", eager=True),
+        y=pl.Series((x[:, :4] @ [1.0, 0.5, 0.25, 0.1] + rng.normal(size=rows) > 0).astype(int)),
+    )
+    spec = ModelSpec("y", tuple(f"f{i}" for i in range(8)), time="ts", params={"max_iter": 30})
+    fit = train(frame.head(50_000), spec, curve_points=1, importance_repeats=1,
+                importance_rows=200)  # fmt: skip
+    return fit.pipeline, frame, spec
+
+
+def run_analytics(executor, inputs: dict, args) -> dict:
+    """Time drift, the segment bootstrap and importance with `executor` as the analytics one."""
+    from hortus.checks._importance import importance_check
+    from hortus.checks._segments import segment_metrics_ci
+    from hortus.executor import analytics
+    from hortus.models.modeling import ModelSpec
+    from hortus.monitoring.drift import compare
+
+    ex = Counted(executor)
+    out: dict = {}
+    with analytics.use(ex):
+        for rows, (ref, cur) in inputs["drift"].items():
+            ex.tasks, t = 0, time.perf_counter()
+            report = compare(ref, cur)
+            out[f"drift {rows:,}"] = (time.perf_counter() - t, ex.tasks, report.to_dict())
+        frame, scores = inputs["boot"]
+        spec = ModelSpec("y", ("x",), segments=("region", "band"))
+        for metric in ("roc_auc", "log_loss"):
+            ex.tasks, t = 0, time.perf_counter()
+            check = segment_metrics_ci(None, frame, spec, scores=scores, n_boot=args.n_boot,
+                                       metric=metric, max_gap=1.0)  # fmt: skip
+            key = f"bootstrap {metric} {frame.height:,}"
+            out[key] = (time.perf_counter() - t, ex.tasks, check.table)
+        model, frame, spec = inputs["importance"]
+        ex.tasks, t = 0, time.perf_counter()
+        check = importance_check(model, frame, spec, n_repeats=2, max_rows=args.importance_rows)
+        out[f"importance {args.importance_rows:,}"] = (time.perf_counter() - t, ex.tasks,
+                                                       check.table)  # fmt: skip
+    return out
+
+
+def _same(a, b) -> bool:
+    return a.equals(b) if hasattr(a, "equals") else a == b
+
+
+def analytics_part(args, ray_executor) -> bool:
+    """Run the analytics locally and on `ray_executor`; print the table; return all identical."""
+    t = time.perf_counter()
+    rows = [int(r) for r in args.drift_rows.split(",")]
+    inputs = {
+        "drift": {n: _drift_frames(n, seed=i) for i, n in enumerate(rows)},
+        "boot": _boot_frame(args.boot_rows, seed=7),
+        "importance": _importance_model(max(args.importance_rows, 60_000), seed=8),
+    }
+    print(f"\nanalytics inputs made in {time.perf_counter() - t:.1f} s (not timed)")
+    from hortus.executor.base import LocalExecutor
+
+    local = run_analytics(LocalExecutor(), inputs, args)
+    # a first task per worker imports hortus, polars and scikit-learn (not timed)
+    list(ray_executor.map(_warm, range(4)))
+    remote = run_analytics(ray_executor, inputs, args)
+    cfg = ray_executor.config
+    print(f"thresholds (params.yaml executor): drift_min_rows {cfg.drift_min_rows:,}, "
+          f"bootstrap_min_rows {cfg.bootstrap_min_rows:,}, importance_min_rows "
+          f"{cfg.importance_min_rows:,}; chunk_rows {cfg.chunk_rows:,}")  # fmt: skip
+    head = f"{'local s':>9} {'ray s':>9} {'ray/local':>10} {'tasks':>6} {'same':>5}"
+    print(f"{'analytics':>28} {head}")
+    ok = True
+    for key, (seconds, _, result) in local.items():
+        r_seconds, tasks, r_result = remote[key]
+        same = _same(result, r_result)
+        ok &= same
+        print(f"{key:>28} {seconds:>9.2f} {r_seconds:>9.2f} {r_seconds / seconds:>10.2f} "
+              f"{tasks:>6} {'yes' if same else 'NO':>5}")  # fmt: skip
+    print("local: in-process (drift columns on threads, as today); ray: tasks on the 2 nodes;")
+    print("same: the report / interval table / importance table equal the local one exactly.")
+    print("On 2 shared cores the ratio is Ray's overhead, not a speed-up (see the docstring).")
+    return ok
+
+
+def _warm(_: int) -> int:
+    import hortus.checks._importance  # noqa: F401
+    import hortus.monitoring.drift  # noqa: F401
+
+    return os.getpid()
+
+
 def main() -> None:
     """Run the benchmark and print the figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -232,6 +374,13 @@ def main() -> None:
     ap.add_argument("--chunk-rows", type=int, default=500_000, help="rows per Ray task")
     ap.add_argument("--object-store-mb", type=int, default=1024, help="per node")
     ap.add_argument("--nodes-model", default="1,2,4,8,16")
+    ap.add_argument("--part", choices=("all", "stages", "analytics"), default="all")
+    ap.add_argument("--drift-rows", default="1000000,5000000", help="rows of each side")
+    ap.add_argument("--boot-rows", type=int, default=1_000_000)
+    ap.add_argument("--n-boot", type=int, default=200)
+    ap.add_argument("--importance-rows", type=int, default=200_000)
+    ap.add_argument("--analytics-min-rows", type=int, default=None,
+                    help="every analytics threshold (default: params.yaml's defaults)")  # fmt: skip
     args = ap.parse_args()
     import ray
 
@@ -243,32 +392,50 @@ def main() -> None:
     base = Path(args.workdir or tempfile.mkdtemp(prefix="hortus-scaleout-"))
     print(machine_line())
     print(f"ray {ray.__version__}; 2 nodes x 1 CPU, {args.object_store_mb} MB object store each")
-    data = base / "data"
-    if not (data / "_manifest.json").exists():
-        shutil.rmtree(data, ignore_errors=True)
-        cfg = sim_config_for(args.events)
-        t = time.perf_counter()
-        simulate(SimConfig(**cfg), data)
-        print(f"  (simulated {cfg} in {time.perf_counter() - t:.1f} s, not timed)")
-    for d in ("local", "ray"):
-        shutil.rmtree(base / d, ignore_errors=True)
-    local, model = run_stages(base / "local", data, LocalExecutor())
+    stages = args.part in ("all", "stages")
+    if stages:
+        data = base / "data"
+        if not (data / "_manifest.json").exists():
+            shutil.rmtree(data, ignore_errors=True)
+            cfg = sim_config_for(args.events)
+            t = time.perf_counter()
+            simulate(SimConfig(**cfg), data)
+            print(f"  (simulated {cfg} in {time.perf_counter() - t:.1f} s, not timed)")
+        for d in ("local", "ray"):
+            shutil.rmtree(base / d, ignore_errors=True)
+        local, model = run_stages(base / "local", data, LocalExecutor())
     temp = tempfile.mkdtemp(prefix="hray", dir="/tmp")  # short: Ray's socket paths
     cluster, startup = start_cluster(args.object_store_mb, temp)
     cfg = ExecutorConfig(kind="ray", address=cluster.address, chunk_rows=args.chunk_rows,
                          temp_dir=temp)  # fmt: skip
+    if args.analytics_min_rows is not None:
+        low = args.analytics_min_rows
+        cfg = replace(cfg, drift_min_rows=low, bootstrap_min_rows=low, importance_min_rows=low)
     ex = RayExecutor(replace(cfg, slices=4))
+    analytics_same = True
     try:
         t = time.perf_counter()
         ex.connect()
         connect = time.perf_counter() - t
-        ray_figs, _ = run_stages(base / "ray", data, ex, model)
+        print(f"two-node cluster start {startup:.1f} s, driver connect {connect:.1f} s "
+              "(not timed)")  # fmt: skip
+        if stages:
+            ray_figs, _ = run_stages(base / "ray", data, ex, model)
+        if args.part in ("all", "analytics"):
+            analytics_same = analytics_part(args, ex)
     finally:
         ex.shutdown()
         cluster.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
+    if stages:
+        stages_report(local, ray_figs, args)
+    if not analytics_same:
+        sys.exit("ray analytics differ from the in-process ones")
+
+
+def stages_report(local: dict, ray_figs: dict, args) -> None:
+    """Print the stages' table and the projection; exit non-zero when a result differs."""
     print(f"\nevents landed: {local['events']:,}; training examples: {local['examples']:,}")
-    print(f"two-node cluster start {startup:.1f} s, driver connect {connect:.1f} s (not in stages)")
     print(f"{'stage':>13} {'local s':>9} {'ray s':>9} {'ray/local':>10} {'tasks':>6} {'same':>5}")
     same = {
         "land": local["hash_silver"] == ray_figs["hash_silver"],
