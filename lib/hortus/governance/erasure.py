@@ -24,6 +24,12 @@ of the subject key, e.g. a user id) from the whole lakehouse:
   the commit, `hortus.lakehouse.lease`);
 - **online store**: the subject's entity rows are deleted and the file compacted;
 - **reports**: text files under reports/ naming the subject are redacted in place;
+- **resume**: tables are erased one by one, the restricted zone last and in it last the
+  tables the subject's raw values are resolved from, so an erasure killed part-way is
+  finished by running the same command again (the leases of a dead process are taken
+  over).  Killed after its last table and before its record, a rerun finds nothing and
+  says "no data subject": the data is erased, the per-table audit records say so, and
+  ``ops.erasures`` lacks that row;
 - **record**: one row in ``ops.erasures`` (a keyed reference of the subject, never the
   subject itself; counts per table, versions before/after, files removed, affected
   model versions) and one audit record per table changed, under the ``erase`` grant.
@@ -637,6 +643,15 @@ def erase(
             "and it was never erased; check the id (nothing was changed)"
         )
     targets = [c for c in contracts if found[c.full_name] or c.layer in RESTRICTED_LAYERS]
+    # the restricted zone last, and in it the tables `resolve` reads the subject's raw values
+    # from: the other tables need those values (tokens, mentions), so an erasure interrupted
+    # (killed) part-way is finished by running it again
+    sources = {
+        f"bronze.{c.name}"
+        for c in lh.catalog.landed()
+        if subject.key in c.column_names and any(col.pii == "direct" for col in c.columns)
+    }
+    targets.sort(key=lambda c: (c.layer in RESTRICTED_LAYERS, c.full_name in sources))
     for c in targets:  # every grant before any change
         lh._require("erase", c.full_name)
     lh._require("erase", ERASURES)
