@@ -22,7 +22,7 @@ export OMP_WAIT_POLICY := PASSIVE
 .PHONY: help setup key data run shell test test-slow test-chaos lint bench clean
 
 help: ## show every target with a one-line description
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -45,7 +45,7 @@ run: setup key data ## run the whole pipeline on the default data (dvc repro), t
 	dvc repro
 	@echo
 	@echo "Results (start at reports/index.html, which links every report below):"
-	@echo "  lakehouse tables   lakehouse/ (hortus catalog list; hortus catalog show silver.events)"
+	@echo "  lakehouse tables   $${HORTUS_LAKEHOUSE:-lakehouse/} (hortus catalog list; hortus catalog show silver.events)"
 	@echo "  daily KPIs         gold.kpi_daily (reports/kpis.json; dvc metrics show)"
 	@echo "  ingest report      reports/ingest.json, reports/silver.json (hortus quarantine)"
 	@echo "  data dictionary    reports/data_dictionary.md"
@@ -164,6 +164,8 @@ serve: setup ## serve the champion model(s) over HTTP on 127.0.0.1:SERVE_PORT (8
 S3_PORT ?= 9000
 S3_BUCKET ?= hortus
 S3_DIR := .hortus/s3
+# the local server's endpoint and (dummy) credentials, as AWS clients read them
+S3_ENV = AWS_ENDPOINT_URL=http://127.0.0.1:$(S3_PORT) AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1
 .PHONY: s3-up s3-down cluster-up cluster-down
 
 s3-up: setup ## start a local S3 server (moto) on 127.0.0.1:S3_PORT (9000), bucket S3_BUCKET
@@ -178,7 +180,7 @@ s3-up: setup ## start a local S3 server (moto) on 127.0.0.1:S3_PORT (9000), buck
 	@$(BIN)/python -c "import boto3; boto3.client('s3', endpoint_url='http://127.0.0.1:$(S3_PORT)', \
 	  aws_access_key_id='local', aws_secret_access_key='local', region_name='us-east-1').create_bucket(Bucket='$(S3_BUCKET)')"
 	@echo "s3: http://127.0.0.1:$(S3_PORT), bucket $(S3_BUCKET) (log $(S3_DIR)/server.log). To use it:"
-	@echo "  export AWS_ENDPOINT_URL=http://127.0.0.1:$(S3_PORT) AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1"
+	@echo "  export $(S3_ENV)"
 	@echo "  export HORTUS_LAKEHOUSE=s3://$(S3_BUCKET)/lakehouse"
 
 s3-down: ## stop the local S3 server of s3-up (its objects are discarded)
@@ -194,7 +196,10 @@ s3-down: ## stop the local S3 server of s3-up (its objects are discarded)
 RAY_PORT ?= 6380
 RAY_OBJECT_STORE ?= 1000000000
 RAY_DIR := $(CURDIR)/.hortus/ray
-RAY_ENV := RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$(RAY_DIR)/auth_token
+# RAY_NODE_ENV: more environment for the nodes' workers (cluster-up: the local S3 server's
+# AWS_* variables, so tasks read the lakehouse in the bucket; ray-up alone: the caller's)
+RAY_NODE_ENV ?=
+RAY_ENV = RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$(RAY_DIR)/auth_token $(RAY_NODE_ENV)
 RAY_NODE := --node-ip-address 127.0.0.1 --num-cpus 1 --object-store-memory $(RAY_OBJECT_STORE) \
   --temp-dir $(RAY_DIR) --disable-usage-stats
 .PHONY: ray-up ray-down
@@ -203,8 +208,10 @@ ray-up: setup ## start a local Ray head + 1 worker node (1 CPU, ~1 GB object sto
 	@mkdir -p $(RAY_DIR)
 	@test -s $(RAY_DIR)/auth_token || (umask 077; $(BIN)/python -c \
 	  "import secrets; print(secrets.token_hex(32))" > $(RAY_DIR)/auth_token)
-	$(RAY_ENV) $(BIN)/ray start --head --port $(RAY_PORT) --include-dashboard false $(RAY_NODE)
-	$(RAY_ENV) $(BIN)/ray start --address 127.0.0.1:$(RAY_PORT) $(RAY_NODE)
+	@if pgrep -f -- "[g]cs_server.*$(RAY_DIR)/" >/dev/null; then \
+	  echo "ray: already running (make ray-down first to restart it)"; else \
+	  $(RAY_ENV) $(BIN)/ray start --head --port $(RAY_PORT) --include-dashboard false $(RAY_NODE) && \
+	  $(RAY_ENV) $(BIN)/ray start --address 127.0.0.1:$(RAY_PORT) $(RAY_NODE); fi
 	@echo "ray: 2 nodes at 127.0.0.1:$(RAY_PORT) (logs $(RAY_DIR)/session_latest/logs). To use it:"
 	@echo "  hortus silver --executor ray --address 127.0.0.1:$(RAY_PORT)"
 	@echo "  (or params.yaml executor: {kind: ray, address: 127.0.0.1:$(RAY_PORT)})"
@@ -227,6 +234,9 @@ bench-scaleout: setup ## local vs two-node Ray: landing->silver, training set, s
 	OMP_NUM_THREADS=1 RAY_USAGE_STATS_ENABLED=0 $(BIN)/python benchmarks/bench_scaleout.py $(SCALEOUT_ARGS)
 
 cluster-up: s3-up ray-up ## start the local scale-out stack: the S3 server and a Ray cluster
+# the Ray nodes' workers get the local S3 server's AWS_* variables (the driver's come from
+# the shell: the export lines s3-up prints)
+cluster-up: RAY_NODE_ENV = $(S3_ENV)
 
 cluster-down: s3-down ray-down ## stop the local scale-out stack
 
