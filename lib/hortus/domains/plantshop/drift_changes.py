@@ -18,8 +18,14 @@ DRIFT_CHANGES: dict[str, tuple[str, ...]] = {
     # 25-40% dearer plants in one or two categories: the catalogue and the order lines
     "price_change": ("silver.plants.price", "silver.events.price"),
     # spring: 40% more traffic and keener visitors (more clicks, carts and orders per
-    # visit: every events count and ratio), flowering plants favoured, more mobile
-    "seasonal": ("silver.events.*", "silver.events.plant_id", "silver.events.device"),
+    # visit: every events count and ratio), flowering plants favoured, more mobile; the
+    # extra orders bring more reviews (written a few days after the order)
+    "seasonal": (
+        "silver.events.*",
+        "silver.events.plant_id",
+        "silver.events.device",
+        "silver.reviews.*",
+    ),
 }
 
 #: what the seasonal scenario changes in the buyers' behaviour from its first day (the
