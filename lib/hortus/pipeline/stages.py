@@ -698,7 +698,11 @@ def monitor(paths: Paths, params: dict) -> dict:
     # compaction, checkpoints, retention and vacuum first (params.yaml maintain:, optional)
     mconfig = maint.config_from_params(paths.root)
     maintained = maint.summary(maint.maintain(lh, config=mconfig)) if mconfig.enabled else None
-    metrics = monitors.run_all(lh, config)
+    from hortus.executor import analytics
+    from hortus.executor.base import executor_for
+
+    with analytics.use(executor_for(paths.root)):  # drift as tasks above its size (on Ray)
+        metrics = monitors.run_all(lh, config)
     version = monitors.write_metrics(lh, metrics)
     rules, sinks = alert_setup(paths)
     run = alerts.run_alerts(lh, rules, metrics, sinks)
