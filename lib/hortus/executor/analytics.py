@@ -1,8 +1,8 @@
 """Analytics on the executor: drift, bootstrap intervals and permutation importance.
 
 These run in the stage's process unless three things hold: a stage made an
-executor the analytics executor (`use`; the gate stage does, with the project's
-executor), that executor is Ray (or a local one with `split_local`, which the
+executor the analytics executor (`use`; the gate and monitor stages do, with the
+project's executor), that executor is Ray (or a local one with `split_local`, which the
 tests use to run the split path in-process), and the work reaches the size
 threshold of its kind in params.yaml's `executor` section, where it outweighs a
 task's overhead (scheduling, shipping the inputs, a fresh worker's imports):
