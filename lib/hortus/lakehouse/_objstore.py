@@ -282,6 +282,10 @@ class TableFiles:
     def __init__(self, location: TableLocation):
         self.location = location
         self._store = _s3(location.uri) if location.remote else None
+        # Delta log entries read from a bucket, kept while this object lives: a commit file
+        # is written once (only `write` below changes one, and updates this), so an erasure
+        # that replays the log several times reads each commit once (one GET each)
+        self._log: dict[str, bytes] = {}
 
     @property
     def uri(self) -> str:
@@ -339,9 +343,14 @@ class TableFiles:
         """Return a file's bytes (FileNotFoundError when there is none)."""
         if self._store is None:
             return (Path(self.uri) / rel).read_bytes()
+        if rel in self._log:
+            return self._log[rel]
         import obstore
 
-        return bytes(obstore.get(self._store, rel).bytes())
+        data = bytes(obstore.get(self._store, rel).bytes())
+        if rel.startswith("_delta_log/") and rel.endswith(".json"):
+            self._log[rel] = data
+        return data
 
     def write(self, rel: str, data: bytes) -> None:
         """Replace a file whole (temp file + rename on disk; one PUT on S3)."""
@@ -354,6 +363,8 @@ class TableFiles:
         import obstore
 
         obstore.put(self._store, rel, data)
+        if rel in self._log:
+            self._log[rel] = data
 
     def delete(self, rel: str) -> None:
         """Delete a file (no error when there is none)."""
