@@ -194,3 +194,21 @@ def test_the_thresholds_are_params_and_checked():
         5, 1_000_000, 0)  # fmt: skip
     problems = section_problems("executor", {"bootstrap_min_rows": -1})
     assert problems == ["params.yaml: executor.bootstrap_min_rows: expected int >= 0, got -1"]
+
+
+def test_the_projects_params_choose_the_analytics_executor_and_its_sizes(tmp_path):
+    """Check that params.yaml's executor section (as the gate and monitor stages read it)
+    sets the thresholds, and that the Ray executor is chosen only from them (not connected)."""
+    from hortus.executor.base import executor_for
+
+    (tmp_path / "params.yaml").write_text(
+        "executor:\n  kind: ray\n  drift_min_rows: 50\n  bootstrap_min_rows: 7\n"
+    )
+    ex = executor_for(tmp_path, env={})
+    assert ex.kind == "ray" and ex.config.drift_min_rows == 50
+    with analytics.use(ex):
+        assert analytics.executor_for_work("drift", 50) is ex
+        assert analytics.executor_for_work("drift", 49) is None
+        assert analytics.executor_for_work("bootstrap", 7) is ex
+        assert analytics.executor_for_work("importance", 99_999) is None  # default 100,000
+    assert ex._ray is None  # choosing connects nothing
