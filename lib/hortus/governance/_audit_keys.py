@@ -389,7 +389,10 @@ class TrustStore:
         latest = old.latest_anchor()
         if latest is not None:
             self._anchor_remote(self.dir, latest)
-        mark.write_text(str(self.dir) + "\n", encoding="utf-8")
+        # a folder this user may not write (the writer's) is copied again at the next open,
+        # which is harmless: keys are put-if-absent, the head only moves forward
+        if os.access(local, os.W_OK):
+            mark.write_text(str(self.dir) + "\n", encoding="utf-8")
         return len(keys)
 
     def latest_anchor(self) -> dict | None:
