@@ -668,3 +668,30 @@ def test_erase_in_a_bucket_killed_part_way_is_finished_by_running_it_again(
     audit = AuditLog.open(default_path(lh.paths), secrets_dir=lh.paths.secrets)
     assert audit.verify().ok
     lh.close()
+
+
+def test_audit_key_rotation_in_a_bucket_publishes_the_new_key_for_every_machine(
+    project, s3_lake, s3_server, tmp_path, monkeypatch, capsys
+):
+    """Check `hortus audit rotate-key` with the log in a bucket: the new public key goes to
+    the bucket's trust folder (the private one stays in the key folder on this machine),
+    records after it are signed by it, and a machine holding no key verifies both versions."""
+    monkeypatch.setenv("HORTUS_LAKEHOUSE", s3_lake)
+    uri = f"{s3_lake}/ops/audit_log"
+    AuditLog.open(uri, secrets_dir=project.secrets).append(*_records(3))
+    code, text = _cli(monkeypatch, capsys, project.root, "audit", "rotate-key")
+    assert code == 0 and "audit key rotated" in text, text
+    log = AuditLog.open(uri, secrets_dir=project.secrets)  # signs with the stored new key
+    log.append(*_records(2, "bo"))
+    prefix = s3_lake.removeprefix(f"s3://{s3_server.bucket}/")
+    keys = s3_server.keys(f"{prefix}/ops/audit_log.trust/keys/")
+    assert len(keys) == 2 and all(k.endswith(".pub") for k in keys)
+    assert not any(k.endswith(".pem") for k in s3_server.keys(prefix + "/"))  # no private key
+    assert list((project.secrets / "audit_signing").glob("ed25519-*.pem"))  # kept here
+    rows = log.show()
+    assert rows["action"].to_list().count("key_rotation") == 1
+    assert rows["key_id"].n_unique() == 2
+    monkeypatch.delenv("HORTUS_AUDIT_KEY")
+    other = tmp_path / "machine-b" / ".hortus" / "secrets"
+    result = AuditLog.open(uri, secrets_dir=other, signing=False).verify()
+    assert result.ok and result.checked == rows.height, str(result)
