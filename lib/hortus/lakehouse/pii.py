@@ -19,6 +19,13 @@ since when.  Without that file version 1 is current (projects from before rotati
 `load_key` returns the current key, and refuses while a rotation is in progress: until
 `hortus keys rotate pii --resume` finishes it, some tables hold tokens of the old key and
 others of the new one, so nothing may tokenise new rows (never two live keys for one table).
+
+With the lakehouse in a bucket (``HORTUS_LAKEHOUSE=s3://...``) the keyring (no key in it:
+versions and states only) is shared through the bucket, ``<lakehouse>/_keys/pii.keyring.json``,
+so every machine of the project sees a rotation in progress and the current version; the
+local file is kept as a copy (and read when the bucket has none yet).  The keys themselves
+never go to the bucket: each machine that tokenises gets the new version from its
+environment or secrets folder.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ TOKEN_PATTERN = rf"{TOKEN_PREFIX}[0-9a-f]{{{TOKEN_HEX}}}"
 KEY_ENV = "HORTUS_PII_KEY"
 KEY_FILE = "pii.key"
 KEYRING_FILE = "pii.keyring.json"
+SHARED_KEYRING = "_keys/pii.keyring.json"  # in the bucket of an s3:// lakehouse
 REF_PREFIX = "era_"  # keyed references of a subject (as ops.erasures keeps them)
 
 # Free-text patterns, applied in this order (IBAN before card before phone).
@@ -71,16 +79,48 @@ def keyring_path(secrets_dir: Path) -> Path:
     return Path(secrets_dir) / KEYRING_FILE
 
 
+def shared_keyring() -> str | None:
+    """Return the URI of the keyring shared through the bucket (HORTUS_LAKEHOUSE=s3://...)."""
+    lake = os.environ.get("HORTUS_LAKEHOUSE", "")
+    return f"{lake.rstrip('/')}/{SHARED_KEYRING}" if "://" in lake else None
+
+
+def _keyring_text(secrets_dir: Path) -> tuple[str | None, str]:
+    """Return (the keyring's JSON text or None, where it was read): the bucket's, else local."""
+    shared = shared_keyring()
+    if shared is not None:
+        from hortus.lakehouse._objstore import get_object
+
+        try:
+            data: bytes | None = get_object(shared)
+        except FileNotFoundError:
+            data = None  # no rotation through the bucket yet: the local file, if any
+        if data is not None:
+            return data.decode("utf-8"), shared
+    path = keyring_path(secrets_dir)
+    if not path.exists():
+        return None, str(path)
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except OSError as exc:
+        raise HortusError(f"{path}: not a readable PII keyring ({exc})") from None
+
+
+def keyring_exists(secrets_dir: Path) -> bool:
+    """Return whether a keyring was ever written (in the bucket or locally)."""
+    return _keyring_text(secrets_dir)[0] is not None
+
+
 def read_keyring(secrets_dir: Path) -> dict[str, Any]:
     """Return the PII keyring (version 1 current, nothing rotated, when there is no file)."""
-    path = keyring_path(secrets_dir)
+    text, path = _keyring_text(secrets_dir)
     ring: dict[str, Any] = {"current": 1, "retired": [], "rotation": None, "tables": {},
                             "history": []}  # fmt: skip
-    if not path.exists():
+    if text is None:
         return ring
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        data = json.loads(text)
+    except ValueError as exc:
         raise HortusError(f"{path}: not a readable PII keyring ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("current"), int):
         raise HortusError(f"{path}: field 'current' must be a key version number (1, 2, ...)")
@@ -105,6 +145,11 @@ def write_keyring(secrets_dir: Path, ring: dict[str, Any]) -> Path:
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
+    shared = shared_keyring()
+    if shared is not None:  # every machine of the project reads this one
+        from hortus.lakehouse._objstore import put_object
+
+        put_object(shared, json.dumps(ring, indent=2, sort_keys=True).encode() + b"\n")
     return path
 
 
@@ -180,7 +225,7 @@ def check_current(secrets_dir: Path, key: bytes) -> None:
     would otherwise add old-key tokens to re-keyed tables.  Projects that never rotated
     (no keyring file) are not checked.
     """
-    if not keyring_path(secrets_dir).exists():
+    if not keyring_exists(secrets_dir):
         return
     current = load_key(secrets_dir)  # RotationInProgress while one is unfinished
     if key != current:
