@@ -33,7 +33,14 @@ from hortus.governance import erasure, rotation
 from hortus.governance.audit import AuditLog, default_path
 from hortus.lakehouse import lease
 from hortus.lakehouse.catalog import Catalog
-from hortus.lakehouse.pii import read_keyring, token, tokenize_series
+from hortus.lakehouse.pii import (
+    RotationInProgress,
+    check_current,
+    load_key,
+    read_keyring,
+    token,
+    tokenize_series,
+)
 from hortus.lakehouse.silver import reconcile
 from hortus.lakehouse.tables import Lakehouse
 
@@ -357,9 +364,10 @@ def test_rotation_in_a_bucket_rekeys_every_table_and_keeps_every_join(shop, monk
 
 
 @pytest.mark.slow  # builds a shop into the bucket: ~20-40 s on 2 shared cores
-def test_rotation_in_a_bucket_interrupted_resumes(shop, monkeypatch, capsys):
-    """Check a rotation stopped after its first table (a crash) is refused until resumed,
-    then `--resume` finishes it: one commit per table in all, joins kept."""
+def test_rotation_in_a_bucket_interrupted_resumes(shop, tmp_path, monkeypatch, capsys):
+    """Check a rotation stopped after its first table (a crash) is refused until resumed, on
+    every machine (the keyring is shared through the bucket), then `--resume` finishes it:
+    one commit per table in all, joins kept; another machine then needs the new key."""
     root, _, _ = shop
     before = _snapshot(root)
     lh = Lakehouse.open(root, user="dana")
@@ -380,11 +388,23 @@ def test_rotation_in_a_bucket_interrupted_resumes(shop, monkeypatch, capsys):
     assert ring["current"] == 1 and ring["rotation"]["tables"][done]["status"] == "done"
     code, text = _cli(monkeypatch, capsys, root, "keys", "rotate", "pii")
     assert code == 2 and "--resume" in text
+    # another machine (its own secrets folder, the same bucket) may not tokenise meanwhile
+    other = tmp_path / "machine-b" / ".hortus" / "secrets"
+    with pytest.raises(RotationInProgress, match="--resume"):
+        load_key(other)
     code, text = _cli(monkeypatch, capsys, root, "keys", "rotate", "pii", "--resume")
     assert code == 0 and "resumed and finished" in text, text
     lh = Lakehouse.open(root, user="dana")
     assert {t: lh.version(t) for t in tables} == {t: v + 1 for t, v in versions.items()}
     lh.close()
+    # ... and afterwards it needs the new key: its old one is refused, not used
+    with pytest.raises(HortusError, match="no PII tokenisation key v2: set HORTUS_PII_KEY_V2"):
+        load_key(other)
+    new = (Paths.at(root).secrets / "pii.v2.key").read_text().strip()
+    monkeypatch.setenv("HORTUS_PII_KEY_V2", new)
+    assert load_key(other) == new.encode()
+    with pytest.raises(HortusError, match="not the current v2"):
+        check_current(other, OLD)  # a process that loaded v1 before the rotation
     assert _snapshot(root) == before
     assert _old_tokens_left(root) == []
 
@@ -417,6 +437,9 @@ def test_a_rotation_whose_lease_is_taken_over_in_the_bucket_writes_nothing_more(
         rotation.rotate(lh, after_table=take_over)
     lh.close()
     assert taken and taken[0].token >= 2
+    # the rotation stays in progress, for every machine of the bucket: nothing tokenises
+    with pytest.raises(RotationInProgress):
+        load_key(root.parent / "machine-b" / ".hortus" / "secrets")
     lh = Lakehouse.open(root, user="pipeline")
     for t in silver_tables:  # the fence commit only: no re-keyed rows landed
         dt = lh.location(t).delta()
