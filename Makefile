@@ -213,7 +213,8 @@ ray-up: setup ## start a local Ray head + 1 worker node (1 CPU, ~1 GB object sto
 	  $(RAY_ENV) $(BIN)/ray start --head --port $(RAY_PORT) --include-dashboard false $(RAY_NODE) && \
 	  $(RAY_ENV) $(BIN)/ray start --address 127.0.0.1:$(RAY_PORT) $(RAY_NODE); fi
 	@echo "ray: 2 nodes at 127.0.0.1:$(RAY_PORT) (logs $(RAY_DIR)/session_latest/logs). To use it:"
-	@echo "  hortus silver --executor ray --address 127.0.0.1:$(RAY_PORT)"
+	@echo "  export HORTUS_EXECUTOR=ray HORTUS_RAY_ADDRESS=127.0.0.1:$(RAY_PORT)   (every stage: make run, dvc repro)"
+	@echo "  hortus silver --executor ray --address 127.0.0.1:$(RAY_PORT)   (one stage)"
 	@echo "  (or params.yaml executor: {kind: ray, address: 127.0.0.1:$(RAY_PORT)})"
 
 ray-down: ## stop the local Ray cluster of ray-up (only the Ray processes under .hortus/ray)
