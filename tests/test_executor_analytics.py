@@ -212,3 +212,22 @@ def test_the_projects_params_choose_the_analytics_executor_and_its_sizes(tmp_pat
         assert analytics.executor_for_work("bootstrap", 7) is ex
         assert analytics.executor_for_work("importance", 99_999) is None  # default 100,000
     assert ex._ray is None  # choosing connects nothing
+
+
+def _blas_threads(_: int) -> int:
+    from threadpoolctl import threadpool_info
+
+    return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+
+
+def test_tasks_run_with_the_drivers_blas_threads():
+    """Check that a task sets BLAS to the driver's thread count (sums in the same order)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        threads = analytics.driver_threads()
+        assert 1 in threads.values()
+        assert list(analytics.run(LocalExecutor(), _blas_threads, [0], ())) == [1]
+    blas = next(k for k in threads if "blas" in k)
+    assert analytics._as_driver(0, _blas_threads, {blas: 1}) == 1
+    assert analytics._as_driver(0, _blas_threads, {blas: 2}) == 2  # above OMP_NUM_THREADS too

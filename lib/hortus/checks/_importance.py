@@ -121,7 +121,7 @@ def _permutation(
     object store (in memory, no file): the same numbers, since every feature is
     shuffled with the seed scikit-learn derives from `seed` for each feature.
     """
-    from hortus.executor.analytics import executor_for_work
+    from hortus.executor.analytics import executor_for_work, run
 
     scoring = TASKS[spec.task].scoring
     executor = executor_for_work("importance", len(y))
@@ -133,7 +133,7 @@ def _permutation(
     feature_seed = np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1)
     baseline = check_scoring(pipeline, scoring=scoring)(pipeline, x, y)
     shared = (pipeline, x, y, scoring, feature_seed, repeats)
-    scores = np.array(list(executor.map(_permuted_scores, range(x.shape[1]), shared=shared)))
+    scores = np.array(list(run(executor, _permuted_scores, range(x.shape[1]), shared=shared)))
     drops = baseline - scores
     return Bunch(
         importances_mean=np.mean(drops, axis=1),

@@ -313,7 +313,7 @@ def _run_replicates(draws: list[_Draws], n_boot: int, seed: int, rows: int) -> l
     `executor.chunk_rows` x 10 drawn rows; the values' inputs go to the object
     store once.  Identical to the in-process replicates (`_replicates`).
     """
-    from hortus.executor.analytics import executor_for_work
+    from hortus.executor.analytics import executor_for_work, run
 
     executor = executor_for_work("bootstrap", rows)
     if executor is None:
@@ -323,7 +323,7 @@ def _run_replicates(draws: list[_Draws], n_boot: int, seed: int, rows: int) -> l
         per = n_boot if d.cells is not None else max(1, 10 * executor.config.chunk_rows // len(d.y))
         tasks += [(i, a, min(a + per, n_boot)) for a in range(0, n_boot, per)]
     out: list[list[np.ndarray]] = [[] for _ in draws]
-    parts = executor.map(_replicates, tasks, shared=(draws, seed))
+    parts = run(executor, _replicates, tasks, shared=(draws, seed))
     for (i, _, _), part in zip(tasks, parts, strict=True):
         out[i].append(part)
     return [np.concatenate(parts) for parts in out]

@@ -75,6 +75,41 @@ def executor_for_work(kind: str, rows: int) -> Executor | None:
     return executor
 
 
+def driver_threads() -> dict[str, int]:
+    """Return this process's thread count per loaded BLAS / OpenMP library.
+
+    Keyed by the library's file prefix (e.g. libscipy_openblas64_, libgomp), which is
+    what `threadpoolctl.threadpool_limits` matches; the same wheels on every node
+    have the same prefixes.
+    """
+    from threadpoolctl import threadpool_info
+
+    return {lib["prefix"]: lib["num_threads"] for lib in threadpool_info()}
+
+
+def _as_driver(item: Any, fn: Callable[..., Any], threads: dict[str, int], *shared: Any) -> Any:
+    """Task body: fn(item, *shared) with the driver's BLAS / OpenMP thread counts."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads):
+        return fn(item, *shared)
+
+
+def run(
+    executor: Executor, fn: Callable[..., Any], items: Sequence[Any], shared: tuple = ()
+) -> Iterator[Any]:
+    """Yield fn(item, *shared) per item in order, as `executor` tasks run like the driver.
+
+    Each task sets the BLAS and OpenMP libraries to the driver's thread counts
+    (`driver_threads`): OpenBLAS splits a dot product or a matrix-vector product
+    by its thread count, so a Ray worker (OMP_NUM_THREADS = its CPUs, 1 here)
+    would otherwise sum in another order than the driver and differ in the last
+    bits.  (Nodes of another CPU architecture may pick other kernels: identical
+    results assume the driver's hardware on every node.)
+    """
+    return executor.map(_as_driver, items, shared=(fn, driver_threads(), *shared))
+
+
 # ------------------------------------------------------------------------ drift
 def _slim(item: tuple) -> tuple:
     """Cut each frame of a work item to the columns the item names (its string arguments).
@@ -123,6 +158,6 @@ def drift_map(fn: Callable[..., Any], items: Sequence[tuple], rows: int) -> list
         batches[-1].append(item)
         held += n
     out: list[Any] = []
-    for part in executor.map(_run_batch, batches, shared=(fn,)):
+    for part in run(executor, _run_batch, batches, shared=(fn,)):
         out += part
     return out
