@@ -142,6 +142,7 @@ def test_papermill_run_writes_the_outputs_and_the_same_model_as_the_plain_spec(
         holdout_fraction=float(train["holdout_fraction"]),
         seed=int(train["seed"]),
         estimator=train["estimator"],
+        threads=int(train["threads"]),
         params={n: train[n] for n in ("max_iter", "learning_rate", "max_leaf_nodes",
                                       "l2_regularization", "min_samples_leaf")},
     )  # fmt: skip

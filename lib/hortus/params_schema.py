@@ -59,7 +59,7 @@ BOOL = Rule("true or false", lambda v: isinstance(v, bool))
 MAPPING = Rule("a mapping", _mapping)
 
 #: the train section's keys: the spec's own (estimator, holdout_fraction, k, seed,
-#: threshold) and the estimator hyper-parameters Hortus knows (hgb: max_iter ...
+#: threshold, threads) and the estimator hyper-parameters Hortus knows (hgb: max_iter ...
 #: min_samples_leaf, max_depth, max_bins; logreg: max_iter, C; linear: alpha)
 TRAIN: dict[str, Rule] = {
     "estimator": Rule("one of hgb, logreg, linear", lambda v: v in ("hgb", "logreg", "linear")),
@@ -76,6 +76,7 @@ TRAIN: dict[str, Rule] = {
     "k": INT_GE1,
     "seed": INT,
     "threshold": FRACTION,
+    "threads": INT_GE1,
 }
 
 #: flat sections, key by key (an empty mapping: the section takes no keys)

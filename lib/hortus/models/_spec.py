@@ -156,6 +156,12 @@ class ModelSpec:
     threshold
         Decision threshold of a binary model: score >= threshold predicts 1
         (precision/recall/F1 and fairness are measured there).
+    threads
+        OpenMP threads of every fit (`threadpoolctl` limit).  A multi-threaded
+        HistGradientBoosting fit sums its histograms in an order that depends on the
+        thread count, so the model's bytes do too; pinning it makes the same spec give
+        the same bytes on any machine (and in a Ray worker).  None: the process's
+        default (not reproducible across machines with different core counts).
 
     Examples
     --------
@@ -177,6 +183,7 @@ class ModelSpec:
     params: dict = field(default_factory=dict)
     task: str | None = None
     threshold: float = 0.5
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.task is None:
@@ -226,6 +233,10 @@ class ModelSpec:
             or not 0 < self.threshold < 1
         ):
             raise HortusError(f"ModelSpec.threshold must be in (0, 1), got {self.threshold!r}")
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
+            raise HortusError(f"ModelSpec.threads must be an integer >= 1, got {self.threads!r}")
         if not isinstance(self.k, int) or self.k < 1:
             raise HortusError(f"ModelSpec.k must be a positive integer, got {self.k!r}")
         if not 0 < self.holdout_fraction < 1:

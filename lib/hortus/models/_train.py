@@ -75,8 +75,25 @@ def train(
     learning curve refits on `curve_points` growing prefixes of that order (the
     last is the full training set, i.e. the returned model) and scores each on
     its own rows and on the hold-out.  The signature is derived from the
-    training rows and `contracts` (see `Signature.from_frame`).
+    training rows and `contracts` (see `Signature.from_frame`).  Every fit runs under
+    `spec.threads` OpenMP threads when set (the model's bytes depend on the count).
     """
+    if spec.threads is None:
+        return _train(df, spec, contracts, curve_points, importance_rows, importance_repeats)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=spec.threads, user_api="openmp"):
+        return _train(df, spec, contracts, curve_points, importance_rows, importance_repeats)
+
+
+def _train(
+    df: pl.DataFrame,
+    spec: ModelSpec,
+    contracts: Sequence[Contract],
+    curve_points: int,
+    importance_rows: int,
+    importance_repeats: int,
+) -> TrainResult:
     _check_columns(df, spec)
     train_df, test_df, cutoff = time_split(df, spec)
     train_df = _training_order(train_df, spec)

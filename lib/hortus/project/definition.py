@@ -564,14 +564,17 @@ def resolve_features(model: ModelDef, catalog: Catalog, feature_set: FeatureSet 
 
 
 #: train params that are not estimator hyper-parameters
-_SPEC_PARAMS = ("estimator", "holdout_fraction", "k", "seed", "threshold", "models")
+_SPEC_PARAMS = ("estimator", "holdout_fraction", "k", "seed", "threshold", "threads", "models")
+#: OpenMP threads of a fit when params.yaml `train` does not say (see ModelSpec.threads)
+DEFAULT_TRAIN_THREADS = 2
 
 
 def spec_for(project: Project, model: ModelDef, catalog: Catalog, train: Mapping[str, Any]):
     """Return the `ModelSpec` of a model from its definition and the `train` params.
 
-    `train` is params.yaml's `train` section: estimator, holdout_fraction, k, seed and
-    the estimator's hyper-parameters; `train.models.<name>` overrides them per model.
+    `train` is params.yaml's `train` section: estimator, holdout_fraction, k, seed,
+    threads (pinned, 2 when not given: the model's bytes depend on it) and the
+    estimator's hyper-parameters; `train.models.<name>` overrides them per model.
 
     Examples
     --------
@@ -596,6 +599,7 @@ def spec_for(project: Project, model: ModelDef, catalog: Catalog, train: Mapping
         seed=int(params.get("seed", 0)),
         estimator=str(params.get("estimator", "hgb")),
         threshold=float(params.get("threshold", model.threshold)),
+        threads=int(params.get("threads", DEFAULT_TRAIN_THREADS)),
         params=hyper,
     )
 
