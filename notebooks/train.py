@@ -37,6 +37,7 @@ def _():
     holdout_fraction = _train.get("holdout_fraction")
     k = _train.get("k")
     seed = _train.get("seed")
+    threads = _train.get("threads")
     output_dir = ""
     return (
         estimator,
@@ -52,6 +53,7 @@ def _():
         model,
         output_dir,
         seed,
+        threads,
     )
 
 
@@ -96,6 +98,7 @@ def _(
     min_samples_leaf,
     model,
     seed,
+    threads,
     train_views,
 ):
     # the project (hortus.yaml), the model to train and its train params (params.yaml)
@@ -114,6 +117,7 @@ def _(
             "holdout_fraction": holdout_fraction,
             "k": k,
             "seed": seed,
+            "threads": threads,
         },
     )
     return model_def, project, train_params

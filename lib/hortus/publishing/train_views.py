@@ -40,6 +40,7 @@ TUNABLE = (
     "holdout_fraction",
     "k",
     "seed",
+    "threads",
 )
 
 _LABELS = {
