@@ -20,10 +20,13 @@ since when.  Without that file version 1 is current (projects from before rotati
 `hortus keys rotate pii --resume` finishes it, some tables hold tokens of the old key and
 others of the new one, so nothing may tokenise new rows (never two live keys for one table).
 
-With the lakehouse in a bucket (``HORTUS_LAKEHOUSE=s3://...``) the keyring (no key in it:
-versions and states only) is shared through the bucket, ``<lakehouse>/_keys/pii.keyring.json``,
-so every machine of the project sees a rotation in progress and the current version; the
-local file is kept as a copy (and read when the bucket has none yet).  The keys themselves
+With the lakehouse in a bucket the keyring (no key in it: versions and states only) is
+shared through the bucket, ``<lakehouse>/_keys/pii.keyring.json``, so every machine of the
+project sees a rotation in progress and the current version; the local file is kept as a
+copy (and read when the bucket has none yet).  Which lakehouse: the functions below take
+either a project's `Paths` (what `Lakehouse.open(lakehouse="s3://...")` or
+``HORTUS_LAKEHOUSE`` resolved: the keyring follows the opened lakehouse's root, whichever
+way it was given) or a bare secrets folder (then ``HORTUS_LAKEHOUSE`` says).  The keys themselves
 never go to the bucket: each machine that tokenises gets the new version from its
 environment or secrets folder.
 """
@@ -35,13 +38,18 @@ import hmac
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from hortus.errors import HortusError
 from hortus.lakehouse.keys import key_source, read_versioned_key
 from hortus.lakehouse.keys import write_demo_key as write_secret
+
+if TYPE_CHECKING:
+    from hortus.config import Paths
+
+    Where = Path | Paths  # a project's paths (keyring beside its lakehouse) or a secrets folder
 
 DEMO_KEY = "hortus-DEMO-ONLY-pii-key-do-not-use-for-real-data"
 TOKEN_PREFIX = "tok_"
@@ -74,20 +82,34 @@ class RotationInProgress(HortusError):
     """A PII key rotation was started and not finished: no key may tokenise until it is."""
 
 
-def keyring_path(secrets_dir: Path) -> Path:
+def secrets_of(where: Where) -> Path:
+    """Return the secrets folder of `where` (a project's `Paths`, or the folder itself)."""
+    secrets = getattr(where, "secrets", None)
+    return Path(secrets if secrets is not None else where)
+
+
+def keyring_path(where: Where) -> Path:
     """Return the keyring file: current version, rotation in progress, per-table versions."""
-    return Path(secrets_dir) / KEYRING_FILE
+    return secrets_of(where) / KEYRING_FILE
 
 
-def shared_keyring() -> str | None:
-    """Return the URI of the keyring shared through the bucket (HORTUS_LAKEHOUSE=s3://...)."""
-    lake = os.environ.get("HORTUS_LAKEHOUSE", "")
+def shared_keyring(where: Where | None = None) -> str | None:
+    """Return the URI of the keyring shared through the bucket, None on local disk.
+
+    `where` a project's `Paths`: beside its lakehouse when that is an object-store URI
+    (however it was given: ``Lakehouse.open(lakehouse=...)`` or HORTUS_LAKEHOUSE); a bare
+    secrets folder (or nothing): beside ``HORTUS_LAKEHOUSE`` when that is a URI.
+    """
+    if where is not None and hasattr(where, "lakehouse_uri"):
+        lake = where.lakehouse_uri or ""
+    else:
+        lake = os.environ.get("HORTUS_LAKEHOUSE", "")
     return f"{lake.rstrip('/')}/{SHARED_KEYRING}" if "://" in lake else None
 
 
-def _keyring_text(secrets_dir: Path) -> tuple[str | None, str]:
+def _keyring_text(where: Where) -> tuple[str | None, str]:
     """Return (the keyring's JSON text or None, where it was read): the bucket's, else local."""
-    shared = shared_keyring()
+    shared = shared_keyring(where)
     if shared is not None:
         from hortus.lakehouse._objstore import get_object
 
@@ -97,7 +119,7 @@ def _keyring_text(secrets_dir: Path) -> tuple[str | None, str]:
             data = None  # no rotation through the bucket yet: the local file, if any
         if data is not None:
             return data.decode("utf-8"), shared
-    path = keyring_path(secrets_dir)
+    path = keyring_path(where)
     if not path.exists():
         return None, str(path)
     try:
@@ -106,14 +128,14 @@ def _keyring_text(secrets_dir: Path) -> tuple[str | None, str]:
         raise HortusError(f"{path}: not a readable PII keyring ({exc})") from None
 
 
-def keyring_exists(secrets_dir: Path) -> bool:
+def keyring_exists(where: Where) -> bool:
     """Return whether a keyring was ever written (in the bucket or locally)."""
-    return _keyring_text(secrets_dir)[0] is not None
+    return _keyring_text(where)[0] is not None
 
 
-def read_keyring(secrets_dir: Path) -> dict[str, Any]:
+def read_keyring(where: Where) -> dict[str, Any]:
     """Return the PII keyring (version 1 current, nothing rotated, when there is no file)."""
-    text, path = _keyring_text(secrets_dir)
+    text, path = _keyring_text(where)
     ring: dict[str, Any] = {"current": 1, "retired": [], "rotation": None, "tables": {},
                             "history": []}  # fmt: skip
     if text is None:
@@ -134,9 +156,12 @@ def read_keyring(secrets_dir: Path) -> dict[str, Any]:
     return ring | data
 
 
-def write_keyring(secrets_dir: Path, ring: dict[str, Any]) -> Path:
-    """Write the keyring atomically (a new file renamed over the old one), mode 0600."""
-    path = keyring_path(secrets_dir)
+def write_keyring(where: Where, ring: dict[str, Any]) -> Path:
+    """Write the keyring atomically (a new file renamed over the old one), mode 0600.
+
+    With the lakehouse in a bucket, the bucket's copy too (the one every machine reads).
+    """
+    path = keyring_path(where)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -145,7 +170,7 @@ def write_keyring(secrets_dir: Path, ring: dict[str, Any]) -> Path:
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
-    shared = shared_keyring()
+    shared = shared_keyring(where)
     if shared is not None:  # every machine of the project reads this one
         from hortus.lakehouse._objstore import put_object
 
@@ -153,24 +178,24 @@ def write_keyring(secrets_dir: Path, ring: dict[str, Any]) -> Path:
     return path
 
 
-def current_version(secrets_dir: Path) -> int:
+def current_version(where: Where) -> int:
     """Return the PII key version new tokens are made with."""
-    return int(read_keyring(secrets_dir)["current"])
+    return int(read_keyring(where)["current"])
 
 
-def key_location(secrets_dir: Path, version: int) -> str:
+def key_location(where: Where, version: int) -> str:
     """Return where key `version` is looked for, for messages: 'VAR or file'."""
     env, name = key_source(KEY_ENV, KEY_FILE, version)
-    return f"{env} or {Path(secrets_dir) / name}"
+    return f"{env} or {secrets_of(where) / name}"
 
 
-def load_key(secrets_dir: Path, version: int | None = None) -> bytes:
+def load_key(where: Where, version: int | None = None) -> bytes:
     """Return the tokenisation key: the current version, or `version`.
 
     Raises `RotationInProgress` (for the current key) while a rotation is unfinished,
     and a clear error for an unknown or retired version or a missing key.
     """
-    ring = read_keyring(secrets_dir)
+    ring = read_keyring(where)
     rotation = ring.get("rotation")
     if version is None:
         if rotation:
@@ -185,18 +210,18 @@ def load_key(secrets_dir: Path, version: int | None = None) -> bytes:
     known = max(int(ring["current"]), int(rotation["to"]) if rotation else 0)
     if not 1 <= version <= known:
         raise HortusError(
-            f"unknown PII key version v{version}: the keyring {keyring_path(secrets_dir)} "
+            f"unknown PII key version v{version}: the keyring {keyring_path(where)} "
             f"knows v1 to v{known} (current v{ring['current']})"
         )
     if version in ring.get("retired", []):
         raise HortusError(
             f"PII key v{version} is retired (current: v{ring['current']}); no table uses it"
         )
-    key = read_versioned_key(KEY_ENV, secrets_dir, KEY_FILE, version)
+    key = read_versioned_key(KEY_ENV, secrets_of(where), KEY_FILE, version)
     if key is None:
         hint = " (`make key` writes the demo-only key)" if version == 1 else ""
         raise HortusError(
-            f"no PII tokenisation key v{version}: set {key_location(secrets_dir, version)}" + hint
+            f"no PII tokenisation key v{version}: set {key_location(where, version)}" + hint
         )
     return key
 
@@ -218,18 +243,18 @@ def token(value: str, key: bytes) -> str:
     return TOKEN_PREFIX + digest[:TOKEN_HEX]
 
 
-def check_current(secrets_dir: Path, key: bytes) -> None:
+def check_current(where: Where, key: bytes) -> None:
     """Refuse to tokenise with `key` unless it is the current version (after any rotation).
 
     A process that loaded the key before a rotation (a running `hortus monitor watch`)
     would otherwise add old-key tokens to re-keyed tables.  Projects that never rotated
     (no keyring file) are not checked.
     """
-    if not keyring_exists(secrets_dir):
+    if not keyring_exists(where):
         return
-    current = load_key(secrets_dir)  # RotationInProgress while one is unfinished
+    current = load_key(where)  # RotationInProgress while one is unfinished
     if key != current:
-        ring = read_keyring(secrets_dir)
+        ring = read_keyring(where)
         last = (ring.get("history") or [{}])[-1].get("id", "-")
         raise HortusError(
             f"refusing to tokenise with a PII key that is not the current v{ring['current']} "
@@ -238,18 +263,18 @@ def check_current(secrets_dir: Path, key: bytes) -> None:
         )
 
 
-def readable_keys(secrets_dir: Path) -> dict[int, bytes]:
+def readable_keys(where: Where) -> dict[int, bytes]:
     """Return every key version whose key can still be read (retired ones too), newest first.
 
     To *find* tokens and references an older key made (an erasure searching the Delta
     history a rotation left, a record made before it), never to tokenise: `load_key`.
     """
-    ring = read_keyring(secrets_dir)
+    ring = read_keyring(where)
     rotation = ring.get("rotation")
     known = max(int(ring["current"]), int(rotation["to"]) if rotation else 0)
     out = {}
     for version in range(known, 0, -1):
-        key = read_versioned_key(KEY_ENV, secrets_dir, KEY_FILE, version)
+        key = read_versioned_key(KEY_ENV, secrets_of(where), KEY_FILE, version)
         if key is not None:
             out[version] = key
     return out
