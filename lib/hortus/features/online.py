@@ -275,7 +275,7 @@ def _pii_key(lh: Lakehouse) -> bytes | None:
     from hortus.lakehouse.pii import load_key
 
     try:
-        return load_key(lh.paths.secrets)
+        return load_key(lh.paths)
     except HortusError:
         return None
 

@@ -533,7 +533,7 @@ def build(
     rows counted again in landed/accepted/quarantined of this run).  Chunks run on
     the `executor` (default: the project's; see `_chunk_results`), committed here.
     """
-    check_current(lh.paths.secrets, options.key)  # never a key a rotation retired (pii.py)
+    check_current(lh.paths, options.key)  # never a key a rotation retired (pii.py)
     executor = executor or executor_for(lh.paths.root)
     options = replace(options, known_pii=options.known_pii or known_pii_values(lh))
     again = redact_again(lh, known_pii_values(lh, unprocessed_only=True))

@@ -248,7 +248,7 @@ class Lakehouse:
         """Return the PII key for masking, or None (masked raw strings become null)."""
         if not self._pii_key_loaded:
             try:
-                self._pii_key = load_key(self.paths.secrets)
+                self._pii_key = load_key(self.paths)
             except HortusError:
                 self._pii_key = None  # documented: without a key masked strings are null
             self._pii_key_loaded = True
@@ -367,7 +367,7 @@ class Lakehouse:
         source = f"bronze.{contract.name}"
         decision = self._require("reidentify", f"{table}.{column}")
         self._require("read", source)  # raw values live in the restricted zone
-        key = load_key(self.paths.secrets)
+        key = load_key(self.paths)
         wanted = pl.DataFrame({"token": pl.Series(list(tokens), dtype=pl.String)})
         dt = self._delta(source)
         raw_contract = self.catalog.get(source)
