@@ -441,8 +441,9 @@ def rotate(
     unfinished, or resuming when none is, raises RotationError.  `after_table` is called
     after each table's commit (tests interrupt a rotation there).
     """
-    secrets_dir = lh.paths.secrets
-    ring = read_keyring(secrets_dir)
+    paths = lh.paths  # the keyring follows the opened lakehouse (its bucket, or local)
+    secrets_dir = paths.secrets
+    ring = read_keyring(paths)
     rotation = ring.get("rotation")
     if rotation and not resume:
         raise RotationError(
@@ -459,7 +460,7 @@ def rotate(
     scopes = {lease.scope_for(c.layer, c.full_name) for c in _candidates(lh)} - {None}
     root = lh.paths.lakehouse_root
     with lease.hold(root, sorted(scopes | {LOCK_SCOPE}), holder=lh.user, stage=GRANT):
-        ring = read_keyring(secrets_dir)  # again, under the lock
+        ring = read_keyring(paths)  # again, under the lock
         rotation = ring.get("rotation")
         if resume and not rotation:
             raise RotationError("no PII key rotation to resume (another process finished it)")
@@ -468,7 +469,7 @@ def rotate(
         old_v = int(rotation["from"]) if rotation else int(ring["current"])
         new_v = int(rotation["to"]) if rotation else old_v + 1
         try:
-            old_key = load_key(secrets_dir, version=old_v)
+            old_key = load_key(paths, version=old_v)
         except HortusError as exc:
             raise RotationError(f"cannot rotate the PII key: {exc}") from None
         values, inputs = _raw_values(lh)
@@ -479,7 +480,7 @@ def rotate(
             if new_key is None:
                 raise RotationError(
                     f"cannot resume rotation {rotation['id']}: its new key v{new_v} is missing "
-                    f"(set {key_location(secrets_dir, new_v)}); the tables it re-keyed already "
+                    f"(set {key_location(paths, new_v)}); the tables it re-keyed already "
                     "use that key"
                 )
             rid = rotation["id"]
@@ -514,7 +515,7 @@ def rotate(
                 "online": "pending",
             }  # fmt: skip
             ring["rotation"] = rotation
-            write_keyring(secrets_dir, ring)
+            write_keyring(paths, ring)
             _audit(lh, f"{rid} started: pii key v{old_v} -> v{new_v} tables={len(tables)}")
         mapping = token_map(values, old_key, new_key)
         done = []
@@ -528,7 +529,7 @@ def rotate(
                 "status": "done", "columns": t.columns, "key_version": new_v,
                 "since_delta_version": t.version_after,
             }  # fmt: skip
-            write_keyring(secrets_dir, ring)
+            write_keyring(paths, ring)
             if t.tokens:
                 lh.authorize(
                     GRANT,
@@ -555,7 +556,7 @@ def rotate(
         record = rotation | {"finished_at": finished, "online_rows": online_rows}
         ring["history"] = [*ring.get("history", []), record]
         ring["rotation"] = None
-        write_keyring(secrets_dir, ring)
+        write_keyring(paths, ring)
         _audit(
             lh,
             f"{rid} finished: pii key v{new_v} current, v{old_v} retired tables={len(done)} "
@@ -575,7 +576,7 @@ def status(lh: Lakehouse, *, scan: bool = True) -> dict[str, Any]:
     """
     if scan:
         _grants(lh, [c.full_name for c in _candidates(lh)])
-    ring = read_keyring(lh.paths.secrets)
+    ring = read_keyring(lh.paths)
     rotation = ring.get("rotation")
     names = set(ring.get("tables", {}))
     if rotation:
