@@ -27,6 +27,11 @@ def cmd_erase(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
         return 0 if not result.remaining else 1
+    if result.resumed:
+        print(
+            f"erasure {result.erasure_id} was left pending (interrupted before its record was "
+            "complete): continued and completed; what the interrupted run removed is in its record"
+        )
     if result.already:
         print(
             f"subject already erased ({result.erasure_id}, reference {result.ref}) and found "
@@ -93,6 +98,36 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_erasures(args: argparse.Namespace) -> int:
+    """List the erasures of ops.erasures (keyed references only), pending ones first named."""
+    from hortus.governance import erasure
+    from hortus.lakehouse.tables import Lakehouse
+
+    lh = Lakehouse.open(_paths(args).root, stage="erasures")
+    log = erasure.erasure_log(lh, pending=args.pending)
+    lh.close()
+    if args.json:
+        print(log.write_json())
+        return 0
+    if not log.height:
+        print("no pending erasure" if args.pending else "no erasure recorded (ops.erasures)")
+        return 0
+    for r in log.iter_rows(named=True):
+        n = len(json.loads(r["tables"] or "{}"))
+        state = (
+            "PENDING (interrupted: run the same `hortus erase` again to finish it)"
+            if r["status"] == erasure.PENDING
+            else ("complete" if r["complete"] else "NOT COMPLETE (the scan still found them)")
+        )
+        print(f"{r['erasure_id']}  {r['erased_at']:%Y-%m-%d %H:%M}  {r['subject_ref']}  "
+              f"by {r['requested_by']}  reason {r['reason']!r}  {r['rows']} row(s) in {n} "
+              f"table(s)  {state}")  # fmt: skip
+    pending = log.filter(log["status"] == erasure.PENDING).height
+    if pending and not args.pending:
+        print(f"{pending} erasure(s) pending")
+    return 0
+
+
 def add_parsers(sub) -> None:
     """Add `hortus erase` and `hortus subject export`."""
     e = sub.add_parser(
@@ -125,3 +160,14 @@ def add_parsers(sub) -> None:
     x.add_argument("--out", help="output file (default: subject-export-<id>.json here)")
     x.add_argument("--table", help="the landed table whose key names subjects (default: found)")
     x.set_defaults(func=cmd_export)
+    y = ssub.add_parser(
+        "erasures",
+        help="list the erasures recorded in ops.erasures; --pending: the unfinished ones",
+        description="List the right-to-erasure log (keyed subject references, never ids): "
+        "when, by whom, why, rows removed, complete or not. An erasure interrupted before its "
+        "record was complete is listed as PENDING: run the same `hortus erase` again to "
+        "finish it. Needs read or erase on ops.erasures.",
+    )
+    y.add_argument("--pending", action="store_true", help="only the unfinished erasures")
+    y.add_argument("--json", action="store_true")
+    y.set_defaults(func=cmd_erasures)
