@@ -225,6 +225,101 @@ def test_erase_refuses_unknown_subject_and_missing_grant(root, monkeypatch, caps
     assert Lakehouse.open(root, user="pipeline").version("bronze.users") == v
 
 
+KILL_BEFORE_RECORD = r"""
+import os, signal, sys
+from hortus.governance import erasure
+def killed(*a, **k):  # called once, after the last table, before the record is completed
+    os.kill(os.getpid(), signal.SIGKILL)
+erasure.affected_models = killed
+from hortus.cli.core import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def kill_before_record(root: Path, subject_id: str, reason: str) -> None:
+    """Run `hortus erase` as dana in a process killed with -9 after its last table."""
+    import os
+    import subprocess
+    import sys
+
+    argv = ["--root", str(root), "erase", "--subject", subject_id, "--reason", reason]
+    env = os.environ | {"HORTUS_USER": "dana", "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_BEFORE_RECORD, *argv], env=env, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert killed.returncode == -9, killed.stderr[-2000:]
+
+
+def test_erase_killed_after_its_last_table_is_finished_by_running_it_again(
+    root, monkeypatch, capsys
+):
+    """Check kill -9 of `hortus erase` after its last table, before its record is complete:
+    ops.erasures holds it as pending (the keyed reference only), `hortus subject erasures
+    --pending` lists it, and the same command again finishes it (not "no data subject"):
+    one complete row with every table the killed run erased, a clean scan, the audit log
+    verifies and never names the subject."""
+    subject_id = _subject(root)
+    lh = Lakehouse.open(root, user="pipeline")
+    subject = erasure.resolve(lh, subject_id)
+    events_v = lh.version("silver.events")
+    lh.close()
+    kill_before_record(root, subject_id, "DSR-21")
+    lh = Lakehouse.open(root, user="pipeline")
+    assert lh.read("silver.users").filter(pl.col("user_id") == subject_id).height == 0
+    assert lh.read("bronze.users").filter(pl.col("user_id") == subject_id).height == 0
+    rows = erasure.erasures(lh)
+    assert rows.height == 1 and rows["status"][0] == "pending" and not rows["complete"][0]
+    pending = rows.row(0, named=True)
+    assert pending["subject_ref"] == subject.ref
+    assert subject_id not in json.dumps(pending, default=str)
+    for r in subject.raw:
+        assert r not in json.dumps(pending, default=str)
+    held = json.loads(pending["tables"])
+    assert {"silver.events", "bronze.users"} <= set(held)  # recorded table by table
+    monkeypatch.setenv("HORTUS_USER", "dana")
+    assert main(["--root", str(root), "subject", "erasures", "--pending"]) == 0
+    listed = capsys.readouterr().out
+    assert pending["erasure_id"] in listed and "PENDING" in listed, listed
+
+    code, text = _erase(root, monkeypatch, capsys, "--subject", subject_id, "--reason", "DSR-21")
+    assert code == 0, text
+    assert "no data subject" not in text and "left pending" in text, text
+    assert subject_id not in text
+    lh = Lakehouse.open(root, user="pipeline")
+    rows = erasure.erasures(lh)
+    assert rows.height == 1, rows  # one erasure, one row
+    rec = rows.row(0, named=True)
+    assert rec["erasure_id"] == pending["erasure_id"]
+    assert rec["status"] == "done" and rec["complete"] and rec["rows"] == pending["rows"] > 0
+    assert json.loads(rec["models_affected"]) == ["recommender@v1"]
+    assert json.loads(rec["tables"])["silver.events"]["versions_held"][-1] == events_v
+    assert json.loads(rec["reports"]) == ["reports/score/summary.json"]
+    assert erasure.find_subject(lh, subject) == []
+    assert all(r["reconciles"] for r in reconcile(lh))
+    audit = AuditLog.open(default_path(Paths.at(root)), secrets_dir=Paths.at(root).secrets)
+    assert audit.verify().ok
+    log = audit.show()
+    assert not log["detail"].str.contains(subject_id).any()
+    done = log.filter((pl.col("action") == "erase") & (pl.col("object") == "ops.erasures"))
+    assert done["detail"].str.contains(f"{rec['erasure_id']} .*complete=True resumed").any()
+    assert main(["--root", str(root), "subject", "erasures", "--pending"]) == 0
+    assert "no pending erasure" in capsys.readouterr().out
+    # once more: already erased, nothing changed
+    code, text = _erase(root, monkeypatch, capsys, "--subject", subject_id, "--reason", "DSR-21")
+    assert code == 0 and "already erased" in text, text
+
+
+def test_erasures_listing_needs_a_grant(root, monkeypatch, capsys):
+    """Check `hortus subject erasures`: refused (audited) without read or erase on ops.erasures."""
+    monkeypatch.setenv("HORTUS_USER", "sam")
+    assert main(["--root", str(root), "subject", "erasures"]) != 0
+    assert "access denied" in capsys.readouterr().err
+    monkeypatch.setenv("HORTUS_USER", "dana")
+    assert main(["--root", str(root), "subject", "erasures"]) == 0
+    assert "no erasure recorded" in capsys.readouterr().out
+
+
 def test_subject_export(root, monkeypatch, capsys, tmp_path):
     """Check the export: one JSON file with the raw record, audited without the values."""
     subject_id = _subject(root)

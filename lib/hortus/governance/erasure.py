@@ -23,16 +23,19 @@ of the subject key, e.g. a user id) from the whole lakehouse:
   is made under the table's lease fence (on object storage the lease token goes into
   the commit, `hortus.lakehouse.lease`);
 - **online store**: the subject's entity rows are deleted and the file compacted;
-- **reports**: text files under reports/ naming the subject are redacted in place;
+- **reports**: text files under reports/ naming the subject are redacted in place (both
+  before the tables, while the raw values that make their tokens are still readable);
 - **resume**: tables are erased one by one, the restricted zone last and in it last the
   tables the subject's raw values are resolved from, so an erasure killed part-way is
   finished by running the same command again (the leases of a dead process are taken
-  over).  Killed after its last table and before its record, a rerun finds nothing and
-  says "no data subject": the data is erased, the per-table audit records say so, and
-  ``ops.erasures`` lacks that row;
+  over).  The record is written first as an intent: killed after its last table and
+  before its record is complete, the rerun finds the subject's ``pending`` row and
+  completes it (`erasure_log` / `hortus subject erasures --pending` list unfinished ones);
 - **record**: one row in ``ops.erasures`` (a keyed reference of the subject, never the
   subject itself; counts per table, versions before/after, files removed, affected
-  model versions) and one audit record per table changed, under the ``erase`` grant.
+  model versions), written ``pending`` before anything is touched, updated after each
+  table and completed ``done`` at the end, and one audit record per table changed, under
+  the ``erase`` grant.
 
 `find_subject` is the hidden-data scan that proves it: every data file of every table
 (hence every reachable version), the Delta logs, the online store file and every file
@@ -168,8 +171,8 @@ def resolve(lh: Lakehouse, value: str, *, table: str | None = None) -> Subject:
     """Collect the subject's raw direct identifiers (own values only) and their tokens."""
     contract = subject_table(lh, table)
     key = contract.primary_key[0]
-    pii_key = load_key(lh.paths.secrets)
-    olds = readable_keys(lh.paths.secrets)
+    pii_key = load_key(lh.paths)
+    olds = readable_keys(lh.paths)
     mine: dict[str, set[str]] = {}
     others: dict[str, set[str]] = {}
     for c in lh.catalog.landed():
@@ -547,9 +550,17 @@ def affected_models(lh: Lakehouse, held: dict[str, list[int]]) -> list[str]:
 
 
 def erasures(lh: Lakehouse) -> pl.DataFrame:
-    """Return ops.erasures (empty with its schema when no erasure happened)."""
+    """Return ops.erasures (empty with its schema when no erasure happened).
+
+    ``status`` is ``pending`` for an erasure started and not finished, else ``done``
+    (rows written before erasures recorded their intent have none: done).
+    """
     df = _read(lh, ERASURES)
-    return pl.DataFrame(schema=lh.catalog.get(ERASURES).schema) if df is None else df
+    if df is None:
+        return pl.DataFrame(schema=lh.catalog.get(ERASURES).schema)
+    if "status" not in df.columns:
+        df = df.with_columns(status=pl.lit(None, dtype=pl.String))
+    return df.with_columns(pl.col("status").fill_null(DONE))
 
 
 def erasures_of(lh: Lakehouse, tables_read: dict[str, int]) -> list[str]:
@@ -586,16 +597,90 @@ class ErasureResult:
     reconcile: list[dict]
     remaining: list[str]  # where the scan still found the subject (empty when complete)
     landing: list[str] = field(default_factory=list)  # landing files under data/ naming them
+    resumed: bool = False  # continued an erasure of this subject left pending (interrupted)
 
     def to_dict(self) -> dict:
         """Return a JSON-friendly dict."""
         return asdict(self)
 
 
+PENDING, DONE = "pending", "done"  # ops.erasures.status
+
+
+@dataclass
+class _Record:
+    """The erasure's row of ops.erasures, kept up to date while it runs (the intent).
+
+    Written ``pending`` before anything is touched (the subject's keyed reference only,
+    never a value), updated after the online store and reports and after each table
+    (what was removed where: counts, versions, files), completed ``done`` at the end.  A
+    rerun of the same erasure continues this row, so one erasure has one row however
+    often it was interrupted.
+    """
+
+    row: dict
+
+    @classmethod
+    def intent(cls, lh: Lakehouse, erasure_id: str, subject: Subject, reason: str) -> _Record:
+        row = {
+            "erasure_id": erasure_id, "subject_ref": subject.ref, "subject_key": subject.key,
+            "requested_by": lh.user, "reason": reason, "erased_at": datetime.now(UTC),
+            "tables": "{}", "rows": 0, "online_rows": 0, "reports": "[]",
+            "models_affected": "[]", "complete": False, "status": PENDING,
+        }  # fmt: skip
+        rec = cls(row)
+        rec.write(lh, new=True)
+        return rec
+
+    def tables(self) -> dict[str, dict]:
+        return json.loads(self.row["tables"] or "{}")
+
+    def add_table(self, t: TableErasure) -> None:
+        """Fold one table's erasure in (a rerun's part added to the interrupted run's)."""
+        done = self.tables()
+        mine = asdict(t)
+        if (old := done.get(t.table)) is not None:
+            mine = old | {
+                "rows": old["rows"] + t.rows,
+                "redacted": old["redacted"] + t.redacted,
+                "files_removed": old["files_removed"] + t.files_removed,
+                "version_after": t.version_after,
+                "versions_held": sorted({*old["versions_held"], *t.versions_held}),
+            }
+        done[t.table] = mine
+        self.row["tables"] = json.dumps(done, sort_keys=True)
+        self.row["rows"] = sum(v["rows"] for v in done.values())
+
+    def add_stores(self, online: int, reports: list[str]) -> None:
+        self.row["online_rows"] += online
+        self.row["reports"] = json.dumps(sorted({*json.loads(self.row["reports"]), *reports}))
+
+    def write(self, lh: Lakehouse, *, new: bool = False) -> None:
+        """Append the row (`new`), else replace it by its id: one Delta commit of ops.erasures."""
+        where = lh.location(ERASURES)
+        frame = pl.DataFrame([self.row], schema=lh.catalog.get(ERASURES).schema)
+        props = _commit(lh, self.row["erasure_id"])
+        if new or not where.exists():
+            if where.local is not None:
+                where.local.parent.mkdir(parents=True, exist_ok=True)
+            frame.write_delta(
+                where.uri, mode="append",
+                # a log from before the status column gains it (older rows: null = done)
+                delta_write_options={"commit_properties": props, "schema_mode": "merge"},
+                **where.write_kwargs(),
+            )  # fmt: skip
+            return
+        where.delta().merge(
+            frame.to_arrow(), predicate="t.erasure_id = s.erasure_id", source_alias="s",
+            target_alias="t", merge_schema=True, commit_properties=props,
+        ).when_matched_update_all().when_not_matched_insert_all().execute()  # fmt: skip
+
+
 def _erase_all(
-    lh: Lakehouse, targets: list[Contract], subject: Subject, erasure_id: str
+    lh: Lakehouse, targets: list[Contract], subject: Subject, record: _Record
 ) -> list[TableErasure]:
-    """Erase the subject from each table (under the leases held), auditing each change."""
+    """Erase the subject from each table (under the leases held), auditing and recording each."""
+    erasure_id = record.row["erasure_id"]
     done = []
     for c in targets:
         t = _erase_table(lh, c, subject, erasure_id)
@@ -607,7 +692,23 @@ def _erase_all(
                 detail=f"{erasure_id} subject={subject.ref} rows={t.rows} redacted={t.redacted} "
                 f"files_removed={t.files_removed} v{t.version_before}->v{t.version_after}",
             )
+            record.add_table(t)
+            record.write(lh)
     return done
+
+
+def erasure_log(lh: Lakehouse, *, pending: bool = False) -> pl.DataFrame:
+    """Return ops.erasures for an operator, newest first; `pending`: only the unfinished ones.
+
+    An erasure left ``pending`` was interrupted (killed) before its record was complete:
+    the same `hortus erase` again finishes it.  Needs the ``read`` or the ``erase`` grant
+    on ops.erasures (whoever may erase may see what was erased); audited.
+    """
+    decision = lh.policy.decide(lh.user, "read", ERASURES) if lh.policy else None
+    grant = "read" if decision is not None and decision.allowed else "erase"
+    lh.authorize(grant, ERASURES, detail=f"list erasures{' pending' if pending else ''}")
+    df = erasures(lh).sort("erased_at", descending=True)
+    return df.filter(pl.col("status") == PENDING) if pending else df
 
 
 def erase(
@@ -617,7 +718,9 @@ def erase(
 
     Needs the ``erase`` grant on every table it changes (checked for all of them before
     anything changes; audited).  Erasing a subject erased before, with nothing found
-    again, changes nothing and says so; an unknown subject raises SubjectError.
+    again, changes nothing and says so; an unknown subject raises SubjectError.  An
+    erasure of the subject left ``pending`` (interrupted) is continued and completed, even
+    when every table is clean already.
     """
     from hortus.lakehouse.silver import reconcile
 
@@ -626,15 +729,16 @@ def erase(
     contract = subject_table(lh, table)
     lh._require("erase", f"bronze.{contract.name}")  # before any lookup: no existence oracle
     subject = resolve(lh, value, table=table)
-    refs = [subject.ref, *(subject_ref(value, k) for k in readable_keys(lh.paths.secrets).values())]
+    refs = [subject.ref, *(subject_ref(value, k) for k in readable_keys(lh.paths).values())]
     before = erasures(lh).filter(pl.col("subject_ref").is_in(refs))  # by any key version
+    pending = before.filter(pl.col("status") == PENDING)
     contracts = _tables(lh)
     found = {}
     for c in contracts:
         df = _scan(lh, c.full_name)
         cond = keyed(subject, df.collect_schema())
         found[c.full_name] = int(df.filter(cond).select(pl.len()).collect().item())
-    if not any(found.values()) and not find_subject(lh, subject):
+    if not pending.height and not any(found.values()) and not find_subject(lh, subject):
         if before.height:
             first = before.row(0, named=True)
             return ErasureResult(first["erasure_id"], subject.ref, True, [], 0, [], [], [], [])
@@ -655,52 +759,51 @@ def erase(
     for c in targets:  # every grant before any change
         lh._require("erase", c.full_name)
     lh._require("erase", ERASURES)
-    erasure_id = "ER-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + subject.ref[4:12]
+    if pending.height:  # an interrupted erasure of this subject: continue its record
+        erasure_id = pending.row(0, named=True)["erasure_id"]
+    else:
+        erasure_id = "ER-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + subject.ref[4:12]
     if dry_run:
         done = [TableErasure(c.full_name, rows=found[c.full_name]) for c in targets]
         return ErasureResult(erasure_id, subject.ref, False, done, 0, [], [], [], [])
-    # one writer at a time: the build tables' leases for the whole erasure (a stage
-    # running meanwhile refuses it, naming the holder, before anything changes)
+    # one writer at a time: the build tables' leases for the whole erasure, its record
+    # included (a stage running meanwhile refuses it, naming the holder, before anything
+    # changes; a killed erasure's leases are taken over by its rerun)
     scopes = {lease.scope_for(c.layer, c.full_name) for c in targets} - {None}
     with lease.hold(lh.paths.lakehouse_root, sorted(scopes), holder=lh.user, stage="erase"):
-        done = _erase_all(lh, targets, subject, erasure_id)
-    held = {t.table: t.versions_held for t in done}
-    models = affected_models(lh, held)
-    online, _ = _online_erase(lh, subject)
-    reports = _redact_reports(lh, subject)
-    remaining = find_subject(lh, subject)
-    row = {
-        "erasure_id": erasure_id,
-        "subject_ref": subject.ref,
-        "subject_key": subject.key,
-        "requested_by": lh.user,
-        "reason": reason,
-        "erased_at": datetime.now(UTC),
-        "tables": json.dumps({t.table: asdict(t) for t in done}, sort_keys=True),
-        "rows": sum(t.rows for t in done),
-        "online_rows": online,
-        "reports": json.dumps(reports),
-        "models_affected": json.dumps(models),
-        "complete": not remaining,
-    }
-    where = lh.location(ERASURES)
-    if where.local is not None:
-        where.local.parent.mkdir(parents=True, exist_ok=True)
-    pl.DataFrame([row], schema=lh.catalog.get(ERASURES).schema).write_delta(
-        where.uri, mode="append",
-        delta_write_options={"commit_properties": _commit(lh, erasure_id)},
-        **where.write_kwargs(),
-    )  # fmt: skip
+        if pending.height:
+            record = _Record(pending.row(0, named=True))
+        else:  # the intent, before anything is touched
+            record = _Record.intent(lh, erasure_id, subject, reason)
+            lh.authorize("erase", ERASURES, detail=f"{erasure_id} subject={subject.ref} started")
+        # the online store and reports first, while the raw values (and so the tokens)
+        # can still be resolved from the restricted zone
+        online, _ = _online_erase(lh, subject)
+        reports = _redact_reports(lh, subject)
+        if online or reports:
+            record.add_stores(online, reports)
+            record.write(lh)
+        _erase_all(lh, targets, subject, record)
+        done = [TableErasure(**t) for _, t in sorted(record.tables().items())]
+        models = affected_models(lh, {t.table: t.versions_held for t in done})
+        remaining = find_subject(lh, subject)
+        record.row |= {
+            "erased_at": datetime.now(UTC), "models_affected": json.dumps(models),
+            "complete": not remaining, "status": DONE,
+        }  # fmt: skip
+        record.write(lh)
+    row = record.row
     lh.authorize(
         "erase",
         ERASURES,
         detail=f"{erasure_id} subject={subject.ref} tables={len(done)} rows={row['rows']} "
-        f"online_rows={online} reports={len(reports)} models_affected={','.join(models) or '-'} "
-        f"complete={row['complete']}",
+        f"online_rows={row['online_rows']} reports={len(json.loads(row['reports']))} "
+        f"models_affected={','.join(models) or '-'} complete={row['complete']}"
+        + (" resumed" if pending.height else ""),
     )
     return ErasureResult(
-        erasure_id, subject.ref, False, done, online, reports, models, reconcile(lh), remaining,
-        landing_files(lh, subject),
+        erasure_id, subject.ref, False, done, row["online_rows"], json.loads(row["reports"]),
+        models, reconcile(lh), remaining, landing_files(lh, subject), resumed=bool(pending.height),
     )  # fmt: skip
 
 
