@@ -39,9 +39,68 @@ SUFFIX = " (increment/day)"
 _ROW = "__hortus_row"
 
 
-def increment_name(feature: str) -> str:
-    """Return the name of `feature`'s increment column."""
-    return f"{feature}{SUFFIX}"
+#: the two parts of a zero-inflated feature's increments (a hurdle): the share of
+#: non-zero increments, and the size (asinh) of the non-zero ones
+SHARE_PART, SIZE_PART = " [non-zero share]", " [non-zero size]"
+#: increments are judged in two parts as well when at least this share of the history's
+#: increments is exactly zero (an idle entity: most users buy nothing in a few days) ...
+HURDLE_MIN_ZERO_SHARE = 0.25
+#: ... and at least this many are not, and at most this share is negative: a hurdle
+#: (zero or a positive amount) describes what only grows, such as an all-time sum or
+#: count; the signed increments of an N-day window or a ratio keep their mean alone
+HURDLE_MIN_NONZERO = 30
+HURDLE_MAX_NEGATIVE_SHARE = 0.01
+#: statistic of each part in a result
+STATISTICS = {"": "increment_mean_shift", SHARE_PART: "increment_nonzero_share",
+              SIZE_PART: "increment_nonzero_size"}  # fmt: skip
+
+
+def increment_name(feature: str, part: str = "") -> str:
+    """Return the name of `feature`'s increment column (or of one of its hurdle parts)."""
+    return f"{feature}{part}{SUFFIX}"
+
+
+def with_hurdle_parts(
+    history: pl.DataFrame, current: pl.DataFrame, steps: Sequence[str]
+) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """Return both frames with the hurdle parts of zero-inflated increments, and their names.
+
+    An increment column of `steps` whose history holds at least
+    `HURDLE_MIN_ZERO_SHARE` exact zeros, `HURDLE_MIN_NONZERO` non-zero values and at
+    most `HURDLE_MAX_NEGATIVE_SHARE` negative ones gets
+    two more columns: ``1.0``/``0.0`` for a non-zero/zero increment (its mean shift on
+    the asinh scale is a standardised difference of the non-zero share) and the
+    non-zero increments only (null for a zero).  A mean shift of such increments is
+    diluted by the zeros (a rise of spend where one entity in ten buys anything moves
+    the mean a tenth as much); each part is judged and calibrated on its own.
+    """
+    if not steps:
+        return history, current, []
+    got = history.select(
+        *[(pl.col(c) == 0).sum().alias(f"z{i}") for i, c in enumerate(steps)],
+        *[((pl.col(c) != 0) & pl.col(c).is_finite()).sum().alias(f"n{i}")
+          for i, c in enumerate(steps)],
+        *[(pl.col(c) < 0).sum().alias(f"neg{i}") for i, c in enumerate(steps)],
+    ).row(0, named=True)  # fmt: skip
+    parts, exprs = [], []
+    for i, c in enumerate(steps):
+        zeros, nonzero, total = got[f"z{i}"], got[f"n{i}"], got[f"z{i}"] + got[f"n{i}"]
+        if (
+            nonzero < HURDLE_MIN_NONZERO
+            or zeros < HURDLE_MIN_ZERO_SHARE * total
+            or got[f"neg{i}"] > HURDLE_MAX_NEGATIVE_SHARE * total
+        ):
+            continue
+        feature = c.removesuffix(SUFFIX)
+        share, size = increment_name(feature, SHARE_PART), increment_name(feature, SIZE_PART)
+        exprs += [
+            (pl.col(c) != 0).cast(pl.Float64).alias(share),
+            pl.when(pl.col(c) != 0).then(pl.col(c)).alias(size),
+        ]
+        parts += [share, size]
+    if not parts:
+        return history, current, []
+    return history.with_columns(exprs), current.with_columns(exprs), parts
 
 
 def with_increments(
@@ -154,35 +213,45 @@ def merge(
     result's statistic, value and threshold are those of the higher score, and its
     stats keep both (``increment_value``, ``increment_threshold``, ``level_value``...).
     """
-    names = {f: increment_name(f) for f in features if increment_name(f) in thresholds}
+    names = {
+        f: [p for p in STATISTICS if increment_name(f, p) in thresholds]
+        for f in features
+        if increment_name(f) in thresholds
+    }
     if not names:
         return report
-    measured = mean_shift(reference, current, list(names.values()))
+    measured = mean_shift(
+        reference, current, [increment_name(f, p) for f, ps in names.items() for p in ps]
+    )
     results = []
     for r in report.results:
-        inc = names.get(r.column)
-        if inc is None or r.segment is not None or r.window_start is not None:
+        parts = names.get(r.column)
+        if parts is None or r.segment is not None or r.window_start is not None:
             results.append(r)
             continue
-        value, n1, n2, _ = measured[inc]
-        threshold = thresholds[inc]
-        if value is None:
-            results.append(r)
-            continue
-        stats = {
-            **r.stats,
-            "increment_value": value,
-            "increment_threshold": threshold,
-            "increment_n_reference": float(n1),
-            "increment_n_current": float(n2),
-        }
+        stats, best, drifted = dict(r.stats), None, r.drifted
         level = (r.value or 0.0) / r.threshold if r.threshold else 0.0
         if r.value is not None:
             stats |= {"level_value": r.value, "level_threshold": r.threshold or 0.0}
-        if r.skipped is None and value / threshold > level:
-            r = replace(r, statistic="increment_mean_shift", value=value, threshold=threshold,
+        for part in parts:
+            value, n1, n2, _ = measured[increment_name(r.column, part)]
+            if value is None:
+                continue
+            threshold = thresholds[increment_name(r.column, part)]
+            key = STATISTICS[part] if part else "increment"
+            stats |= {
+                f"{key}_value": value,
+                f"{key}_threshold": threshold,
+                f"{key}_n_reference": float(n1),
+                f"{key}_n_current": float(n2),
+            }
+            drifted = drifted or value >= threshold
+            if value / threshold > (best[0] if best else level):
+                best = (value / threshold, STATISTICS[part], value, threshold)
+        if best is not None and r.skipped is None:
+            r = replace(r, statistic=best[1], value=best[2], threshold=best[3],
                         p_value=None, p_value_adjusted=None)  # fmt: skip
-        results.append(replace(r, stats=stats, drifted=r.drifted or value >= threshold))
+        results.append(replace(r, stats=stats, drifted=drifted if r.skipped is None else r.drifted))
     return replace(report, results=tuple(results))
 
 
@@ -203,4 +272,4 @@ def increments_for(project, features: Sequence[str]) -> dict[str, tuple[str, ...
 
 def drifted_increment(r: ColumnDrift) -> bool:
     """Return whether `r` drifted on its increment (not its level)."""
-    return r.statistic == "increment_mean_shift" and r.drifted
+    return r.statistic in STATISTICS.values() and r.drifted
