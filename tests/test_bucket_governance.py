@@ -673,7 +673,9 @@ def test_erase_in_a_bucket_killed_part_way_is_finished_by_running_it_again(
     )  # fmt: skip
     assert killed.returncode == -9, killed.stderr[-2000:]
     lh = Lakehouse.open(root, user="pipeline")
-    assert erasure.erasures(lh).height == 0  # no record yet
+    records = erasure.erasures(lh)  # the intent: pending, the keyed reference only
+    assert records.height == 1 and records["status"][0] == "pending"
+    assert records["subject_ref"][0] == subject.ref
     assert lh.read("bronze.users").filter(pl.col("user_id") == subject_id).height == 1
     assert lh.read("silver.users").filter(pl.col("user_id") == subject_id).height == 0
     lh.close()
@@ -684,13 +686,99 @@ def test_erase_in_a_bucket_killed_part_way_is_finished_by_running_it_again(
     assert _holding(_objects(s3_server, lake), subject_id, needles) == []
     lh = Lakehouse.open(root, user="pipeline")
     records = erasure.erasures(lh)
-    assert records.height == 1 and records["complete"][0]
+    assert records.height == 1 and records["complete"][0] and records["status"][0] == "done"
     kept = lh.read("bronze.reviews").filter(pl.col("_raw").str.contains("r0000999"))
     assert kept.height == 1 and "[ERASED]" in kept["_raw"][0]
     assert all(r["reconciles"] for r in reconcile(lh))
     audit = AuditLog.open(default_path(lh.paths), secrets_dir=lh.paths.secrets)
     assert audit.verify().ok
     lh.close()
+
+
+@pytest.mark.slow  # builds a shop into the bucket, then an erasure killed and run again: ~50 s
+def test_erase_in_a_bucket_killed_before_its_record_is_finished_by_running_it_again(
+    shop, s3_server, monkeypatch, capsys
+):
+    """Check kill -9 of `hortus erase` on s3:// after its last table, before its record is
+    complete: ops.erasures in the bucket holds the pending intent (keyed reference only),
+    the same command again completes that row (not "no data subject"): exactly one complete
+    erasure row naming every table, no object of the lakehouse names the subject."""
+    from test_erasure import kill_before_record
+
+    root, lake, subject_id = shop
+    lh = Lakehouse.open(root, user="pipeline")
+    subject = erasure.resolve(lh, subject_id)
+    lh.close()
+    kill_before_record(root, subject_id, "DSR-23")
+    needles = [*subject.raw, *subject.tokens]
+    lh = Lakehouse.open(root, user="pipeline")
+    pending = erasure.erasure_log(lh, pending=True)
+    assert pending.height == 1 and pending["subject_ref"][0] == subject.ref
+    assert not any(n in pending.write_json() for n in [subject_id, *needles])
+    assert {"silver.events", "bronze.users"} <= set(json.loads(pending["tables"][0]))
+    lh.close()
+    code, text = _cli(monkeypatch, capsys, root, "erase", "--subject", subject_id,
+                      "--reason", "DSR-23")  # fmt: skip
+    assert code == 0 and "left pending" in text, text
+    assert _holding(_objects(s3_server, lake), subject_id, needles) == []
+    lh = Lakehouse.open(root, user="pipeline")
+    records = erasure.erasures(lh)
+    assert records.height == 1, records
+    rec = records.row(0, named=True)
+    assert rec["erasure_id"] == pending["erasure_id"][0] and rec["status"] == "done"
+    assert rec["complete"] and rec["rows"] == pending["rows"][0] > 0
+    assert json.loads(rec["models_affected"]) == ["recommender@v1"]
+    assert erasure.find_subject(lh, subject) == []
+    assert erasure.erasure_log(lh, pending=True).height == 0
+    audit = AuditLog.open(default_path(lh.paths), secrets_dir=lh.paths.secrets)
+    assert audit.verify().ok and not audit.show()["detail"].str.contains(subject_id).any()
+    lh.close()
+
+
+def test_a_lakehouse_opened_on_a_bucket_uses_the_bucket_keyring(
+    tmp_path, s3_lake, s3_server, monkeypatch
+):
+    """Check the PII keyring follows the lakehouse given to `Lakehouse.open(lakehouse=...)`,
+    with HORTUS_LAKEHOUSE unset: a rotation in progress recorded in the bucket stops another
+    machine's silver and key loading, the bucket's current version is the one required;
+    the same project opened on local disk keeps its own keyring."""
+    from conftest import with_policy
+    from hortus.lakehouse import silver
+    from hortus.lakehouse.pii import SHARED_KEYRING, write_keyring
+
+    monkeypatch.delenv("HORTUS_LAKEHOUSE", raising=False)
+    machines = []
+    for name in ("machine-a", "machine-b"):
+        (tmp_path / name).mkdir()
+        with_policy(tmp_path / name)
+        machines.append(tmp_path / name)
+    a = Lakehouse.open(machines[0], user="dana", lakehouse=s3_lake)
+    assert a.paths.lakehouse_uri == s3_lake
+    rotating = {"id": "KR-x", "from": 1, "to": 2, "tables": {"silver.users": {"status": "done"}}}
+    ring = read_keyring(a.paths) | {"rotation": rotating}
+    write_keyring(a.paths, ring)  # machine A's rotation, interrupted
+    prefix = s3_lake.removeprefix(f"s3://{s3_server.bucket}/")
+    assert s3_server.keys(f"{prefix}/{SHARED_KEYRING}") == [f"{prefix}/{SHARED_KEYRING}"]
+    b = Lakehouse.open(machines[1], user="pipeline", lakehouse=s3_lake)
+    assert not (b.paths.secrets / "pii.keyring.json").exists()  # nothing local on B
+    with pytest.raises(RotationInProgress, match="KR-x"):
+        load_key(b.paths)
+    with pytest.raises(RotationInProgress):  # silver's own check, through the Lakehouse
+        silver.build(b, silver.SilverOptions(key=OLD))
+    assert rotation.status(b, scan=False)["rotation"]["id"] == "KR-x"
+    assert b._key() is None  # masking refuses to tokenise too (masked strings become null)
+    # the same project on local disk: its own (absent) keyring, v1 current
+    local = Lakehouse.open(machines[1], user="pipeline", lakehouse=machines[1] / "lakehouse")
+    assert load_key(local.paths) == OLD
+    # finished in the bucket: B needs v2 and refuses the v1 it holds
+    write_keyring(a.paths, read_keyring(a.paths) | {"rotation": None, "current": 2,
+                                                    "retired": [1]})  # fmt: skip
+    with pytest.raises(HortusError, match="no PII tokenisation key v2"):
+        load_key(b.paths)
+    monkeypatch.setenv("HORTUS_PII_KEY_V2", "the-new-key")  # given to machine B
+    assert load_key(b.paths) == b"the-new-key"
+    with pytest.raises(HortusError, match="not the current v2"):
+        check_current(b.paths, OLD)  # a process of B that loaded v1 before
 
 
 def test_audit_key_rotation_in_a_bucket_publishes_the_new_key_for_every_machine(
