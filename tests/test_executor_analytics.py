@@ -231,3 +231,139 @@ def test_tasks_run_with_the_drivers_blas_threads():
     blas = next(k for k in threads if "blas" in k)
     assert analytics._as_driver(0, _blas_threads, {blas: 1}) == 1
     assert analytics._as_driver(0, _blas_threads, {blas: 2}) == 2  # above OMP_NUM_THREADS too
+
+
+# ------------------------------------------------- the gate's champion comparison
+@pytest.fixture(scope="module")
+def rivals():
+    """Per task: a candidate with one feature fewer, the champion, the candidate's hold-out."""
+    from hortus.models.modeling import time_split, train
+    from test_champion import FEATURES, _frame, _spec
+
+    out = {}
+    for task in ("binary", "ranking", "regression"):
+        df = _frame(task)
+        champ = train(df, _spec(task, FEATURES))
+        cand = train(df, _spec(task, FEATURES[:3]))
+        out[task] = (cand, champ, time_split(df, cand.spec)[1])
+    return out
+
+
+def _versus(rival, **kw):
+    from hortus.checks._champion import champion_comparison
+
+    cand, champ, holdout = rival
+    return champion_comparison(cand.pipeline, cand.spec, champ.pipeline, champ.spec, holdout,
+                               champion_version=1, min_segment_size=20, **kw)  # fmt: skip
+
+
+@pytest.mark.parametrize("task", ["binary", "ranking", "regression"])
+def test_champion_comparison_split_into_tasks_equals_the_unsplit_one(rivals, task):
+    """Check the paired bootstrap as tasks (per scope, or replicates in batches of
+    10 x chunk_rows drawn units) against the in-process one: same table, bit for bit."""
+    kw = {"n_boot": 40, "seed": 6}
+    whole = _versus(rivals[task], **kw)
+    judged = whole.table.filter(pl.col("status") != "too small")["n"].to_list()
+    assert len(judged) == 3  # overall, region N and S
+    for chunk in (20, 10_000):  # 200 drawn units a task (1 or 2 replicates), or all of them
+        ex = _split(chunk_rows=chunk)
+        with analytics.use(ex, split_local=True):
+            split = _versus(rivals[task], **kw)
+        assert split.table.equals(whole.table), (task, chunk)
+        assert (split.passed, split.detail) == (whole.passed, whole.detail)
+        assert split.stats == whole.stats
+        per = [max(1, 10 * chunk // n) for n in judged]
+        assert ex.tasks == [sum(-(-40 // p) for p in per)]
+        assert chunk > 1_000 or ex.tasks[0] > 3 * 10
+    overall = whole.table.row(0, named=True)
+    assert overall["ci_low"] < overall["difference"] < overall["ci_high"]  # a real interval
+    assert _versus(rivals[task], n_boot=40, seed=7).table["ci_low"][0] != overall["ci_low"]
+
+
+def test_each_paired_replicate_has_its_own_seed_whatever_the_batch():
+    """Check that paired replicates r..s drawn in any batches are the same values."""
+    from hortus.checks._champion import _pair, _paired_replicates
+
+    y, s, _, _ = _scored(2_000)
+    other = np.clip(s + np.random.default_rng(1).normal(0, 0.1, len(s)), 0, 1)
+    pairs = [_pair("roc_auc", (2, 1), y, s, other)[2]]
+    whole = _paired_replicates((0, 0, 25), pairs, 3)
+    parts = [_paired_replicates((0, a, b), pairs, 3) for a, b in ((0, 1), (1, 9), (9, 25))]
+    assert np.array_equal(np.concatenate(parts), whole)
+    assert len(np.unique(whole)) > 20
+    moved = [_pair("roc_auc", (2, 2), y, s, other)[2]]  # another scope: other draws
+    assert not np.array_equal(_paired_replicates((0, 0, 25), moved, 3), whole)
+
+
+def test_the_champion_comparison_stays_in_process_below_its_threshold(rivals):
+    """Check that below bootstrap_min_rows the Ray executor is never connected."""
+    ray_ex = RayExecutor(ExecutorConfig(kind="ray", bootstrap_min_rows=10**9))
+    with analytics.use(ray_ex):
+        result = _versus(rivals["binary"], n_boot=20)
+    assert ray_ex._ray is None
+    assert result.table.equals(_versus(rivals["binary"], n_boot=20).table)
+    local = _split()
+    with analytics.use(local):
+        _versus(rivals["binary"], n_boot=20)
+    assert local.tasks == []
+
+
+# -------------------------------------------------------------------- hortus drift
+class InProcessRay(Recording):
+    """Stands in for Ray in the fast test (kind "ray": splits; runs tasks in this process).
+
+    The real cluster runs the same command in tests/test_executor_analytics_ray.py.
+    """
+
+    kind = "ray"
+
+
+def _drift_files(tmp_path, n: int = 6_000):
+    ref, cur = _frames(n)
+    cur = cur.with_columns(pl.col("x") + 0.3)
+    ref.write_parquet(tmp_path / "ref.parquet")
+    cur.write_parquet(tmp_path / "cur.parquet")
+    return [str(tmp_path / "ref.parquet"), str(tmp_path / "cur.parquet"), "--segment", "seg"]
+
+
+def test_hortus_drift_honours_the_executor_choice_and_its_threshold(tmp_path, monkeypatch):
+    """Check that `hortus drift` on two files takes the executor as the stage commands do
+    (params.yaml, then HORTUS_EXECUTOR, then --executor/--address), splits from
+    drift_min_rows and prints the same report; below it nothing is submitted."""
+    import json
+
+    from hortus.cli.core import main
+    from hortus.cli.drift import drift_executor
+    from hortus.executor import base
+
+    made: list[InProcessRay] = []
+
+    def make(config):
+        made.append(InProcessRay(config) if config.kind == "ray" else LocalExecutor(config))
+        return made[-1]
+
+    monkeypatch.setattr(base, "make_executor", make)
+    monkeypatch.setattr(base, "_CURRENT", {})
+    monkeypatch.delenv("HORTUS_EXECUTOR", raising=False)
+    files = _drift_files(tmp_path)
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "params.yaml").write_text("executor:\n  drift_min_rows: 6000\n  chunk_rows: 2000\n")
+    reports = {}
+    for how, extra in [("local", []), ("ray", ["--executor", "ray", "--address", "ray://h:1"])]:
+        out = tmp_path / f"{how}.json"
+        code = main(["--root", str(project), "drift", *files, *extra, "--json", str(out)])
+        assert code == 1  # x drifted
+        reports[how] = json.loads(out.read_text())
+    assert reports["ray"] == reports["local"]
+    ray_ex = made[-1]
+    assert (ray_ex.kind, ray_ex.config.address, ray_ex.config.drift_min_rows) == (
+        "ray", "ray://h:1", 6000)  # fmt: skip
+    assert len(ray_ex.tasks) >= 2 and max(ray_ex.tasks) > 3  # per-column tasks
+    # the environment chooses as for the stages; below drift_min_rows: in-process
+    monkeypatch.setenv("HORTUS_EXECUTOR", "ray")
+    (project / "params.yaml").write_text("executor:\n  drift_min_rows: 6001\n")
+    assert main(["--root", str(project), "drift", *files]) == 1
+    assert made[-1].kind == "ray" and made[-1].tasks == []
+    args = type("A", (), {"executor": "local", "ray_address": None})()
+    assert drift_executor(args, project).kind == "local"  # the flag wins over the env

@@ -3,8 +3,9 @@
 The cluster is tests/test_executor_ray.py's fixture (`ray.cluster_utils.Cluster`: a
 head and a worker node, one CPU each).  With the thresholds at 0 and small chunks
 the work goes to Ray tasks (recorded), and every result equals the in-process one
-bit for bit: the drift report, the segment intervals (each replicate from its own
-seed), the permutation importances (the model shipped through the object store).
+bit for bit: the drift report, the segment intervals and the champion comparison's
+paired intervals (each replicate from its own seed), the permutation importances (the
+model shipped through the object store), and `hortus drift --executor ray --address`.
 Slow (the cluster takes about 10 s to start on two shared cores): `make test-slow`.
 """
 
@@ -17,7 +18,14 @@ from hortus.checks._importance import importance_check
 from hortus.checks._segments import segment_metrics_ci
 from hortus.executor import analytics
 from hortus.monitoring.drift import Profile, compare
-from test_executor_analytics import _frames, _scored, fitted  # noqa: F401 (a fixture)
+from test_executor_analytics import (  # noqa: F401 (fixtures)
+    _drift_files,
+    _frames,
+    _scored,
+    _versus,
+    fitted,
+    rivals,
+)
 from test_executor_ray import _executor, cluster  # noqa: F401 (the two-node fixture)
 
 pytestmark = pytest.mark.slow
@@ -99,3 +107,44 @@ def test_importance_on_two_nodes_equals_the_local_numbers(on_ray, fitted):  # no
     assert remote.table.equals(local.table)
     assert remote.table["importance_mean"].is_finite().all()
     assert remote.table.filter(pl.col("importance_mean") > 0).height >= 2
+
+
+@pytest.mark.parametrize("task", ["binary", "ranking"])
+def test_champion_comparison_on_two_nodes_equals_the_local_one(on_ray, rivals, task):  # noqa: F811
+    """Check the gate's paired bootstrap as Ray tasks (replicate batches): same table."""
+    local = _versus(rivals[task], n_boot=60, seed=2)
+    ex = Counting(on_ray)
+    with analytics.use(ex):
+        remote = _versus(rivals[task], n_boot=60, seed=2)
+    assert ex.tasks and ex.tasks[0] >= 3  # overall and two regions, or replicate batches
+    assert remote.table.equals(local.table)
+    assert (remote.passed, remote.detail) == (local.passed, local.detail)
+    assert local.table["ci_low"][0] < local.table["ci_high"][0]
+
+
+def test_hortus_drift_on_two_nodes_equals_the_local_command(on_ray, cluster, tmp_path, monkeypatch):  # noqa: F811
+    """Check `hortus drift --executor ray --address <cluster>` on two files: per-column Ray
+    tasks from drift_min_rows, and the JSON report of the in-process command."""
+    import json
+
+    from hortus.cli.core import main
+
+    files = _drift_files(tmp_path, 60_000)
+    (tmp_path / "params.yaml").write_text("executor:\n  drift_min_rows: 0\n  chunk_rows: 5000\n")
+    kinds: list[tuple[str, int]] = []
+    real = analytics.run
+
+    def counting(executor, fn, items, shared=()):
+        items = list(items)
+        kinds.append((executor.kind, len(items)))
+        return real(executor, fn, items, shared)
+
+    monkeypatch.setattr(analytics, "run", counting)
+    root = ["--root", str(tmp_path), "drift", *files]
+    assert main([*root, "--executor", "local", "--json", str(tmp_path / "l.json")]) == 1
+    assert kinds == []
+    remote = ["--executor", "ray", "--address", cluster.address, "--json", str(tmp_path / "r.json")]
+    assert main([*root, *remote]) == 1
+    assert kinds and {k for k, _ in kinds} == {"ray"} and sum(n for _, n in kinds) > 3
+    local, ray_report = (json.loads((tmp_path / f).read_text()) for f in ("l.json", "r.json"))
+    assert ray_report == local and local["drifted"]

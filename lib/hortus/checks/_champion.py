@@ -4,10 +4,15 @@
 the two on the task's primary metric (`hortus.models.modeling.primary_metric`) with a
 paired bootstrap: every replicate draws one set of rows (ranked lists for a ranking
 model) and computes both models' metric on it, so the interval is that of the
-difference.  It runs overall and per segment value; the candidate fails where it is
-significantly worse by more than `margin`: the whole interval of (candidate -
-champion), signed so that positive means better, lies below -margin.  For RMSE and
-MAE (in target units) the margin is a share of the champion's value.
+difference.  Replicate r of a scope draws from its own generator,
+`SeedSequence(seed, spawn_key=(segment column, value, r))` (overall: (0, 0, r)), so
+the interval is the same in the gate's process and as tasks on the analytics executor
+(on Ray from `executor.bootstrap_min_rows` hold-out rows, `hortus.executor.analytics`),
+however the replicates are batched.  It runs overall and per segment value; the
+candidate fails where it is significantly worse by more than `margin`: the whole
+interval of (candidate - champion), signed so that positive means better, lies below
+-margin.  For RMSE and MAE (in target units) the margin is a share of the champion's
+value.
 
 `floors_check` judges a first version, which has no champion: its hold-out metrics
 against configured minimums (maximums for lower-is-better metrics) and its scoring
@@ -16,14 +21,15 @@ latency (the efficiency check's `row_p99_ms`, `batch_p99_ms`) against maximums.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from hortus.checks._result import CheckResult
-from hortus.checks._segments import _boot_metric
+from hortus.checks._segments import _BOOT_CELLS, _boot_metric
 from hortus.errors import HortusError
 from hortus.models.modeling import (
     METRIC_DIRECTIONS,
@@ -55,34 +61,93 @@ def _units(df: pl.DataFrame, spec: ModelSpec, pipeline: Any) -> tuple[np.ndarray
     return target_values(df, spec), predict_scores(pipeline, df, spec)
 
 
-def _paired(
-    metric: str,
-    y: np.ndarray,
-    a: np.ndarray,
-    b: np.ndarray,
-    n_boot: int,
-    rng: np.random.Generator,
-) -> tuple[float, float, np.ndarray]:
-    """Return (metric of a, metric of b, bootstrap replicates of a - b) on shared resamples."""
-    n = len(a)
-    idx = rng.integers(0, n, size=(n_boot, n))
+@dataclass(frozen=True)
+class _Pair:
+    """One scope's paired units: the replicates' spawn key and what a replicate reads.
+
+    `metric` is a `_boot_metric` name, or ``ndcg_at_k`` (then `y` marks the lists
+    with a positive and `a`, `b` are the two models' NDCG per list, 0 where none).
+    """
+
+    metric: str
+    key: tuple[int, ...]
+    y: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+
+
+def _pair(metric: str, key: tuple[int, ...], y: np.ndarray, a: np.ndarray, b: np.ndarray):
+    """Return (metric of a, metric of b, the scope's `_Pair`) on the units of one scope."""
     if metric == "ndcg_at_k":  # a, b: NDCG of each list (NaN: no positive, not averaged)
         keep = ~np.isnan(a)
-        wa, wb = np.where(keep, a, 0.0), np.where(keep, b, 0.0)
-        counts = keep[idx].sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            reps = (wa[idx].sum(axis=1) - wb[idx].sum(axis=1)) / counts
-        return float(np.nanmean(a)), float(np.nanmean(b)), reps
+        pair = _Pair(metric, key, keep, np.where(keep, a, 0.0), np.where(keep, b, 0.0))
+        return float(np.nanmean(a)), float(np.nanmean(b)), pair
     name = _BOOT_METRIC[metric]
     if metric == "f1_macro":  # classes as shared integer codes
         ys, as_, bs = (np.asarray(v).astype(str) for v in (y, a, b))
         labels = np.unique(np.concatenate([ys, as_, bs]))
         y, a, b = (np.searchsorted(labels, v) for v in (ys, as_, bs))
-    whole = np.arange(n)[None, :]
+    whole = np.arange(len(a))[None, :]
     point_a = float(_boot_metric(name, y, a, whole)[0])
     point_b = float(_boot_metric(name, y, b, whole)[0])
-    reps = _boot_metric(name, y, a, idx) - _boot_metric(name, y, b, idx)
-    return point_a, point_b, reps
+    return point_a, point_b, _Pair(name, key, y, a, b)
+
+
+def _differences(idx: np.ndarray, p: _Pair) -> np.ndarray:
+    """Return the metric of a minus that of b on each resample (rows of `idx`)."""
+    if p.metric == "ndcg_at_k":
+        counts = p.y[idx].sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (p.a[idx].sum(axis=1) - p.b[idx].sum(axis=1)) / counts
+    return _boot_metric(p.metric, p.y, p.a, idx) - _boot_metric(p.metric, p.y, p.b, idx)
+
+
+def _paired_replicates(task: tuple[int, int, int], pairs: Sequence[_Pair], seed: int) -> np.ndarray:
+    """Task: replicates start..stop-1 of scope `pairs[i]` (a - b), for task (i, start, stop).
+
+    Replicate r draws its units with replacement from its own generator,
+    `SeedSequence(seed, spawn_key=(*key, r))`, and both models are scored on
+    those units: the same values whichever process draws it and in whatever
+    batch.  At most `_BOOT_CELLS` drawn units at a time.
+    """
+    i, start, stop = task
+    p = pairs[i]
+    n = len(p.a)
+    per_chunk = max(1, _BOOT_CELLS // max(n, 1))
+    parts = []
+    for at in range(start, stop, per_chunk):
+        idx = np.stack([
+            np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(*p.key, r)))
+            .integers(0, n, size=n)
+            for r in range(at, min(at + per_chunk, stop))
+        ])  # fmt: skip
+        parts.append(_differences(idx, p))
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
+def _run_paired(pairs: list[_Pair], n_boot: int, seed: int, rows: int) -> list[np.ndarray]:
+    """Return the `n_boot` replicates of each scope, in-process or as executor tasks.
+
+    On the analytics executor (`hortus.executor.analytics`, from
+    `executor.bootstrap_min_rows` hold-out rows): one task per scope, or per
+    batch of its replicates of about `executor.chunk_rows` x 10 drawn units; the
+    scopes' units go to the object store once.  Identical to the in-process
+    replicates (`_paired_replicates`).
+    """
+    from hortus.executor.analytics import executor_for_work, run
+
+    executor = executor_for_work("bootstrap", rows)
+    if executor is None:
+        return [_paired_replicates((i, 0, n_boot), pairs, seed) for i in range(len(pairs))]
+    tasks: list[tuple[int, int, int]] = []
+    for i, p in enumerate(pairs):
+        per = max(1, 10 * executor.config.chunk_rows // max(len(p.a), 1))
+        tasks += [(i, a, min(a + per, n_boot)) for a in range(0, n_boot, per)]
+    out: list[list[np.ndarray]] = [[] for _ in pairs]
+    parts = run(executor, _paired_replicates, tasks, shared=(pairs, seed))
+    for (i, _, _), part in zip(tasks, parts, strict=True):
+        out[i].append(part)
+    return [np.concatenate(parts) for parts in out]
 
 
 def champion_comparison(
@@ -126,10 +191,12 @@ def champion_comparison(
     keys, cand = _units(holdout, spec, candidate)
     _, champ = _units(holdout, champion_spec, champion)
     sign = 1.0 if higher else -1.0
-    rng = np.random.default_rng(seed)
     lo_q, hi_q = (1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100
-    scopes: list[tuple[str, str, np.ndarray]] = [("overall", "", np.ones(len(cand), bool))]
-    for column in spec.segments:
+    # (column, value, units of the scope, spawn key of its replicates)
+    scopes: list[tuple[str, str, np.ndarray, tuple[int, int]]] = [
+        ("overall", "", np.ones(len(cand), bool), (0, 0))
+    ]
+    for ci, column in enumerate(spec.segments, start=1):
         if column not in holdout.columns:
             continue
         if spec.task == "ranking":  # a list's segment value: its first row's
@@ -144,15 +211,26 @@ def champion_comparison(
             )
         else:
             values = holdout[column].cast(pl.String).to_numpy()
-        for value in sorted({v for v in values if v is not None}):
-            scopes.append((column, str(value), values == value))
-    rows, failed = [], []
-    for column, value, mask in scopes:
+        for vi, value in enumerate(sorted({v for v in values if v is not None})):
+            scopes.append((column, str(value), values == value, (ci, vi)))
+    rows: list[dict[str, Any]] = []
+    judged: list[tuple[dict[str, Any], float, float]] = []
+    pairs: list[_Pair] = []
+    for column, value, mask, key in scopes:
         n = int(mask.sum())
+        row: dict[str, Any] = {"segment": column, "value": value, "n": n, "status": "too small"}
+        rows.append(row)
         if column != "overall" and n < min_segment_size:
-            rows.append({"segment": column, "value": value, "n": n, "status": "too small"})
             continue
-        point_c, point_h, reps = _paired(metric, keys[mask], cand[mask], champ[mask], n_boot, rng)
+        point_c, point_h, pair = _pair(metric, key, keys[mask], cand[mask], champ[mask])
+        judged.append((row, point_c, point_h))
+        pairs.append(pair)
+    # every replicate from its own seed: the same interval in-process and as tasks
+    failed = []
+    for (row, point_c, point_h), reps in zip(
+        judged, _run_paired(pairs, n_boot, seed, holdout.height), strict=True
+    ):
+        column, value, n = row["segment"], row["value"], row["n"]
         reps = sign * reps[np.isfinite(reps)]
         diff = sign * (point_c - point_h)
         low, high = (
@@ -165,11 +243,11 @@ def champion_comparison(
         label = "overall" if column == "overall" else f"{column}={value}"
         if worse:
             failed.append(f"{label}: {metric} {point_c:.4f} vs champion {point_h:.4f}")
-        rows.append({
-            "segment": column, "value": value, "n": n, "candidate": point_c,
-            "champion": point_h, "difference": diff, "ci_low": low, "ci_high": high,
-            "status": "worse" if worse else "ok",
-        })  # fmt: skip
+        del row["status"]  # (the table's last column)
+        row |= {
+            "candidate": point_c, "champion": point_h, "difference": diff, "ci_low": low,
+            "ci_high": high, "status": "worse" if worse else "ok",
+        }  # fmt: skip
     table = pl.DataFrame(rows, strict=False)
     overall = rows[0]
     better = "higher" if higher else "lower"

@@ -1,11 +1,12 @@
 """Analytics on the executor: drift, bootstrap intervals and permutation importance.
 
 These run in the stage's process unless three things hold: a stage made an
-executor the analytics executor (`use`; the gate and monitor stages do, with the
-project's executor), that executor is Ray (or a local one with `split_local`, which the
-tests use to run the split path in-process), and the work reaches the size
-threshold of its kind in params.yaml's `executor` section, where it outweighs a
-task's overhead (scheduling, shipping the inputs, a fresh worker's imports):
+executor the analytics executor (`use`; the gate and monitor stages and `hortus
+drift` do, with the project's executor), that executor is Ray (or a local one
+with `split_local`, which the tests use to run the split path in-process), and
+the work reaches the size threshold of its kind in params.yaml's `executor`
+section, where it outweighs a task's overhead (scheduling, shipping the inputs, a
+fresh worker's imports):
 
 - ``drift``: `drift_min_rows` rows of the frame profiled or compared.  Per
   column (or group of small segment / window parts of columns) tasks over the
@@ -13,16 +14,19 @@ task's overhead (scheduling, shipping the inputs, a fresh worker's imports):
   per-column work); each task gets only the columns it reads.
 - ``bootstrap``: `bootstrap_min_rows` evaluation rows.  One task per segment
   value, in replicate batches where the replicates resample rows
-  (`hortus.checks._segments`).
+  (`hortus.checks._segments`); the champion comparison's paired bootstrap one
+  task per scope (overall, a segment value) or replicate batch
+  (`hortus.checks._champion`).
 - ``importance``: `importance_min_rows` sampled rows.  One task per feature
   (`hortus.checks._importance`); the fitted model goes to the workers through
   the object store as the in-memory object (never a file).
 
 Results are the same whichever executor runs them and however the work is
 split: the per-column statistics are deterministic, each bootstrap replicate
-draws from its own seed (SeedSequence spawn key: segment, value, replicate), and
-each feature is permuted with the seed scikit-learn gives every feature.  The
-driver keeps the access checks and the audit: workers get frames or arrays.
+(segment intervals, champion comparison) draws from its own seed (SeedSequence
+spawn key: segment, value, replicate), and each feature is permuted with the
+seed scikit-learn gives every feature.  The driver keeps the access checks and
+the audit: workers get frames or arrays.
 """
 
 from __future__ import annotations

@@ -52,9 +52,9 @@ class ExecutorConfig:
 
     The analytics (`hortus.executor.analytics`) go to tasks only on Ray and only
     from a size where the work outweighs a task's overhead: drift from
-    `drift_min_rows` rows of the compared frame, the segment bootstrap from
-    `bootstrap_min_rows` evaluation rows, permutation importance from
-    `importance_min_rows` sampled rows; below, in-process as before.
+    `drift_min_rows` rows of the compared frame, the segment bootstrap and the
+    champion comparison from `bootstrap_min_rows` evaluation rows, permutation
+    importance from `importance_min_rows` sampled rows; below, in-process as before.
     """
 
     kind: str = "local"
