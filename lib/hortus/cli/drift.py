@@ -1,17 +1,23 @@
 """The `hortus drift` command: compare two tables or files column by column.
 
 Exit status 0 when nothing drifted, 1 when some column drifted, 2 on bad input.
+The statistics run on the project's analytics executor like the gate's drift
+(`hortus.executor.analytics`): per-column Ray tasks from `executor.drift_min_rows`
+rows when the executor is Ray (params.yaml `executor`, HORTUS_EXECUTOR,
+--executor / --address), in this process otherwise; the report is the same.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from pathlib import Path
 
 import polars as pl
 
+from hortus.cli._common import add_executor_options
 from hortus.errors import HortusError, TableNotFound
 from hortus.lakehouse.locate import table_at
 from hortus.monitoring.drift import (
@@ -195,9 +201,34 @@ def table_keys(spec: str, root: Path | None) -> list[str]:
         return []
 
 
+def drift_executor(args: argparse.Namespace, root: Path | None):
+    """Return the executor `hortus drift` splits its statistics on (the stage commands' choice).
+
+    params.yaml's `executor` section of the project (--root, else the one around the
+    working directory, if any), then HORTUS_EXECUTOR / HORTUS_RAY_ADDRESS, then
+    --executor / --address.  Nothing connects until work reaches `drift_min_rows`.
+    """
+    from hortus.config import find_root
+    from hortus.executor.base import executor_for
+
+    env = dict(os.environ)
+    if getattr(args, "executor", None):
+        env["HORTUS_EXECUTOR"] = args.executor
+    if getattr(args, "ray_address", None):
+        env["HORTUS_RAY_ADDRESS"] = args.ray_address
+    return executor_for(root if root is not None else find_root(), env=env)
+
+
 def cmd_drift(args: argparse.Namespace) -> int:
     """Compare CURRENT with REFERENCE; print, optionally write JSON/HTML; 1 if drift."""
+    from hortus.executor import analytics
+
     root = Path(args.root) if getattr(args, "root", None) else None
+    with analytics.use(drift_executor(args, root)):  # drift as tasks above its size (on Ray)
+        return _drift(args, root)
+
+
+def _drift(args: argparse.Namespace, root: Path | None) -> int:
     config = load_config(args.config, args.correction)
     reference = read_input(args.reference, "reference", root)
     current = read_input(args.current, "current", root)
@@ -289,4 +320,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--correction", choices=CORRECTIONS, help="multiple-testing correction")
     d.add_argument("--save-profile", metavar="OUT.json", help="also save the reference profile")
     d.add_argument("--all", action="store_true", help="print every segment/window row")
+    add_executor_options(d)  # from executor.drift_min_rows rows: per-column tasks on Ray
     d.set_defaults(func=cmd_drift)
