@@ -359,3 +359,30 @@ def test_redis_online_store_deletes_the_subject(built, redis_url):  # noqa: F811
     for key in client.scan_iter(match="test:erase:*:group:*"):
         assert not [f for f, _ in client.hscan_iter(key) if subject in f.split(SEP)], key
     assert store.delete_entities("user_id", subject) == 0  # twice: nothing left
+
+
+def test_an_erasure_log_from_before_the_status_column_gains_it(lakehouse):
+    """Check ops.erasures written before intents existed (no status column): its rows read
+    as done, a new erasure's pending row is appended (the column added) and completed."""
+    lh = lakehouse
+    schema = lh.catalog.get(erasure.ERASURES).schema
+    old = {"erasure_id": "ER-old", "subject_ref": "era_" + "0" * 24, "subject_key": "user_id",
+           "requested_by": "dana", "reason": "DSR-1", "erased_at": datetime.now(UTC),
+           "tables": "{}", "rows": 3, "online_rows": 0, "reports": "[]",
+           "models_affected": "[]", "complete": True}  # fmt: skip
+    where = lh.location(erasure.ERASURES)
+    where.local.parent.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame([old], schema={k: v for k, v in schema.items() if k != "status"}).write_delta(
+        where.uri
+    )
+    subject = erasure.Subject("user_id", "u000001", "silver.users", "era_" + "1" * 24)
+    record = erasure._Record.intent(lh, "ER-new", subject, "DSR-2")
+    log = erasure.erasures(lh).sort("erasure_id")
+    assert log["status"].to_list() == ["pending", "done"]  # ER-new, ER-old
+    assert erasure.erasure_log(lh, pending=True)["erasure_id"].to_list() == ["ER-new"]
+    record.add_table(erasure.TableErasure("silver.events", rows=2, versions_held=[1, 2]))
+    record.row |= {"status": "done", "complete": True}
+    record.write(lh)
+    log = erasure.erasures(lh).sort("erasure_id")
+    assert log.height == 2 and log["status"].to_list() == ["done", "done"]
+    assert log["rows"].to_list() == [2, 3] and "u000001" not in log.write_json()
