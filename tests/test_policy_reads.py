@@ -110,6 +110,8 @@ NOT_READS = {
     "tests/test_maintain.py",
     "erase": "erase grant on each table changed, audited per table; tests/test_erasure.py",
     "subject export": "reads through Lakehouse.scan as the user (audited); tests/test_erasure.py",
+    "subject erasures": "ops.erasures (keyed references, counts) under the read or erase grant "
+    "on it (audited); tests/test_erasure.py",
     "keys rotate": "rotate_keys grant on every table (audited per table re-keyed); bronze read "
     "through Lakehouse.scan; tests/test_key_rotation.py",
     "keys status": "which tables hold tokens (no values shown), under the rotate_keys grant "
