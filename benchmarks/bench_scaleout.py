@@ -24,7 +24,9 @@ synthetic frames, in-process and on the same two-node cluster with the default
 thresholds of params.yaml `executor` (hortus.executor.analytics): drift (exact
 profile + compare, per-column tasks) at --drift-rows, the segment bootstrap
 (--n-boot replicates, ROC AUC drawn as cell counts and log loss drawn as rows, in
-replicate batches) at --boot-rows, and permutation importance (one task per
+replicate batches) and the gate's champion comparison (paired bootstrap of two
+logistic regressions' ROC AUC, rows drawn per replicate) at --boot-rows, and
+permutation importance (one task per
 feature, the model through the object store) on --importance-rows sampled rows;
 each Ray result is checked identical to the in-process one.  Again the ratio is
 Ray's overhead on 2 shared cores, not a speed-up.
@@ -289,8 +291,29 @@ def _importance_model(rows: int, seed: int):
     return fit.pipeline, frame, spec
 
 
+def _rivals(frame, scores, seed: int):
+    """The bootstrap frame with its score's logit `x` and a noise column; a champion on x,
+    a candidate on x and noise (logistic regressions fitted on 50,000 rows)."""
+    import numpy as np
+    import polars as pl
+
+    from hortus.models.modeling import ModelSpec, train
+
+    rng = np.random.default_rng(seed)
+    x = np.log(scores / (1 - scores))
+    frame = frame.with_columns(x=pl.Series(x), noise=pl.Series(rng.normal(size=len(x))))
+    fitted = []
+    for features in (("x", "noise"), ("x",)):
+        spec = ModelSpec("y", features, segments=("region", "band"), estimator="logreg")
+        fit = train(frame.head(50_000), spec, curve_points=1, importance_repeats=1,
+                    importance_rows=200)  # fmt: skip
+        fitted.append((fit.pipeline, fit.spec))
+    return frame, fitted
+
+
 def run_analytics(executor, inputs: dict, args) -> dict:
     """Time drift, the segment bootstrap and importance with `executor` as the analytics one."""
+    from hortus.checks._champion import champion_comparison
     from hortus.checks._importance import importance_check
     from hortus.checks._segments import segment_metrics_ci
     from hortus.executor import analytics
@@ -312,6 +335,12 @@ def run_analytics(executor, inputs: dict, args) -> dict:
                                        metric=metric, max_gap=1.0)  # fmt: skip
             key = f"bootstrap {metric} {frame.height:,}"
             out[key] = (time.perf_counter() - t, ex.tasks, check.table)
+        frame, ((cand, cand_spec), (champ, champ_spec)) = inputs["champion"]
+        ex.tasks, t = 0, time.perf_counter()
+        check = champion_comparison(cand, cand_spec, champ, champ_spec, frame,
+                                    champion_version=1, n_boot=args.n_boot)  # fmt: skip
+        out[f"champion roc_auc {frame.height:,}"] = (time.perf_counter() - t, ex.tasks,
+                                                     check.table)  # fmt: skip
         model, frame, spec = inputs["importance"]
         ex.tasks, t = 0, time.perf_counter()
         check = importance_check(model, frame, spec, n_repeats=2, max_rows=args.importance_rows)
@@ -328,9 +357,11 @@ def analytics_part(args, ray_executor) -> bool:
     """Run the analytics locally and on `ray_executor`; print the table; return all identical."""
     t = time.perf_counter()
     rows = [int(r) for r in args.drift_rows.split(",")]
+    boot = _boot_frame(args.boot_rows, seed=7)
     inputs = {
         "drift": {n: _drift_frames(n, seed=i) for i, n in enumerate(rows)},
-        "boot": _boot_frame(args.boot_rows, seed=7),
+        "boot": boot,
+        "champion": _rivals(*boot, seed=9),
         "importance": _importance_model(max(args.importance_rows, 60_000), seed=8),
     }
     print(f"\nanalytics inputs made in {time.perf_counter() - t:.1f} s (not timed)")

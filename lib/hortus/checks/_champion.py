@@ -147,7 +147,7 @@ def _run_paired(pairs: list[_Pair], n_boot: int, seed: int, rows: int) -> list[n
     parts = run(executor, _paired_replicates, tasks, shared=(pairs, seed))
     for (i, _, _), part in zip(tasks, parts, strict=True):
         out[i].append(part)
-    return [np.concatenate(parts) for parts in out]
+    return [np.concatenate(parts) if parts else np.empty(0) for parts in out]
 
 
 def champion_comparison(
