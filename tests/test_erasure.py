@@ -376,13 +376,16 @@ def test_an_erasure_log_from_before_the_status_column_gains_it(lakehouse):
         where.uri
     )
     subject = erasure.Subject("user_id", "u000001", "silver.users", "era_" + "1" * 24)
-    record = erasure._Record.intent(lh, "ER-new", subject, "DSR-2")
+    record = erasure._Record.intent(lh, "ER-new", subject, "DSR-2 'urgent'")
     log = erasure.erasures(lh).sort("erasure_id")
     assert log["status"].to_list() == ["pending", "done"]  # ER-new, ER-old
     assert erasure.erasure_log(lh, pending=True)["erasure_id"].to_list() == ["ER-new"]
     record.add_table(erasure.TableErasure("silver.events", rows=2, versions_held=[1, 2]))
-    record.row |= {"status": "done", "complete": True}
-    record.write(lh)
+    at = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+    record.row |= {"status": "done", "complete": True, "erased_at": at}
+    record.write(lh)  # an update by id, its values as SQL literals (quotes escaped)
     log = erasure.erasures(lh).sort("erasure_id")
     assert log.height == 2 and log["status"].to_list() == ["done", "done"]
+    assert log["erased_at"][0] == at and log["reason"][0] == "DSR-2 'urgent'"
+    assert json.loads(log["tables"][0])["silver.events"]["versions_held"] == [1, 2]
     assert log["rows"].to_list() == [2, 3] and "u000001" not in log.write_json()

@@ -55,7 +55,7 @@ import io
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -658,9 +658,9 @@ class _Record:
     def write(self, lh: Lakehouse, *, new: bool = False) -> None:
         """Append the row (`new`), else replace it by its id: one Delta commit of ops.erasures."""
         where = lh.location(ERASURES)
-        frame = pl.DataFrame([self.row], schema=lh.catalog.get(ERASURES).schema)
         props = _commit(lh, self.row["erasure_id"])
         if new or not where.exists():
+            frame = pl.DataFrame([self.row], schema=lh.catalog.get(ERASURES).schema)
             if where.local is not None:
                 where.local.parent.mkdir(parents=True, exist_ok=True)
             frame.write_delta(
@@ -670,10 +670,28 @@ class _Record:
                 **where.write_kwargs(),
             )  # fmt: skip
             return
-        where.delta().merge(
-            frame.to_arrow(), predicate="t.erasure_id = s.erasure_id", source_alias="s",
-            target_alias="t", merge_schema=True, commit_properties=props,
-        ).when_matched_update_all().when_not_matched_insert_all().execute()  # fmt: skip
+        updates = {k: _sql_value(v) for k, v in self.row.items() if k != "erasure_id"}
+        got = where.delta().update(
+            updates=updates, predicate=f"erasure_id = {_sql_lit(self.row['erasure_id'])}",
+            commit_properties=props,
+        )  # fmt: skip
+        if int(got.get("num_updated_rows", 0)) != 1:
+            raise SubjectError(
+                f"{ERASURES}: the row of erasure {self.row['erasure_id']} is gone or duplicated "
+                f"({got.get('num_updated_rows')} rows matched); the erased tables are as the audit "
+                "log says, the record could not be completed"
+            )
+
+
+def _sql_value(v: object) -> str:
+    """Return a Delta update's SQL literal for a value of an ops.erasures row (quotes escaped)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, datetime):  # microseconds since the epoch (the column's UTC timestamp)
+        return str((v - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1))
+    return _sql_lit(str(v))
 
 
 def _erase_all(
