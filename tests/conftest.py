@@ -5,8 +5,10 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from hortus.config import Paths
@@ -217,3 +219,34 @@ def notebook_outputs(executed: Path, *, tags: bool = False) -> str:
         blob = html.unescape(blob).replace("\\u003c", "<").replace("\\u003e", ">")
         blob = blob.replace('\\"', '"').replace("\\n", " ")
     return blob if tags else re.sub(r"<[^>]*>", "", blob)
+
+
+def write_prediction_log(lh: Lakehouse, requests: list[dict]) -> None:
+    """Write ops.prediction_log: one row per request (logged as JSON text) of recommender v1."""
+    now = datetime.now(UTC)
+    log = pl.DataFrame(
+        [
+            {"batch_id": "b1", "model_name": "recommender", "model_version": 1,
+             "request": json.dumps(r), "features": "{}",
+             "score": 0.5, "rank": 1, "as_of": now, "logged_at": now}
+            for r in requests
+        ],
+        schema_overrides={"model_version": pl.Int64, "rank": pl.Int64},
+    )  # fmt: skip
+    lh.write(
+        "ops.prediction_log", log.select(lh.catalog.get("ops.prediction_log").column_names[:9])
+    )
+
+
+def register_version(lh: Lakehouse, group: str) -> None:
+    """Write ops.model_versions: recommender v1, trained on `group`'s feature log and
+    silver.users as they are now (its receipt names their Delta versions)."""
+    read = {group: lh.version(group), "silver.users": lh.version("silver.users")}
+    mv = {c.name: None for c in lh.catalog.get("ops.model_versions").columns}
+    mv |= {"version": 1, "name": "recommender", "created_at": datetime.now(UTC), "author": "sam",
+           "artifact_path": "x", "artifact_sha256": "0" * 64, "signature": "{}", "params": "{}",
+           "metrics": "{}", "receipt": json.dumps({"tables_read": read}), "git_commit": "unknown",
+           "git_dirty": False, "tables_read": json.dumps(read), "notes": ""}  # fmt: skip
+    lh.write(
+        "ops.model_versions", pl.DataFrame([mv], schema=lh.catalog.get("ops.model_versions").schema)
+    )

@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conftest import TEST_KEY, with_policy
+from conftest import TEST_KEY, register_version, with_policy, write_prediction_log
 from hortus.cli.core import main
 from hortus.config import Paths
 from hortus.errors import HortusError
@@ -81,30 +81,9 @@ def built(tmp_path_factory) -> Path:
     from deltalake import DeltaTable
 
     DeltaTable(str(lh.path("silver.users"))).create_checkpoint()
-    now = datetime.now(UTC)
-    log = pl.DataFrame(
-        [
-            {"batch_id": "b1", "model_name": "recommender", "model_version": 1,
-             "request": json.dumps({"user_id": u, "plant_id": "p0001"}),
-             "features": "{}", "score": 0.5, "rank": 1, "as_of": now, "logged_at": now}
-            for u in users
-        ],
-        schema_overrides={"model_version": pl.Int64, "rank": pl.Int64},
-    )  # fmt: skip
-    lh.write(
-        "ops.prediction_log", log.select(lh.catalog.get("ops.prediction_log").column_names[:9])
-    )
+    write_prediction_log(lh, [{"user_id": u, "plant_id": "p0001"} for u in users])
     # a registered version trained on the feature log as it is now (before the erasure)
-    group = next(iter(offline))
-    read = {group: lh.version(group), "silver.users": lh.version("silver.users")}
-    mv = {c.name: None for c in lh.catalog.get("ops.model_versions").columns}
-    mv |= {"version": 1, "name": "recommender", "created_at": now, "author": "sam",
-           "artifact_path": "x", "artifact_sha256": "0" * 64, "signature": "{}", "params": "{}",
-           "metrics": "{}", "receipt": json.dumps({"tables_read": read}), "git_commit": "unknown",
-           "git_dirty": False, "tables_read": json.dumps(read), "notes": ""}  # fmt: skip
-    lh.write(
-        "ops.model_versions", pl.DataFrame([mv], schema=lh.catalog.get("ops.model_versions").schema)
-    )
+    register_version(lh, next(iter(offline)))
     (paths.reports / "score").mkdir(parents=True)
     (paths.reports / "score" / "summary.json").write_text(
         json.dumps({"top": [users[0], subject], "note": "first buyers"}), encoding="utf-8"

@@ -16,14 +16,14 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from conftest import TEST_KEY, USERS_HEADER, user_row, with_policy
+from conftest import TEST_KEY, USERS_HEADER, user_row, with_policy, write_prediction_log
 from hortus.cli.core import main
 from hortus.config import Paths
 from hortus.errors import HortusError
@@ -71,19 +71,7 @@ def built(tmp_path_factory) -> Path:
     store.close()
     # a log whose JSON requests carry tokens inside text (a model fed a hashed e-mail)
     users = lh.read("silver.users").select("user_id", "email").sort("user_id").head(20)
-    now = datetime.now(UTC)
-    log = pl.DataFrame(
-        [
-            {"batch_id": "b1", "model_name": "recommender", "model_version": 1,
-             "request": json.dumps({"user_id": u, "email": e}), "features": "{}",
-             "score": 0.5, "rank": 1, "as_of": now, "logged_at": now}
-            for u, e in users.iter_rows()
-        ],
-        schema_overrides={"model_version": pl.Int64, "rank": pl.Int64},
-    )  # fmt: skip
-    lh.write(
-        "ops.prediction_log", log.select(lh.catalog.get("ops.prediction_log").column_names[:9])
-    )
+    write_prediction_log(lh, [{"user_id": u, "email": e} for u, e in users.iter_rows()])
     lh.close()
     return paths.root
 
