@@ -688,3 +688,25 @@ def test_dvc_remote_in_the_bucket_pushes_and_a_fresh_clone_pulls_the_same_bytes(
         assert (clone / "data" / rel).read_bytes() == body, rel
     assert sorted(p.relative_to(clone / "data").as_posix() for p in (clone / "data").rglob("*")
                   if p.is_file()) == sorted(files)  # fmt: skip
+
+
+def test_a_task_on_a_node_without_credentials_says_so(s3_lake, monkeypatch):
+    """A Ray node started without the AWS_* variables (none travel with a task) fails
+    its read with a message saying what is missing, not the store's metadata-endpoint
+    error; the same task body is run here in-process on a real S3 server."""
+    from hortus.executor.plan import TableRead
+    from hortus.executor.ray import _call
+    from hortus.lakehouse._objstore import TableLocation
+
+    uri = f"{s3_lake}/silver/t"
+    pl.DataFrame({"a": [1, 2]}).write_delta(uri, **TableLocation.of(uri).write_kwargs())
+    plan = TableRead("silver.t", uri, 0, None, (pl.col("a"),), ("a",))
+    assert _call(TableRead.read, plan).height == 2  # with credentials
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(key)
+    with pytest.raises(HortusError, match="no usable AWS credentials") as err:
+        _call(TableRead.read, plan)
+    assert "AWS_*" in str(err.value) and "docs/scale-out.md" in str(err.value)
+    # any other failure of a task is raised as it was
+    with pytest.raises(ZeroDivisionError):
+        _call(lambda item: item / 0, 1)

@@ -42,14 +42,38 @@ def _import_ray():
     return ray
 
 
+#: what an object store's error says when a node has no usable credentials (the
+#: instance-metadata endpoint is where S3 clients look last)
+_NO_CREDENTIALS = ("169.254.169.254", "credential", "imds")
+
+
+def _run(fn: Callable[..., R], item: Any, *shared: Any) -> R:
+    """Run one item; a read refused for want of credentials on this node says so."""
+    try:
+        return fn(item, *shared)
+    except Exception as exc:
+        text = str(exc)
+        if not any(s in text.lower() for s in _NO_CREDENTIALS):
+            raise
+        import socket
+
+        first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        raise HortusError(
+            f"a task on node {socket.gethostname()} could not read the object store: this "
+            "node's environment has no usable AWS credentials (give every Ray node the AWS_* "
+            "variables, as `make cluster-up` does: none travel with the tasks; "
+            f"docs/scale-out.md). The store said: {first[:300]}"
+        ) from exc
+
+
 def _call(fn: Callable[..., R], item: Any, *shared: Any) -> R:
     """The task body: run one item (module level, so Ray pickles it by reference)."""
-    return fn(item, *shared)
+    return _run(fn, item, *shared)
 
 
 def _call_settled(fn: Callable[..., R], item: Any, *shared: Any) -> tuple[bool, R]:
     """The task body of a settled map: a small done flag, then the result (two objects)."""
-    return True, fn(item, *shared)
+    return True, _run(fn, item, *shared)
 
 
 class RayExecutor:
