@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -154,7 +155,11 @@ def fairness(
             )
             .sort("group", nulls_last=True)
         )
-    if not exposure:
+    if exposure and ranked:
+        table = table.drop("mean_exposure").join(
+            _mean_exposure(frame), on="group", how="left", nulls_equal=True
+        )
+    else:
         table = table.drop("mean_exposure")
     measures = [
         ("demographic_parity", "selection_rate", "judged", "selection rate"),
@@ -573,3 +578,26 @@ def band_numeric(df: pl.DataFrame, column: str) -> tuple[pl.DataFrame, str]:
 
 def _num(x: float) -> str:
     return "-inf" if x == -np.inf else "inf" if x == np.inf else f"{x:g}"
+
+
+def _mean_exposure(frame: pl.DataFrame) -> pl.DataFrame:
+    """Return each group's mean exposure, the same bits whatever the row order or threads.
+
+    A parallel float mean sums in an order that varies from run to run (the last digit
+    of the gate report moved between identical runs).  Exposure depends on the rank only,
+    so the rows are counted per (group, rank), exactly, and each group's mean is the
+    correctly rounded sum (`math.fsum`) of count x exposure over its ranks, divided by its
+    rows.  The loop runs over groups, not rows.
+    """
+    counts = (
+        frame.group_by("_a", "_rank")
+        .agg(c=pl.len())
+        .with_columns(w=pl.col("c") / (pl.col("_rank").cast(pl.Float64) + 1.0).log(2))
+    )
+    rows = []
+    for (group,), part in counts.partition_by("_a", as_dict=True, maintain_order=False).items():
+        total = int(part["c"].sum())
+        rows.append({"group": group, "mean_exposure": math.fsum(part["w"].to_list()) / total})
+    return pl.DataFrame(
+        rows, schema={"group": pl.String, "mean_exposure": pl.Float64}, orient="row"
+    )
