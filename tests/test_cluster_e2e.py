@@ -22,7 +22,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -79,30 +78,14 @@ def _pinned_project(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def stack(s3_server):
     """The moto S3 server and a two-node Ray cluster whose nodes have the bucket's AWS_*."""
-    from ray.cluster_utils import Cluster
+    from test_executor_ray import two_node_cluster
 
-    from test_executor_ray import OBJECT_STORE, _start
-
-    temp = tempfile.mkdtemp(prefix="hray", dir="/tmp")  # short: Ray's socket paths
     with pytest.MonkeyPatch.context() as mp:
         for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"):
             mp.delenv(key, raising=False)
-        for key, value in s3_server.env().items():  # inherited by the nodes' workers
-            mp.setenv(key, value)
-        mp.setenv("RAY_TMPDIR", temp)
-        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
-        mp.setenv("OMP_NUM_THREADS", "1")
-        node = {"num_cpus": 1, "object_store_memory": OBJECT_STORE, "include_dashboard": False}
-        c = None
-        try:
-            c = _start(Cluster, node)
+        # inherited by the nodes' workers
+        with two_node_cluster(s3_server.env()) as c:
             yield s3_server, c
-        finally:
-            if ray.is_initialized():
-                ray.shutdown()
-            if c is not None:
-                c.shutdown()
-            shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

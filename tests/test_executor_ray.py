@@ -14,6 +14,7 @@ Slow (a Ray cluster takes about 10 s to start on two shared cores): `make test-s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -53,17 +54,19 @@ def _start(cluster_class, node: dict, attempts: int = 3):
                 raise
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """Start a head and one worker node (num_cpus=1 each); stop them after the module."""
+@contextlib.contextmanager
+def two_node_cluster(env: dict[str, str]):
+    """Start a head and one worker node (num_cpus=1 each) with `env` set for their
+    processes (and this one); stop them and restore the environment afterwards."""
     from ray.cluster_utils import Cluster
 
     temp = tempfile.mkdtemp(prefix="hray", dir="/tmp")  # short: Ray's socket paths
     with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
         mp.setenv("RAY_TMPDIR", temp)
         mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
         mp.setenv("OMP_NUM_THREADS", "1")
-        mp.setenv("HORTUS_USER", "pipeline")
         node = {"num_cpus": 1, "object_store_memory": OBJECT_STORE, "include_dashboard": False}
         c = None
         try:
@@ -75,6 +78,13 @@ def cluster():
             if c is not None:
                 c.shutdown()
             shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A two-node cluster for the module."""
+    with two_node_cluster({"HORTUS_USER": "pipeline"}) as c:
+        yield c
 
 
 def _executor(cluster, **over):
