@@ -14,12 +14,15 @@ mapped through feature lineage (`features_reading`).  The drift starts on
 aggregates are judged on their per-entity increments too (`feature_entities`), in
 every decision alike.
 
-Where a scenario's lineage set is not met (``price_change``, ``seasonal``), the test
-of the whole set is a strict xfail carrying the measured reason, so that it turns
-into a failure the day it passes; the test that nothing outside lineage is flagged
-runs for every scenario.  Lineage features that the scenario does not really change
-(under ``NO_CHANGE`` sd against the clean shop of the same seed) are named in
-``EXCEPTIONS`` with their measured effects, and a slow test measures them again.
+Column lineage is over-inclusive: a feature that reads a changed column need not change
+by a measurable amount.  So each feature's effect is measured against the clean shop of
+the same seed (the counterfactual, `_effect`; no detector involved) and graded with one
+bound fixed before any comparison (``MOVED``, Cohen's small effect): every lineage
+feature moved that much is flagged, no feature outside lineage moved that much (the
+manifest is complete), and nothing outside lineage is flagged by any decision or day.
+Where a scenario is not met yet, the test is a strict xfail carrying the measured reason,
+so that it turns into a failure the day it passes; so is the literal reading (every
+lineage feature flagged), which ``new_region`` meets.
 """
 
 from __future__ import annotations
@@ -411,19 +414,23 @@ def test_clean_snapshot_flags_nothing(clean):
 
 # --------------------------------------------------------------- drift scenarios
 SCENARIOS = ("new_region", "price_change", "seasonal")
-_BUILT: dict[str, tuple[set[str], dict, pl.DataFrame]] = {}
+_BUILT: dict[tuple[str, int | None], tuple[set[str], dict, pl.DataFrame]] = {}
 
 
 def _scenario(tmp_path_factory, kind: str) -> tuple[set[str], dict]:
     return _scenario_rows(tmp_path_factory, kind)[:2]
 
 
-def _scenario_rows(tmp_path_factory, kind: str) -> tuple[set[str], dict, pl.DataFrame]:
-    if kind not in _BUILT:
-        rows, manifest = _build(tmp_path_factory.mktemp(kind), (kind,))
+def _scenario_rows(
+    tmp_path_factory, kind: str, seed: int | None = None
+) -> tuple[set[str], dict, pl.DataFrame]:
+    """Return the scenario's lineage set, verdicts and examples (built once per seed)."""
+    if (kind, seed) not in _BUILT:
+        root = tmp_path_factory.mktemp(kind if seed is None else f"{kind}{seed}")
+        rows, manifest = _build(root, (kind,), seed=seed)
         expected = _expected(manifest, rows)  # fixed before any comparison
-        _BUILT[kind] = expected, _verdicts(rows), rows
-    return _BUILT[kind]
+        _BUILT[kind, seed] = expected, _verdicts(rows), rows
+    return _BUILT[kind, seed]
 
 
 GAP = timedelta(days=float(PARAMS["gate"]["drift"].get("calibration", {}).get(
@@ -445,15 +452,25 @@ def _holdout(rows: pl.DataFrame) -> pl.DataFrame:
 
 def _effect(drifted: pl.DataFrame, clean: pl.DataFrame, feature: str) -> float:
     """Return how far a feature moved in the hold-out against the clean shop of the same
-    seed (the counterfactual), in clean standard deviations: the larger of its level's
-    and (window aggregates) its increments' |mean difference| (increments on the asinh
-    scale the detector uses); categories: the largest Cohen's h of a category's share
-    (``|2 asin sqrt(p1) - 2 asin sqrt(p2)|``, on the same scale as a standardised mean)."""
+    seed (the counterfactual), on the scale of a standardised mean difference.
+
+    Numbers: the largest of, for its level and (window aggregates) its increments, the
+    |mean difference| in clean standard deviations (increments on the asinh scale the
+    detector uses) and the two-sample KS distance re-expressed as the mean shift of two
+    unit normals that gives it (``2 Phi^-1((1 + KS) / 2)``: a change of shape that
+    leaves the mean, such as a third of the plants dearer, counts too).  Categories
+    (nulls as a category): the largest Cohen's h of a category's share
+    (``|2 asin sqrt(p1) - 2 asin sqrt(p2)|``, on the same scale).  The detector is not
+    used: this is the ground truth the verdicts are held to."""
+    from scipy.stats import ks_2samp, norm
+
     from hortus.monitoring._drift_increments import increment_name
 
     if not clean[feature].dtype.is_numeric():
-        a = drifted[feature].cast(pl.String).value_counts(normalize=True)
-        b = clean[feature].cast(pl.String).value_counts(normalize=True)
+        a, b = (
+            f[feature].cast(pl.String).fill_null("<null>").value_counts(normalize=True)
+            for f in (drifted, clean)
+        )
         j = a.join(b, on=feature, how="full", coalesce=True).fill_null(0.0)
         h = 2 * (j[:, 1].sqrt().arcsin() - j[:, 2].sqrt().arcsin())
         return float(h.abs().max())
@@ -464,6 +481,10 @@ def _effect(drifted: pl.DataFrame, clean: pl.DataFrame, feature: str) -> float:
     for c, asinh in cols:
         x, y = (f[c].cast(pl.Float64).drop_nulls() for f in (drifted, clean))
         x, y = x.filter(x.is_finite()), y.filter(y.is_finite())
+        if x.len() < 2 or y.len() < 2:
+            continue
+        ks = float(ks_2samp(x.to_numpy(), y.to_numpy()).statistic)
+        out = max(out, 2 * float(norm.ppf((1 + ks) / 2)))
         if asinh:
             x, y = x.arcsinh(), y.arcsinh()
         sd = y.std()
@@ -471,49 +492,40 @@ def _effect(drifted: pl.DataFrame, clean: pl.DataFrame, feature: str) -> float:
     return out
 
 
-#: a lineage feature that moved less than this (clean standard deviations, hold-out
-#: against the clean shop of the same seed: `_effect`) does not really change under
-#: the scenario: a measured exception, not a miss of the detector
-NO_CHANGE = 0.10
+#: a feature that the scenario moved at least this much against the clean shop of the
+#: same seed (`_effect`) really changes: Cohen's "small" effect, fixed before any
+#: comparison.  A lineage feature at or above it must be flagged; a feature outside
+#: lineage must not reach it (the manifest names every source column the scenario
+#: changes); a lineage feature below it may go either way (on the default snapshot the
+#: counterfactual itself wanders by up to 0.15 on features the scenario cannot change:
+#: the two shops' draws part after the drift starts).  Column lineage is over-inclusive
+#: by nature: a feature reading a changed column need not change (an average rating when
+#: there are more reviews of the same kind), or not by a measurable amount (spend when
+#: buyers answer dearer plants by buying fewer of them).
+MOVED = 0.20
 
-#: the measured exceptions, each with its effect (seed 42, default snapshot; the test
-#: below measures them again and checks that the list is exactly the lineage features
-#: under NO_CHANGE, so it can neither hide a miss nor go stale)
-EXCEPTIONS: dict[str, dict[str, float]] = {
-    "new_region": {},
-    # buyers answer the dearer fern and foliage plants by buying fewer of them (orders of
-    # the two categories -30%, all orders -11% over the drifted days): spend barely
-    # moves, and the average line value falls a little (fewer lines of dearer-than-
-    # average categories), below chance either way
-    "price_change": {"user_activity__spend_30d": 0.025, "user_activity__spend_all": 0.025,
-                     "user_avg_line_value": 0.042,
-                     "price_vs_user_avg": 0.0997},  # just under NO_CHANGE
-    # spring (more and keener visitors, flowering favoured, so more reviews) moves 30 of
-    # the 35 judged; left: a user's counts of the very plant recommended (the lists are
-    # drawn afresh each visit; the views are flagged all the same, on the share of users
-    # with new views of the plant), the category share of a user's views, the price
-    # against the user's average line (the mix of recommended plants barely changes: rows
-    # are keyed by it, so a bigger shift would move the catalogue features, outside
-    # lineage), the average rating (what buyers think of a plant does not change) and the
-    # rating sum (0.090, just under; the count of reviews moves 0.106).  The recency that
-    # is ~0 at every example (0.053) is constant in the reference: not judged, not expected
-    "seasonal": {"category_affinity_30d": 0.030, "plant_avg_rating": 0.052,
-                 "plant_reviews__rating_sum_all": 0.090, "price_vs_user_avg": 0.002,
-                 "user_plant__clicks_30d": 0.065, "user_plant__views_30d": 0.058},
-}  # fmt: skip
+#: another draw of the same shop (params.yaml's simulate settings, faults included)
+SECOND_SEED = 7
 
-#: why a scenario's whole lineage set is not flagged (measured; module docstring of
-#: hortus.monitoring._drift_calibration): the strict xfail turns into a failure once met
+#: why a scenario does not yet flag every feature it moves (measured, seed 42): the
+#: strict xfail turns into a failure once met
 NOT_MET = {
-    "price_change": "2 of 6 flagged (the catalogue price and its band); the other 4 are "
-    "measured exceptions (EXCEPTIONS: spend and the average line value move 0.03-0.04 sd "
-    "against the clean shop, price_vs_user_avg 0.0997 sd, scoring 0.31 of its threshold); "
-    "judged in two parts, spend's increments score 0.13 (non-zero share) and 0.25 (size of "
-    "the 150 non-zero ones) of their thresholds",
-    "seasonal": "29 of the 35 judged lineage features flagged by the gate and the monitor "
-    "(the dashboard's newest day 24); 3 are constant in the reference, not judged; 5 "
-    "unflagged are measured exceptions (EXCEPTIONS, 0.002-0.090 sd); user_ctr_30d moves "
-    "(0.29 sd) and scores 0.78 of its threshold",
+    "seasonal": "user_ctr_30d moves 0.29 sd in mean and 0.42 as a distribution shift "
+    "against the clean shop and scores 0.78 of its threshold: its 30-day level is "
+    "diluted by the days before the drift, and its increments (a ratio's, signed) are "
+    "too noisy to reach it",
+}
+
+#: why the literal reading (every lineage feature flagged) is not met: lineage features
+#: that the scenario moves less than MOVED (`test_scenario_flags_every_feature_it_moves`
+#: prints them with their effects)
+LINEAGE_NOT_MET = {
+    "price_change": "2 of the lineage set flagged (the catalogue price and its band, the "
+    "features the scenario moves by MOVED or more); spend, the average line value, "
+    "price_vs_user_avg and the order counts move 0.03-0.15 against the clean shop",
+    "seasonal": "the lineage features under MOVED (ratings, a user's counts of the very "
+    "plant recommended, the category share of a user's views, price_vs_user_avg) and "
+    "user_ctr_30d (NOT_MET)",
 }
 
 
@@ -536,6 +548,21 @@ def test_scenario_flags_nothing_outside_its_lineage(tmp_path_factory, kind):
     assert all(lineage[f] & sources for f in via["features"])
 
 
+def _effects(
+    tmp_path_factory, clean: pl.DataFrame, kind: str, seed: int | None = None
+) -> tuple[set[str], dict, dict[str, float]]:
+    """Return the scenario's lineage set, verdicts and every feature's effect (`_effect`)
+    against `clean`, the examples of the clean shop of the same seed."""
+    expected, got, rows = _scenario_rows(tmp_path_factory, kind, seed)
+    drifted, base = _holdout(rows), _holdout(clean)
+    return expected, got, {f: _effect(drifted, base, f) for f in FEATURE_NAMES}
+
+
+def _lineage(kind: str) -> set[str]:
+    """Every feature reading a source column the scenario changes (constant ones too)."""
+    return set(features_reading(FEATURES, list(DRIFT_CHANGES[kind]), among=FEATURE_NAMES))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "kind",
@@ -546,7 +573,48 @@ def test_scenario_flags_nothing_outside_its_lineage(tmp_path_factory, kind):
         for k in SCENARIOS
     ],
 )
+def test_scenario_flags_every_feature_it_moves(tmp_path_factory, clean, kind):
+    """Every lineage feature the scenario moves by MOVED or more against the clean shop of
+    the same seed is flagged by the gate, the monitor and the dashboard's newest day."""
+    _assert_flags_what_moved(kind, *_effects(tmp_path_factory, clean[0], kind))
+
+
+def _assert_flags_what_moved(kind: str, expected: set[str], got: dict, effects: dict) -> None:
+    moved = {f for f in expected if effects[f] >= MOVED}
+    assert moved, effects  # each scenario moves something that much
+    small = {f: round(effects[f], 3) for f in sorted(expected - moved)}
+    print(f"{kind}: {len(moved)} moved, flagged {len(got['gate'] & moved)}; under MOVED "
+          f"(either verdict), flagged {sorted(got['gate'] & set(small))}: {small}")  # fmt: skip
+    for verdict in (got["gate"], got["monitor"], got["last_day"]):
+        assert moved <= verdict, {f: round(effects[f], 3) for f in moved - verdict}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [None, SECOND_SEED], ids=["seed42", "seed7"])
+@pytest.mark.parametrize("kind", SCENARIOS)
+def test_scenario_moves_nothing_outside_its_lineage(tmp_path_factory, request, kind, seed):
+    """The manifest is complete at the resolution of MOVED: no feature outside the lineage
+    set moved that much (on either seed)."""
+    clean = request.getfixturevalue("clean")[0] if seed is None else (
+        request.getfixturevalue("second_clean_rows"))  # fmt: skip
+    _, _, effects = _effects(tmp_path_factory, clean, kind, seed)
+    lineage = _lineage(kind)
+    outside = {f: round(e, 3) for f, e in effects.items() if f not in lineage and e >= MOVED}
+    assert not outside
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=LINEAGE_NOT_MET[k]))
+        if k in LINEAGE_NOT_MET
+        else k
+        for k in SCENARIOS
+    ],
+)
 def test_scenario_flags_exactly_its_lineage_set(tmp_path_factory, kind):
+    """The literal reading: every lineage feature flagged (new_region meets it)."""
     expected, got = _scenario(tmp_path_factory, kind)
     assert expected  # derived from the manifest and lineage, never hand-listed
     assert got["gate"] == expected, (expected - got["gate"], got["check"].detail)
@@ -554,31 +622,17 @@ def test_scenario_flags_exactly_its_lineage_set(tmp_path_factory, kind):
     assert got["last_day"] == expected  # the dashboard agrees (its newest day)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", SCENARIOS)
-def test_exceptions_are_the_lineage_features_that_do_not_change(tmp_path_factory, clean, kind):
-    """The exception list is measured: exactly the lineage features that moved less than
-    NO_CHANGE against the clean shop of the same seed (flagged or not)."""
-    expected, got, rows = _scenario_rows(tmp_path_factory, kind)
-    drifted, base = _holdout(rows), _holdout(clean[0])
-    effects = {f: _effect(drifted, base, f) for f in sorted(expected)}
-    still = {f: round(e, 3) for f, e in effects.items() if e < NO_CHANGE}
-    assert set(still) == set(EXCEPTIONS[kind]), effects
-    for f, e in EXCEPTIONS[kind].items():
-        assert effects[f] == pytest.approx(e, abs=0.005), (f, effects[f])  # seeded
-    # the detector's misses outside the exceptions are the ones NOT_MET explains
-    missed = expected - got["gate"] - set(still)
-    assert not missed or kind in NOT_MET, missed
-
-
 # ------------------------------------------------------------------ a second seed
-#: another draw of the same shop (params.yaml's simulate settings, faults included)
-SECOND_SEED = 7
 
 
 @pytest.fixture(scope="module")
-def second_clean(tmp_path_factory) -> dict:
-    return _verdicts(_build(tmp_path_factory.mktemp("clean7"), (), seed=SECOND_SEED)[0])
+def second_clean_rows(tmp_path_factory) -> pl.DataFrame:
+    return _build(tmp_path_factory.mktemp("clean7"), (), seed=SECOND_SEED)[0]
+
+
+@pytest.fixture(scope="module")
+def second_clean(second_clean_rows) -> dict:
+    return _verdicts(second_clean_rows)
 
 
 @pytest.mark.slow
@@ -597,11 +651,39 @@ def test_second_seed_flags_nothing_outside_lineage(tmp_path_factory, second_clea
     """Seed 7: the gate and the monitor agree, flag something and nothing outside the
     lineage set; a dashboard day flags outside it only what the clean shop of the same
     seed flags that day; new_region flags exactly its lineage set."""
-    rows, manifest = _build(tmp_path_factory.mktemp(f"{kind}7"), (kind,), seed=SECOND_SEED)
-    expected, got = _expected(manifest, rows), _verdicts(rows)
+    expected, got, _ = _scenario_rows(tmp_path_factory, kind, SECOND_SEED)
     assert got["gate"] and got["gate"] == got["monitor"], got["check"].detail
     assert got["gate"] <= expected, (got["gate"] - expected, got["check"].detail)
     for day, flagged in got["per_day"].items():
         assert flagged - expected <= second_clean["per_day"].get(day, set()), (day, flagged)
     if kind == "new_region":
         assert got["gate"] == expected == got["last_day"]
+
+
+#: why seed 7 does not flag every feature its scenario moves (measured)
+SECOND_NOT_MET = {
+    "price_change": "plant_conversion_30d moves 0.22 (buyers order fewer of the dearer "
+    "plants) and scores 0.79 of its threshold (its increments); the catalogue price and "
+    "its band are flagged",
+    "seasonal": "6 user-activity features moved 0.21-0.41 are missed (impressions and "
+    "sessions over 30 days, sessions over 7, views over 30, the average line value, "
+    "user_ctr_30d): their increments are calibrated on 3 same-weekday pairs of a 16-day "
+    "history, and one pair sets a threshold 6x seed 42's (user_activity__views_30d "
+    "0.356 against 0.056)",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=SECOND_NOT_MET[k]))
+        if k in SECOND_NOT_MET
+        else k
+        for k in SCENARIOS
+    ],
+)
+def test_second_seed_flags_every_feature_it_moves(tmp_path_factory, second_clean_rows, kind):
+    _assert_flags_what_moved(
+        kind, *_effects(tmp_path_factory, second_clean_rows, kind, SECOND_SEED)
+    )
