@@ -87,6 +87,7 @@ bench: setup ## run the benchmarks (prints figures; see benchmarks/README.md)
 	$(BIN)/python benchmarks/bench_drift.py
 	$(BIN)/python benchmarks/bench_gate.py
 	$(BIN)/python benchmarks/bench_bootstrap.py
+	$(BIN)/python benchmarks/bench_champion.py
 	$(BIN)/python benchmarks/bench_contracts.py
 	$(BIN)/python benchmarks/bench_drift_floor.py
 	$(BIN)/python benchmarks/bench_hostile_ingest.py

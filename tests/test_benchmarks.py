@@ -20,6 +20,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
     "script, args",
     [
         ("bench_bootstrap.py", ["--rows", "5000", "--segments", "4", "--n-boot", "20"]),
+        ("bench_champion.py", ["--rows", "5000", "--n-boot", "20"]),
         ("bench_contracts.py", ["--rows", "5000", "--repeat", "1"]),
         ("bench_drift_floor.py", ["--rows", "3000", "--cols", "6"]),
     ],

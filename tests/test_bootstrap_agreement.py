@@ -141,3 +141,48 @@ def test_segment_intervals_agree_with_a_plain_bootstrap():
         low, high = np.quantile(plain, [0.025, 0.975])
         assert abs(row["ci_low"] - low) < 4 * q_se
         assert abs(row["ci_high"] - high) < 4 * q_se
+
+
+def _plain_paired_auc_bootstrap(
+    y: np.ndarray, a: np.ndarray, b: np.ndarray, n_boot: int, seed: int
+) -> np.ndarray:
+    """Return AUC(a) - AUC(b) on `n_boot` resamples of the rows, both on the same rows."""
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    out = np.empty(n_boot)
+    for r in range(n_boot):
+        times = np.bincount(rng.integers(0, n, n), minlength=n)
+        aucs = []
+        for s in (a, b):
+            levels, inverse = np.unique(s, return_inverse=True)
+            pos = np.bincount(inverse, weights=times * y, minlength=len(levels))
+            neg = np.bincount(inverse, weights=times * (1 - y), minlength=len(levels))
+            aucs.append((pos * (np.cumsum(neg) - neg + neg / 2)).sum() / (pos.sum() * neg.sum()))
+        out[r] = aucs[0] - aucs[1]
+    return out
+
+
+@pytest.mark.parametrize("levels", [None, 8], ids=["128 levels", "8 levels"])
+def test_paired_auc_replicates_agree_with_a_plain_row_bootstrap(monkeypatch, levels):
+    """Check the champion comparison's paired ROC AUC replicates, drawn as counts per
+    (label, level of a, level of b) cell, against resampling the rows: 3,000 rows with
+    3,000 distinct scores per model, correlated as a retrained model's are (the
+    difference's spread is far below either AUC's, so pairing matters)."""
+    from hortus.checks import _champion
+
+    if levels is not None:
+        monkeypatch.setattr(_champion, "_PAIR_LEVELS", levels)
+    y, a = _data(3000, seed=21)
+    b = 1 / (1 + np.exp(-(np.log(a / (1 - a)) + np.random.default_rng(5).normal(0, 0.5, 3000))))
+    point_a, point_b, pair = _champion._pair("roc_auc", (0, 0), y, a, b)
+    assert pair.cells is not None and len(pair.cells.counts) <= 2 * (levels or 128) ** 2
+    assert point_a == pytest.approx(roc_auc_score(y, a), abs=1e-12)
+    assert point_b == pytest.approx(roc_auc_score(y, b), abs=1e-12)
+    # the cells hold the exact AUC of each model (levels' within-pairs from the rows)
+    whole = pair.cells.auc(pair.cells.counts[None, :])[0]
+    assert whole == pytest.approx(point_a - point_b, abs=1e-12)
+    ours = _champion._paired_replicates((0, 0, B), [pair], 9)
+    plain = _plain_paired_auc_bootstrap(y, a, b, B, seed=10)
+    _assert_agree(ours, plain)
+    # pairing: the difference varies far less than either model's AUC alone
+    assert plain.std() < 0.5 * _plain_auc_bootstrap(y, a, 400, seed=11).std()

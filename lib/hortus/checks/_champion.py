@@ -1,18 +1,23 @@
 """The candidate against the champion on the same hold-out, and absolute floors.
 
-`champion_comparison` scores the champion on the candidate's hold-out and compares
-the two on the task's primary metric (`hortus.models.modeling.primary_metric`) with a
-paired bootstrap: every replicate draws one set of rows (ranked lists for a ranking
-model) and computes both models' metric on it, so the interval is that of the
-difference.  Replicate r of a scope draws from its own generator,
-`SeedSequence(seed, spawn_key=(segment column, value, r))` (overall: (0, 0, r)), so
-the interval is the same in the gate's process and as tasks on the analytics executor
-(on Ray from `executor.bootstrap_min_rows` hold-out rows, `hortus.executor.analytics`),
-however the replicates are batched.  It runs overall and per segment value; the
-candidate fails where it is significantly worse by more than `margin`: the whole
-interval of (candidate - champion), signed so that positive means better, lies below
--margin.  For RMSE and MAE (in target units) the margin is a share of the champion's
-value.
+`champion_comparison` scores the champion on the candidate's hold-out and compares the
+two on the task's primary metric (`hortus.models.modeling.primary_metric`) with a paired
+bootstrap: every replicate draws one set of rows (ranked lists for a ranking model) and
+computes both models' metric on it, so the interval is that of the difference. Replicate
+r of a scope draws from its own generator, `SeedSequence(seed, spawn_key=(segment
+column, value, r))` (overall: (0, 0, r)), so the interval is the same in the gate's
+process and as tasks on the analytics executor (on Ray from
+`executor.bootstrap_min_rows` hold-out rows, `hortus.executor.analytics`), however the
+replicates are batched. ROC AUC draws counts, not rows: each replicate is one
+multinomial redraw of the counts per (label, candidate score level, champion score
+level) cell (`_joint_levels`, at most 2 x `_PAIR_LEVELS`^2 cells, only the occupied
+ones), from which both models' AUC follow, as the segment bootstrap draws counts per
+(label, score level) (`hortus.checks._segments`); at 1M rows that is the cost of the
+cells, not of sorting a million drawn rows per replicate. It runs overall and per
+segment value; the candidate fails where it is significantly worse by more than
+`margin`: the whole interval of (candidate - champion), signed so that positive means
+better, lies below -margin. For RMSE and MAE (in target units) the margin is a share of
+the champion's value.
 
 `floors_check` judges a first version, which has no champion: its hold-out metrics
 against configured minimums (maximums for lower-is-better metrics) and its scoring
@@ -29,7 +34,13 @@ import numpy as np
 import polars as pl
 
 from hortus.checks._result import CheckResult
-from hortus.checks._segments import _BOOT_CELLS, _boot_metric
+from hortus.checks._segments import (
+    _BOOT_CELLS,
+    _LEVELS,
+    _auc_from_counts,
+    _boot_metric,
+    auc_level_groups,
+)
 from hortus.errors import HortusError
 from hortus.models.modeling import (
     METRIC_DIRECTIONS,
@@ -45,6 +56,8 @@ from hortus.models.modeling import (
 LATENCY_KEYS = ("row_p99_ms", "batch_p99_ms")
 _RELATIVE = frozenset({"rmse", "mae"})
 _BOOT_METRIC = {"roc_auc": "roc_auc", "f1_macro": "f1_macro", "rmse": "rmse"}
+#: score levels per model of the paired ROC AUC bootstrap's cells (`_joint_levels`)
+_PAIR_LEVELS = _LEVELS
 
 
 def _units(df: pl.DataFrame, spec: ModelSpec, pipeline: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -74,6 +87,53 @@ class _Pair:
     y: np.ndarray
     a: np.ndarray
     b: np.ndarray
+    cells: _JointLevels | None = None
+
+
+@dataclass(frozen=True)
+class _JointLevels:
+    """Counts per occupied (label, level of a, level of b) cell, and how AUC follows.
+
+    `label`, `level_a`, `level_b` name each cell; `within_a`, `within_b` are each
+    model's within-level shares of ordered pairs (`auc_level_groups`), taken at
+    their share in the data as the segment bootstrap does.
+    """
+
+    counts: np.ndarray
+    label: np.ndarray
+    level_a: np.ndarray
+    level_b: np.ndarray
+    width_a: int
+    width_b: int
+    within_a: np.ndarray | None
+    within_b: np.ndarray | None
+
+    def auc(self, drawn: np.ndarray) -> np.ndarray:
+        """Return AUC of a minus AUC of b per row of drawn cell counts."""
+        out = []
+        for level, width, within in ((self.level_a, self.width_a, self.within_a),
+                                     (self.level_b, self.width_b, self.within_b)):  # fmt: skip
+            r = len(drawn)
+            key = (np.arange(r)[:, None] * width + level[None, :]).ravel()
+            pos_w = (drawn * self.label[None, :]).ravel()
+            pos = np.bincount(key, weights=pos_w, minlength=r * width).reshape(r, width)
+            neg_w = (drawn * (1.0 - self.label)[None, :]).ravel()
+            neg = np.bincount(key, weights=neg_w, minlength=r * width).reshape(r, width)
+            out.append(_auc_from_counts(pos, neg, within))
+        return out[0] - out[1]
+
+
+def _joint_levels(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> _JointLevels:
+    """Return the occupied (label, score level of a, score level of b) cells of the rows."""
+    ga, _, _, within_a = auc_level_groups(y, a, _PAIR_LEVELS)
+    gb, _, _, within_b = auc_level_groups(y, b, _PAIR_LEVELS)
+    wa, wb = int(ga.max()) + 1 if len(ga) else 1, int(gb.max()) + 1 if len(gb) else 1
+    label = (np.asarray(y) > 0).astype(np.int64)
+    cell, counts = np.unique((label * wa + ga) * wb + gb, return_counts=True)
+    return _JointLevels(
+        counts.astype(np.float64), (cell // (wa * wb)).astype(np.float64),
+        (cell // wb) % wa, cell % wb, wa, wb, within_a, within_b,
+    )  # fmt: skip
 
 
 def _pair(metric: str, key: tuple[int, ...], y: np.ndarray, a: np.ndarray, b: np.ndarray):
@@ -90,7 +150,8 @@ def _pair(metric: str, key: tuple[int, ...], y: np.ndarray, a: np.ndarray, b: np
     whole = np.arange(len(a))[None, :]
     point_a = float(_boot_metric(name, y, a, whole)[0])
     point_b = float(_boot_metric(name, y, b, whole)[0])
-    return point_a, point_b, _Pair(name, key, y, a, b)
+    cells = _joint_levels(y, a, b) if name == "roc_auc" else None
+    return point_a, point_b, _Pair(name, key, y, a, b, cells)
 
 
 def _differences(idx: np.ndarray, p: _Pair) -> np.ndarray:
@@ -108,11 +169,20 @@ def _paired_replicates(task: tuple[int, int, int], pairs: Sequence[_Pair], seed:
     Replicate r draws its units with replacement from its own generator,
     `SeedSequence(seed, spawn_key=(*key, r))`, and both models are scored on
     those units: the same values whichever process draws it and in whatever
-    batch.  At most `_BOOT_CELLS` drawn units at a time.
+    batch.  At most `_BOOT_CELLS` drawn units at a time.  ROC AUC draws its
+    cells' counts instead (one multinomial redraw per replicate, `_JointLevels`).
     """
     i, start, stop = task
     p = pairs[i]
     n = len(p.a)
+    if p.cells is not None:
+        share = p.cells.counts / n
+        drawn = np.stack([
+            np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(*p.key, r)))
+            .multinomial(n, share).astype(np.float64)
+            for r in range(start, stop)
+        ]) if stop > start else np.empty((0, len(share)))  # fmt: skip
+        return p.cells.auc(drawn)
     per_chunk = max(1, _BOOT_CELLS // max(n, 1))
     parts = []
     for at in range(start, stop, per_chunk):
@@ -134,20 +204,12 @@ def _run_paired(pairs: list[_Pair], n_boot: int, seed: int, rows: int) -> list[n
     scopes' units go to the object store once.  Identical to the in-process
     replicates (`_paired_replicates`).
     """
-    from hortus.executor.analytics import executor_for_work, run
+    from hortus.executor.analytics import bootstrap_map
 
-    executor = executor_for_work("bootstrap", rows)
-    if executor is None:
-        return [_paired_replicates((i, 0, n_boot), pairs, seed) for i in range(len(pairs))]
-    tasks: list[tuple[int, int, int]] = []
-    for i, p in enumerate(pairs):
-        per = max(1, 10 * executor.config.chunk_rows // max(len(p.a), 1))
-        tasks += [(i, a, min(a + per, n_boot)) for a in range(0, n_boot, per)]
-    out: list[list[np.ndarray]] = [[] for _ in pairs]
-    parts = run(executor, _paired_replicates, tasks, shared=(pairs, seed))
-    for (i, _, _), part in zip(tasks, parts, strict=True):
-        out[i].append(part)
-    return [np.concatenate(parts) if parts else np.empty(0) for parts in out]
+    def batch(p: _Pair, chunk_rows: int) -> int:
+        return n_boot if p.cells is not None else 10 * chunk_rows // max(len(p.a), 1)
+
+    return bootstrap_map(_paired_replicates, pairs, n_boot, seed, rows, batch)
 
 
 def champion_comparison(

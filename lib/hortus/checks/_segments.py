@@ -132,13 +132,20 @@ def _auc_levels(
     one half, from the rows themselves: `_auc_from_counts` of these counts is
     the exact ROC AUC.
     """
+    return auc_level_groups(y, s, max_levels)[1:]
+
+
+def auc_level_groups(
+    y: np.ndarray, s: np.ndarray, max_levels: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Return (level of each row, positives, negatives, within) of `_auc_levels`."""
     levels, inverse = np.unique(s, return_inverse=True)
     width = len(levels)
     rows = np.bincount(inverse, minlength=width)
     pos = np.bincount(inverse, weights=y.astype(np.float64), minlength=width)
     neg = rows - pos
     if width <= max_levels:
-        return pos, neg, None
+        return inverse, pos, neg, None
     before = np.cumsum(rows) - rows  # rows at lower scores
     group = before * max_levels // len(y)  # non-decreasing, ties in one group
     group = np.concatenate([[0], np.cumsum(group[1:] != group[:-1])])
@@ -150,7 +157,7 @@ def _auc_levels(
     pairs = np.bincount(group, weights=pos * (neg_below + 0.5 * neg), minlength=size)
     with np.errstate(invalid="ignore", divide="ignore"):
         within = np.where(pos_g * neg_g > 0, pairs / (pos_g * neg_g), 0.5)
-    return pos_g, neg_g, within
+    return group[inverse], pos_g, neg_g, within
 
 
 def _drawn_counts(counts: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -313,20 +320,12 @@ def _run_replicates(draws: list[_Draws], n_boot: int, seed: int, rows: int) -> l
     `executor.chunk_rows` x 10 drawn rows; the values' inputs go to the object
     store once.  Identical to the in-process replicates (`_replicates`).
     """
-    from hortus.executor.analytics import executor_for_work, run
+    from hortus.executor.analytics import bootstrap_map
 
-    executor = executor_for_work("bootstrap", rows)
-    if executor is None:
-        return [_replicates((i, 0, n_boot), draws, seed) for i in range(len(draws))]
-    tasks: list[tuple[int, int, int]] = []
-    for i, d in enumerate(draws):
-        per = n_boot if d.cells is not None else max(1, 10 * executor.config.chunk_rows // len(d.y))
-        tasks += [(i, a, min(a + per, n_boot)) for a in range(0, n_boot, per)]
-    out: list[list[np.ndarray]] = [[] for _ in draws]
-    parts = run(executor, _replicates, tasks, shared=(draws, seed))
-    for (i, _, _), part in zip(tasks, parts, strict=True):
-        out[i].append(part)
-    return [np.concatenate(parts) for parts in out]
+    def batch(d: _Draws, chunk_rows: int) -> int:
+        return n_boot if d.cells is not None else 10 * chunk_rows // len(d.y)
+
+    return bootstrap_map(_replicates, draws, n_boot, seed, rows, batch)
 
 
 def _point(

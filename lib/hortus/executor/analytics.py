@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from hortus.executor.base import Executor
@@ -165,3 +166,33 @@ def drift_map(fn: Callable[..., Any], items: Sequence[tuple], rows: int) -> list
     for part in run(executor, _run_batch, batches, shared=(fn,)):
         out += part
     return out
+
+
+def bootstrap_map(
+    fn: Callable[..., np.ndarray],
+    items: Sequence[Any],
+    n_boot: int,
+    seed: int,
+    rows: int,
+    batch: Callable[[Any, int], int],
+) -> list[np.ndarray]:
+    """Return the `n_boot` replicates of each item, in-process or as executor tasks.
+
+    ``fn((i, start, stop), items, seed)`` returns replicates start..stop-1 of item i,
+    each from its own seed, so that any split gives the same values.  In-process (below
+    ``executor.bootstrap_min_rows`` evaluation rows, or without an analytics executor):
+    one call per item.  On the executor: tasks of ``batch(item, chunk_rows)``
+    replicates each; the items go to the object store once.
+    """
+    executor = executor_for_work("bootstrap", rows)
+    if executor is None:
+        return [fn((i, 0, n_boot), items, seed) for i in range(len(items))]
+    tasks: list[tuple[int, int, int]] = []
+    for i, item in enumerate(items):
+        per = max(1, batch(item, executor.config.chunk_rows))
+        tasks += [(i, a, min(a + per, n_boot)) for a in range(0, n_boot, per)]
+    out: list[list[np.ndarray]] = [[] for _ in items]
+    parts = run(executor, fn, tasks, shared=(items, seed))
+    for (i, _, _), part in zip(tasks, parts, strict=True):
+        out[i].append(part)
+    return [np.concatenate(p) if p else np.empty(0) for p in out]
