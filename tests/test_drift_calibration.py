@@ -563,16 +563,18 @@ def _lineage(kind: str) -> set[str]:
     return set(features_reading(FEATURES, list(DRIFT_CHANGES[kind]), among=FEATURE_NAMES))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=NOT_MET[k]))
-        if k in NOT_MET
+def _kinds(not_met: dict[str, str]) -> list:
+    """Return the scenarios, each in `not_met` a strict xfail with its measured reason."""
+    return [
+        pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=not_met[k]))
+        if k in not_met
         else k
         for k in SCENARIOS
-    ],
-)
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", _kinds(NOT_MET))
 def test_scenario_flags_every_feature_it_moves(tmp_path_factory, clean, kind):
     """Every lineage feature the scenario moves by MOVED or more against the clean shop of
     the same seed is flagged by the gate, the monitor and the dashboard's newest day."""
@@ -604,15 +606,7 @@ def test_scenario_moves_nothing_outside_its_lineage(tmp_path_factory, request, k
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=LINEAGE_NOT_MET[k]))
-        if k in LINEAGE_NOT_MET
-        else k
-        for k in SCENARIOS
-    ],
-)
+@pytest.mark.parametrize("kind", _kinds(LINEAGE_NOT_MET))
 def test_scenario_flags_exactly_its_lineage_set(tmp_path_factory, kind):
     """The literal reading: every lineage feature flagged (new_region meets it)."""
     expected, got = _scenario(tmp_path_factory, kind)
@@ -674,15 +668,7 @@ SECOND_NOT_MET = {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=SECOND_NOT_MET[k]))
-        if k in SECOND_NOT_MET
-        else k
-        for k in SCENARIOS
-    ],
-)
+@pytest.mark.parametrize("kind", _kinds(SECOND_NOT_MET))
 def test_second_seed_flags_every_feature_it_moves(tmp_path_factory, second_clean_rows, kind):
     _assert_flags_what_moved(
         kind, *_effects(tmp_path_factory, second_clean_rows, kind, SECOND_SEED)
