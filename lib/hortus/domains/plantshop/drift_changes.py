@@ -18,12 +18,16 @@ DRIFT_CHANGES: dict[str, tuple[str, ...]] = {
     # 25-40% dearer plants in one or two categories: the catalogue and the order lines;
     # the price-sensitive buyers order fewer of them, so the number of order events and
     # their mix of plants change too (measured against the clean shop of the same seed:
-    # a plant's 30-day conversion moved 0.22 sd on seed 7, its 7-day order lines 0.20)
+    # a plant's 30-day conversion moved 0.22 sd on seed 7, its 7-day order lines 0.20),
+    # and fewer orders bring fewer reviews (written a few days after the order, as in
+    # seasonal; a small change: a plant's review count moved 0.01-0.03 sd against the
+    # clean shop, on 28 days and on 56)
     "price_change": (
         "silver.plants.price",
         "silver.events.price",
         "silver.events.*",
         "silver.events.plant_id",
+        "silver.reviews.*",
     ),
     # spring: 40% more traffic and keener visitors (more clicks, carts and orders per
     # visit: every events count and ratio), flowering plants favoured, more mobile; the
