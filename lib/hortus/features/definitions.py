@@ -359,6 +359,23 @@ def features_reading(
     return [f for f in names if lineage.get(f, frozenset()) & hit]
 
 
+class EntityKeys(tuple):
+    """A window aggregate's entity key columns (a tuple of names).
+
+    A ratio of two window aggregates keyed alike also names its numerator and
+    denominator (`parts`): drift judges the ratio of what the recent days added to
+    each (`hortus.monitoring._drift_increments.with_rate_parts`), which the change of
+    the ratio itself hides under its noise.
+    """
+
+    parts: tuple[str, str] | None
+
+    def __new__(cls, keys, parts: tuple[str, str] | None = None) -> EntityKeys:
+        obj = super().__new__(cls, keys)
+        obj.parts = parts
+        return obj
+
+
 def feature_entities(features: FeatureSet) -> dict[str, tuple[str, ...]]:
     """Return, per window aggregate (or ratio of two), its entity's spine columns.
 
@@ -388,5 +405,7 @@ def feature_entities(features: FeatureSet) -> dict[str, tuple[str, ...]]:
                 out[f"{g.name}__days_since_{a.name}"] = tuple(features.key_columns(g))
     for d in features.derived:
         if isinstance(d, Ratio) and d.num in out and d.den in out:
-            out[d.name] = tuple(dict.fromkeys((*out[d.num], *out[d.den])))
+            alike = tuple(out[d.num]) == tuple(out[d.den])
+            keys = tuple(dict.fromkeys((*out[d.num], *out[d.den])))
+            out[d.name] = EntityKeys(keys, (d.num, d.den) if alike else None)
     return out

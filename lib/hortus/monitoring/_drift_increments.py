@@ -22,6 +22,11 @@ difference in which a few large orders do not swamp a day; one increment per ent
 and ``t0``, so the ten rows of one list count once).  Its threshold comes from the same
 like-window pairs and null model as the levels (`hortus.monitoring._drift_calibration`):
 the chance part of a mean difference shrinks exactly as ``1/n1 + 1/n2``.
+
+A ratio of two window aggregates of one entity (`EntityKeys.parts`) also gets its
+recent rate (`with_rate_parts`, `rate_shift`): the sum of the numerator's increments over
+the sum of the denominator's, which a doubled click-through rate moves by the change
+itself where the ratio's own increments are noisy.
 """
 
 from __future__ import annotations
@@ -50,9 +55,13 @@ HURDLE_MIN_ZERO_SHARE = 0.25
 #: count; the signed increments of an N-day window or a ratio keep their mean alone
 HURDLE_MIN_NONZERO = 30
 HURDLE_MAX_NEGATIVE_SHARE = 0.01
+#: a ratio of two window aggregates keyed alike (`EntityKeys.parts`) is also judged on
+#: the ratio of what the recent days added to each: sum of the numerator's increments
+#: over the sum of the denominator's (rows whose denominator grew)
+RATE_PART = " [recent rate]"
 #: statistic of each part in a result
 STATISTICS = {"": "increment_mean_shift", SHARE_PART: "increment_nonzero_share",
-              SIZE_PART: "increment_nonzero_size"}  # fmt: skip
+              SIZE_PART: "increment_nonzero_size", RATE_PART: "increment_rate_shift"}  # fmt: skip
 
 
 def increment_name(feature: str, part: str = "") -> str:
@@ -101,6 +110,79 @@ def with_hurdle_parts(
     if not parts:
         return history, current, []
     return history.with_columns(exprs), current.with_columns(exprs), parts
+
+
+def with_rate_parts(
+    history: pl.DataFrame, current: pl.DataFrame, increments: Mapping[str, Sequence[str]]
+) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """Return both frames with a recent-rate column per ratio whose parts have increments.
+
+    A ratio of two window aggregates keyed alike (`EntityKeys.parts`: a click-through
+    rate, clicks over impressions in 30 days) moves little when its recent days change:
+    its 30-day level is diluted, and the change of a ratio per day is noisy where the
+    denominator is small.  The ratio of what the recent days added, summed over the
+    window (`rate_shift`), is the sharper witness.  The column holds each row's two
+    increments as a struct (``a``: numerator, ``b``: denominator), null unless the
+    denominator grew.
+    """
+    names, exprs = [], []
+    for feature, keys in increments.items():
+        parts = getattr(keys, "parts", None)
+        if not parts:
+            continue
+        a, b = increment_name(parts[0]), increment_name(parts[1])
+        if not all(c in f.columns for c in (a, b) for f in (history, current)):
+            continue
+        name = increment_name(feature, RATE_PART)
+        grew = (pl.col(b) > 0) & pl.col(b).is_finite() & pl.col(a).is_finite()
+        exprs.append(pl.when(grew).then(pl.struct(a=pl.col(a), b=pl.col(b))).alias(name))
+        names.append(name)
+    if not names:
+        return history, current, []
+    return history.with_columns(exprs), current.with_columns(exprs), names
+
+
+def rate_shift(earlier: pl.DataFrame, later: pl.DataFrame, columns: Sequence[str]) -> dict:
+    """Return per rate column (|R later - R earlier| / scale, n1, n2, scale).
+
+    ``R = sum(a) / sum(b)`` over the window's rows (`with_rate_parts`); ``scale`` is the
+    standard deviation of a row's contribution to R in the earlier window,
+    ``std(a - R b) / mean(b)`` (the delta method: R of n rows varies as scale^2 / n, so
+    the null model's chance term applies as to a mean).  None with fewer than two
+    earlier rows, no later row or no spread.
+    """
+
+    def sums(frame: pl.DataFrame) -> dict:
+        exprs = []
+        for i, c in enumerate(columns):
+            a, b = pl.col(c).struct.field("a"), pl.col(c).struct.field("b")
+            exprs += [a.sum().alias(f"a{i}"), b.sum().alias(f"b{i}"), b.count().alias(f"n{i}"),
+                      b.mean().alias(f"m{i}")]  # fmt: skip
+        return frame.select(exprs).row(0, named=True)
+
+    one, two = sums(earlier), sums(later)
+    spread = earlier.select(
+        (
+            pl.col(c).struct.field("a")
+            - pl.col(c).struct.field("b") * (one[f"a{i}"] / one[f"b{i}"] if one[f"b{i}"] else 0.0)
+        )
+        .std()
+        .alias(f"s{i}")
+        for i, c in enumerate(columns)
+    ).row(0, named=True)
+    out = {}
+    for i, c in enumerate(columns):
+        n1, n2 = int(one[f"n{i}"]), int(two[f"n{i}"])
+        value, scale = None, None
+        if n1 >= 2 and n2 >= 1 and one[f"b{i}"] and two[f"b{i}"]:
+            sd, mean_b = spread[f"s{i}"], one[f"m{i}"]
+            if sd and mean_b:
+                scale = float(sd) / float(mean_b)
+                r1 = one[f"a{i}"] / one[f"b{i}"]
+                r2 = two[f"a{i}"] / two[f"b{i}"]
+                value = abs(float(r2) - float(r1)) / scale
+        out[c] = (value, n1, n2, scale)
+    return out
 
 
 def with_increments(
@@ -180,6 +262,10 @@ def mean_shift(earlier: pl.DataFrame, later: pl.DataFrame, columns: Sequence[str
     """
     if not columns:
         return {}
+    rates = [c for c in columns if RATE_PART in c]
+    if rates:  # a ratio's recent rate: its own statistic
+        plain = [c for c in columns if RATE_PART not in c]
+        return {**mean_shift(earlier, later, plain), **rate_shift(earlier, later, rates)}
 
     def stats(frame: pl.DataFrame) -> dict:
         exprs = []
