@@ -220,6 +220,19 @@ def test_calibration_allows_a_trend_and_flags_a_change():
     assert {r.column for r in shifted.overall() if r.drifted} == {"calm"}
 
 
+def _user_days(users: int, days: int, start: datetime, jitter, **values) -> pl.DataFrame:
+    """One row per user and day from `start`, `jitter` days into the day (one per row,
+    day-major), with `values`, sorted by time."""
+    day = np.repeat(np.arange(days), users)
+    return pl.DataFrame(
+        {
+            "ts": [start + timedelta(days=float(x)) for x in day + jitter],
+            "user": np.tile(np.arange(users), days),
+            **values,
+        }
+    ).sort("ts")
+
+
 def _counts(days: int, rng, *, rise_from: int | None = None) -> pl.DataFrame:
     """Running 30-day-style counts of 300 users, one row per user and day (half-day jitter)."""
     users, n = 300, 300 * days
@@ -228,16 +241,8 @@ def _counts(days: int, rng, *, rise_from: int | None = None) -> pl.DataFrame:
     if rise_from is not None:
         rate = rate * np.where(day >= rise_from, 1.4, 1.0)  # 40% more activity
     added = rng.poisson(rate)
-    frame = pl.DataFrame(
-        {
-            "ts": [
-                datetime(2025, 1, 1) + timedelta(days=float(x))
-                for x in day + rng.uniform(0, 0.5, n)
-            ],  # fmt: skip
-            "user": np.tile(np.arange(users), days),
-            "added": added.astype(float),
-        }
-    ).sort("ts")
+    jitter = rng.uniform(0, 0.5, n)
+    frame = _user_days(users, days, datetime(2025, 1, 1), jitter, added=added.astype(float))
     return frame.with_columns(pl.col("added").cum_sum().over("user").alias("count_all"))
 
 
@@ -277,16 +282,9 @@ def _weekly_counts(days: int, seed: int, *, rise_from: int | None = None) -> pl.
     rate = rng.gamma(2.0, 0.5, users)[np.tile(np.arange(users), days)] * weekday
     if rise_from is not None:
         rate = rate * np.where(day >= rise_from, 1.25, 1.0)  # 25% more activity
-    frame = pl.DataFrame(
-        {
-            "ts": [
-                datetime(2025, 1, 6) + timedelta(days=float(x))
-                for x in day + rng.uniform(0, 0.5, n)
-            ],  # fmt: skip
-            "user": np.tile(np.arange(users), days),
-            "added": rng.poisson(rate).astype(float),
-        }
-    ).sort("ts")
+    jitter = rng.uniform(0, 0.5, n)  # (drawn before the counts, as always)
+    added = rng.poisson(rate).astype(float)
+    frame = _user_days(users, days, datetime(2025, 1, 6), jitter, added=added)
     return frame.with_columns(pl.col("added").cum_sum().over("user").alias("count_all"))
 
 
@@ -327,16 +325,8 @@ def _spend(days: int, seed: int, *, rise_from: int | None = None) -> pl.DataFram
     amount = np.exp(rng.normal(3.0, 0.4, n)) * np.where(
         day >= (rise_from if rise_from is not None else days), 2.0, 1.0
     )
-    frame = pl.DataFrame(
-        {
-            "ts": [
-                datetime(2025, 1, 6) + timedelta(days=float(x))
-                for x in day + rng.uniform(0, 0.5, n)
-            ],  # fmt: skip
-            "user": np.tile(np.arange(users), days),
-            "added": np.where(buys, amount, 0.0),
-        }
-    ).sort("ts")
+    jitter = rng.uniform(0, 0.5, n)
+    frame = _user_days(users, days, datetime(2025, 1, 6), jitter, added=np.where(buys, amount, 0.0))
     return frame.with_columns(pl.col("added").cum_sum().over("user").alias("spend_all"))
 
 
@@ -375,17 +365,10 @@ def _clicks(days: int, seed: int, *, rise_from: int | None = None) -> pl.DataFra
     day = np.repeat(np.arange(days), users)
     shown = rng.poisson(np.where(day % 7 >= 5, 4.0, 2.6))
     rate = np.where(day >= (rise_from if rise_from is not None else days), 0.2, 0.1)
-    frame = pl.DataFrame(
-        {
-            "ts": [
-                datetime(2025, 1, 6) + timedelta(days=float(x))
-                for x in day + rng.uniform(0, 0.5, n)
-            ],  # fmt: skip
-            "user": np.tile(np.arange(users), days),
-            "shown": shown.astype(np.float64),
-            "clicked": rng.binomial(shown, rate).astype(np.float64),
-        }
-    ).sort("ts")
+    jitter = rng.uniform(0, 0.5, n)  # (drawn before the clicks, as always)
+    clicked = rng.binomial(shown, rate).astype(np.float64)
+    frame = _user_days(users, days, datetime(2025, 1, 6), jitter, shown=shown.astype(np.float64),
+                       clicked=clicked)  # fmt: skip
     return frame.select(
         "ts", "user",
         pl.col("clicked").cum_sum().over("user").alias("clicks_all"),
