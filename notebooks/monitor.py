@@ -217,7 +217,7 @@ def _(chosen_column, chosen_segment, training):
 
 @app.cell
 def _(chosen_column, context, project, segment_rows):
-    # one comparison per segment choice: each day of the newest rows against the reference
+    # one comparison per segment choice: the trailing week to each day against the reference
     from hortus.monitoring.drift import increments_for as _increments_for
 
     drift = None
@@ -280,7 +280,10 @@ def _(context, days, drift, drift_error, segment_note, training_note):
                     "n_current",
                 ],
             )
-            .properties(title="Drift per feature and day (>= 1 means drifted)", width=520)
+            .properties(
+                title="Drift per feature, trailing week to each day (>= 1 means drifted)",
+                width=520,
+            )
         )
         _line = (
             alt.Chart(_share)
@@ -294,13 +297,17 @@ def _(context, days, drift, drift_error, segment_note, training_note):
                 ),
                 tooltip=["window_start:T", "share_drifted", "features"],
             )
-            .properties(height=140, width=520, title="Share of features drifted per day")
+            .properties(
+                height=140, width=520, title="Share of features drifted, trailing week to each day"
+            )
         )
         _out = [
             mo.md(
-                f"## Feature drift over time\n\nEach day of the newest rows of {context.table} "
-                f"against the oldest {context.reference_share:.0%} (the model's training part); "
-                f"{_recent['column'].n_unique()} features over {_share.height} day(s)."
+                f"## Feature drift over time\n\nThe newest rows of {context.table} up to each "
+                f"day (its trailing week, from the training cut-off at the earliest) against "
+                f"the oldest {context.reference_share:.0%} (the model's training part), as the "
+                f"staleness monitor judges them; {_recent['column'].n_unique()} features over "
+                f"{_share.height} day(s)."
             ),
             _line,
             _heat,

@@ -64,6 +64,27 @@ def test_drift_by_window_flags_the_shifted_feature_only():
     assert "spend" in flagged and "calm" not in flagged
 
 
+def test_drift_by_window_points_judge_the_trailing_period_to_each_window():
+    """Check that each point judges the rows from the cut-off (at most `trailing` back) to
+    its window's end, so the newest judges every newer row as the staleness monitor does;
+    ``trailing=None`` judges each window's own rows."""
+    rows = _rows(days=12)
+    drift, cutoff = mv.drift_by_window(rows, ["spend", "calm"], time="t", reference_share=0.5,
+                                       window="1d")  # fmt: skip
+    newer = rows.filter(pl.col("t") >= cutoff)
+    days = newer.group_by(pl.col("t").dt.truncate("1d").alias("d")).len().sort("d")
+    calm = drift.filter(pl.col("column") == "calm").sort("window_start")
+    assert calm["window_start"].to_list() == days["d"].to_list()
+    assert calm["n_current"].to_list() == days["len"].cum_sum().to_list()  # 6 days < a week
+    own, _ = mv.drift_by_window(rows, ["calm"], time="t", reference_share=0.5, window="1d",
+                                trailing=None)  # fmt: skip
+    assert own.sort("window_start")["n_current"].to_list() == days["len"].to_list()
+    short, _ = mv.drift_by_window(rows, ["calm"], time="t", reference_share=0.5, window="1d",
+                                  trailing="2d")  # fmt: skip
+    pairs = days["len"] + days["len"].shift(1).fill_null(0)
+    assert short.sort("window_start")["n_current"].to_list() == pairs.to_list()
+
+
 def test_drift_by_window_refuses_a_range_too_short_to_split():
     """Check that rows at a single instant give a clear error, not an empty chart."""
     rows = _rows().with_columns(pl.lit(datetime(2025, 3, 1, tzinfo=UTC)).alias("t"))

@@ -674,8 +674,11 @@ def calibrated_compare(
                                                    preceding)  # fmt: skip
     if span is None:
         span = timedelta(days=max(1, math.ceil((c_hi - c_lo) / _DAY)))
+    # against the same weekdays only when the rows cover two days or more (to the nearest
+    # day): a span rounded up from a day and some hours is still a day against one other
+    weekly = cal.weekday_aligned and span >= 2 * _DAY and (c_hi - c_lo) >= 1.5 * _DAY
     parts: list[str] = []
-    if steps and cal.weekday_aligned and span >= timedelta(days=2):
+    if steps and weekly:
         # the non-zero share follows the weekday mix of traffic: judged in two parts only
         # against the same weekdays (one-day windows of the dashboard: the mean alone)
         history, current, parts = with_hurdle_parts(history, current, steps)
@@ -694,7 +697,11 @@ def calibrated_compare(
                      got.apply(config))  # fmt: skip
     if steps:
         thresholds, inc_reference = got.thresholds, reference
-        aligned = _same_weekdays(history, current, steps, time, span, h_end, config, cal)
+        aligned = (
+            _same_weekdays(history, current, steps, time, span, h_end, config, cal)
+            if weekly
+            else None
+        )
         if aligned is not None:
             inc_reference, weekly = aligned
             thresholds = {**{k: v for k, v in thresholds.items() if k not in steps},
@@ -744,9 +751,11 @@ def _same_weekdays(
         return None
     shift = timedelta(days=_WEEK * max(1, math.ceil(span / timedelta(days=_WEEK))))
     lo = current[time].min() - shift
+    # the same hours of the week as the current's rows (its span is rounded up to days)
+    hi = min(lo + span, current[time].max() - shift + timedelta(microseconds=1))
     if lo < history[time].min() or lo + span > h_end:
         return None
-    reference = _between(history, time, lo, lo + span)
+    reference = _between(history, time, lo, hi)
     if reference.height == 0:
         return None
     got = calibrate(history, steps, time=time, span=span, lag=shift, config=config,

@@ -11,7 +11,8 @@ The notebook orchestrates and displays; these functions pick and compute:
   registered champion, else from its definition in hortus.yaml);
 - `segment_columns`, `segment_values`, `filter_segment`: segment choices and rows;
 - `kpi_layout`: the time and segment columns of a daily KPI table;
-- `feature_columns`, `drift_by_window`: daily feature drift against the training part;
+- `feature_columns`, `drift_by_window`: feature drift over the trailing week to each day,
+  against the training part;
 - `realized_series`: realized outcome metrics (the `realized` monitor) per day and
   model version, newest measurement of each, with the days still pending.
 
@@ -307,18 +308,28 @@ def drift_by_window(
     time: str,
     reference_share: float,
     window: str,
+    trailing: str | None = "7d",
     calibration: CalibrationConfig | None = None,
     increments: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[pl.DataFrame, datetime]:
-    """Compare each `window` of the newest rows with the training part, as the monitors do.
+    """Compare the newest rows, `window` by `window`, with the training part, as the monitors do.
 
     The history is the rows before the `reference_share` quantile of `time` (the
-    model's training part).  Each later window is compared by
+    model's training part).  Each later window gets one point: the rows of the
+    `trailing` period ending with that window (from the cut-off at the earliest; None:
+    the window's own rows), so the newest point judges the same rows as the staleness
+    monitor when the newer rows span less than `trailing`.  A one-day point is judged
+    on levels and its increments' mean only, against the history's last week; a point
+    of two days or more is also judged on the weekday-aligned parts (the non-zero share
+    and size of increments, a ratio's recent rate) against the same weekdays, which
+    a day's rows cannot be (docs/monitoring.md measures the difference).  Each point is
+    compared by
     `hortus.monitoring.drift.calibrated_compare`, the decision the staleness monitor and
     the gate use: against the history's last week, each feature against a threshold
     from a null fitted to the history's like-window pairs at that window's lag and
     size (so features that grow by construction are not flagged for growing).  Returns
-    one row per feature and window with the statistic, its threshold,
+    one row per feature and window (``window_start``: the window the point ends with)
+    with the statistic, its threshold,
     ``score = value / threshold`` (>= 1: drifted), ``drifted`` (distribution or null
     share) and the cutoff between history and current.  Window aggregates in
     `increments` (feature -> entity key columns, `hortus.monitoring.drift.increments_for`)
@@ -336,24 +347,27 @@ def drift_by_window(
     starts = _window_starts(current[time], window)
     current = current.with_columns(starts.alias("__window"))
     length = _window_length(window)
+    reach = max(_window_length(trailing), length) if trailing else length
+    first = current["__window"].min()
     increments = {
         f: ks for f, ks in (increments or {}).items() if all(k in rows.columns for k in ks)
     }
     keys = [k for ks in increments.values() for k in ks]
     wanted = list(dict.fromkeys([*features, time, *keys]))
     frames = []
-    for (start,), part in current.partition_by(
-        "__window", as_dict=True, maintain_order=True
-    ).items():
+    for start in current["__window"].unique(maintain_order=True).sort():
+        # the windows of the trailing period ending with this one (not before the cut-off)
+        lo = max(start + length - reach, first)
+        part = current.filter(pl.col("__window").is_between(lo, start))
         report, _ = calibrated_compare(
             history.select(wanted),
             part.select(wanted),
             features,
             time=time,
             calibration=calibration,
-            span=length,
+            span=start + length - lo,
             increments=increments,
-            preceding=current.filter(pl.col("__window") < start).select(wanted)
+            preceding=current.filter(pl.col("__window") < lo).select(wanted)
             if increments
             else None,
         )
