@@ -85,6 +85,28 @@ def test_ks_p_value_equals_scipy_asymp_below_10k_rows():
     assert r.stats["ks_p_value"] == pytest.approx(ks.pvalue, rel=1e-9)
 
 
+def test_p_values_off_leaves_out_only_a_p_value_that_does_not_decide():
+    """Check that ``p_values=False`` (the calibration's pairs) drops the KS p-value where
+    a distance decides, keeps every other statistic bit for bit, and keeps it where KS
+    decides."""
+    rng = np.random.default_rng(5)
+    ref, cur = (
+        pl.DataFrame({"x": rng.normal(0, 1, 3000)}),
+        pl.DataFrame({"x": rng.normal(0, 1, 2500)}),
+    )
+    for stat in ("wasserstein", "ks"):
+        on = _overall(compare(ref, cur, config=DriftConfig(stattest={"x": stat})), "x")
+        off = _overall(
+            compare(ref, cur, config=DriftConfig(stattest={"x": stat}, p_values=False)), "x"
+        )
+        assert (off.value, off.p_value, off.drifted) == (on.value, on.p_value, on.drifted)
+        if stat == "ks":
+            assert off.stats == on.stats and off.p_value is not None
+        else:
+            assert "ks_p_value" not in off.stats and "ks_p_value" in on.stats
+            assert off.stats == {k: v for k, v in on.stats.items() if k != "ks_p_value"}
+
+
 def test_sketched_profile_says_so_and_bounds_the_ks_error(tmp_path):
     """Check that a stored sketch reports exact=false with a bound that holds the true KS."""
     a, b = _samples("continuous")

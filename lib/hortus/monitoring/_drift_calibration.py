@@ -416,7 +416,7 @@ def _measure(
         earlier.select(levels),
         later.select(levels),
         levels,
-        replace(config, stattest=dict.fromkeys(levels, "distance")),
+        replace(config, stattest=dict.fromkeys(levels, "distance"), p_values=False),
     )
     for r in report.overall():
         if r.skipped is not None:

@@ -52,8 +52,11 @@ from hortus.monitoring._drift_stats import (
 )
 
 
-def _numeric_compare(p: ColumnProfile, c: np.ndarray, config: DriftConfig) -> dict[str, Any]:
-    """Compare a numeric reference profile with a sorted current sample."""
+def _numeric_compare(
+    p: ColumnProfile, c: np.ndarray, config: DriftConfig, *, p_value: bool = True
+) -> dict[str, Any]:
+    """Compare a numeric reference profile with a sorted current sample (without the KS
+    p-value unless `p_value`)."""
     xc, cc = _support(c)
     cr = None if p.weights is None else np.concatenate(([0], np.cumsum(p.weights)))
     ks, w1 = _merge_stats(p.values, cr, xc, cc)
@@ -64,7 +67,7 @@ def _numeric_compare(p: ColumnProfile, c: np.ndarray, config: DriftConfig) -> di
     return {
         "stats": {
             "ks": ks,
-            "ks_p_value": _ks_pvalue(ks, p.count, c.size),
+            **({"ks_p_value": _ks_pvalue(ks, p.count, c.size)} if p_value else {}),
             "wasserstein": w1 / _scale(p.std, p.mean),
             "psi": _psi(pr, pc, config.psi_epsilon),
             "jensen_shannon": _js_distance(pr, pc),
@@ -580,17 +583,6 @@ def _compare_column(
         return replace(base, skipped="no current rows")
     if n_cur == 0:
         return replace(base, skipped="no non-null values in the current")
-    if ref.kind == "numeric":
-        out = _numeric_compare(ref, values, config)
-        if not ref.exact:
-            base = replace(
-                base,
-                exact=False,
-                ks_error_bound=ref.sketch_ks_error,
-                wasserstein_error_bound=ref.sketch_wasserstein_error,
-            )
-    else:
-        out = _categorical_compare(ref, _value_counts(series), config)
     stat = config.stattest.get(col, "auto")
     if stat == "distance":
         stat = "wasserstein" if ref.kind == "numeric" else "jensen_shannon"
@@ -600,6 +592,17 @@ def _compare_column(
             stat = "ks" if small else "wasserstein"
         else:
             stat = "chi2" if small else "jensen_shannon"
+    if ref.kind == "numeric":
+        out = _numeric_compare(ref, values, config, p_value=config.p_values or stat == "ks")
+        if not ref.exact:
+            base = replace(
+                base,
+                exact=False,
+                ks_error_bound=ref.sketch_ks_error,
+                wasserstein_error_bound=ref.sketch_wasserstein_error,
+            )
+    else:
+        out = _categorical_compare(ref, _value_counts(series), config)
     allowed = NUMERIC_STATISTICS if ref.kind == "numeric" else CATEGORICAL_STATISTICS
     if stat not in allowed:
         raise DriftError(

@@ -103,6 +103,9 @@ class DriftConfig:
     thresholds: Mapping[str, float] = field(default_factory=dict)
     #: per-column null-share change threshold (default `null_share_threshold`)
     null_thresholds: Mapping[str, float] = field(default_factory=dict)
+    #: report the KS p-value of numeric columns gated by another statistic (False: only
+    #: when KS decides; the calibration's like-window pairs read distances alone)
+    p_values: bool = True
 
     def __post_init__(self) -> None:
         if self.correction not in CORRECTIONS:
