@@ -611,6 +611,8 @@ def test_scenario_flags_nothing_outside_its_lineage(tmp_path_factory, kind):
     expected, got = _scenario(tmp_path_factory, kind)
     assert got["gate"], got["check"].detail  # something is detected
     assert got["gate"] == got["monitor"]  # the gate and the staleness monitor agree
+    # and the dashboard: its newest point judges the trailing week, the monitor's rows
+    assert got["last_day"] == got["monitor"], got["last_day"] ^ got["monitor"]
     for verdict in (got["gate"], got["monitor"], *got["per_day"].values()):
         assert verdict <= expected, (verdict - expected, got["check"].detail)
     # the lineage explanation names unflagged features only, each reading a source column
@@ -723,6 +725,7 @@ def test_second_seed_flags_nothing_outside_lineage(tmp_path_factory, second_clea
     seed flags that day; new_region flags exactly its lineage set."""
     expected, got, _ = _scenario_rows(tmp_path_factory, kind, SECOND_SEED)
     assert got["gate"] and got["gate"] == got["monitor"], got["check"].detail
+    assert got["last_day"] == got["monitor"], got["last_day"] ^ got["monitor"]
     assert got["gate"] <= expected, (got["gate"] - expected, got["check"].detail)
     for day, flagged in got["per_day"].items():
         assert flagged - expected <= second_clean["per_day"].get(day, set()), (day, flagged)
@@ -735,11 +738,14 @@ SECOND_NOT_MET = {
     "price_change": "plant_conversion_30d moves 0.22 (buyers order fewer of the dearer "
     "plants) and scores 0.79 of its threshold (its increments); the catalogue price and "
     "its band are flagged",
-    "seasonal": "5 user-activity features moved 0.21-0.31 are missed (impressions and "
-    "sessions over 30 days, sessions over 7, views over 30, the average line value; "
-    "user_ctr_30d is flagged on its recent rate): their increments are calibrated on 3 "
-    "same-weekday pairs of a 16-day history, and one pair sets a threshold 6x seed 42's "
-    "(user_activity__views_30d 0.356 against 0.056)",
+    "seasonal": "22 of the 27 moved features flagged; 5 user-activity features moved "
+    "0.21-0.31 are missed (impressions and sessions over 30 days, sessions over 7, views "
+    "over 30, the average line value): their increments are calibrated on the 3 "
+    "same-weekday pairs a 16-day history leaves after the warm-up, all at one lag, so the "
+    "null cannot tell chance (which shrinks with the rows) from a week-to-week offset "
+    "(which does not); seed 7's three pair distances for views over 30 days (0.11-0.21, "
+    "1.3-2.8 iid standard errors) set a threshold of 0.353 where seed 42's (0.0005-0.07, "
+    "0.01-0.8 standard errors) set 0.064",
 }
 
 

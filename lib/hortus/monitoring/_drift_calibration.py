@@ -67,8 +67,11 @@ the margin trades those two tails.
    last week in it.  Increments of a current of 2+ days are therefore compared with the
    same weekdays whole weeks earlier (the current's span shifted back by the fewest
    weeks that do not overlap it, inside the history) and calibrated on the pairs whose
-   lag is whole weeks (``weekday_aligned``; a one-day window of the dashboard keeps the
-   last week: a day is not judged against one other day).
+   lag is whole weeks (``weekday_aligned``).  The reference covers the current's hours of
+   the week (it ends at the current's last row shifted back).  A current whose rows cover
+   under a day and a half keeps the last week, whatever its rounded span: a day is not
+   judged against one other day (seed 7's ``new_region`` flagged ``user_ctr_30d`` at 1.13
+   on the dashboard's second point, a day and 3 hours, judged as two days).
 
 7. **Zero-inflated increments in two parts (a hurdle).**  Most entities add nothing in a
    few days (on the default snapshot 9.6% of the hold-out's ~1,400 spend increments are
