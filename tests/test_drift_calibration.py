@@ -173,6 +173,13 @@ def test_window_aggregates_carry_their_entity_keys():
     assert INCREMENTS["user_avg_line_value"] == ("user_id",)  # a ratio of two user sums
     # recency: +1 a day while idle, a drop where an event happened (the recent event rate)
     assert INCREMENTS["user_activity__days_since_clicks"] == ("user_id",)
+    # each names its window (a ratio the longer of its two; all-time and recency: none)
+    day = timedelta(days=1)
+    assert INCREMENTS["user_activity__spend_30d"].window == 30 * day
+    assert INCREMENTS["plant_popularity__views_7d"].window == 7 * day
+    assert INCREMENTS["user_ctr_30d"].window == 30 * day
+    assert INCREMENTS["user_activity__spend_all"].window is None
+    assert INCREMENTS["user_activity__days_since_clicks"].window is None
     # latest values, bands and ratios with a latest input are judged on levels
     for name in ("plant_catalog__price", "price_band", "price_vs_user_avg",
                  "user_profile__region"):  # fmt: skip
@@ -338,6 +345,51 @@ def test_a_day_and_some_hours_is_judged_as_one_day():
     assert "same weekdays" in how and "increment_threshold" in stats
 
 
+def _window_counts(days: int, seed: int, *, rise_from: int | None = None) -> pl.DataFrame:
+    """30-day counts of 300 users, one row per user and day (half-day jitter): the
+    windows fill up on day 30, and activity rises 40% from `rise_from` on."""
+    rng = np.random.default_rng(seed)
+    users, n = 300, 300 * days
+    day = np.repeat(np.arange(days), users)
+    rate = rng.gamma(2.0, 1.5, users)[np.tile(np.arange(users), days)]
+    if rise_from is not None:
+        rate = rate * np.where(day >= rise_from, 1.4, 1.0)
+    jitter = rng.uniform(0, 0.5, n)
+    added = rng.poisson(rate).astype(float)
+    frame = _user_days(users, days, datetime(2025, 1, 1), jitter, added=added)
+    return frame.with_columns(
+        pl.col("added").rolling_sum(30, min_samples=1).over("user").alias("count_30d")
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_a_full_window_is_calibrated_on_pairs_after_it_filled(seed):
+    """55 days, the current the last 5: a 30-day window is full before the current, so
+    its pairs start on day 30 (`EntityKeys.window`). Pairs from the warm-up on mix the
+    growing and the full window and hide a 40% rise (0.19-0.24 of the thresholds on
+    seeds 0-3); the full window's pairs flag it (1.12-1.46), a clean current under 0.4."""
+    from hortus.features.definitions import EntityKeys
+
+    cut = datetime(2025, 1, 1) + timedelta(days=50)
+
+    def judged(frame: pl.DataFrame, keys: tuple) -> tuple[float, bool, str]:
+        history, current = frame.filter(pl.col("ts") < cut), frame.filter(pl.col("ts") >= cut)
+        report, got = calibrated_compare(history, current, ["count_30d"], time="ts",
+                                         increments={"count_30d": keys})  # fmt: skip
+        (r,) = report.overall()
+        level = r.stats["level_value"] / r.stats["level_threshold"]
+        return level, r.drifted, got.describe()
+
+    window = EntityKeys(("user",), window=timedelta(days=30))
+    score, drifted, how = judged(_window_counts(55, seed), window)
+    assert not drifted and score < 0.5 and "after their windows filled" in how
+    risen = _window_counts(55, seed, rise_from=50)
+    score, drifted, _ = judged(risen, window)
+    assert drifted and score >= 1
+    mixed, drifted, how = judged(risen, ("user",))  # no window known: the old pairs
+    assert not drifted and mixed < score / 2 and "after their windows filled" not in how
+
+
 def _spend(days: int, seed: int, *, rise_from: int | None = None) -> pl.DataFrame:
     """All-time spend of 300 users from a Monday: 6% buy on a day, and their baskets
     (lognormal, ~20) are twice as large from `rise_from` on."""
@@ -443,7 +495,8 @@ def test_entity_keys_name_a_ratios_parts_only_when_keyed_alike():
                                          "user_activity__impressions_30d")  # fmt: skip
     assert pickle.loads(pickle.dumps(got["user_ctr_30d"])).parts == got["user_ctr_30d"].parts
     assert got["category_affinity_30d"].parts is None  # (user, category) over user
-    assert not hasattr(got["user_activity__clicks_30d"], "parts")  # a plain aggregate
+    assert got["user_activity__clicks_30d"].parts is None  # a plain aggregate
+    assert pickle.loads(pickle.dumps(got["user_ctr_30d"])).window == timedelta(days=30)
 
 
 def test_a_constant_column_is_not_judged():

@@ -365,14 +365,21 @@ class EntityKeys(tuple):
     A ratio of two window aggregates keyed alike also names its numerator and
     denominator (`parts`): drift judges the ratio of what the recent days added to
     each (`hortus.monitoring._drift_increments.with_rate_parts`), which the change of
-    the ratio itself hides under its noise.
+    the ratio itself hides under its noise.  `window` is the aggregate's window (the
+    longer of a ratio's two; None: all-time or recency): until a window is full its
+    level grows and its increments are what the days added; once full, what they added
+    less what dropped out, so drift calibrates it on like windows of the same regime.
     """
 
     parts: tuple[str, str] | None
+    window: timedelta | None
 
-    def __new__(cls, keys, parts: tuple[str, str] | None = None) -> EntityKeys:
+    def __new__(
+        cls, keys, parts: tuple[str, str] | None = None, window: timedelta | None = None
+    ) -> EntityKeys:
         obj = super().__new__(cls, keys)
         obj.parts = parts
+        obj.window = window
         return obj
 
 
@@ -393,19 +400,24 @@ def feature_entities(features: FeatureSet) -> dict[str, tuple[str, ...]]:
     --------
     >>> g = FeatureGroup("s", ("shop_id",), "silver.sales", "ts",
     ...                  aggs=(Agg("n", pl.lit(1.0), ("7d",), recency=True),), latest=("size",))
-    >>> feature_entities(FeatureSet(groups=(g,)))
-    {'s__n_7d': ('shop_id',), 's__days_since_n': ('shop_id',)}
+    >>> out = feature_entities(FeatureSet(groups=(g,)))
+    >>> out, out["s__n_7d"].window
+    ({'s__n_7d': ('shop_id',), 's__days_since_n': ('shop_id',)}, datetime.timedelta(days=7))
     """
     out: dict[str, tuple[str, ...]] = {}
     for g in features.groups:
+        keys = tuple(features.key_columns(g))
         for a in g.aggs:
             for w in a.windows:
-                out[f"{g.name}__{a.name}_{w}"] = tuple(features.key_columns(g))
+                out[f"{g.name}__{a.name}_{w}"] = EntityKeys(keys, window=parse_window(w))
             if a.recency:
-                out[f"{g.name}__days_since_{a.name}"] = tuple(features.key_columns(g))
+                out[f"{g.name}__days_since_{a.name}"] = EntityKeys(keys)
     for d in features.derived:
         if isinstance(d, Ratio) and d.num in out and d.den in out:
             alike = tuple(out[d.num]) == tuple(out[d.den])
             keys = tuple(dict.fromkeys((*out[d.num], *out[d.den])))
-            out[d.name] = EntityKeys(keys, (d.num, d.den) if alike else None)
+            spans = [w for w in (getattr(out[c], "window", None) for c in (d.num, d.den)) if w]
+            out[d.name] = EntityKeys(
+                keys, (d.num, d.den) if alike else None, window=max(spans) if spans else None
+            )
     return out
