@@ -658,6 +658,19 @@ LINEAGE_NOT_MET = {
 }
 
 
+def test_new_region_is_flagged_exactly_by_every_decision(tmp_path_factory):
+    """The default suite's drift scenario (the others are slow): ``new_region`` on the
+    default snapshot is flagged on exactly its lineage set (region and country, fixed
+    from the manifest before any comparison) by the gate, the staleness monitor and the
+    dashboard's newest point, and no dashboard point flags anything else."""
+    expected, got = _scenario(tmp_path_factory, "new_region")
+    assert expected == {"user_profile__country", "user_profile__region"}
+    assert got["gate"] == got["monitor"] == got["last_day"] == expected, got["check"].detail
+    assert "2 of 47 columns drifted" in got["check"].detail  # the gate's report says so
+    for day, flagged in got["per_day"].items():
+        assert flagged <= expected, (day, flagged)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", SCENARIOS)
 def test_scenario_flags_nothing_outside_its_lineage(tmp_path_factory, kind):
