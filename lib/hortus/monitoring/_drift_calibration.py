@@ -119,7 +119,9 @@ the margin trades those two tails.
    features thresholds of 1.5-3.2 and the clean gate flagged ``plant_conversion_30d``'s
    recent rate at 1.21; with this, nothing, and ``seasonal`` 29 of 36 lineage features
    (before 23).  The 28-day snapshot (7-day windows full within the warm-up, 30-day ones
-   never) is unchanged bit for bit.
+   never) is unchanged bit for bit.  The warm-up is the window alone: with the increments'
+   gap on top, the 7-day windows' pairs there started 3 days later and the clean
+   dashboard flagged two features on the fewer pairs.
 
 Measured with both (gap 3 days, asinh scale; default snapshot, seed 42; x86_64, 2
 shared cores, load 3-5; the scenarios' features built once and judged by
@@ -484,9 +486,8 @@ def _regime_warm_ups(
     starts: its window (`EntityKeys.window`), when longer than the configured warm-up.
     Its pairs then lie where the window is full, as the current does: before, its level
     grew and its increments were what the days added; after, what they added less what
-    dropped out of the window.  (The window alone: with the increments' gap added, a
-    7-day window's pairs on the 28-day plant shop started 3 days later, and the clean
-    dashboard flagged two features on them.)"""
+    dropped out of the window.  The window alone, not the increments' gap on top: fewer
+    pairs for a window just full (module docstring, item 10)."""
     out = {}
     for f, keys in increments.items():
         window = getattr(keys, "window", None)
@@ -528,8 +529,9 @@ def _calibrate_by_regime(
             found.append(got)
             full.extend(dict.fromkeys(_feature_of(c) for c in cols))
     if rest or not found:
-        main = calibrate(history, [c for c in columns if c in set(rest)],
-                         calibration=calibration, **kwargs)  # fmt: skip
+        kept = set(rest)
+        main = calibrate(history, [c for c in columns if c in kept], calibration=calibration,
+                         **kwargs)  # fmt: skip
     else:  # every column full before the current: the first such group describes
         main = found[0]
     if not found:
@@ -539,8 +541,8 @@ def _calibrate_by_regime(
     for got in found:
         for k, values in merged.items():
             values.update(getattr(got, k))
-    return replace(main, **merged, full=tuple(dict.fromkeys(full)), note=None
-                   if merged["thresholds"] else main.note)  # fmt: skip
+    note = None if merged["thresholds"] else main.note
+    return replace(main, **merged, full=tuple(dict.fromkeys(full)), note=note)
 
 
 def _column_key(history: pl.DataFrame, column: str) -> tuple:
